@@ -1,0 +1,30 @@
+"""dynconv-bench: dynamic convolutions (KernelDNA, CondConv, DyConv, ODConv) behind one interface."""
+
+from __future__ import annotations
+
+from .convert import ConversionReport, convert, create_model, deploy, set_progress
+from .errors import ConfigError, UserError
+from .registry import get_variant, list_variants, load_plugin_file, register_variant
+from .sites import ConvSite, find_conv_sites
+from .variant import DynamicLayer, Param, StageContext, Variant
+
+__version__ = "0.1.0"
+
+
+def profile(model, input_size=(3, 224, 224), **kwargs):  # noqa: ANN001, ANN201
+    """Parameters and complete MAC counts of `model` (see dynconv_bench.metrics.flops.profile)."""
+    from .metrics.flops import profile as _profile
+
+    return _profile(model, input_size=input_size, **kwargs)
+
+
+__all__ = [
+    "ConfigError", "ConversionReport", "ConvSite", "DynamicLayer", "Param", "StageContext", "UserError",
+    "Variant", "convert", "create_model", "deploy", "find_conv_sites", "get_variant", "list_variants",
+    "load_plugin_file", "profile", "register_variant", "set_progress",
+]
+
+from . import backbones as _backbones  # noqa: E402,F401  (registers cifar_resnet* with timm)
+from .registry import load_architectures as _load_architectures  # noqa: E402
+
+_load_architectures()

@@ -1,0 +1,49 @@
+"""Small layers shared by several variants."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def batchnorm_any_batch(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """BatchNorm that also works on one value per channel in training (batch 1 after pooling).
+
+    With a single value per channel the batch statistics are undefined, so the running
+    statistics are used (as in eval mode) and left unchanged.
+    """
+    if bn.training and x.shape[0] * x.shape[2] * x.shape[3] == 1:
+        return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+    return bn(x)
+
+
+class ChannelSE(nn.Module):
+    """SE-style channel attention as KernelDNA uses it: returns the per-sample channel scales.
+
+    GAP -> 1x1 conv (C -> C/reduction, no bias) -> BN -> ReLU -> 1x1 conv (with bias) -> sigmoid.
+    """
+
+    def __init__(self, channels: int, reduction: int = 4, min_channels: int = 1) -> None:
+        super().__init__()
+        hidden = max(channels // reduction, min_channels)
+        self.reduce = nn.Conv2d(channels, hidden, 1, bias=False)
+        self.bn = nn.BatchNorm2d(hidden)
+        self.expand = nn.Conv2d(hidden, channels, 1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = F.adaptive_avg_pool2d(x, 1)
+        s = F.relu(batchnorm_any_batch(self.bn, self.reduce(s)))
+        return torch.sigmoid(self.expand(s))
+
+
+class SEConv(nn.Module):
+    """A conv whose input channels are first scaled by a ChannelSE (the `static-se` baseline)."""
+
+    def __init__(self, conv: nn.Conv2d, reduction: int = 4, min_channels: int = 1) -> None:
+        super().__init__()
+        self.se = ChannelSE(conv.in_channels, reduction, min_channels)
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x * self.se(x))

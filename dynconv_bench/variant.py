@@ -1,0 +1,146 @@
+"""The common variant interface: a named, configurable recipe that replaces selected convs."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from torch import nn
+
+from .errors import ConfigError
+from .sites import ConvSite
+
+
+@dataclass(frozen=True)
+class Param:
+    """One accepted config key: its type, default, and optional range or choices."""
+
+    default: Any
+    help: str = ""
+    type: type | tuple[type, ...] | None = None  # inferred from the default when None
+    choices: Sequence[Any] | None = None
+    min: float | None = None
+    max: float | None = None
+
+    def check(self, key: str, value: Any, variant: str) -> Any:
+        """Return `value` coerced to this parameter's type, or raise ConfigError."""
+        expected = self.type or type(self.default)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if callable(value) and not isinstance(value, str) and key == "policy":
+            return value
+        if isinstance(value, bool) and expected is not bool and expected != (bool,):
+            raise ConfigError(f"{variant}: {key}={value!r} must be {_type_name(expected)}, not bool")
+        if not isinstance(value, expected):
+            raise ConfigError(
+                f"{variant}: {key}={value!r} must be {_type_name(expected)}, not {type(value).__name__}"
+            )
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(f"{variant}: {key}={value!r} is not valid; valid: {', '.join(map(str, self.choices))}")
+        if self.min is not None and value < self.min:
+            raise ConfigError(f"{variant}: {key}={value!r} is below the minimum {self.min}")
+        if self.max is not None and value > self.max:
+            raise ConfigError(f"{variant}: {key}={value!r} is above the maximum {self.max}")
+        return value
+
+
+def _type_name(t: type | tuple[type, ...]) -> str:
+    if isinstance(t, tuple):
+        return " or ".join(x.__name__ for x in t)
+    return t.__name__
+
+
+@dataclass
+class StageContext:
+    """What a variant sees of one stage: its eligible convs in model order."""
+
+    stage: str
+    sites: list[ConvSite]
+    model: nn.Module = field(repr=False)
+
+    def groups(self) -> list[list[ConvSite]]:
+        """Sites with identical weight shape, stride, dilation and groups, in model order."""
+        by_key: dict[tuple, list[ConvSite]] = {}
+        for site in self.sites:
+            by_key.setdefault(site.sharing_key, []).append(site)
+        return list(by_key.values())
+
+
+class Variant:
+    """Base class of every variant (built-in or plugin).
+
+    Subclasses set the class attributes and override `convert_conv` (per-layer variants) or
+    `convert_stage` (variants whose layers share state across a stage).
+    """
+
+    name: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    year: ClassVar[int | None] = None
+    url: ClassVar[str] = ""
+    params: ClassVar[dict[str, Param]] = {}
+
+    def __init__(self, **cfg: Any) -> None:
+        self.cfg = self.validate(cfg)
+
+    # -- configuration ---------------------------------------------------------------------
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        return {k: p.default for k, p in cls.params.items()}
+
+    @classmethod
+    def validate(cls, cfg: dict[str, Any]) -> dict[str, Any]:
+        """Return the full config (defaults + `cfg`), rejecting unknown keys and bad values."""
+        out = cls.default_config()
+        for key, value in cfg.items():
+            if key not in cls.params:
+                valid = sorted(cls.params)
+                close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(
+                    f"{cls.name}: unknown config key {key!r}{hint}; valid keys: {', '.join(valid) or '(none)'}"
+                )
+            out[key] = cls.params[key].check(key, value, cls.name)
+        return out
+
+    # -- conversion ------------------------------------------------------------------------
+    def policy(self) -> str | Callable[[ConvSite], bool]:
+        return self.cfg.get("policy", "all")
+
+    def convert_stage(self, ctx: StageContext) -> dict[str, nn.Module]:
+        """Return replacements {qualified conv name: new module} for one stage.
+
+        The default converts each site on its own; cross-layer variants override this.
+        """
+        out: dict[str, nn.Module] = {}
+        for site in ctx.sites:
+            new = self.convert_conv(site)
+            if new is not None and new is not site.conv:
+                out[site.name] = new
+        return out
+
+    def convert_conv(self, site: ConvSite) -> nn.Module | None:
+        """Return the module that replaces one conv (None leaves it as it is)."""
+        return None
+
+    def finalize(self, model: nn.Module) -> None:
+        """Hook run once after all replacements (e.g. to tie shared state)."""
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        return {"name": cls.name, "paper": cls.paper, "year": cls.year, "defaults": cls.default_config()}
+
+
+class DynamicLayer:
+    """Mixin for converted layers: optional hooks the core calls.
+
+    `set_progress(fraction)` is called by the training loop (fraction of training done, in
+    [0, 1]); `deploy_module()` returns the inference form (plain weights folded).
+    """
+
+    def set_progress(self, fraction: float) -> None:  # pragma: no cover - default no-op
+        pass
+
+    def deploy_module(self) -> nn.Module:
+        return self  # type: ignore[return-value]

@@ -1,0 +1,1 @@
+"""Built-in variants of dynconv-bench, registered through the `dynconv_bench.variants` entry points."""
