@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .variant import DynamicLayer
+
 
 def batchnorm_any_batch(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
     """BatchNorm that also works on one value per channel in training (batch 1 after pooling).
@@ -37,7 +39,24 @@ class ChannelSE(nn.Module):
         return torch.sigmoid(self.expand(s))
 
 
-class SEConv(nn.Module):
+class ConvGeometry:
+    """Conv-like attributes (in/out channels, kernel, stride, padding, dilation, groups) of `self.conv`.
+
+    Converted layers expose these so that counters and reports treat them like the conv they replace.
+    """
+
+    conv: nn.Conv2d
+
+    in_channels = property(lambda self: self.conv.in_channels)
+    out_channels = property(lambda self: self.conv.out_channels)
+    kernel_size = property(lambda self: tuple(self.conv.kernel_size))
+    stride = property(lambda self: tuple(self.conv.stride))
+    padding = property(lambda self: self.conv.padding)
+    dilation = property(lambda self: tuple(self.conv.dilation))
+    groups = property(lambda self: self.conv.groups)
+
+
+class SEConv(ConvGeometry, DynamicLayer, nn.Module):
     """A conv whose input channels are first scaled by a ChannelSE (the `static-se` baseline)."""
 
     def __init__(self, conv: nn.Conv2d, reduction: int = 4, min_channels: int = 1) -> None:
