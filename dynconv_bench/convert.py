@@ -68,7 +68,8 @@ def create_model(backbone: str, variant: str | Variant = "static", num_classes: 
     from . import backbones
 
     if not timm.is_model(backbone):
-        raise unknown_choice("backbone", backbone, backbones.list_backbones())
+        err = unknown_choice("backbone", backbone, backbones.list_backbones())
+        raise UserError(f"{err} (or any name from timm.list_models())")
     if pretrained:
         raise UserError("pretrained weights are not available: this suite never downloads weights")
     model = timm.create_model(backbone, pretrained=False, num_classes=num_classes)

@@ -1,0 +1,128 @@
+"""Executors run cells: `local` (in process, or one subprocess per cell) and `ray` (cells as Ray tasks)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from .errors import UserError, unknown_choice
+from .store import utcnow
+from .suite import Cell
+
+EXECUTORS = ("local", "ray")
+CellFn = Callable[[dict[str, Any], Sequence[str]], dict[str, Any]]
+
+
+def _default_fn(cell: dict[str, Any], plugins: Sequence[str] = ()) -> dict[str, Any]:
+    from .cells import run_cell
+
+    return run_cell(cell, plugins)
+
+
+def _failed(error: str, started: str) -> dict[str, Any]:
+    return {"values": None, "status": "failed", "error": error, "environment": None, "started": started,
+            "finished": utcnow()}
+
+
+def run_in_subprocess(cell: Cell, plugins: Sequence[str] = (), timeout: float | None = None) -> dict[str, Any]:
+    """Measure `cell` in a fresh Python process; a crash or timeout becomes a failed result."""
+    from .cells import RESULT_MARKER
+
+    started = utcnow()
+    request = json.dumps({"cell": cell.to_dict(), "plugins": list(plugins)})
+    try:
+        proc = subprocess.run([sys.executable, "-m", "dynconv_bench.cells"], input=request, capture_output=True,
+                              text=True, timeout=timeout, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    except subprocess.TimeoutExpired:
+        return _failed(f"timed out after {timeout:g} s", started)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_MARKER):
+            return json.loads(line[len(RESULT_MARKER):])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    return _failed(f"subprocess exited with code {proc.returncode}: {' | '.join(tail)}", started)
+
+
+class LocalExecutor:
+    """Cells one after another on this machine, in this process or each in its own subprocess."""
+
+    name = "local"
+
+    def __init__(self, subprocess: bool = False, timeout: float | None = None, fn: CellFn | None = None) -> None:
+        self.subprocess = subprocess
+        self.timeout = timeout
+        self.fn = fn or _default_fn
+
+    def map(self, cells: Iterable[Cell], plugins: Sequence[str] = (),
+            on_start: Callable[[Cell], None] | None = None) -> Iterator[tuple[Cell, dict[str, Any]]]:
+        for cell in cells:
+            if on_start is not None:
+                on_start(cell)
+            if self.subprocess:
+                yield cell, run_in_subprocess(cell, plugins, self.timeout)
+            else:
+                yield cell, self.fn(cell.to_dict(), plugins)
+
+
+class RayExecutor:
+    """Cells as Ray tasks with CPU/GPU requests; results come back to this process as tasks finish."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, num_cpus: float = 1, num_gpus: float = 0,
+                 max_pending: int | None = None, fn: CellFn | None = None) -> None:
+        self.address = address
+        self.num_cpus = num_cpus
+        self.num_gpus = num_gpus
+        self.max_pending = max_pending
+        self.fn = fn or _default_fn
+
+    def _resources(self, cell: Cell) -> dict[str, float]:
+        gpus = cell.options.get("num_gpus")
+        if gpus is None:
+            gpus = max(self.num_gpus, 1) if cell.options.get("device") == "cuda" else self.num_gpus
+        return {"num_cpus": self.num_cpus, "num_gpus": gpus}
+
+    def map(self, cells: Iterable[Cell], plugins: Sequence[str] = (),
+            on_start: Callable[[Cell], None] | None = None) -> Iterator[tuple[Cell, dict[str, Any]]]:
+        try:
+            import ray
+        except ImportError:
+            raise UserError("the ray executor needs Ray: pip install 'dynconv-bench[ray]'") from None
+        if not ray.is_initialized():
+            try:
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                         ignore_reinit_error=True)
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                raise UserError(f"cannot connect to the Ray cluster at {self.address!r}: {exc}") from None
+        task = ray.remote(self.fn)
+        pending: dict[Any, Cell] = {}
+        queue = list(cells)
+        limit = self.max_pending or max(1, int(ray.cluster_resources().get("CPU", 1) * 2))
+        while queue or pending:
+            while queue and len(pending) < limit:
+                cell = queue.pop(0)
+                if on_start is not None:
+                    on_start(cell)
+                ref = task.options(**self._resources(cell)).remote(cell.to_dict(), list(plugins))
+                pending[ref] = cell
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                cell = pending.pop(ref)
+                try:
+                    yield cell, ray.get(ref)
+                except Exception as exc:  # a task that died (worker crash, OOM kill)
+                    yield cell, _failed(f"ray task failed: {type(exc).__name__}: {exc}", utcnow())
+
+
+def make_executor(name: str = "local", **kw: Any) -> LocalExecutor | RayExecutor:
+    """An executor by name: `local` (subprocess, timeout) or `ray` (address, num_cpus, num_gpus)."""
+    if name == "local":
+        return LocalExecutor(**{k: v for k, v in kw.items() if k in ("subprocess", "timeout", "fn")})
+    if name == "ray":
+        return RayExecutor(**{k: v for k, v in kw.items() if k in ("address", "num_cpus", "num_gpus", "max_pending",
+                                                                    "fn")})
+    raise unknown_choice("executor", name, EXECUTORS)

@@ -1,0 +1,328 @@
+"""Suite files (TOML): which backbones and variants to measure, and how; validated, then expanded to cells."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError, unknown_choice
+
+KINDS = ("params", "macs", "speed", "memory", "accuracy", "layers")
+TOP_KEYS = ("name", "description", "backbones", "variants", "measure")
+VARIANT_KEYS = ("name", "variant", "config")
+DEVICES = ("cpu", "cuda")
+PRECISIONS = ("fp32", "fp16", "bf16")
+MODES = ("inference", "train")
+
+# Accepted keys of each [measure.KIND] table and their defaults (None: decided per backbone).
+MEASURE_KEYS: dict[str, dict[str, Any]] = {
+    "params": {"backbones": None, "num_classes": 1000},
+    "macs": {"backbones": None, "num_classes": 1000, "input_size": None},
+    "speed": {"backbones": None, "num_classes": 1000, "input_size": None, "device": "cpu", "batch_sizes": [1],
+              "modes": ["inference"], "threads": None, "precision": "fp32", "channels_last": False,
+              "compile": False, "warmup": None, "min_time": None, "deploy": True, "num_gpus": None},
+    "memory": {"backbones": None, "num_classes": 1000, "input_size": None, "device": "cpu", "batch_sizes": [1],
+               "modes": ["inference"]},
+    "accuracy": {"backbones": None, "datasets": ["digits"], "recipe": None, "seeds": [0], "epochs": None,
+                 "data_root": None, "device": "cpu", "overrides": {}, "num_gpus": None},
+    # per-layer latency of the deployed model (for the breakdown plot)
+    "layers": {"backbones": None, "num_classes": 1000, "input_size": None, "batch_size": 1, "repeats": 5,
+               "threads": None},
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measurement: a backbone, a configured variant, a metric kind and its options."""
+
+    suite: str
+    backbone: str
+    variant: str  # label in reports (a variant name, or a named configuration such as "odconv-4x")
+    variant_name: str  # the registered variant
+    config: dict[str, Any] = field(hash=False)
+    kind: str = "params"
+    options: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    @property
+    def config_hash(self) -> str:
+        return stable_hash({"variant": self.variant_name, "config": self.config})
+
+    @property
+    def options_hash(self) -> str:
+        return stable_hash(self.options)
+
+    @property
+    def key(self) -> tuple[str, str, str, str, str, str]:
+        """What identifies a cell in the store: rerunning a suite skips keys already done."""
+        return (self.suite, self.backbone, self.variant, self.config_hash, self.kind, self.options_hash)
+
+    def label(self) -> str:
+        opts = ",".join(f"{k}={v}" for k, v in self.options.items() if k in _LABEL_OPTIONS)
+        return f"{self.backbone}/{self.variant}/{self.kind}" + (f"[{opts}]" if opts else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Cell:
+        return cls(**{k: d[k] for k in ("suite", "backbone", "variant", "variant_name", "config", "kind", "options")})
+
+
+_LABEL_OPTIONS = ("batch_size", "mode", "dataset", "seed", "device", "precision")
+
+
+@dataclass
+class Suite:
+    """A validated suite file."""
+
+    name: str
+    path: Path | None
+    description: str
+    backbones: list[str]
+    variants: list[tuple[str, str, dict[str, Any]]]  # (label, registered name, full config)
+    measure: dict[str, dict[str, Any]]
+
+    def cells(self) -> list[Cell]:
+        """Expand into cells: cheap kinds first so that a partial run already gives a leaderboard."""
+        out: list[Cell] = []
+        for kind in KINDS:
+            if kind not in self.measure:
+                continue
+            opts = self.measure[kind]
+            for backbone in opts["backbones"] or self.backbones:
+                for label, vname, cfg in self.variants:
+                    for options in _expand(kind, opts, backbone):
+                        out.append(Cell(self.name, backbone, label, vname, cfg, kind, options))
+        return out
+
+
+def stable_hash(obj: Any) -> str:
+    """A short hash of a JSON-able object, independent of key order."""
+    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _expand(kind: str, opts: dict[str, Any], backbone: str) -> list[dict[str, Any]]:
+    from .backbones import default_input_size
+
+    base = {k: v for k, v in opts.items() if k not in ("backbones", "batch_sizes", "modes", "datasets", "seeds")}
+    if "input_size" in base and base["input_size"] is None:
+        base["input_size"] = list(default_input_size(backbone))
+    if kind in ("speed", "memory"):
+        return [{**base, "mode": m, "batch_size": b} for m in opts["modes"] for b in opts["batch_sizes"]]
+    if kind == "accuracy":
+        return [{**base, "dataset": d, "seed": s} for d in opts["datasets"] for s in opts["seeds"]]
+    return [base]
+
+
+def resolve_suite_path(name_or_path: str | Path) -> Path:
+    """`NAME` -> ./suites/NAME.toml or the bundled suites/NAME.toml; a path is used as it is."""
+    text = str(name_or_path)
+    path = Path(text)
+    if path.suffix == ".toml" or "/" in text or path.is_file():
+        if not path.is_file():
+            raise UserError(f"suite file not found: {path}")
+        return path
+    for folder in (Path.cwd() / "suites", bundled_suites_dir()):
+        candidate = folder / f"{text}.toml"
+        if candidate.is_file():
+            return candidate
+    raise unknown_choice("suite", text, list_suites())
+
+
+def bundled_suites_dir() -> Path:
+    import dynconv_bench
+
+    return Path(dynconv_bench.__file__).resolve().parents[1] / "suites"
+
+
+def list_suites() -> list[str]:
+    """Names of the suites in ./suites and the bundled suites folder."""
+    names: set[str] = set()
+    for folder in (Path.cwd() / "suites", bundled_suites_dir()):
+        if folder.is_dir():
+            names.update(p.stem for p in folder.glob("*.toml"))
+    return sorted(names)
+
+
+def load_suite(name_or_path: str | Path) -> Suite:
+    """Read and validate a suite; every problem is a UserError naming the file and key."""
+    path = resolve_suite_path(name_or_path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: malformed TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read suite: {exc}") from None
+    return parse_suite(data, source=str(path), default_name=path.stem, path=path)
+
+
+def parse_suite(data: dict[str, Any], source: str = "<suite>", default_name: str = "suite",
+                path: Path | None = None) -> Suite:
+    """Validate a suite given as a dict (the parsed TOML)."""
+    from .backbones import list_backbones
+    from .registry import get_variant, list_variants
+
+    _check_keys(data, TOP_KEYS, source, "")
+    name = data.get("name", default_name)
+    _check_type(name, str, source, "name")
+    backbones = _str_list(data.get("backbones"), source, "backbones", required=True)
+    for b in backbones:
+        _check_backbone(b, source, "backbones", list_backbones)
+    variants = _parse_variants(data.get("variants"), source, get_variant, list_variants)
+    measure = data.get("measure")
+    if not isinstance(measure, dict) or not measure:
+        raise UserError(f"{source}: [measure] must have at least one of {', '.join(f'[measure.{k}]' for k in KINDS)}")
+    _check_keys(measure, KINDS, source, "measure.")
+    parsed = {kind: _parse_measure(kind, opts, source, list_backbones) for kind, opts in measure.items()}
+    return Suite(name, path, str(data.get("description", "")), backbones, variants, parsed)
+
+
+def _check_keys(table: dict[str, Any], valid: tuple[str, ...] | list[str], source: str, prefix: str) -> None:
+    for key in table:
+        if key not in valid:
+            close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UserError(f"{source}: unknown key {prefix}{key!r}{hint}; valid: {', '.join(valid)}")
+
+
+def _check_type(value: Any, expected: type | tuple[type, ...], source: str, key: str) -> None:
+    if not isinstance(value, expected) or (isinstance(value, bool) and expected in (int, (int, float))):
+        names = expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
+        raise UserError(f"{source}: {key} = {value!r} must be {names}")
+
+
+def _str_list(value: Any, source: str, key: str, required: bool = False) -> list[str]:
+    if value is None and not required:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise UserError(f"{source}: {key} must be a non-empty list of names")
+    return value
+
+
+def _check_backbone(name: str, source: str, key: str, list_backbones: Any) -> None:
+    import timm
+
+    if not timm.is_model(name):
+        raise UserError(f"{source}: {key}: {unknown_choice('backbone', name, list_backbones())}")
+
+
+def _parse_variants(value: Any, source: str, get_variant: Any, list_variants: Any) -> list[tuple[str, str, dict]]:
+    if value is None:
+        raise UserError(f"{source}: variants is required (a list of names, \"*\" for all, or tables)")
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise UserError(f"{source}: variants must be a non-empty list")
+    out: list[tuple[str, str, dict]] = []
+    for i, entry in enumerate(value):
+        where = f"variants[{i}]"
+        if entry == "*":
+            out.extend((n, n, get_variant(n).validate({})) for n in list_variants())
+            continue
+        if isinstance(entry, str):
+            entry = {"variant": entry}
+        if not isinstance(entry, dict):
+            raise UserError(f"{source}: {where} must be a variant name or a table {{variant=..., config=...}}")
+        _check_keys(entry, VARIANT_KEYS, source, f"{where}.")
+        vname = entry.get("variant")
+        if not isinstance(vname, str):
+            raise UserError(f"{source}: {where}.variant must name a variant; valid: {', '.join(list_variants())}")
+        try:
+            cls = get_variant(vname)
+            cfg = entry.get("config", {})
+            if not isinstance(cfg, dict):
+                raise UserError(f"{where}.config must be a table of key = value")
+            full = cls.validate(cfg)
+        except UserError as exc:
+            raise type(exc)(f"{source}: {where}: {exc}") from None
+        label = entry.get("name", vname)
+        _check_type(label, str, source, f"{where}.name")
+        out.append((label, vname, full))
+    labels = [v[0] for v in out]
+    dupes = sorted({x for x in labels if labels.count(x) > 1})
+    if dupes:
+        raise UserError(f"{source}: variants: duplicate label(s) {', '.join(dupes)}; give each config a distinct name")
+    return out
+
+
+def _parse_measure(kind: str, opts: Any, source: str, list_backbones: Any) -> dict[str, Any]:
+    where = f"measure.{kind}"
+    if not isinstance(opts, dict):
+        raise UserError(f"{source}: [{where}] must be a table")
+    spec = MEASURE_KEYS[kind]
+    _check_keys(opts, list(spec), source, f"{where}.")
+    out = {k: (list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v) for k, v in spec.items()}
+    out.update(opts)
+    if out["backbones"] is not None:
+        out["backbones"] = _str_list(out["backbones"], source, f"{where}.backbones")
+        for b in out["backbones"]:
+            _check_backbone(b, source, f"{where}.backbones", list_backbones)
+    if "num_classes" in out:
+        _check_type(out["num_classes"], int, source, f"{where}.num_classes")
+    for key in ("batch_sizes", "seeds"):
+        if key in out:
+            vals = out[key]
+            if not isinstance(vals, list) or not vals or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                                 for v in vals):
+                raise UserError(f"{source}: {where}.{key} must be a non-empty list of integers")
+            if key == "batch_sizes" and min(vals) < 1:
+                raise UserError(f"{source}: {where}.batch_sizes must be >= 1")
+    if out.get("input_size") is not None:
+        size = out["input_size"]
+        if isinstance(size, int) and not isinstance(size, bool):
+            size = [3, size, size]
+        if not (isinstance(size, list) and len(size) == 3 and all(isinstance(v, int) and v > 0 for v in size)):
+            raise UserError(f"{source}: {where}.input_size must be an integer or [channels, height, width]")
+        out["input_size"] = size
+    if "modes" in out:
+        out["modes"] = _str_list(out["modes"], source, f"{where}.modes")
+        for m in out["modes"]:
+            if m not in MODES:
+                raise UserError(f"{source}: {where}.modes: {unknown_choice('mode', m, MODES)}")
+    if "device" in out and out["device"] not in DEVICES:
+        raise UserError(f"{source}: {where}.device: {unknown_choice('device', out['device'], DEVICES)}")
+    if "precision" in out and out["precision"] not in PRECISIONS:
+        raise UserError(f"{source}: {where}.precision: {unknown_choice('precision', out['precision'], PRECISIONS)}")
+    for key in ("threads", "warmup", "epochs", "num_gpus", "batch_size", "repeats"):
+        if out.get(key) is not None:
+            _check_type(out[key], (int, float) if key == "num_gpus" else int, source, f"{where}.{key}")
+    if out.get("min_time") is not None:
+        _check_type(out["min_time"], (int, float), source, f"{where}.min_time")
+    for key in ("channels_last", "compile", "deploy"):
+        if key in out:
+            _check_type(out[key], bool, source, f"{where}.{key}")
+    if kind == "accuracy":
+        _check_accuracy(out, source, where)
+    return out
+
+
+def _check_accuracy(out: dict[str, Any], source: str, where: str) -> None:
+    out["datasets"] = _str_list(out["datasets"], source, f"{where}.datasets")
+    try:
+        from .data import DATASETS
+    except ImportError:
+        DATASETS = None  # noqa: N806  (the data module has not landed yet)
+    if DATASETS is not None:
+        for d in out["datasets"]:
+            if d not in DATASETS:
+                raise UserError(f"{source}: {where}.datasets: {unknown_choice('dataset', d, DATASETS)}")
+    if out["recipe"] is not None:
+        _check_type(out["recipe"], str, source, f"{where}.recipe")
+        try:
+            from .training import RECIPES
+        except ImportError:
+            RECIPES = None  # noqa: N806
+        if RECIPES is not None and out["recipe"] not in RECIPES:
+            raise UserError(f"{source}: {where}.recipe: {unknown_choice('recipe', out['recipe'], RECIPES)}")
+    if not isinstance(out["overrides"], dict):
+        raise UserError(f"{source}: {where}.overrides must be a table of recipe settings")
+    if out["data_root"] is not None:
+        _check_type(out["data_root"], str, source, f"{where}.data_root")

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+from torch import nn
+
+import dynconv_bench
+from dynconv_bench import UserError, convert, create_model, deploy, set_progress
+from dynconv_bench.backbones import STANDARD_BACKBONES
+
+from .conftest import small_input_size
+
+
+def test_static_is_the_backbone_unchanged():
+    torch.manual_seed(0)
+    ref = timm.create_model("resnet18", num_classes=10).eval()
+    model = convert(timm.create_model("resnet18", num_classes=10), "static").eval()
+    model.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    assert torch.equal(model(x), ref(x))
+    assert model.dynconv_report.converted == []
+
+
+def test_static_se_wraps_every_block_conv_and_keeps_its_weight():
+    base = timm.create_model("resnet18")
+    conv = base.layer1[0].conv1
+    model = convert(base, "static-se")
+    report = model.dynconv_report
+    assert len(report.converted) == 16 and report.total_convs == 20
+    assert model.layer1[0].conv1.conv is conv
+    assert "layer2.0.downsample.0" not in report.converted
+    assert report.summary().startswith("static-se: converted 16 of 20 convs")
+
+
+def test_static_se_params_are_exact():
+    base = sum(p.numel() for p in timm.create_model("cifar_resnet20").parameters())
+    model = create_model("cifar_resnet20", "static-se", num_classes=10)
+    extra = 0
+    for layer in [m for m in model.modules() if type(m).__name__ == "SEConv"]:
+        c, h = layer.in_channels, max(layer.in_channels // 4, 1)
+        extra += c * h + 2 * h + h * c + c  # reduce (no bias), BN affine, expand (+bias)
+    assert sum(p.numel() for p in model.parameters()) == base + extra
+
+
+def test_create_model_rejects_unknown_names():
+    with pytest.raises(UserError, match="unknown backbone 'resnet1'.*did you mean 'resnet18'"):
+        create_model("resnet1")
+    with pytest.raises(UserError, match="unknown variant 'odconf'.*did you mean 'odconv'"):
+        create_model("resnet18", "odconf")
+    with pytest.raises(UserError, match="unknown policy"):
+        create_model("resnet18", "static-se", policy="stem-only")
+
+
+def test_create_model_refuses_pretrained_downloads():
+    with pytest.raises(UserError, match="never downloads"):
+        create_model("resnet18", pretrained=True)
+
+
+class _Tempered(dynconv_bench.DynamicLayer, nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[float] = []
+
+    def set_progress(self, fraction: float) -> None:
+        self.seen.append(fraction)
+
+
+def test_set_progress_reaches_every_layer_and_clamps():
+    model = nn.Sequential(_Tempered(), nn.Sequential(_Tempered()))
+    set_progress(model, 0.5)
+    set_progress(model, 1.7)
+    assert model[0].seen == [0.5, 1.0] and model[1][0].seen == [0.5, 1.0]
+
+
+def test_deploy_returns_an_eval_copy():
+    model = create_model("cifar_resnet8", "static-se", num_classes=10).train()
+    deployed = deploy(model)
+    assert model.training and not deployed.training
+    assert deployed is not model
+    x = torch.randn(3, 3, 32, 32)
+    torch.testing.assert_close(deployed(x), model.eval()(x))
+
+
+@pytest.mark.parametrize("backbone", STANDARD_BACKBONES)
+def test_every_variant_converts_runs_forward_and_backward(backbone, variant_names, capsys):
+    """Every registered variant on every listed backbone: shapes kept, grads flow, count printed."""
+    size = small_input_size(backbone)
+    for variant in variant_names:
+        model = create_model(backbone, variant, num_classes=7).train()
+        report = model.dynconv_report
+        print(report.summary())
+        if variant != "static":
+            assert report.converted, f"{variant} converted nothing on {backbone}"
+        x = torch.randn(2, *size)
+        out = model(x)
+        assert out.shape == (2, 7), (variant, backbone)
+        out.square().mean().backward()
+        missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+        assert not missing, f"{variant}/{backbone}: no gradient for {missing[:5]}"
+    printed = capsys.readouterr().out
+    assert printed.count("converted") == len(variant_names)
