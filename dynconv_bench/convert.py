@@ -49,9 +49,8 @@ def convert(model: nn.Module, variant: str | Variant = "static", **cfg: Any) -> 
     by_stage: dict[str, list[ConvSite]] = {}
     for site in chosen:
         by_stage.setdefault(site.stage, []).append(site)
-    replacements: dict[str, nn.Module] = {}
-    for stage, stage_sites in by_stage.items():
-        replacements.update(var.convert_stage(StageContext(stage, stage_sites, model)))
+    stages = [StageContext(stage, stage_sites, model) for stage, stage_sites in by_stage.items()]
+    replacements = var.convert_model(stages)
     for name, new in replacements.items():
         _set_submodule(model, name, new)
     var.finalize(model)

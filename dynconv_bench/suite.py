@@ -34,6 +34,8 @@ MEASURE_KEYS: dict[str, dict[str, Any]] = {
     "layers": {"backbones": None, "num_classes": 1000, "input_size": None, "batch_size": 1, "repeats": 5,
                "threads": None},
 }
+for _spec in MEASURE_KEYS.values():
+    _spec["variants"] = None  # a subset of the suite's variant labels
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,8 @@ class Cell:
         return (self.suite, self.backbone, self.variant, self.config_hash, self.kind, self.options_hash)
 
     def label(self) -> str:
-        opts = ",".join(f"{k}={v}" for k, v in self.options.items() if k in _LABEL_OPTIONS)
+        opts = ",".join(f"{k}={v}" for k, v in self.options.items()
+                        if k in _LABEL_OPTIONS or (k == "device" and v != "cpu"))
         return f"{self.backbone}/{self.variant}/{self.kind}" + (f"[{opts}]" if opts else "")
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,7 +76,7 @@ class Cell:
         return cls(**{k: d[k] for k in ("suite", "backbone", "variant", "variant_name", "config", "kind", "options")})
 
 
-_LABEL_OPTIONS = ("batch_size", "mode", "dataset", "seed", "device", "precision")
+_LABEL_OPTIONS = ("mode", "batch_size", "dataset", "seed")
 
 
 @dataclass
@@ -96,6 +99,8 @@ class Suite:
             opts = self.measure[kind]
             for backbone in opts["backbones"] or self.backbones:
                 for label, vname, cfg in self.variants:
+                    if opts["variants"] is not None and label not in opts["variants"]:
+                        continue
                     for options in _expand(kind, opts, backbone):
                         out.append(Cell(self.name, backbone, label, vname, cfg, kind, options))
         return out
@@ -110,7 +115,8 @@ def stable_hash(obj: Any) -> str:
 def _expand(kind: str, opts: dict[str, Any], backbone: str) -> list[dict[str, Any]]:
     from .backbones import default_input_size
 
-    base = {k: v for k, v in opts.items() if k not in ("backbones", "batch_sizes", "modes", "datasets", "seeds")}
+    base = {k: v for k, v in opts.items() if k not in ("backbones", "variants", "batch_sizes", "modes", "datasets",
+                                                       "seeds")}
     if "input_size" in base and base["input_size"] is None:
         base["input_size"] = list(default_input_size(backbone))
     if kind in ("speed", "memory"):
@@ -180,6 +186,12 @@ def parse_suite(data: dict[str, Any], source: str = "<suite>", default_name: str
         raise UserError(f"{source}: [measure] must have at least one of {', '.join(f'[measure.{k}]' for k in KINDS)}")
     _check_keys(measure, KINDS, source, "measure.")
     parsed = {kind: _parse_measure(kind, opts, source, list_backbones) for kind, opts in measure.items()}
+    labels = [v[0] for v in variants]
+    for kind, opts in parsed.items():
+        if opts["variants"] is not None:
+            for label in _str_list(opts["variants"], source, f"measure.{kind}.variants"):
+                if label not in labels:
+                    raise UserError(f"{source}: measure.{kind}.variants: {unknown_choice('variant', label, labels)}")
     return Suite(name, path, str(data.get("description", "")), backbones, variants, parsed)
 
 
@@ -188,7 +200,7 @@ def _check_keys(table: dict[str, Any], valid: tuple[str, ...] | list[str], sourc
         if key not in valid:
             close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UserError(f"{source}: unknown key {prefix}{key!r}{hint}; valid: {', '.join(valid)}")
+            raise UserError(f"{source}: unknown key '{prefix}{key}'{hint}; valid: {', '.join(valid)}")
 
 
 def _check_type(value: Any, expected: type | tuple[type, ...], source: str, key: str) -> None:

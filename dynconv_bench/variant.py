@@ -108,6 +108,17 @@ class Variant:
     def policy(self) -> str | Callable[[ConvSite], bool]:
         return self.cfg.get("policy", "all")
 
+    def convert_model(self, stages: list[StageContext]) -> dict[str, nn.Module]:
+        """Return replacements for the whole model, given every stage's eligible convs.
+
+        The default converts stage by stage; a variant whose layers share state across stages
+        (e.g. a network-wide kernel warehouse) overrides this.
+        """
+        out: dict[str, nn.Module] = {}
+        for ctx in stages:
+            out.update(self.convert_stage(ctx))
+        return out
+
     def convert_stage(self, ctx: StageContext) -> dict[str, nn.Module]:
         """Return replacements {qualified conv name: new module} for one stage.
 

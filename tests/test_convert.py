@@ -100,3 +100,30 @@ def test_every_variant_converts_runs_forward_and_backward(backbone, variant_name
         assert not missing, f"{variant}/{backbone}: no gradient for {missing[:5]}"
     printed = capsys.readouterr().out
     assert printed.count("converted") == len(variant_names)
+
+
+class _NetworkShared(dynconv_bench.Variant):
+    """A toy cross-stage variant (as a kernel warehouse would be): one weight per shape, network-wide."""
+
+    name = "toy-network-shared"
+    params = {"policy": dynconv_bench.Param("blocks", type=str)}
+
+    def convert_model(self, stages):
+        replacements, bank = {}, {}
+        for ctx in stages:
+            for site in ctx.sites:
+                key = (site.kernel_size, site.groups)
+                conv = nn.Conv2d(site.in_channels, site.out_channels, site.kernel_size, site.stride,
+                                 site.conv.padding, groups=site.groups, bias=False)
+                shape = tuple(conv.weight.shape)
+                conv.weight = bank.setdefault((key, shape), conv.weight)
+                replacements[site.name] = conv
+        return replacements
+
+
+def test_a_variant_can_share_state_across_stages():
+    model = convert(timm.create_model("resnet18", num_classes=10), _NetworkShared())
+    assert model.layer1[0].conv1.weight is model.layer1[1].conv2.weight
+    distinct = {id(p) for p in model.parameters()}
+    assert len(distinct) < len(list(model.named_parameters(remove_duplicate=False)))
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 10)

@@ -1,0 +1,184 @@
+"""Complete MAC counts per image, split into conv MACs and dynamic overhead, per layer and in total.
+
+Built on fvcore's FlopCountAnalysis (jit trace) with handles for every op (see `flop_handles`); fvcore's
+list of silently ignored ops is emptied, so anything not handled shows up in `Profile.unsupported`.
+The model is traced in eval mode on a batch of `batch_size` images and every count is divided by the
+batch size: per-sample work (attention, per-sample kernel aggregation) is counted per image, while
+work done once per batch (e.g. folding a static modulation into a kernel) is shared by its images.
+
+A converted layer (an instance of `dynconv_bench.DynamicLayer`) contributes the analytic MACs of one
+conv with its geometry at its output size (C_out * C_in/groups * kh * kw * H_out * W_out) to
+`conv_macs`; everything else counted inside it is `overhead_macs`. Plain convs outside converted
+layers count as conv MACs. `macs` also includes the rest (norms, activations, pooling, classifier).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+from fvcore.nn import FlopCountAnalysis
+from torch import nn
+
+from ..variant import DynamicLayer
+from .flop_handles import default_handles
+from .params import count_params
+
+CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+@dataclass
+class Profile:
+    """Parameters and per-image MACs of a model, with the per-layer breakdown."""
+
+    params: int
+    macs: int
+    conv_macs: int
+    overhead_macs: int
+    breakdown: pd.DataFrame = field(repr=False)
+    unsupported: dict[str, int] = field(default_factory=dict)
+    by_operator: dict[str, int] = field(default_factory=dict)
+    params_by_category: dict[str, int] = field(default_factory=dict)
+    input_size: tuple[int, ...] = (3, 224, 224)
+    batch_size: int = 2
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    @property
+    def other_macs(self) -> int:
+        """MACs outside convs and converted layers (norms, activations, pooling, classifier)."""
+        return self.macs - self.conv_macs - self.overhead_macs
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary (the breakdown as a list of row dicts)."""
+        return {
+            "params": self.params, "macs": self.macs, "flops": self.flops, "conv_macs": self.conv_macs,
+            "overhead_macs": self.overhead_macs, "other_macs": self.other_macs,
+            "unsupported": dict(self.unsupported), "by_operator": dict(self.by_operator),
+            "params_by_category": dict(self.params_by_category), "input_size": list(self.input_size),
+            "batch_size": self.batch_size, "breakdown": self.breakdown.to_dict(orient="records"),
+        }
+
+
+def conv_macs_analytic(layer: nn.Module, out_hw: tuple[int, ...]) -> int:
+    """MACs of one conv with `layer`'s geometry producing one output of spatial size `out_hw`."""
+    ks = layer.kernel_size
+    ks = (ks,) * len(out_hw) if isinstance(ks, int) else tuple(ks)
+    area = 1
+    for k in ks:
+        area *= int(k)
+    spatial = 1
+    for s in out_hw:
+        spatial *= int(s)
+    return int(layer.out_channels) * (int(layer.in_channels) // int(layer.groups)) * area * spatial
+
+
+def _outermost_dynamic(model: nn.Module) -> dict[str, nn.Module]:
+    out: dict[str, nn.Module] = {}
+    for name, module in model.named_modules():
+        if name and isinstance(module, DynamicLayer) and not any(name.startswith(p + ".") for p in out):
+            out[name] = module
+    return out
+
+
+def _first_tensor(value: Any) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, list | tuple):
+        for v in value:
+            t = _first_tensor(v)
+            if t is not None:
+                return t
+    return None
+
+
+def _output_sizes(model: nn.Module, x: torch.Tensor, modules: dict[str, nn.Module]) -> dict[str, list[tuple]]:
+    """Spatial output sizes of each call of the given modules during one eager forward."""
+    sizes: dict[str, list[tuple]] = {n: [] for n in modules}
+    hooks = []
+    for name, module in modules.items():
+        def hook(mod: nn.Module, args: Any, output: Any, name: str = name) -> None:
+            t = _first_tensor(output)
+            if t is not None:
+                sizes[name].append(tuple(t.shape[2:]))
+        hooks.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return sizes
+
+
+def _module_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def profile(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224), batch_size: int = 2) -> Profile:
+    """Count parameters and per-image MACs of `model` on a batch of `batch_size` random inputs."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    try:
+        first = next(model.parameters())
+        device, dtype = first.device, first.dtype
+    except StopIteration:
+        device, dtype = torch.device("cpu"), torch.float32
+    x = torch.randn(batch_size, *input_size, device=device, dtype=dtype)
+    was_training = model.training
+    model.eval()
+    try:
+        dynamic = _outermost_dynamic(model)
+        plain = {n: m for n, m in model.named_modules()
+                 if isinstance(m, CONV_TYPES) and not any(n.startswith(p + ".") for p in dynamic)}
+        sizes = _output_sizes(model, x, dynamic)
+        analysis = FlopCountAnalysis(model, (x,))
+        analysis._ignored_ops = set()  # report every op without a handle instead of skipping it silently
+        analysis.set_op_handle(**default_handles())
+        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        logging.getLogger("fvcore.nn.jit_analysis").setLevel(logging.ERROR)
+        by_module = analysis.by_module()
+        total = analysis.total()
+        by_op = analysis.by_operator()
+        unsupported = dict(analysis.unsupported_ops())
+    finally:
+        model.train(was_training)
+
+    def per_image(v: float) -> float:
+        return v / batch_size
+
+    rows = []
+    conv_total = 0.0
+    overhead_total = 0.0
+    names = {n: i for i, (n, _) in enumerate(model.named_modules())}
+    for name in sorted(set(dynamic) | set(plain), key=lambda n: names.get(n, 0)):
+        module = dynamic.get(name) or plain[name]
+        inside = per_image(by_module.get(analysis.canonical_module_name(name), 0))
+        if name in dynamic:
+            conv = float(sum(conv_macs_analytic(module, hw) for hw in sizes[name]))
+            overhead = inside - conv
+        else:
+            conv, overhead = inside, 0.0
+        conv_total += conv
+        overhead_total += overhead
+        rows.append({"name": name, "type": type(module).__name__, "dynamic": name in dynamic,
+                     "conv_macs": int(round(conv)), "overhead_macs": int(round(overhead)),
+                     "macs": int(round(inside)), "params": _module_params(module)})
+    macs = int(round(per_image(total)))
+    conv_macs, overhead_macs = int(round(conv_total)), int(round(overhead_total))
+    cats = count_params(model)
+    rows.append({"name": "(other)", "type": "", "dynamic": False, "conv_macs": 0, "overhead_macs": 0,
+                 "macs": macs - conv_macs - overhead_macs, "params": None})
+    rows.append({"name": "(total)", "type": "", "dynamic": False, "conv_macs": conv_macs,
+                 "overhead_macs": overhead_macs, "macs": macs, "params": cats["total"]})
+    return Profile(
+        params=cats["total"], macs=macs, conv_macs=conv_macs, overhead_macs=overhead_macs,
+        breakdown=pd.DataFrame(rows), unsupported=unsupported,
+        by_operator={k: int(round(per_image(v))) for k, v in by_op.items()},
+        params_by_category=cats, input_size=tuple(input_size), batch_size=batch_size,
+    )

@@ -1,0 +1,144 @@
+"""KernelDNA (Huang, Zhang, Ren, 2025): children derived from a shared parent kernel by decoupled adapters.
+
+A child conv reuses its parent's weight tensor, modulated by static (input-independent, foldable)
+spatial and filter deltas, W_child = W_parent * (1 + S) * (1 + F), and scales its input channels
+per sample with SE-style routing. At inference the child is one dense conv preceded by its SE.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dynconv_bench import DynamicLayer, Param, StageContext, Variant, register_variant
+from dynconv_bench.layers import ChannelSE, SEConv
+
+__all__ = ["KernelDNA", "KernelDNAConv", "share_kernel"]
+
+
+class KernelDNAConv(DynamicLayer, nn.Module):
+    """A child conv: its parent's weight (the same nn.Parameter) with static modulation and SE routing.
+
+    Spatial modulation S has shape (1, 1, kh, kw) and is only created for kernels larger than 1x1
+    (for a 1x1 kernel it would be one scalar, which filter modulation already covers); filter
+    modulation F has shape (C_out, 1, 1, 1). Both are zero-initialised deltas, so a new child
+    computes exactly its parent's conv on the same (SE-scaled) input.
+    """
+
+    def __init__(self, parent: nn.Conv2d, spatial: bool = True, filter: bool = True, se: bool = True,
+                 reduction: int = 4, min_channels: int = 1) -> None:
+        super().__init__()
+        if not isinstance(parent, nn.Conv2d):
+            raise TypeError(f"a KernelDNA parent must be an nn.Conv2d, got {type(parent).__name__}")
+        self.in_channels = parent.in_channels
+        self.out_channels = parent.out_channels
+        self.kernel_size = tuple(parent.kernel_size)
+        self.stride = tuple(parent.stride)
+        self.padding = parent.padding
+        self.dilation = tuple(parent.dilation)
+        self.groups = parent.groups
+        self.padding_mode = parent.padding_mode
+        self._reversed_padding_repeated_twice = parent._reversed_padding_repeated_twice
+        self.weight = parent.weight  # the parent's Parameter itself: shared, counted once
+        self.bias = parent.bias
+        kh, kw = self.kernel_size
+        self.spatial = nn.Parameter(torch.zeros(1, 1, kh, kw)) if spatial and kh * kw > 1 else None
+        self.filter = nn.Parameter(torch.zeros(self.out_channels, 1, 1, 1)) if filter else None
+        self.se = ChannelSE(self.in_channels, reduction, min_channels) if se else None
+
+    def modulated_weight(self) -> torch.Tensor:
+        """The child's kernel: W_parent * (1 + S) * (1 + F)."""
+        w = self.weight
+        if self.spatial is not None:
+            w = w * (1 + self.spatial)
+        if self.filter is not None:
+            w = w * (1 + self.filter)
+        return w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.se is not None:
+            x = x * self.se(x)
+        w = self.modulated_weight()
+        if self.padding_mode != "zeros":
+            x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            return F.conv2d(x, w, self.bias, self.stride, 0, self.dilation, self.groups)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def param_categories(self) -> dict[str, str]:
+        """Parameter categories for the counters: shared kernel, static modulation (SE goes to attention)."""
+        out = {"weight": "conv"}
+        if self.bias is not None:
+            out["bias"] = "conv"
+        for name in ("spatial", "filter"):
+            if getattr(self, name) is not None:
+                out[name] = "modulation"
+        return out
+
+    def to_conv(self) -> nn.Conv2d:
+        """A plain nn.Conv2d holding the folded kernel (a new tensor, no longer shared)."""
+        conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding,
+                         self.dilation, self.groups, bias=self.bias is not None, padding_mode=self.padding_mode,
+                         device=self.weight.device, dtype=self.weight.dtype)
+        with torch.no_grad():
+            conv.weight.copy_(self.modulated_weight())
+            if self.bias is not None:
+                conv.bias.copy_(self.bias)
+        return conv
+
+    def deploy_module(self) -> nn.Module:
+        """Inference form: the folded dense conv, preceded by the SE scaling when SE is on."""
+        conv = self.to_conv()
+        if self.se is None:
+            return conv
+        out = SEConv(conv, reduction=conv.in_channels)  # placeholder SE (1 hidden unit), replaced below
+        out.se = self.se
+        return out.train(self.training)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"groups={self.groups}, spatial={self.spatial is not None}, filter={self.filter is not None}")
+
+
+def share_kernel(parent: nn.Conv2d, child: nn.Conv2d | None = None, **kw: object) -> KernelDNAConv:
+    """A KernelDNAConv deriving from `parent`; `child` (the conv it replaces) must have the same geometry."""
+    if child is not None:
+        geom = ("weight.shape", "stride", "padding", "dilation", "groups", "padding_mode")
+        for attr in geom:
+            a = parent.weight.shape if attr == "weight.shape" else getattr(parent, attr)
+            b = child.weight.shape if attr == "weight.shape" else getattr(child, attr)
+            if a != b:
+                raise ValueError(f"cannot share a kernel between convs with different {attr}: {a} vs {b}")
+        if (parent.bias is None) != (child.bias is None):
+            raise ValueError("cannot share a kernel between a conv with bias and one without")
+    return KernelDNAConv(parent, **kw)  # type: ignore[arg-type]
+
+
+@register_variant
+class KernelDNA(Variant):
+    """Plug-in KernelDNA: within each stage, convs of identical shape/stride/groups share one parent kernel."""
+
+    name = "kerneldna"
+    paper = "KernelDNA: Dynamic Kernel Sharing via Decoupled Naive Adapters (Huang, Zhang, Ren)"
+    year = 2025
+    url = "https://arxiv.org/abs/2503.23379"
+    params = {
+        "reduction": Param(4, "SE bottleneck ratio on a child's input (C -> C/reduction)", min=1),
+        "parent": Param("last", "which member of a sharing group keeps the weight", choices=("first", "last")),
+        "spatial": Param(True, "static spatial modulation S (1,1,k,k) of kernels larger than 1x1"),
+        "filter": Param(True, "static filter modulation F (C_out,1,1,1)"),
+        "se": Param(True, "SE-style dynamic routing on each child's input"),
+        "policy": Param("blocks", "which convs may share kernels", type=str),
+    }
+
+    def convert_stage(self, ctx: StageContext) -> dict[str, nn.Module]:
+        out: dict[str, nn.Module] = {}
+        kw = {k: self.cfg[k] for k in ("spatial", "filter", "se", "reduction")}
+        for group in ctx.groups():
+            if len(group) < 2:
+                continue  # nothing to share with
+            parent = group[0] if self.cfg["parent"] == "first" else group[-1]
+            for site in group:
+                if site is not parent:
+                    out[site.name] = share_kernel(parent.conv, site.conv, **kw)
+        return out

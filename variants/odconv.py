@@ -1,0 +1,113 @@
+"""ODConv: Omni-Dimensional Dynamic Convolution (Li, Zhou, Yao; ICLR 2022).
+
+Four attentions from one squeeze: over input channels, output filters, kernel positions and the
+K kernels. W(x) = sum_i a_k,i * a_s * W_i; the channel attention scales the input and the filter
+attention the output, which equals putting them on the kernel (as the official release does).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dynconv_bench import Param, Variant, register_variant
+from dynconv_bench.layers import batchnorm_any_batch
+from dynconv_bench.sites import ConvSite
+
+from ._dynamic import DynamicConv2d, aggregate_kernels
+
+
+class ODAttention(nn.Module):
+    """GAP -> 1x1 conv (no bias) -> BN -> ReLU -> channel / filter / spatial / kernel heads."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: tuple[int, int], groups: int,
+                 num_kernels: int, reduction: float = 0.0625, min_channels: int = 16) -> None:
+        super().__init__()
+        hidden = max(int(in_channels * reduction), min_channels)
+        self.kernel_size = kernel_size
+        self.fc = nn.Conv2d(in_channels, hidden, 1, bias=False)
+        self.bn = nn.BatchNorm2d(hidden)
+        self.channel_fc = nn.Conv2d(hidden, in_channels, 1)
+        depthwise = in_channels == groups and in_channels == out_channels
+        self.filter_fc = None if depthwise else nn.Conv2d(hidden, out_channels, 1)
+        self.spatial_fc = None if kernel_size == (1, 1) else nn.Conv2d(hidden, kernel_size[0] * kernel_size[1], 1)
+        self.kernel_fc = None if num_kernels == 1 else nn.Conv2d(hidden, num_kernels, 1)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor, temperature: float = 1.0
+                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """Channel (B, C_in), filter (B, C_out), spatial (B, kh, kw) and kernel (B, K) attention.
+
+        Heads a layer does not have (filter for depthwise, spatial for 1x1, kernel for K=1) are None.
+        """
+        b = x.shape[0]
+        s = F.relu(batchnorm_any_batch(self.bn, self.fc(F.adaptive_avg_pool2d(x, 1))))
+        channel = torch.sigmoid(self.channel_fc(s).view(b, -1) / temperature)
+        filt = None if self.filter_fc is None else torch.sigmoid(self.filter_fc(s).view(b, -1) / temperature)
+        spatial = None
+        if self.spatial_fc is not None:
+            spatial = torch.sigmoid(self.spatial_fc(s).view(b, *self.kernel_size) / temperature)
+        kernel = None if self.kernel_fc is None else torch.softmax(self.kernel_fc(s).view(b, -1) / temperature, 1)
+        return channel, filt, spatial, kernel
+
+
+class ODConv2d(DynamicConv2d):
+    """A conv with ODConv's four attentions over a bank of `num_kernels` kernels.
+
+    A bias (absent in the paper) is mixed by the kernel attention and added after the filter attention.
+    """
+
+    def __init__(self, conv: nn.Conv2d, num_kernels: int = 4, reduction: float = 0.0625, min_channels: int = 16,
+                 temperature: float = 30.0, anneal_fraction: float = 0.1) -> None:
+        super().__init__(conv, num_kernels, temperature, anneal_fraction, kernel_init="fan_out")
+        self.attention = ODAttention(conv.in_channels, conv.out_channels, self.kernel_size, conv.groups,
+                                     num_kernels, reduction, min_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        channel, filt, spatial, kernel = self.attention(x, self.temperature)
+        x = x * channel.view(*channel.shape, 1, 1).to(x.dtype)
+        bias = None
+        if self.bias is not None:
+            bias = self.bias[0].expand(x.shape[0], -1) if kernel is None else kernel.to(self.bias.dtype) @ self.bias
+        if kernel is None and spatial is None:  # the same kernel for every sample: one plain conv
+            out = self._static_conv(x, self.weight[0], None)
+        else:
+            weight = self.weight[0].unsqueeze(0) if kernel is None else aggregate_kernels(kernel, self.weight)
+            if spatial is not None:
+                weight = weight * spatial.view(spatial.shape[0], 1, 1, *self.kernel_size).to(weight.dtype)
+            out = self._conv(x, weight, None)
+        if filt is not None:
+            out = out * filt.view(*filt.shape, 1, 1).to(out.dtype)
+        if bias is not None:
+            out = out + bias.view(*bias.shape, 1, 1).to(out.dtype)
+        return out
+
+
+@register_variant
+class ODConv(Variant):
+    """ODConv: per-layer attention over input channels, filters, kernel positions and K kernels."""
+
+    name = "odconv"
+    paper = "Li, Zhou, Yao. Omni-Dimensional Dynamic Convolution. ICLR 2022"
+    year = 2022
+    url = "https://github.com/OSVAI/ODConv"
+    params = {
+        "num_kernels": Param(4, "kernels per layer (the paper's '1x' is 1, '4x' is 4)", min=1),
+        "reduction": Param(0.0625, "attention width = max(int(C_in * reduction), min_channels)", type=float,
+                           min=1e-6, max=1.0),
+        "min_channels": Param(16, "floor of the attention width", min=1),
+        "temperature": Param(30.0, "initial temperature of all four attentions", min=1e-6),
+        "anneal_fraction": Param(0.1, "fraction of training over which temperature goes linearly to 1 "
+                                      "(0 keeps it constant)", min=0.0, max=1.0),
+        "policy": Param("blocks+head", "which convs become ODConv", type=str),
+    }
+
+    def convert_conv(self, site: ConvSite) -> nn.Module:
+        c = self.cfg
+        return ODConv2d(site.conv, c["num_kernels"], c["reduction"], c["min_channels"], c["temperature"],
+                        c["anneal_fraction"])
