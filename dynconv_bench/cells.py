@@ -17,6 +17,7 @@ from .store import utcnow
 from .suite import Cell
 
 RESULT_MARKER = "@@dynconv-bench-result@@"
+_PLUGINS: list[str] = []  # plugin files of the current cell (memory cells pass them to their subprocess)
 
 
 @functools.lru_cache(maxsize=1)
@@ -62,7 +63,7 @@ def measure_macs(cell: Cell) -> dict[str, Any]:
     from .metrics.flops import profile
 
     model = build_model(cell).eval()
-    prof = profile(model, input_size=tuple(cell.options["input_size"]), batch_size=1)
+    prof = profile(model, input_size=tuple(cell.options["input_size"]))
     out = prof.to_dict()
     out.pop("breakdown", None)  # per-layer tables are large; the layers kind keeps timing per layer
     return out
@@ -97,24 +98,22 @@ def measure_memory(cell: Cell) -> dict[str, Any]:
     o = cell.options
     return peak_memory(cell.backbone, cell.variant_name, dict(cell.config), o["batch_size"], tuple(o["input_size"]),
                        mode=o.get("mode", "inference"), device=o.get("device", "cpu"),
-                       num_classes=o.get("num_classes", 1000))
+                       num_classes=o.get("num_classes", 1000), plugins=tuple(_PLUGINS))
 
 
 def measure_accuracy(cell: Cell) -> dict[str, Any]:
-    from .backbones import default_input_size
     from .data import dataset_info
     from .training import train_and_evaluate
+    from .training.recipes import default_recipe
 
     o = cell.options
     info = dataset_info(o["dataset"], root=o.get("data_root"))
     torch.manual_seed(o.get("seed", 0))  # the same initial weights for the same seed
     model = build_model(cell, num_classes=info["num_classes"], in_chans=info.get("channels", 3))
     kw: dict[str, Any] = dict(o.get("overrides") or {})
-    if o.get("recipe"):
-        kw["recipe"] = o["recipe"]
+    kw["recipe"] = o.get("recipe") or default_recipe(o["dataset"])
     if o.get("epochs") is not None:
         kw["epochs"] = o["epochs"]
-    kw.setdefault("image_size", default_input_size(cell.backbone)[-1])
     return train_and_evaluate(model, o["dataset"], seed=o.get("seed", 0), data_root=o.get("data_root"),
                               device=o.get("device", "cpu"), **kw)
 
@@ -182,6 +181,7 @@ def run_cell(cell: Cell | dict[str, Any], plugins: Sequence[str] = ()) -> dict[s
     values: dict[str, Any] | None = None
     try:
         cell = cell if isinstance(cell, Cell) else Cell.from_dict(cell)
+        _PLUGINS[:] = list(plugins)
         for path in plugins:
             load_plugin_file(path)
         values = MEASURES[cell.kind](cell)

@@ -164,6 +164,8 @@ def environment_summary(df: pd.DataFrame) -> str:
                        ("threads", "threads"), ("gpu", "GPU"), ("torch", "torch"), ("timm", "timm"),
                        ("git_commit", "commit"), ("commit", "commit")):
         val = env.get(key)
+        if key in ("git_commit", "commit") and isinstance(val, str):
+            val = val[:10] + ("+dirty" if env.get("git_dirty") else "")
         if val not in (None, "", [], {}):
             parts.append(f"{label} {val}")
     note = f" ({len(set(envs))} distinct environments)" if len(set(envs)) > 1 else ""

@@ -18,7 +18,7 @@ BLOCK_CLASS_PATTERN = re.compile(
     r"CondConvResidual|UniversalInvertedResidual|ResidualBlock|DarkBlock|RepVggBlock|ConvNeXtBlock)$"
 )
 ATTENTION_CLASS_PATTERN = re.compile(r"(SqueezeExcite|SEModule|EffectiveSEModule|EcaModule|CbamModule|"
-                                     r"ChannelAttn|SpatialAttn|GatherExcite|SelectiveKernel)", re.I)
+                                     r"ChannelAttn|ChannelSE|SpatialAttn|GatherExcite|SelectiveKernel)", re.I)
 SHORTCUT_SEGMENTS = {"downsample", "shortcut", "skip", "conv_shortcut"}
 
 ROLES = ("stem", "block", "shortcut", "head", "attention")

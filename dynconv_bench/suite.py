@@ -21,17 +21,17 @@ MODES = ("inference", "train")
 
 # Accepted keys of each [measure.KIND] table and their defaults (None: decided per backbone).
 MEASURE_KEYS: dict[str, dict[str, Any]] = {
-    "params": {"backbones": None, "num_classes": 1000},
-    "macs": {"backbones": None, "num_classes": 1000, "input_size": None},
-    "speed": {"backbones": None, "num_classes": 1000, "input_size": None, "device": "cpu", "batch_sizes": [1],
+    "params": {"backbones": None, "num_classes": None},
+    "macs": {"backbones": None, "num_classes": None, "input_size": None},
+    "speed": {"backbones": None, "num_classes": None, "input_size": None, "device": "cpu", "batch_sizes": [1],
               "modes": ["inference"], "threads": None, "precision": "fp32", "channels_last": False,
               "compile": False, "warmup": None, "min_time": None, "deploy": True, "num_gpus": None},
-    "memory": {"backbones": None, "num_classes": 1000, "input_size": None, "device": "cpu", "batch_sizes": [1],
+    "memory": {"backbones": None, "num_classes": None, "input_size": None, "device": "cpu", "batch_sizes": [1],
                "modes": ["inference"]},
     "accuracy": {"backbones": None, "datasets": ["digits"], "recipe": None, "seeds": [0], "epochs": None,
                  "data_root": None, "device": "cpu", "overrides": {}, "num_gpus": None},
     # per-layer latency of the deployed model (for the breakdown plot)
-    "layers": {"backbones": None, "num_classes": 1000, "input_size": None, "batch_size": 1, "repeats": 5,
+    "layers": {"backbones": None, "num_classes": None, "input_size": None, "batch_size": 1, "repeats": 5,
                "threads": None},
 }
 for _spec in MEASURE_KEYS.values():
@@ -88,21 +88,23 @@ class Suite:
     description: str
     backbones: list[str]
     variants: list[tuple[str, str, dict[str, Any]]]  # (label, registered name, full config)
-    measure: dict[str, dict[str, Any]]
+    measure: dict[str, list[dict[str, Any]]]  # kind -> option tables ([[measure.KIND]] gives several)
 
     def cells(self) -> list[Cell]:
         """Expand into cells: cheap kinds first so that a partial run already gives a leaderboard."""
         out: list[Cell] = []
+        seen: set[tuple] = set()
         for kind in KINDS:
-            if kind not in self.measure:
-                continue
-            opts = self.measure[kind]
-            for backbone in opts["backbones"] or self.backbones:
-                for label, vname, cfg in self.variants:
-                    if opts["variants"] is not None and label not in opts["variants"]:
-                        continue
-                    for options in _expand(kind, opts, backbone):
-                        out.append(Cell(self.name, backbone, label, vname, cfg, kind, options))
+            for opts in self.measure.get(kind, []):
+                for backbone in opts["backbones"] or self.backbones:
+                    for label, vname, cfg in self.variants:
+                        if opts["variants"] is not None and label not in opts["variants"]:
+                            continue
+                        for options in _expand(kind, opts, backbone):
+                            cell = Cell(self.name, backbone, label, vname, cfg, kind, options)
+                            if cell.key not in seen:  # two tables may ask for the same cell
+                                seen.add(cell.key)
+                                out.append(cell)
         return out
 
 
@@ -117,6 +119,8 @@ def _expand(kind: str, opts: dict[str, Any], backbone: str) -> list[dict[str, An
 
     base = {k: v for k, v in opts.items() if k not in ("backbones", "variants", "batch_sizes", "modes", "datasets",
                                                        "seeds")}
+    if "num_classes" in base and base["num_classes"] is None:
+        base["num_classes"] = default_num_classes(backbone)
     if "input_size" in base and base["input_size"] is None:
         base["input_size"] = list(default_input_size(backbone))
     if kind in ("speed", "memory"):
@@ -124,6 +128,19 @@ def _expand(kind: str, opts: dict[str, Any], backbone: str) -> list[dict[str, An
     if kind == "accuracy":
         return [{**base, "dataset": d, "seed": s} for d in opts["datasets"] for s in opts["seeds"]]
     return [base]
+
+
+def default_num_classes(backbone: str) -> int:
+    """The class count a backbone was designed for (10 for the CIFAR-style nets, else 1000)."""
+    import timm
+
+    try:
+        cfg = timm.models.get_pretrained_cfg(backbone)
+        if cfg is not None and cfg.num_classes:
+            return int(cfg.num_classes)
+    except Exception:
+        pass
+    return 10 if backbone.startswith("cifar_") else 1000
 
 
 def resolve_suite_path(name_or_path: str | Path) -> Path:
@@ -185,13 +202,18 @@ def parse_suite(data: dict[str, Any], source: str = "<suite>", default_name: str
     if not isinstance(measure, dict) or not measure:
         raise UserError(f"{source}: [measure] must have at least one of {', '.join(f'[measure.{k}]' for k in KINDS)}")
     _check_keys(measure, KINDS, source, "measure.")
-    parsed = {kind: _parse_measure(kind, opts, source, list_backbones) for kind, opts in measure.items()}
+    parsed = {}
     labels = [v[0] for v in variants]
-    for kind, opts in parsed.items():
-        if opts["variants"] is not None:
-            for label in _str_list(opts["variants"], source, f"measure.{kind}.variants"):
-                if label not in labels:
-                    raise UserError(f"{source}: measure.{kind}.variants: {unknown_choice('variant', label, labels)}")
+    for kind, tables in measure.items():
+        tables = tables if isinstance(tables, list) else [tables]
+        parsed[kind] = [_parse_measure(kind, opts, source, list_backbones) for opts in tables]
+        for opts in parsed[kind]:
+            if opts["variants"] is not None:
+                opts["variants"] = _str_list(opts["variants"], source, f"measure.{kind}.variants")
+                for label in opts["variants"]:
+                    if label not in labels:
+                        raise UserError(f"{source}: measure.{kind}.variants: "
+                                        f"{unknown_choice('variant', label, labels)}")
     return Suite(name, path, str(data.get("description", "")), backbones, variants, parsed)
 
 
@@ -277,7 +299,7 @@ def _parse_measure(kind: str, opts: Any, source: str, list_backbones: Any) -> di
         out["backbones"] = _str_list(out["backbones"], source, f"{where}.backbones")
         for b in out["backbones"]:
             _check_backbone(b, source, f"{where}.backbones", list_backbones)
-    if "num_classes" in out:
+    if out.get("num_classes") is not None:
         _check_type(out["num_classes"], int, source, f"{where}.num_classes")
     for key in ("batch_sizes", "seeds"):
         if key in out:

@@ -25,3 +25,48 @@ def small_input_size(backbone: str) -> tuple[int, int, int]:
 
 
 __all__ = ["STANDARD_BACKBONES", "small_input_size"]
+
+
+# -- dynamic convs (CondConv, DyConv, ODConv): conv shapes every per-sample reference test covers --
+DYNAMIC_CONV_CASES = [
+    # (in, out, kernel, stride, padding, dilation, groups, bias)
+    pytest.param((8, 12, 1, 1, 0, 1, 1, False), id="k1"),
+    pytest.param((8, 12, 1, 2, 0, 1, 1, True), id="k1-s2-bias"),
+    pytest.param((8, 12, 3, 1, 1, 1, 1, True), id="k3-bias"),
+    pytest.param((8, 8, 3, 2, 1, 1, 1, False), id="k3-s2"),
+    pytest.param((6, 10, 5, 1, 2, 1, 1, True), id="k5-bias"),
+    pytest.param((8, 12, 3, 1, 2, 2, 1, False), id="k3-dil2"),
+    pytest.param((4, 6, 3, 1, 0, 1, 1, False), id="k3-nopad"),
+    pytest.param((8, 12, 3, 2, 1, 1, 4, True), id="k3-s2-g4-bias"),
+    pytest.param((8, 8, 3, 1, 1, 1, 8, True), id="dw3-bias"),
+    pytest.param((8, 8, 5, 2, 2, 1, 8, False), id="dw5-s2"),
+    pytest.param((8, 16, 3, 1, "same", 1, 1, False), id="k3-same"),
+]
+
+
+def make_case_conv(case: tuple) -> torch.nn.Conv2d:
+    """The nn.Conv2d a DYNAMIC_CONV_CASES entry describes."""
+    cin, cout, k, stride, padding, dilation, groups, bias = case
+    return torch.nn.Conv2d(cin, cout, k, stride, padding, dilation, groups, bias)
+
+
+# -- suites / runner / store (issue 7) ------------------------------------------------------------
+TINY_SUITE = """
+name = "tiny"
+backbones = ["cifar_resnet8"]
+variants = ["static", "static-se"]
+
+[measure.params]
+"""
+
+
+@pytest.fixture
+def write_suite(tmp_path):  # noqa: ANN001, ANN201
+    """Write a suite file into tmp_path and return its path: write_suite(text, name="tiny")."""
+
+    def write(text: str = TINY_SUITE, name: str = "tiny"):  # noqa: ANN202
+        path = tmp_path / f"{name}.toml"
+        path.write_text(text)
+        return path
+
+    return write

@@ -114,6 +114,21 @@ class DynamicConv2d(DynamicLayer, nn.Module):
             bound = 1.0 / math.sqrt(self.weight[0].numel() // self.out_channels)
             nn.init.uniform_(self.bias, -bound, bound)
 
+    def _apply(self, fn, recurse: bool = True):  # noqa: ANN001, ANN202
+        # Module.to(memory_format=torch.channels_last) converts every 5-D tensor with a 4-D layout and
+        # fails on the kernel bank: show it (and its grad) as 4-D (K*C_out, C_in/g, kh, kw) meanwhile,
+        # then restore the contiguous 5-D bank that the aggregation matmul reads.
+        shape = self.weight.shape
+        tensors = [t for t in (self.weight, self.weight.grad) if t is not None]
+        for t in tensors:
+            t.data = t.data.reshape(-1, *shape[2:])
+        try:
+            return super()._apply(fn, recurse)
+        finally:
+            for t in (self.weight, self.weight.grad):
+                if t is not None and t.dim() == 4:
+                    t.data = t.data.reshape(shape).contiguous()
+
     def set_progress(self, fraction: float) -> None:
         """Anneal the temperature with training progress (a no-op when nothing anneals)."""
         self.temperature = annealed_temperature(fraction, self.initial_temperature, self.anneal_fraction)

@@ -46,13 +46,17 @@ class ODAttention(nn.Module):
         Heads a layer does not have (filter for depthwise, spatial for 1x1, kernel for K=1) are None.
         """
         b = x.shape[0]
-        s = F.relu(batchnorm_any_batch(self.bn, self.fc(F.adaptive_avg_pool2d(x, 1))))
-        channel = torch.sigmoid(self.channel_fc(s).view(b, -1) / temperature)
-        filt = None if self.filter_fc is None else torch.sigmoid(self.filter_fc(s).view(b, -1) / temperature)
-        spatial = None
-        if self.spatial_fc is not None:
-            spatial = torch.sigmoid(self.spatial_fc(s).view(b, *self.kernel_size) / temperature)
-        kernel = None if self.kernel_fc is None else torch.softmax(self.kernel_fc(s).view(b, -1) / temperature, 1)
+        # the heads are 1x1 convs (as in the official release) applied to a pooled vector: run them as linears
+        s = F.linear(x.mean((2, 3)), self.fc.weight.flatten(1))
+        s = F.relu(batchnorm_any_batch(self.bn, s.view(b, -1, 1, 1)).view(b, -1))
+
+        def head(conv: nn.Conv2d) -> torch.Tensor:
+            return F.linear(s, conv.weight.flatten(1), conv.bias) / temperature
+
+        channel = torch.sigmoid(head(self.channel_fc))
+        filt = None if self.filter_fc is None else torch.sigmoid(head(self.filter_fc))
+        spatial = None if self.spatial_fc is None else torch.sigmoid(head(self.spatial_fc)).view(b, *self.kernel_size)
+        kernel = None if self.kernel_fc is None else torch.softmax(head(self.kernel_fc), 1)
         return channel, filt, spatial, kernel
 
 
@@ -70,22 +74,46 @@ class ODConv2d(DynamicConv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         channel, filt, spatial, kernel = self.attention(x, self.temperature)
-        x = x * channel.view(*channel.shape, 1, 1).to(x.dtype)
+        b = x.shape[0]
         bias = None
         if self.bias is not None:
-            bias = self.bias[0].expand(x.shape[0], -1) if kernel is None else kernel.to(self.bias.dtype) @ self.bias
-        if kernel is None and spatial is None:  # the same kernel for every sample: one plain conv
+            bias = self.bias[0].expand(b, -1) if kernel is None else kernel.to(self.bias.dtype) @ self.bias
+        per_sample = kernel is not None or spatial is not None or b == 1
+        if per_sample and self._cheaper_on_kernel(x):
+            # scaling the per-sample kernels costs less than scaling this layer's feature maps
+            weight = self.weight[0].unsqueeze(0) if kernel is None else aggregate_kernels(kernel, self.weight)
+            scale = self._kernel_scale(channel, filt).to(weight.dtype)
+            if spatial is not None:
+                scale = scale * spatial.view(b, 1, 1, *self.kernel_size).to(weight.dtype)
+            return self._conv(x, weight * scale, bias)
+        x = x * channel.view(*channel.shape, 1, 1).to(x.dtype)
+        if not per_sample:  # the same kernel for every sample: one plain conv
             out = self._static_conv(x, self.weight[0], None)
         else:
             weight = self.weight[0].unsqueeze(0) if kernel is None else aggregate_kernels(kernel, self.weight)
             if spatial is not None:
-                weight = weight * spatial.view(spatial.shape[0], 1, 1, *self.kernel_size).to(weight.dtype)
+                weight = weight * spatial.view(b, 1, 1, *self.kernel_size).to(weight.dtype)
             out = self._conv(x, weight, None)
         if filt is not None:
             out = out * filt.view(*filt.shape, 1, 1).to(out.dtype)
         if bias is not None:
             out = out + bias.view(*bias.shape, 1, 1).to(out.dtype)
         return out
+
+    def _cheaper_on_kernel(self, x: torch.Tensor) -> bool:
+        """Whether scaling B per-sample kernels touches fewer numbers than scaling input and output maps."""
+        kernel_numel = x.shape[0] * self.weight[0].numel()
+        out_ratio = self.out_channels / (self.in_channels * self.stride[0] * self.stride[1])
+        return kernel_numel < x.numel() * (1.0 + out_ratio)
+
+    def _kernel_scale(self, channel: torch.Tensor, filt: torch.Tensor | None) -> torch.Tensor:
+        """Channel and filter attention as a per-sample scale of the kernel: (B, C_out, C_in/groups, 1, 1)."""
+        b, g = channel.shape[0], self.groups
+        cin_g, cout_g = self.in_channels // g, self.out_channels // g
+        scale = channel.view(b, g, 1, cin_g).expand(b, g, cout_g, cin_g).reshape(b, self.out_channels, cin_g)
+        if filt is not None:
+            scale = scale * filt.view(b, self.out_channels, 1)
+        return scale.view(b, self.out_channels, cin_g, 1, 1)
 
 
 @register_variant

@@ -10,7 +10,6 @@ from ..errors import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".tiff")
 LAYOUT = "imagefolder expects root/train/<class>/*.jpg|png and root/val/<class>/*.jpg|png (same class folders)"
 SPLIT_DIR = {"train": "train", "test": "val", "val": "val"}
 
@@ -52,7 +51,7 @@ def image_folder(root: str | Path | None, split: str = "train", image_size: int 
         raise UserError(f"imagefolder train/ and val/ class folders differ ({', '.join(missing[:5])}); {LAYOUT}")
     folder = Path(root).expanduser() / SPLIT_DIR[split]  # type: ignore[arg-type]
     try:
-        ds = ImageFolder(str(folder), transform=build_transform(split, image_size), extensions=EXTENSIONS)
+        ds = ImageFolder(str(folder), transform=build_transform(split, image_size))
     except (FileNotFoundError, RuntimeError) as exc:
         raise UserError(f"imagefolder {str(folder)!r}: {exc}; {LAYOUT}") from None
     ds.num_classes = len(ds.classes)  # type: ignore[attr-defined]

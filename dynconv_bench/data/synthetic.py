@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 SHAPES = ("disk", "square", "triangle", "cross", "ring", "diamond")
 ORIENTATIONS = (0.0, 45.0, 90.0, 135.0)
 PERIODS = (4.0, 6.5, 9.0)
-DEFAULT_SIZES = {"train": 2000, "test": 1000}
+DEFAULT_SIZES = {"train": 1536, "test": 768}
 
 
 def class_attributes(label: int) -> tuple[str, float, float]:
@@ -47,7 +47,7 @@ def _shape_mask(shape_ids: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> to
 
 
 def generate(num_samples: int, num_classes: int = 10, image_size: int = 32, seed: int = 0,
-             noise: float = 0.25) -> tuple[torch.Tensor, torch.Tensor]:
+             noise: float = 0.15) -> tuple[torch.Tensor, torch.Tensor]:
     """Images (N, 3, S, S) in roughly [-1.5, 1.5] and balanced labels (N,), deterministic from `seed`."""
     if num_classes < 2:
         raise ValueError(f"synthetic needs at least 2 classes, got {num_classes}")
@@ -63,7 +63,7 @@ def generate(num_samples: int, num_classes: int = 10, image_size: int = 32, seed
     def rand(lo: float, hi: float, shape: tuple[int, ...] = (n,)) -> torch.Tensor:
         return lo + (hi - lo) * torch.rand(shape, generator=g)
 
-    scale = rand(0.22, 0.38) * s  # shape radius in pixels
+    scale = rand(0.28, 0.42) * s  # shape radius in pixels
     cx = rand(0, 1) * (s - 2 * scale) + scale
     cy = rand(0, 1) * (s - 2 * scale) + scale
     rot = rand(-0.6, 0.6)
@@ -89,8 +89,8 @@ def generate(num_samples: int, num_classes: int = 10, image_size: int = 32, seed
 
     fg = rand(0.2, 1.0, (n, 3, 1, 1))
     bg = rand(0.0, 0.8, (n, 3, 1, 1))
-    contrast = rand(0.25, 0.5, (n, 1, 1, 1))
-    bg_contrast = rand(0.0, 0.3, (n, 1, 1, 1))
+    contrast = rand(0.4, 0.7, (n, 1, 1, 1))
+    bg_contrast = rand(0.0, 0.2, (n, 1, 1, 1))
     m = mask.unsqueeze(1)
     img = m * fg * (1 + contrast * texture.unsqueeze(1)) + (1 - m) * bg * (1 + bg_contrast * background.unsqueeze(1))
     img = img + noise * torch.randn((n, 3, s, s), generator=g)
@@ -102,7 +102,7 @@ class SyntheticShapes(Dataset):
     """In-memory procedural dataset; train and test come from disjoint random streams of one seed."""
 
     def __init__(self, split: str = "train", num_samples: int | None = None, num_classes: int = 10,
-                 image_size: int = 32, seed: int = 0, noise: float = 0.25) -> None:
+                 image_size: int = 32, seed: int = 0, noise: float = 0.15) -> None:
         n = DEFAULT_SIZES[split] if num_samples is None else int(num_samples)
         stream = 2 * int(seed) + (0 if split == "train" else 1)
         self.images, self.labels = generate(n, num_classes, image_size, seed=10_007 * stream + 17, noise=noise)

@@ -5,7 +5,7 @@ Conventions (one multiply-add = 1 MAC, like fvcore and the papers' "MAdds"):
   grouped conv costs C_out * C_in/groups * kh * kw per output position, so a per-sample conv run with
   the batch folded into the channels (groups = B * g) is counted correctly;
 - elementwise arithmetic and activations (add, mul, div, sub, relu, sigmoid, hardswish, silu, gelu,
-  softmax, ...): 1 per output element;
+  softmax, ...): 1 per output element (0 for 0-d results: the tracer's shape arithmetic);
 - batch norm in eval mode: 1 per element (it folds to one multiply-add y = a * x + b);
   group/layer/instance norm keep fvcore's estimate (5 per element with affine, 4 without);
 - reductions and pooling: adaptive_avg_pool / mean / sum: 1 per input element; avg/max pooling:
@@ -43,7 +43,9 @@ def per_output_element(scale: int = 1) -> Handle:
     """`scale` MACs per element of the op's first output."""
 
     def handle(inputs: list[Any], outputs: list[Any]) -> float:
-        return scale * _numel(outputs[0])
+        shape = get_shape(outputs[0])
+        # 0-d results are shape arithmetic recorded by the tracer (e.g. batch * channels): free
+        return scale * int(prod(shape)) if shape else 0
 
     return handle
 

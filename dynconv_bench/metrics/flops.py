@@ -14,7 +14,9 @@ layers count as conv MACs. `macs` also includes the rest (norms, activations, po
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +44,7 @@ class Profile:
     unsupported: dict[str, int] = field(default_factory=dict)
     by_operator: dict[str, int] = field(default_factory=dict)
     params_by_category: dict[str, int] = field(default_factory=dict)
+    deployed_params: int | None = None
     input_size: tuple[int, ...] = (3, 224, 224)
     batch_size: int = 2
 
@@ -60,7 +63,8 @@ class Profile:
             "params": self.params, "macs": self.macs, "flops": self.flops, "conv_macs": self.conv_macs,
             "overhead_macs": self.overhead_macs, "other_macs": self.other_macs,
             "unsupported": dict(self.unsupported), "by_operator": dict(self.by_operator),
-            "params_by_category": dict(self.params_by_category), "input_size": list(self.input_size),
+            "params_by_category": dict(self.params_by_category), "deployed_params": self.deployed_params,
+            "input_size": list(self.input_size),
             "batch_size": self.batch_size, "breakdown": self.breakdown.to_dict(orient="records"),
         }
 
@@ -97,23 +101,33 @@ def _first_tensor(value: Any) -> torch.Tensor | None:
     return None
 
 
-def _output_sizes(model: nn.Module, x: torch.Tensor, modules: dict[str, nn.Module]) -> dict[str, list[tuple]]:
-    """Spatial output sizes of each call of the given modules during one eager forward."""
+@contextlib.contextmanager
+def _record_output_sizes(modules: dict[str, nn.Module]) -> Iterator[dict[str, list[tuple]]]:
+    """Record the spatial output size of each call of the given modules while the block runs."""
     sizes: dict[str, list[tuple]] = {n: [] for n in modules}
     hooks = []
     for name, module in modules.items():
         def hook(mod: nn.Module, args: Any, output: Any, name: str = name) -> None:
             t = _first_tensor(output)
             if t is not None:
-                sizes[name].append(tuple(t.shape[2:]))
+                sizes[name].append(tuple(int(s) for s in t.shape[2:]))
         hooks.append(module.register_forward_hook(hook))
     try:
-        with torch.no_grad():
-            model(x)
+        yield sizes
     finally:
         for h in hooks:
             h.remove()
-    return sizes
+
+
+def deployed_param_count(model: nn.Module) -> int:
+    """Parameters of `dynconv_bench.deploy(model)` (the model's own count when nothing folds)."""
+    folds = any(isinstance(m, DynamicLayer) and type(m).deploy_module is not DynamicLayer.deploy_module
+                for m in model.modules())
+    if not folds:
+        return count_params(model)["total"]
+    from ..convert import deploy
+
+    return count_params(deploy(model))["total"]
 
 
 def _module_params(module: nn.Module) -> int:
@@ -136,14 +150,17 @@ def profile(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224), batch
         dynamic = _outermost_dynamic(model)
         plain = {n: m for n, m in model.named_modules()
                  if isinstance(m, CONV_TYPES) and not any(n.startswith(p + ".") for p in dynamic)}
-        sizes = _output_sizes(model, x, dynamic)
         analysis = FlopCountAnalysis(model, (x,))
         analysis._ignored_ops = set()  # report every op without a handle instead of skipping it silently
         analysis.set_op_handle(**default_handles())
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         logging.getLogger("fvcore.nn.jit_analysis").setLevel(logging.ERROR)
+        with _record_output_sizes(dynamic) as sizes:  # the trace runs the forward once: hooks see it
+            total = analysis.total()
+        if any(not v for v in sizes.values()):  # a layer the trace did not call through its hooks
+            with _record_output_sizes(dynamic) as sizes, torch.no_grad():
+                model(x)
         by_module = analysis.by_module()
-        total = analysis.total()
         by_op = analysis.by_operator()
         unsupported = dict(analysis.unsupported_ops())
     finally:
@@ -176,9 +193,12 @@ def profile(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224), batch
                  "macs": macs - conv_macs - overhead_macs, "params": None})
     rows.append({"name": "(total)", "type": "", "dynamic": False, "conv_macs": conv_macs,
                  "overhead_macs": overhead_macs, "macs": macs, "params": cats["total"]})
+    breakdown = pd.DataFrame(rows)
+    breakdown["params"] = breakdown["params"].astype("Int64")
     return Profile(
         params=cats["total"], macs=macs, conv_macs=conv_macs, overhead_macs=overhead_macs,
-        breakdown=pd.DataFrame(rows), unsupported=unsupported,
+        breakdown=breakdown, unsupported=unsupported,
         by_operator={k: int(round(per_image(v))) for k, v in by_op.items()},
-        params_by_category=cats, input_size=tuple(input_size), batch_size=batch_size,
+        params_by_category=cats, deployed_params=deployed_param_count(model), input_size=tuple(input_size),
+        batch_size=batch_size,
     )

@@ -31,6 +31,7 @@ class Recipe:
     label_smoothing: float = 0.0
     amp: bool = False  # bfloat16 autocast on CPU, float16 autocast with loss scaling on CUDA
     grad_clip: float | None = None  # max gradient norm; None disables clipping
+    image_size: int | None = None  # None: the dataset's default resolution
     eval_batch_size: int = 256
     eval_every: int = 1  # evaluate every N epochs (and always after the last)
     workers: int = 0
@@ -102,21 +103,21 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            milestones=(80, 120), dataset="cifar10", source="He et al. 2016, CIFAR-10 ResNet schedule"),
     # ImageNet recipes of the papers / official releases (VARIANTS.md).
     Recipe("kerneldna-resnet18", epochs=90, batch_size=256, lr=0.1, weight_decay=1e-4, workers=8,
-           dataset="imagefolder", source="KernelDNA official release: ResNet18"),
+           image_size=224, dataset="imagefolder", source="KernelDNA official release: ResNet18"),
     Recipe("kerneldna-resnet50", epochs=300, batch_size=256, lr=0.1, weight_decay=1e-4, warmup_epochs=20,
-           workers=8, dataset="imagefolder", source="KernelDNA official release: ResNet50"),
+           workers=8, image_size=224, dataset="imagefolder", source="KernelDNA official release: ResNet50"),
     Recipe("kerneldna-mobilenetv2", epochs=150, batch_size=256, lr=0.05, weight_decay=4e-5, workers=8,
-           dataset="imagefolder", source="KernelDNA official release: MobileNetV2"),
+           image_size=224, dataset="imagefolder", source="KernelDNA official release: MobileNetV2"),
     Recipe("dyconv-resnet", epochs=100, batch_size=256, lr=0.1, weight_decay=1e-4, schedule="step",
-           milestones=(30, 60, 90), workers=8, dataset="imagefolder",
+           milestones=(30, 60, 90), workers=8, image_size=224, dataset="imagefolder",
            source="DyConv (Chen et al. 2020): ResNet, lr /10 at 30/60/90; temperature 30->1 over 10 epochs"),
     Recipe("dyconv-mobilenetv2", epochs=300, batch_size=256, lr=0.05, weight_decay=4e-5, workers=8,
-           dataset="imagefolder", source="DyConv (Chen et al. 2020): MobileNetV2, cosine"),
+           image_size=224, dataset="imagefolder", source="DyConv (Chen et al. 2020): MobileNetV2, cosine"),
     Recipe("odconv-resnet", epochs=100, batch_size=256, lr=0.1, weight_decay=1e-4, schedule="step",
-           milestones=(30, 60, 90), workers=8, dataset="imagefolder",
+           milestones=(30, 60, 90), workers=8, image_size=224, dataset="imagefolder",
            source="ODConv official release: ResNet18/50, lr /10 at 30/60/90; temperature 30->1 over 10 epochs"),
     Recipe("odconv-mobilenetv2", epochs=150, batch_size=256, lr=0.05, weight_decay=4e-5, workers=8,
-           dataset="imagefolder", source="ODConv official release: MobileNetV2, cosine"),
+           image_size=224, dataset="imagefolder", source="ODConv official release: MobileNetV2, cosine"),
 ]}
 
 

@@ -1,0 +1,154 @@
+"""CLI subcommands `run`, `report`, `plot`, `suites` and `train` (loaded by dynconv_bench.cli)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .cli import _EXTENSIONS, command, db_path
+from .errors import UserError
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run a suite (skips cells already done) and print its leaderboard")
+    p.add_argument("suite", help="suite name (suites/NAME.toml) or path to a .toml file")
+    p.add_argument("--force", action="store_true", help="redo cells that are already done")
+    p.add_argument("--only", action="append", default=[], metavar="NAME",
+                   help="run only cells of this kind, backbone or variant (repeatable)")
+    p.add_argument("--executor", choices=["local", "ray"], default="local")
+    p.add_argument("--subprocess", action="store_true", help="local executor: each cell in its own process")
+    p.add_argument("--timeout", type=float, default=None, help="per-cell time limit in s (with --subprocess)")
+    p.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--num-cpus", type=float, default=1, help="CPUs requested per Ray task")
+    p.add_argument("--num-gpus", type=float, default=0, help="GPUs requested per Ray task (cuda cells ask 1)")
+    p.add_argument("--plots-dir", default="plots", help="where figures are written (default ./plots)")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--dry-run", action="store_true", help="validate the suite and list the pending cells")
+
+    p = sub.add_parser("report", help="leaderboards from the results store")
+    p.add_argument("--suite", default=None, help="suite to report (default: the most recent)")
+    p.add_argument("--format", choices=["md", "csv", "json", "html"], default="md")
+    p.add_argument("--output", "-o", default=None, help="file to write (default: stdout)")
+    p.add_argument("--plots-dir", default=None, help="embed the PNGs of this folder in the HTML report")
+
+    p = sub.add_parser("plot", help="figures (PNG + SVG) from the results store")
+    p.add_argument("--suite", default=None, help="suite to plot (default: the most recent)")
+    p.add_argument("--out-dir", default="plots")
+
+    sub.add_parser("suites", help="list the suites found in ./suites and the bundled suites folder")
+
+    p = sub.add_parser("train", help="train and evaluate one model (dynconv_bench.training)", add_help=False)
+    p.add_argument("train_args", nargs=argparse.REMAINDER)
+
+
+_EXTENSIONS.append(add_parsers)
+
+
+def _suite_rows(args: argparse.Namespace, suite: str | None):  # noqa: ANN202
+    from .report import default_suite, load_results
+
+    df = load_results(db_path(args), suite)
+    name = suite or default_suite(df)
+    return name, df[df["suite"] == name]
+
+
+@command
+def cmd_run(args: argparse.Namespace) -> int:
+    """Validate and run a suite; print the leaderboard and where the plots are."""
+    from .executors import make_executor
+    from .runner import pending_cells, run_suite
+    from .store import ResultStore
+    from .suite import load_suite
+
+    suite = load_suite(args.suite)  # every validation error surfaces before anything runs
+    if args.timeout is not None and not args.subprocess:
+        raise UserError("--timeout needs --subprocess (a cell in this process cannot be stopped safely)")
+    executor = make_executor(args.executor, subprocess=args.subprocess, timeout=args.timeout,
+                             address=args.ray_address, num_cpus=args.num_cpus, num_gpus=args.num_gpus)
+    with ResultStore(db_path(args)) as store:
+        if args.dry_run:
+            todo, skipped = pending_cells(suite, store, args.force, args.only)
+            print(f"suite {suite.name}: {len(todo)} cells to run, {skipped} already done")
+            for cell in todo:
+                print(f"  {cell.label()}")
+            return 0
+        summary = run_suite(suite, store, force=args.force, executor=executor, plugins=args.plugin,
+                            only=args.only, progress=not args.no_progress)
+    print(summary.describe().splitlines()[0])
+    _, df = _suite_rows(args, suite.name)
+    from .report import render
+
+    print()
+    print(render(df, "md", suite.name))
+    if not args.no_plots:
+        from .plots import make_plots
+
+        paths = make_plots(df, args.plots_dir, suite.name)
+        pngs = [p for p in paths if p.suffix == ".png"]
+        print(f"plots: {len(pngs)} figures (PNG + SVG) in {Path(args.plots_dir).resolve()}")
+    print(f"results store: {Path(db_path(args)).resolve()}")
+    if not summary.ok:
+        sys.stderr.write(f"dynconv-bench: {len(summary.failed)} cell(s) failed:\n")
+        for label, err in summary.failed:
+            sys.stderr.write(f"  {label}: {err}\n")
+        return 1
+    return 0
+
+
+@command
+def cmd_report(args: argparse.Namespace) -> int:
+    """Print or write the leaderboards of one suite."""
+    from .report import render
+
+    name, df = _suite_rows(args, args.suite)
+    images = sorted(Path(args.plots_dir).glob("*.png")) if args.plots_dir else []
+    text = render(df, args.format, name, images)
+    if args.output and args.output != "-":
+        out = Path(args.output)
+        if not out.parent.is_dir():
+            raise UserError(f"output folder does not exist: {out.parent}")
+        out.write_text(text)
+        print(f"wrote {out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+@command
+def cmd_plot(args: argparse.Namespace) -> int:
+    """Write the figures of one suite."""
+    from .plots import make_plots
+
+    name, df = _suite_rows(args, args.suite)
+    paths = make_plots(df, args.out_dir, name)
+    for p in paths:
+        print(p)
+    if not paths:
+        print(f"no figures: suite {name} has no measurements that can be plotted")
+    return 0
+
+
+@command
+def cmd_suites(args: argparse.Namespace) -> int:
+    """List the suites that `run` finds by name."""
+    from .suite import list_suites, load_suite
+
+    for name in list_suites():
+        try:
+            suite = load_suite(name)
+            print(f"{name:<18} {len(suite.cells()):>4} cells  {suite.description}")
+        except UserError as exc:
+            print(f"{name:<18} invalid: {exc}")
+    return 0
+
+
+@command
+def cmd_train(args: argparse.Namespace) -> int:
+    """Delegate to `python -m dynconv_bench.training`."""
+    try:
+        from .training.__main__ import main as train_main
+    except ImportError:
+        raise UserError("the training command is not available in this installation") from None
+    return int(train_main(list(args.train_args)) or 0)

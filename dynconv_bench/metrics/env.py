@@ -1,0 +1,114 @@
+"""The environment recorded with every result: host, CPU, threads, GPU and driver, versions, git commit."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import torch
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux, else the platform module)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def physical_cores() -> int | None:
+    """Physical core count (unique core ids per socket in /proc/cpuinfo), None if unknown."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    cores, phys = set(), "0"
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "physical id":
+            phys = value.strip()
+        elif key == "core id":
+            cores.add((phys, value.strip()))
+    return len(cores) or None
+
+
+def git_commit(root: Path = PROJECT_ROOT) -> dict[str, Any]:
+    """The project's git commit and whether the working tree has uncommitted changes."""
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"git_commit": commit, "git_dirty": bool(status) if status is not None else None}
+
+
+def gpu_info() -> dict[str, Any]:
+    """GPU name, count, driver and CUDA/cuDNN versions (None where there is no GPU)."""
+    info: dict[str, Any] = {"gpu": None, "gpu_count": 0, "gpu_memory_bytes": None, "driver": None,
+                            "cuda": torch.version.cuda, "cudnn": None}
+    if not torch.cuda.is_available():
+        return info
+    props = torch.cuda.get_device_properties(0)
+    info.update(gpu=props.name, gpu_count=torch.cuda.device_count(), gpu_memory_bytes=props.total_memory,
+                cudnn=torch.backends.cudnn.version())
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20)
+        if out.returncode == 0 and out.stdout.strip():
+            info["driver"] = out.stdout.strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+@lru_cache(maxsize=1)
+def _static_environment() -> dict[str, Any]:
+    return {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_model": cpu_model(),
+        "cores": os.cpu_count(),
+        "physical_cores": physical_cores(),
+        **gpu_info(),
+        "torch": torch.__version__,
+        "timm": _version("timm"),
+        "fvcore": _version("fvcore"),
+        "dynconv_bench": _version("dynconv-bench"),
+        **git_commit(),
+    }
+
+
+def collect_environment() -> dict[str, Any]:
+    """Everything a result needs to be reproduced and compared (JSON-able); threads as of now."""
+    env = dict(_static_environment())
+    try:
+        env["affinity_cores"] = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        env["affinity_cores"] = None
+    env["threads"] = torch.get_num_threads()
+    env["interop_threads"] = torch.get_num_interop_threads()
+    return env

@@ -1,0 +1,284 @@
+"""Inference and training-step speed on CPU and CUDA, with spread, run count and failures as results.
+
+CPU: the thread count is fixed with `torch.set_num_threads` (and restored afterwards), warm-up runs,
+then `time.perf_counter` around each run until both `min_time` seconds and `min_runs` runs are done.
+CUDA: `cudnn.benchmark`, CUDA events around each run (synchronised), optional channels_last, AMP
+(fp16/bf16) and `torch.compile`; peak memory from the CUDA caching allocator.
+One run = one forward of a batch (inference) or one forward+backward+SGD step (training).
+The caller's model is never modified: each measurement works on a deep copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import UserError
+from .isolate import run_isolated
+
+AMP_DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+DEFAULT_BATCH_SIZES = {"cpu": (1, 16, 64), "cuda": (1, 64, 256)}
+DEFAULT_WARMUP = {"cpu": 3, "cuda": 20}
+DEFAULT_MIN_TIME = {"cpu": 1.0, "cuda": 1.0}
+
+
+@dataclass
+class SpeedResult:
+    """One speed measurement (per-run times in seconds; one run processes one batch)."""
+
+    status: str
+    error: str | None
+    mode: str
+    batch_size: int
+    input_size: tuple[int, ...]
+    device: str
+    threads: int | None
+    runs: int = 0
+    median_s: float | None = None
+    iqr_s: float | None = None
+    min_s: float | None = None
+    max_s: float | None = None
+    mean_s: float | None = None
+    throughput: float | None = None
+    latency_ms: float | None = None
+    warmup: int = 0
+    min_time: float = 0.0
+    channels_last: bool = False
+    amp: str | None = None
+    compile: bool = False
+    peak_memory_bytes: int | None = None
+    times_s: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary (without the per-run times)."""
+        d = asdict(self)
+        d.pop("times_s")
+        d["input_size"] = list(self.input_size)
+        return d
+
+
+def default_batch_sizes(device: str = "cpu") -> tuple[int, ...]:
+    """The inference batch sizes measured by default: CPU 1, 16, 64; GPU 1, 64, 256."""
+    return DEFAULT_BATCH_SIZES[resolve_device(device).type]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """A torch.device from 'cpu', 'cuda' or 'cuda:N' (UserError for anything else)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UserError(f"unknown device {device!r}; valid: cpu, cuda, cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError(f"unsupported device {device!r}; valid: cpu, cuda, cuda:N")
+    return dev
+
+
+def amp_dtype(amp: str | None) -> torch.dtype | None:
+    """The autocast dtype for an `amp` setting (None, 'fp16' or 'bf16')."""
+    if amp in (None, "", "none", "fp32", False):
+        return None
+    if amp not in AMP_DTYPES:
+        raise UserError(f"unknown amp {amp!r}; valid: none, fp16, bf16")
+    return AMP_DTYPES[amp]
+
+
+@contextlib.contextmanager
+def fixed_threads(threads: int | None) -> Iterator[int]:
+    """Set torch's intra-op thread count for the block and restore it afterwards."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        if threads < 1:
+            raise UserError(f"threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def _cudnn_benchmark(enabled: bool) -> Iterator[None]:
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+def time_runs(step: Callable[[], Any], device: torch.device, warmup: int, min_time: float,
+              min_runs: int = 5, max_runs: int = 100_000) -> list[float]:
+    """Per-run seconds of `step` after `warmup` runs, repeated until `min_time` and `min_runs` are reached."""
+    cuda = device.type == "cuda"
+    for _ in range(warmup):
+        step()
+    if cuda:
+        torch.cuda.synchronize(device)
+    times: list[float] = []
+    total = 0.0
+    while (total < min_time or len(times) < min_runs) and len(times) < max_runs:
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            step()
+            end.record()
+            end.synchronize()
+            dt = start.elapsed_time(end) / 1000.0
+        else:
+            t0 = time.perf_counter()
+            step()
+            dt = time.perf_counter() - t0
+        times.append(dt)
+        total += dt
+    return times
+
+
+def _summarise(result: SpeedResult, times: list[float]) -> SpeedResult:
+    q1, q3 = np.percentile(times, [25, 75])
+    med = statistics.median(times)
+    result.times_s = times
+    result.runs = len(times)
+    result.median_s, result.iqr_s = med, float(q3 - q1)
+    result.min_s, result.max_s, result.mean_s = min(times), max(times), statistics.fmean(times)
+    result.throughput = result.batch_size / med if med > 0 else None
+    result.latency_ms = med * 1000.0
+    return result
+
+
+def _error_text(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return text if len(text) <= 2000 else text[:2000] + " ..."
+
+
+def _measure(mode: str, model: nn.Module, batch_size: int, input_size: tuple[int, ...], device: str,
+             threads: int | None, warmup: int | None, min_time: float | None, min_runs: int, max_runs: int,
+             channels_last: bool, amp: str | None, compile: bool, num_classes: int | None, lr: float) -> SpeedResult:
+    dev = resolve_device(device)
+    dtype = amp_dtype(amp)
+    warmup = DEFAULT_WARMUP[dev.type] if warmup is None else warmup
+    min_time = DEFAULT_MIN_TIME[dev.type] if min_time is None else min_time
+    result = SpeedResult("failed", None, mode, batch_size, tuple(input_size), str(dev), None, warmup=warmup,
+                         min_time=min_time, channels_last=channels_last, amp=amp if dtype else None,
+                         compile=compile)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        result.error = "CUDA requested but torch.cuda.is_available() is False (no GPU or no CUDA driver)"
+        return result
+    with fixed_threads(threads) as n_threads, _cudnn_benchmark(dev.type == "cuda"):
+        result.threads = n_threads
+        try:
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(dev)
+            step = _build_step(mode, model, batch_size, input_size, dev, channels_last, dtype, compile,
+                               num_classes, lr)
+            times = time_runs(step, dev, warmup, min_time, min_runs, max_runs)
+            _summarise(result, times)
+            result.status = "ok"
+            if dev.type == "cuda":
+                result.peak_memory_bytes = int(torch.cuda.max_memory_allocated(dev))
+        except Exception as exc:  # OOM, compile failure, unsupported op: a failed result, the caller goes on
+            result.status, result.error = "failed", _error_text(exc)
+        finally:
+            step = None  # noqa: F841 - drop the model copy before emptying the cache
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+    return result
+
+
+def _build_step(mode: str, model: nn.Module, batch_size: int, input_size: tuple[int, ...], dev: torch.device,
+                channels_last: bool, dtype: torch.dtype | None, compile: bool, num_classes: int | None,
+                lr: float) -> Callable[[], Any]:
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    net = copy.deepcopy(model).to(dev, memory_format=fmt)
+    x = torch.randn(batch_size, *input_size, device=dev).contiguous(memory_format=fmt)
+    run = torch.compile(net) if compile else net
+    autocast = (lambda: torch.autocast(dev.type, dtype=dtype)) if dtype else contextlib.nullcontext
+    if mode == "inference":
+        net.eval()
+
+        def infer() -> Any:
+            with torch.inference_mode(), autocast():
+                return run(x)
+        return infer
+
+    net.train()
+    if num_classes is None:
+        num_classes = getattr(model, "num_classes", None)
+        if not isinstance(num_classes, int) or num_classes < 1:
+            with torch.no_grad():
+                num_classes = int(net.eval()(x[:1]).shape[-1])
+            net.train()
+    y = torch.randint(0, num_classes, (batch_size,), device=dev)
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
+    scaler = torch.amp.GradScaler(dev.type, enabled=dtype is torch.float16 and dev.type == "cuda")
+
+    def train_step() -> Any:
+        opt.zero_grad(set_to_none=True)
+        with autocast():
+            loss = F.cross_entropy(run(x), y)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        return loss
+    return train_step
+
+
+def measure_inference(model: nn.Module, batch_size: int, input_size: tuple[int, ...] = (3, 224, 224),
+                      device: str = "cpu", threads: int | None = None, warmup: int | None = None,
+                      min_time: float | None = None, channels_last: bool = False, amp: str | None = None,
+                      compile: bool = False, min_runs: int = 5, max_runs: int = 100_000) -> SpeedResult:
+    """Time forward passes of a batch (eval mode, inference_mode); failures become a failed result."""
+    return _measure("inference", model, batch_size, input_size, device, threads, warmup, min_time, min_runs,
+                    max_runs, channels_last, amp, compile, None, 0.0)
+
+
+def measure_train_step(model: nn.Module, batch_size: int, input_size: tuple[int, ...] = (3, 224, 224),
+                       num_classes: int | None = None, device: str = "cpu", threads: int | None = None,
+                       warmup: int | None = None, min_time: float | None = None, channels_last: bool = False,
+                       amp: str | None = None, compile: bool = False, min_runs: int = 5,
+                       max_runs: int = 100_000, lr: float = 0.01) -> SpeedResult:
+    """Time training steps (forward, cross-entropy, backward, SGD with momentum) on random labels."""
+    return _measure("train", model, batch_size, input_size, device, threads, warmup, min_time, min_runs,
+                    max_runs, channels_last, amp, compile, num_classes, lr)
+
+
+def _subprocess_worker(mode: str, backbone: str, variant: str, cfg: dict[str, Any], num_classes: int,
+                       plugins: list[str], kwargs: dict[str, Any]) -> dict[str, Any]:
+    import dynconv_bench
+
+    for path in plugins:
+        dynconv_bench.load_plugin_file(path)
+    model = dynconv_bench.create_model(backbone, variant, num_classes=num_classes, **cfg)
+    if mode == "train":
+        return measure_train_step(model, num_classes=num_classes, **kwargs).to_dict()
+    return measure_inference(model, **kwargs).to_dict()
+
+
+def measure_in_subprocess(backbone: str, variant: str = "static", cfg: dict[str, Any] | None = None,
+                          mode: str = "inference", num_classes: int = 1000, plugins: tuple[str, ...] = (),
+                          timeout: float | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Build the model and measure it in a fresh spawned process; returns `SpeedResult.to_dict()`.
+
+    `kwargs` go to `measure_inference` / `measure_train_step` (batch_size, input_size, device, ...).
+    """
+    if mode not in ("inference", "train"):
+        raise UserError(f"unknown mode {mode!r}; valid: inference, train")
+    out = run_isolated(_subprocess_worker, mode, backbone, variant, dict(cfg or {}), num_classes,
+                       list(plugins), kwargs, timeout=timeout)
+    if out.get("status") == "failed" and "mode" not in out:
+        out.update(mode=mode, batch_size=kwargs.get("batch_size"), device=kwargs.get("device", "cpu"))
+    return out

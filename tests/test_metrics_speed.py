@@ -1,0 +1,119 @@
+"""Speed harness (dynconv_bench/metrics/speed.py): statistics, threads, failures as results.
+
+Only behaviour is tested here (tiny min_time); timings are compared in benchmarks/validate_timer.py.
+The CUDA path needs a GPU: here only its failure without one is tested.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import dynconv_bench
+from dynconv_bench.errors import UserError
+from dynconv_bench.metrics import speed
+from dynconv_bench.metrics.speed import measure_in_subprocess, measure_inference, measure_train_step
+
+
+@pytest.fixture(scope="module")
+def tiny() -> nn.Module:
+    return dynconv_bench.create_model("cifar_resnet8", "static", num_classes=10)
+
+
+def test_inference_statistics_describe_the_recorded_runs(tiny):
+    res = measure_inference(tiny, 4, (3, 32, 32), threads=1, warmup=1, min_time=0.05, min_runs=7)
+    assert res.ok and res.error is None
+    t = res.times_s
+    assert res.runs == len(t) >= 7 and (sum(t) >= 0.05 or len(t) == 100_000)
+    assert res.median_s == statistics.median(t)
+    assert res.iqr_s == pytest.approx(float(np.percentile(t, 75) - np.percentile(t, 25)))
+    assert (res.min_s, res.max_s) == (min(t), max(t))
+    assert res.throughput == pytest.approx(4 / res.median_s)
+    assert res.latency_ms == pytest.approx(1000 * res.median_s)
+    d = res.to_dict()
+    for key in ("status", "error", "batch_size", "runs", "median_s", "iqr_s", "min_s", "max_s", "throughput",
+                "latency_ms", "device", "threads"):
+        assert key in d
+    assert "times_s" not in d and d["threads"] == 1 and d["device"] == "cpu"
+
+
+def test_threads_are_fixed_during_the_run_and_restored(tiny):
+    before = torch.get_num_threads()
+    seen = []
+
+    class Probe(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(torch.get_num_threads())
+            return x.flatten(1)
+
+    res = measure_inference(Probe(), 1, (3, 4, 4), threads=1, warmup=0, min_time=0.0, min_runs=2)
+    assert res.threads == 1 and set(seen) == {1}
+    assert torch.get_num_threads() == before
+
+
+def test_train_step_updates_a_copy_not_the_callers_model(tiny):
+    state = {k: v.clone() for k, v in tiny.state_dict().items()}
+    res = measure_train_step(tiny, 4, (3, 32, 32), num_classes=10, threads=1, warmup=1, min_time=0.0, min_runs=2)
+    assert res.ok and res.mode == "train" and res.runs == 2
+    assert all(torch.equal(state[k], v) for k, v in tiny.state_dict().items())
+
+
+def test_cuda_without_a_gpu_is_a_failed_result(tiny):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    res = measure_inference(tiny, 1, (3, 32, 32), device="cuda")
+    assert res.status == "failed" and "CUDA" in res.error and res.runs == 0 and res.median_s is None
+
+
+def test_compile_failure_is_a_failed_result(tiny, monkeypatch):
+    def broken_compile(model, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        raise RuntimeError("backend exploded")
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    res = measure_inference(tiny, 1, (3, 32, 32), compile=True, warmup=0, min_time=0.0, min_runs=1)
+    assert res.status == "failed" and res.error == "RuntimeError: backend exploded" and res.compile
+
+
+def test_out_of_memory_in_forward_is_a_failed_result_and_the_caller_goes_on():
+    class Oom(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 TiB")
+
+    before = torch.get_num_threads()
+    res = measure_inference(Oom(), 8, (3, 8, 8), threads=1, warmup=1, min_time=0.0)
+    assert res.status == "failed" and res.error.startswith("OutOfMemoryError: CUDA out of memory")
+    assert torch.get_num_threads() == before
+
+
+def test_bad_settings_are_user_errors(tiny):
+    with pytest.raises(UserError, match="valid: none, fp16, bf16"):
+        measure_inference(tiny, 1, (3, 32, 32), amp="fp8")
+    with pytest.raises(UserError, match="valid: cpu, cuda"):
+        measure_inference(tiny, 1, (3, 32, 32), device="gpu")
+    with pytest.raises(UserError, match="threads"):
+        measure_inference(tiny, 1, (3, 32, 32), threads=0)
+
+
+def test_bf16_autocast_and_channels_last_run_on_cpu(tiny):
+    res = measure_inference(tiny, 2, (3, 32, 32), amp="bf16", channels_last=True, warmup=0, min_time=0.0,
+                            min_runs=1)
+    assert res.ok and res.amp == "bf16" and res.channels_last
+
+
+def test_time_runs_stops_at_min_runs_and_max_runs():
+    calls = []
+    times = speed.time_runs(lambda: calls.append(1), torch.device("cpu"), warmup=3, min_time=10.0, max_runs=4)
+    assert len(times) == 4 and len(calls) == 7
+
+
+@pytest.mark.slow
+def test_measure_in_subprocess_returns_the_same_dict():
+    out = measure_in_subprocess("cifar_resnet8", "static", num_classes=10, batch_size=2, input_size=(3, 32, 32),
+                                threads=1, warmup=1, min_time=0.0, min_runs=3)
+    assert out["status"] == "ok" and out["runs"] == 3 and out["threads"] == 1
+    bad = measure_in_subprocess("no_such_net", num_classes=10, batch_size=1, input_size=(3, 32, 32))
+    assert bad["status"] == "failed" and "unknown backbone 'no_such_net'" in bad["error"]

@@ -1,0 +1,172 @@
+"""The runner and executors: skip done cells, --force, failures recorded, subprocess cells, kill and rerun, Ray."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dynconv_bench.cells import run_cell
+from dynconv_bench.executors import LocalExecutor, RayExecutor, make_executor, run_in_subprocess
+from dynconv_bench.errors import UserError
+from dynconv_bench.runner import pending_cells, run_suite
+from dynconv_bench.store import ResultStore
+from dynconv_bench.suite import Cell, parse_suite
+
+SUITE = {"name": "t", "backbones": ["cifar_resnet8"], "variants": ["static", "static-se"],
+         "measure": {"params": {}, "speed": {"batch_sizes": [1, 2]}}}
+
+
+def fake_measure(cell: dict, plugins: tuple = ()) -> dict:
+    """Params cells succeed; speed cells of static-se fail (module level: Ray pickles it)."""
+    fail = cell["kind"] == "speed" and cell["variant"] == "static-se"
+    return {"values": None if fail else {"n": cell["options"].get("batch_size", 0)},
+            "status": "failed" if fail else "ok", "error": "boom" if fail else None,
+            "environment": {"host": "test"}, "started": None, "finished": None}
+
+
+class Counting:
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def __call__(self, cell: dict, plugins: tuple = ()) -> dict:
+        self.seen.append(Cell.from_dict(cell).label())
+        return fake_measure(cell, plugins)
+
+
+def test_failures_recorded_run_goes_on_rerun_skips_ok(tmp_path) -> None:  # noqa: ANN001
+    suite = parse_suite(SUITE)
+    fn = Counting()
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        s1 = run_suite(suite, store, executor=LocalExecutor(fn=fn), progress=False)
+        assert (s1.total, s1.ran, s1.skipped) == (6, 6, 0)
+        assert sorted(label for label, _ in s1.failed) == [
+            "cifar_resnet8/static-se/speed[mode=inference,batch_size=1]",
+            "cifar_resnet8/static-se/speed[mode=inference,batch_size=2]"]
+        assert all(err == "boom" for _, err in s1.failed) and not s1.ok
+        assert store.count() == 6 and len(store.rows(status="ok")) == 4
+        fn.seen.clear()
+        s2 = run_suite(suite, store, executor=LocalExecutor(fn=fn), progress=False)
+        assert (s2.ran, s2.skipped) == (2, 4)  # only the failed cells are retried
+        assert all("static-se/speed" in label for label in fn.seen)
+        fn.seen.clear()
+        s3 = run_suite(suite, store, force=True, executor=LocalExecutor(fn=fn), progress=False)
+        assert (s3.ran, s3.skipped, len(fn.seen)) == (6, 0, 6)
+        assert store.count() == 6  # still one row per cell
+        todo, skipped = pending_cells(suite, store, only=["params"])
+        assert (len(todo), skipped) == (0, 2)
+
+
+def test_real_params_cell_in_process_and_in_subprocess() -> None:
+    cell = Cell("t", "cifar_resnet8", "static", "static", {"policy": "blocks"}, "params", {"num_classes": 10})
+    here = run_cell(cell)
+    assert here["status"] == "ok", here["error"]
+    import timm
+
+    expected = sum(p.numel() for p in timm.create_model("cifar_resnet8", num_classes=10).parameters())
+    assert here["values"]["total"] == expected and here["values"]["deployed"]["total"] == expected
+    assert here["environment"]["torch"]
+    there = run_in_subprocess(cell, timeout=300)
+    assert there["status"] == "ok", there["error"]
+    assert there["values"]["total"] == expected
+
+
+def test_failing_cells_become_results() -> None:
+    bad = Cell("t", "not_a_model", "static", "static", {}, "params", {})
+    out = run_cell(bad)
+    assert out["status"] == "failed" and "unknown backbone 'not_a_model'" in out["error"]
+    assert out["values"] is None and out["finished"] >= out["started"]
+    out = run_in_subprocess(bad, timeout=0.2)  # too short even to import torch
+    assert out["status"] == "failed" and out["error"] == "timed out after 0.2 s"
+
+
+def test_make_executor_rejects_unknown_name() -> None:
+    with pytest.raises(UserError, match="unknown executor 'dask'; valid: local, ray"):
+        make_executor("dask")
+
+
+SLOW_PLUGIN = '''
+import os, time
+from dynconv_bench import Param, Variant, register_variant
+
+for i in range(4):
+    @register_variant
+    class Slow(Variant):
+        name = f"slow{i}"
+        params = {"policy": Param("blocks", type=str)}
+        def convert_conv(self, site):
+            time.sleep(float(os.environ.get("SLOW_PLUGIN_SLEEP", "0.25")))
+            return None
+'''
+
+
+@pytest.mark.slow  # two CLI processes: ~15 s on an idle 2-core machine
+def test_kill_mid_run_keeps_finished_rows_and_rerun_completes(tmp_path) -> None:  # noqa: ANN001
+    plugin = tmp_path / "slow_plugin.py"
+    plugin.write_text(SLOW_PLUGIN)
+    suite = tmp_path / "k.toml"
+    suite.write_text('name = "k"\nbackbones = ["cifar_resnet8"]\nvariants = ["slow0", "slow1", "slow2", "slow3"]\n'
+                     "[measure.params]\n")
+    db = tmp_path / "k.sqlite"
+    cmd = [sys.executable, "-c", "from dynconv_bench.cli import main; raise SystemExit(main())",
+           "--plugin", str(plugin), "--db", str(db), "run", str(suite), "--no-plots", "--no-progress"]
+    env = {**os.environ, "SLOW_PLUGIN_SLEEP": "0.6", "PYTHONWARNINGS": "ignore"}  # 6 convs: ~3.6 s per cell
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 90
+    rows: list = []
+    while time.time() < deadline:
+        if db.exists():
+            try:
+                with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                    rows = conn.execute("SELECT variant, finished FROM results").fetchall()
+            except sqlite3.OperationalError:
+                rows = []
+        if rows:
+            break
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 1 <= len(rows) < 4, "the run must be killed between its first and last cell"
+    with ResultStore(db) as store:
+        assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        before = {(r["variant"], r["finished"]) for r in store.rows()}
+        assert set(rows) <= before and all(r["status"] == "ok" for r in store.rows())
+    env["SLOW_PLUGIN_SLEEP"] = "0"
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert f"{len(before)} already done" in out.stdout
+    with ResultStore(db) as store:
+        after = {(r["variant"], r["finished"]) for r in store.rows()}
+        assert before <= after  # finished rows untouched
+        assert {v for v, _ in after} == {"slow0", "slow1", "slow2", "slow3"} and store.count() == 4
+
+
+@pytest.mark.slow
+def test_ray_executor_runs_cells_as_tasks(tmp_path) -> None:  # noqa: ANN001
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        suite = parse_suite(SUITE)
+        with ResultStore(tmp_path / "r.sqlite") as store:
+            summary = run_suite(suite, store, executor=RayExecutor(num_cpus=1, fn=fake_measure), progress=False)
+            assert (summary.ran, len(summary.failed)) == (6, 2)
+            rows = store.rows(status="ok")
+            assert sorted(r["values"]["n"] for r in rows) == [0, 0, 1, 1, 2, 2]
+            real = Cell("t", "cifar_resnet8", "static", "static", {"policy": "blocks"}, "params", {"num_classes": 10})
+            ((cell, result),) = list(RayExecutor(num_cpus=1).map([real]))
+            assert result["status"] == "ok" and result["values"]["total"] > 0
+            assert result["environment"]["host"]
+    finally:
+        ray.shutdown()
+
+
+def test_suite_path_is_resolved(tmp_path, write_suite) -> None:  # noqa: ANN001
+    path = write_suite()
+    summary = run_suite(Path(path), tmp_path / "r.sqlite", executor=LocalExecutor(fn=fake_measure), progress=False)
+    assert summary.suite == "tiny" and summary.ran == 2

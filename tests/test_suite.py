@@ -1,0 +1,123 @@
+"""Suite files: validation errors name the file and key; expansion gives exactly the expected cells."""
+
+from __future__ import annotations
+
+import pytest
+
+import dynconv_bench
+from dynconv_bench.errors import ConfigError, UserError
+from dynconv_bench.suite import Cell, list_suites, load_suite, parse_suite, resolve_suite_path, stable_hash
+
+BASE = {"backbones": ["cifar_resnet8"], "variants": ["static"], "measure": {"params": {}}}
+
+
+def _with(**changes: object) -> dict:
+    data = {**BASE, "measure": dict(BASE["measure"])}
+    data.update(changes)
+    return data
+
+
+def test_expansion_counts_and_options() -> None:
+    suite = parse_suite({
+        "name": "t", "backbones": ["cifar_resnet8", "resnet18"], "variants": ["static", "static-se"],
+        "measure": {"params": {}, "speed": {"backbones": ["cifar_resnet8"], "batch_sizes": [1, 4],
+                                            "modes": ["inference", "train"]},
+                    "accuracy": {"backbones": ["cifar_resnet8"], "datasets": ["digits", "synthetic"],
+                                 "seeds": [0, 1, 2], "variants": ["static"]}},
+    })
+    cells = suite.cells()
+    kinds = [c.kind for c in cells]
+    assert kinds.count("params") == 2 * 2
+    assert kinds.count("speed") == 2 * 2 * 2
+    assert kinds.count("accuracy") == 2 * 3  # only the static variant
+    assert len({c.key for c in cells}) == len(cells)
+    speed = [c for c in cells if c.kind == "speed"]
+    assert sorted((c.options["mode"], c.options["batch_size"]) for c in speed if c.variant == "static") == [
+        ("inference", 1), ("inference", 4), ("train", 1), ("train", 4)]
+    assert all(c.options["input_size"] == [3, 32, 32] and c.options["num_classes"] == 10 for c in speed)
+    p18 = next(c for c in cells if c.kind == "params" and c.backbone == "resnet18")
+    assert p18.options["num_classes"] == 1000
+    assert cells.index(p18) < cells.index(speed[0])  # cheap kinds first
+
+
+def test_star_expands_to_every_registered_variant() -> None:
+    suite = parse_suite(_with(variants=["*"]))
+    assert [v[0] for v in suite.variants] == dynconv_bench.list_variants()
+
+
+def test_named_configs_and_hashes() -> None:
+    suite = parse_suite(_with(variants=[
+        "static-se", {"name": "se-r8", "variant": "static-se", "config": {"reduction": 8}}]))
+    (l1, n1, c1), (l2, n2, c2) = suite.variants
+    assert (l1, n1, l2, n2) == ("static-se", "static-se", "se-r8", "static-se")
+    assert c1["reduction"] == 4 and c2["reduction"] == 8  # defaults filled in by the variant
+    a, b = suite.cells()
+    assert a.config_hash != b.config_hash
+    assert stable_hash({"x": 1, "y": [1, 2]}) == stable_hash({"y": [1, 2], "x": 1})
+    assert Cell.from_dict(a.to_dict()) == a and Cell.from_dict(a.to_dict()).key == a.key
+
+
+@pytest.mark.parametrize("data, message", [
+    (_with(backbone=["x"]), "unknown key 'backbone' (did you mean 'backbones'?)"),
+    (_with(backbones=["resnet19"]), "unknown backbone 'resnet19' (did you mean 'resnet18'?)"),
+    (_with(variants=["statc"]), "unknown variant 'statc' (did you mean 'static'?)"),
+    (_with(variants=[{"variant": "static-se", "config": {"reductoin": 2}}]), "did you mean 'reduction'?"),
+    (_with(variants=[{"variant": "static-se", "config": {"reduction": 0}}]), "below the minimum"),
+    (_with(variants=["static", "static"]), "duplicate label"),
+    (_with(measure={"sped": {}}), "unknown key 'measure.sped' (did you mean 'speed'?)"),
+    (_with(measure={"speed": {"batch_size": [1]}}), "did you mean 'batch_sizes'?"),
+    (_with(measure={"speed": {"batch_sizes": [0]}}), "batch_sizes must be >= 1"),
+    (_with(measure={"speed": {"batch_sizes": "8"}}), "non-empty list of integers"),
+    (_with(measure={"speed": {"device": "tpu"}}), "unknown device 'tpu'"),
+    (_with(measure={"speed": {"modes": ["infer"]}}), "unknown mode 'infer'"),
+    (_with(measure={"accuracy": {"datasets": ["digit"]}}), "unknown dataset 'digit' (did you mean 'digits'?)"),
+    (_with(measure={"accuracy": {"recipe": "digits-quik"}}), "unknown recipe 'digits-quik'"),
+    (_with(measure={"accuracy": {"variants": ["odconv-4x"]}}), "measure.accuracy.variants"),
+    (_with(measure={}), "at least one of"),
+    ({"backbones": ["resnet18"], "measure": {"params": {}}}, "variants is required"),
+])
+def test_validation_errors_name_file_and_key(data: dict, message: str) -> None:
+    with pytest.raises(UserError) as info:
+        parse_suite(data, source="my.toml")
+    assert str(info.value).startswith("my.toml: ")
+    assert message in str(info.value)
+
+
+def test_variant_config_error_is_config_error() -> None:
+    with pytest.raises(ConfigError, match="valid keys: min_channels, policy, reduction"):
+        parse_suite(_with(variants=[{"variant": "static-se", "config": {"bogus": 1}}]))
+
+
+def test_malformed_toml_names_file_and_line(write_suite) -> None:  # noqa: ANN001
+    path = write_suite('name = "x"\nbackbones = ["resnet18"\nvariants = 3\n', name="broken")
+    with pytest.raises(UserError, match=r"broken.toml: malformed TOML: .*line \d+"):
+        load_suite(path)
+
+
+def test_name_resolution(tmp_path, monkeypatch, write_suite) -> None:  # noqa: ANN001
+    assert resolve_suite_path("smoke").name == "smoke.toml"
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "mine.toml").write_text('backbones = ["cifar_resnet8"]\nvariants = ["static"]\n'
+                                                   "[measure.params]\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_suite("mine").name == "mine"
+    assert "mine" in list_suites() and "smoke" in list_suites()
+    with pytest.raises(UserError, match="unknown suite 'smok' \\(did you mean 'smoke'\\?\\)"):
+        resolve_suite_path("smok")
+    with pytest.raises(UserError, match="suite file not found"):
+        resolve_suite_path(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize("name", ["smoke", "cpu", "paper-imagenet", "paper-throughput"])
+def test_bundled_suites_validate(name: str) -> None:
+    suite = load_suite(name)
+    assert suite.name == name and suite.cells()
+
+
+def test_smoke_suite_covers_every_variant() -> None:
+    cells = load_suite("smoke").cells()
+    n = len(dynconv_bench.list_variants())
+    for kind in ("params", "macs", "speed", "accuracy"):
+        assert {c.variant for c in cells if c.kind == kind} == set(dynconv_bench.list_variants())
+    assert sum(c.kind == "params" for c in cells) == 2 * n  # cifar_resnet20 and resnet18
+    assert {c.backbone for c in cells if c.kind == "speed"} == {"cifar_resnet20"}

@@ -1,0 +1,69 @@
+"""DyConv: Dynamic Convolution, attention over convolution kernels (Chen et al.; CVPR 2020).
+
+W(x) = sum_k pi_k(x) W_k and b(x) = sum_k pi_k(x) b_k with
+pi(x) = softmax(FC2(ReLU(FC1(GAP(x)))) / tau), tau annealed from 30 to 1 early in training.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dynconv_bench import Param, Variant, register_variant
+from dynconv_bench.sites import ConvSite
+
+from ._dynamic import DynamicConv2d, aggregate_kernels
+
+
+class KernelAttention(nn.Module):
+    """Squeeze-and-excitation over the K kernels: GAP -> FC -> ReLU -> FC -> softmax(logits / tau)."""
+
+    def __init__(self, in_channels: int, num_kernels: int, reduction: int = 4, min_channels: int = 1) -> None:
+        super().__init__()
+        hidden = max(in_channels // reduction, min_channels)
+        self.fc1 = nn.Linear(in_channels, hidden)
+        self.fc2 = nn.Linear(hidden, num_kernels)
+
+    def forward(self, x: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """Kernel attention of shape (B, K); each row sums to 1."""
+        s = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        return torch.softmax(self.fc2(F.relu(self.fc1(s))) / temperature, dim=1)
+
+
+class DyConv2d(DynamicConv2d):
+    """A conv whose kernel (and bias) is a softmax-attention mixture of `num_kernels` kernels."""
+
+    def __init__(self, conv: nn.Conv2d, num_kernels: int = 4, reduction: int = 4, min_channels: int = 1,
+                 temperature: float = 30.0, anneal_fraction: float = 0.1) -> None:
+        super().__init__(conv, num_kernels, temperature, anneal_fraction, kernel_init="fan_out")
+        self.attention = KernelAttention(conv.in_channels, num_kernels, reduction, min_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pi = self.attention(x, self.temperature)
+        bias = None if self.bias is None else pi.to(self.bias.dtype) @ self.bias
+        return self._conv(x, aggregate_kernels(pi, self.weight), bias)
+
+
+@register_variant
+class DyConv(Variant):
+    """Dynamic Convolution: K kernels mixed per sample by temperature-annealed softmax attention."""
+
+    name = "dyconv"
+    paper = "Chen, Dai, Liu, Chen, Yuan, Liu. Dynamic Convolution: Attention over Convolution Kernels. CVPR 2020"
+    year = 2020
+    url = "https://arxiv.org/abs/1912.03458"
+    params = {
+        "num_kernels": Param(4, "kernels per layer (K)", min=1),
+        "reduction": Param(4, "attention bottleneck: C_in -> max(C_in // reduction, min_channels)", min=1),
+        "min_channels": Param(1, "floor of the attention bottleneck width", min=1),
+        "temperature": Param(30.0, "initial softmax temperature", min=1e-6),
+        "anneal_fraction": Param(0.1, "fraction of training over which temperature goes linearly to 1 "
+                                      "(0 keeps it constant)", min=0.0, max=1.0),
+        "policy": Param("no-stem", "which convs become dynamic", type=str),
+    }
+
+    def convert_conv(self, site: ConvSite) -> nn.Module:
+        c = self.cfg
+        return DyConv2d(site.conv, c["num_kernels"], c["reduction"], c["min_channels"], c["temperature"],
+                        c["anneal_fraction"])
