@@ -33,6 +33,24 @@ def _dump(path: str, backbone: str, wall: float, runs: list[dict]) -> None:
                   fh, indent=1, default=str)
 
 
+def print_table(runs: list[dict], variants: list[str], datasets: list[str], backbone: str, threads: int | None,
+                total: float) -> None:
+    seeds = sorted({r["seed"] for r in runs})
+    print(f"\n{backbone}, threads {threads}, seeds {seeds}; top-1 % mean +- std over seeds")
+    header = f"| {'variant':<10} | {'params':>8} | " + " | ".join(f"{d:^16}" for d in datasets) + " | time s |"
+    print(header)
+    print("|" + "|".join("-" * len(c) for c in header.split("|")[1:-1]) + "|")
+    for variant in variants:
+        mine = [r for r in runs if r["variant"] == variant]
+        if not mine:
+            continue
+        cells = [fmt([r for r in mine if r["dataset"] == d]) for d in datasets]
+        wall = sum(r["wall_s"] for r in mine)
+        print(f"| {variant:<10} | {mine[0].get('params', 0):>8,} | " + " | ".join(f"{c:^16}" for c in cells)
+              + f" | {wall:6.0f} |")
+    print(f"\ntotal wall time: {total:.0f} s ({total / 60:.1f} min) for {len(runs)} runs")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--backbone", default="cifar_resnet8", help="CIFAR-style ResNet (resnet8 keeps 36 runs in budget)")
@@ -42,8 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="override the quick recipes' epochs")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--json", default=None, help="also write every run's result here")
+    p.add_argument("--summarize", default=None, metavar="JSON", help="only print the table of a saved --json file")
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning)
+    if args.summarize:
+        with open(args.summarize) as fh:
+            saved = json.load(fh)
+        names = list(dict.fromkeys(r["variant"] for r in saved["runs"]))
+        datasets = list(dict.fromkeys(r["dataset"] for r in saved["runs"]))
+        print_table(saved["runs"], names, datasets, saved["backbone"], saved.get("threads"), saved["total_wall_s"])
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     variants = args.variants or dynconv_bench.list_variants()
@@ -64,17 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                     _dump(args.json, args.backbone, time.perf_counter() - start, runs)
     total = time.perf_counter() - start
 
-    print(f"\n{args.backbone}, threads {torch.get_num_threads()}, seeds {args.seeds}; top-1 % mean +- std")
-    header = f"| {'variant':<10} | {'params':>8} | " + " | ".join(f"{d:^16}" for d in args.datasets) + " | time s |"
-    print(header)
-    print("|" + "|".join("-" * (len(c) + 0) for c in header.split("|")[1:-1]) + "|")
-    for variant in variants:
-        mine = [r for r in runs if r["variant"] == variant]
-        cells = [fmt([r for r in mine if r["dataset"] == d]) for d in args.datasets]
-        params = mine[0].get("params", 0)
-        wall = sum(r["wall_s"] for r in mine)
-        print(f"| {variant:<10} | {params:>8,} | " + " | ".join(f"{c:^16}" for c in cells) + f" | {wall:6.0f} |")
-    print(f"\ntotal wall time: {total:.0f} s ({total / 60:.1f} min) for {len(runs)} runs")
+    print_table(runs, variants, args.datasets, args.backbone, torch.get_num_threads(), total)
     if args.json:
         _dump(args.json, args.backbone, total, runs)
     return 0 if all(r["status"] == "ok" for r in runs) else 1

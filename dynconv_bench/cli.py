@@ -163,4 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # run the imported module's main: extensions (cli_run) register into dynconv_bench.cli, not __main__
+    from dynconv_bench.cli import main as _main
+
+    raise SystemExit(_main())

@@ -39,8 +39,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     sub.add_parser("suites", help="list the suites found in ./suites and the bundled suites folder")
 
-    p = sub.add_parser("train", help="train and evaluate one model (dynconv_bench.training)", add_help=False)
-    p.add_argument("train_args", nargs=argparse.REMAINDER)
+    # prefix_chars="+": every argument, --help included, is passed through to the training CLI
+    p = sub.add_parser("train", help="train and evaluate one model (see `train --help`)", add_help=False,
+                       prefix_chars="+")
+    p.add_argument("train_args", nargs="*")
 
 
 _EXTENSIONS.append(add_parsers)

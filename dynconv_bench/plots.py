@@ -76,7 +76,7 @@ def plot_tradeoff(board: pd.DataFrame, x_col: str, y_col: str, title: str, out_d
 
 
 def plot_throughput_vs_batch(long: pd.DataFrame, backbone: str, out_dir: Path, env: str,
-                             mode: str = "inference") -> list[Path]:
+                             mode: str = "inference", prefix: str = "") -> list[Path]:
     """Throughput (images/s) against batch size, one line per variant, one figure per device."""
     part = long[(long["backbone"] == backbone) & (long["mode"] == mode) & long["batch_size"].notna()]
     paths: list[Path] = []
@@ -97,7 +97,7 @@ def plot_throughput_vs_batch(long: pd.DataFrame, backbone: str, out_dir: Path, e
         ax.set_title(f"{backbone}: {mode} throughput on {device}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, ncol=2)
-        paths += _save(fig, out_dir, f"throughput-vs-batch_{_slug(backbone)}_{_slug(device)}_{mode}", env)
+        paths += _save(fig, out_dir, f"{prefix}throughput-vs-batch_{_slug(backbone)}_{_slug(device)}_{mode}", env)
     return paths
 
 
@@ -122,6 +122,10 @@ def plot_layer_breakdown(layers: list[dict[str, Any]], title: str, out_dir: Path
     ax.set_yticks(range(len(labels)))
     ax.set_yticklabels(labels, fontsize=7)
     ax.invert_yaxis()
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=cmap(i % 10), label=t) for i, t in enumerate(types)]
+    ax.legend(handles=handles, title="layer type", fontsize=7, title_fontsize=7, loc="lower right")
     ax.set_xlabel("forward time per call (ms, median)")
     total = float(df["time_ms"].sum())
     ax.set_title(f"{title}\nsum of layer times {total:.2f} ms")
@@ -152,7 +156,7 @@ def make_plots(df: pd.DataFrame, out_dir: str | Path, suite: str | None = None) 
                     paths += plot_tradeoff(board, x_col, acc, f"{backbone} on {dataset}: accuracy vs {tag}", out,
                                            f"{prefix}acc-vs-{tag}_{_slug(backbone)}_{_slug(dataset)}", env, higher, logx)
         for mode in ("inference", "train"):
-            paths += [p for p in plot_throughput_vs_batch(long, backbone, out, env, mode)]
+            paths += plot_throughput_vs_batch(long, backbone, out, env, mode, prefix)
     for row in df[(df["kind"] == "layers") & (df["status"] == "ok")].itertuples():
         title = f"{row.backbone} / {row.variant}: per-layer latency (batch {row.options.get('batch_size', 1)}, deployed)"
         paths += plot_layer_breakdown(row.values.get("layers", []), title, out,

@@ -158,3 +158,11 @@ def test_gradients_reach_every_parameter(arch: str) -> None:
 def test_deploy_equivalence_at_224(arch: str) -> None:
     model = randomize_kerneldna(timm.create_model(arch))
     assert_deploy_equivalent(model, (3, 224, 224))
+
+
+def test_child_se_convs_are_attention_sites() -> None:
+    from dynconv_bench.sites import find_conv_sites
+
+    roles = {s.name: s.role for s in find_conv_sites(timm.create_model("kerneldna_resnet18"))}
+    assert roles["layer3.0.conv2.se.reduce"] == roles["layer3.1.conv1.se.expand"] == "attention"
+    assert roles["layer3.1.conv2"] == "block" and roles["layer3.0.downsample.0"] == "shortcut"

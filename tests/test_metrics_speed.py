@@ -117,3 +117,12 @@ def test_measure_in_subprocess_returns_the_same_dict():
     assert out["status"] == "ok" and out["runs"] == 3 and out["threads"] == 1
     bad = measure_in_subprocess("no_such_net", num_classes=10, batch_size=1, input_size=(3, 32, 32))
     assert bad["status"] == "failed" and "unknown backbone 'no_such_net'" in bad["error"]
+
+
+def test_inference_restores_the_callers_train_mode(tiny):
+    tiny.train()
+    res = measure_inference(tiny, 2, (3, 32, 32), warmup=0, min_time=0.0, min_runs=1)
+    assert res.ok and all(m.training for m in tiny.modules())
+    tiny.eval()
+    measure_inference(tiny, 2, (3, 32, 32), warmup=0, min_time=0.0, min_runs=1)
+    assert not any(m.training for m in tiny.modules())

@@ -66,7 +66,7 @@ def generate(num_samples: int, num_classes: int = 10, image_size: int = 32, seed
     scale = rand(0.28, 0.42) * s  # shape radius in pixels
     cx = rand(0, 1) * (s - 2 * scale) + scale
     cy = rand(0, 1) * (s - 2 * scale) + scale
-    rot = rand(-0.6, 0.6)
+    rot = rand(-0.35, 0.35)  # below 45 degrees: a rotated square never becomes a diamond
     theta = theta + rand(-0.12, 0.12)  # orientation jitter well below the 45 degree class spacing
     period = period * rand(0.88, 1.12)
     phase = rand(0, 2 * math.pi)

@@ -174,10 +174,14 @@ def profile(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224), batch
     overhead_total = 0.0
     names = {n: i for i, (n, _) in enumerate(model.named_modules())}
     for name in sorted(set(dynamic) | set(plain), key=lambda n: names.get(n, 0)):
-        module = dynamic.get(name) or plain[name]
+        module = dynamic[name] if name in dynamic else plain[name]
         inside = per_image(by_module.get(analysis.canonical_module_name(name), 0))
         if name in dynamic:
-            conv = float(sum(conv_macs_analytic(module, hw) for hw in sizes[name]))
+            try:
+                conv = float(sum(conv_macs_analytic(module, hw) for hw in sizes[name]))
+            except (AttributeError, TypeError) as exc:
+                raise TypeError(f"converted layer {name!r} ({type(module).__name__}) must expose conv geometry "
+                                f"(in_channels, out_channels, kernel_size, groups): {exc}") from None
             overhead = inside - conv
         else:
             conv, overhead = inside, 0.0

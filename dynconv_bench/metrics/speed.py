@@ -5,7 +5,8 @@ then `time.perf_counter` around each run until both `min_time` seconds and `min_
 CUDA: `cudnn.benchmark`, CUDA events around each run (synchronised), optional channels_last, AMP
 (fp16/bf16) and `torch.compile`; peak memory from the CUDA caching allocator.
 One run = one forward of a batch (inference) or one forward+backward+SGD step (training).
-The caller's model is never modified: each measurement works on a deep copy.
+The caller's model is never modified: training steps, channels_last and moves to another device work on a
+deep copy; inference on the model's own device uses the model itself (its train/eval mode is restored).
 """
 
 from __future__ import annotations
@@ -177,6 +178,7 @@ def _measure(mode: str, model: nn.Module, batch_size: int, input_size: tuple[int
     if dev.type == "cuda" and not torch.cuda.is_available():
         result.error = "CUDA requested but torch.cuda.is_available() is False (no GPU or no CUDA driver)"
         return result
+    was_training = model.training
     with fixed_threads(threads) as n_threads, _cudnn_benchmark(dev.type == "cuda"):
         result.threads = n_threads
         try:
@@ -194,16 +196,25 @@ def _measure(mode: str, model: nn.Module, batch_size: int, input_size: tuple[int
             result.status, result.error = "failed", _error_text(exc)
         finally:
             step = None  # noqa: F841 - drop the model copy before emptying the cache
+            model.train(was_training)
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
     return result
+
+
+def _on_device(model: nn.Module, dev: torch.device) -> bool:
+    tensors = [*model.parameters(), *model.buffers()]
+    return all(t.device.type == dev.type and (dev.index is None or t.device.index == dev.index) for t in tensors)
 
 
 def _build_step(mode: str, model: nn.Module, batch_size: int, input_size: tuple[int, ...], dev: torch.device,
                 channels_last: bool, dtype: torch.dtype | None, compile: bool, num_classes: int | None,
                 lr: float) -> Callable[[], Any]:
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    net = copy.deepcopy(model).to(dev, memory_format=fmt)
+    if mode == "inference" and not channels_last and _on_device(model, dev):
+        net = model  # no copy needed (eval mode is restored by the caller); keeps GPU memory honest
+    else:
+        net = copy.deepcopy(model).to(dev, memory_format=fmt)
     x = torch.randn(batch_size, *input_size, device=dev).contiguous(memory_format=fmt)
     run = torch.compile(net) if compile else net
     autocast = (lambda: torch.autocast(dev.type, dtype=dtype)) if dtype else contextlib.nullcontext

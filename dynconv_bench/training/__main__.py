@@ -53,8 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         def progress(epoch: int, total: int, entry: dict) -> None:
             if not args.quiet:
                 test = f" test top1 {entry['test_top1']:.2f}" if entry.get("test_top1") is not None else ""
+                eta = entry["train_time_s"] / epoch * (total - epoch)
                 print(f"epoch {epoch}/{total} loss {entry['train_loss']:.4f} train top1 {entry['train_top1']:.2f}"
-                      f"{test} ({entry['train_time_s']:.1f}s)", flush=True)
+                      f"{test} ({entry['train_time_s']:.1f}s, eta {eta:.0f}s)", flush=True)
 
         result = train_model(args.backbone, args.variant, args.dataset, args.recipe, seed=args.seed,
                              data_root=args.data_root, device=info.device, epochs=args.epochs,

@@ -1,0 +1,74 @@
+"""Plots: the Pareto front is exact; every figure is written as PNG and SVG."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from dynconv_bench.cells import layer_latency
+from dynconv_bench.executors import LocalExecutor
+from dynconv_bench.plots import make_plots, pareto_front, plot_layer_breakdown
+from dynconv_bench.report import load_results
+from dynconv_bench.runner import run_suite
+from dynconv_bench.suite import parse_suite
+
+
+def test_pareto_front_lower_cost_higher_accuracy() -> None:
+    xs = [1.0, 2.0, 3.0, 1.5, 4.0]
+    ys = [70.0, 75.0, 74.0, 69.0, 80.0]
+    # 3.0/74 is beaten by 2.0/75; 1.5/69 by 1.0/70
+    assert pareto_front(xs, ys) == [0, 1, 4]
+    assert pareto_front(xs, ys, higher_x_better=True) == [4]
+    assert pareto_front([1.0, 1.0], [5.0, 5.0]) == [0, 1]  # ties dominate neither
+
+
+def _fake(cell: dict, plugins: tuple = ()) -> dict:
+    v, o = cell["variant"], cell["options"]
+    k = {"static": 1.0, "static-se": 1.2}[v]
+    values = {"params": {"total": int(1e6 * k)}, "macs": {"macs": int(4e7 * k), "overhead_macs": 0},
+              "speed": {"status": "ok", "throughput": 100.0 * o.get("batch_size", 1) / k, "latency_ms": 10 * k},
+              "accuracy": {"top1": 90.0 + 2 * k + o.get("seed", 0)},
+              "layers": {"layers": [{"layer": f"l{i}", "type": "Conv2d" if i % 2 else "ReLU", "time_ms": 0.1 * i,
+                                     "calls": 1} for i in range(30)]}}[cell["kind"]]
+    return {"values": values, "status": "ok", "error": None, "environment": {"host": "box", "torch": "2.x"},
+            "started": None, "finished": None}
+
+
+def test_make_plots_writes_png_and_svg(tmp_path) -> None:  # noqa: ANN001
+    suite = parse_suite({"name": "p", "backbones": ["cifar_resnet8"], "variants": ["static", "static-se"],
+                         "measure": {"params": {}, "macs": {}, "speed": {"batch_sizes": [1, 4, 16]},
+                                     "accuracy": {"seeds": [0, 1]}, "layers": {"variants": ["static-se"]}}})
+    run_suite(suite, tmp_path / "p.sqlite", executor=LocalExecutor(fn=_fake), progress=False)
+    paths = make_plots(load_results(tmp_path / "p.sqlite", "p"), tmp_path / "plots", "p")
+    names = sorted(p.name for p in paths)
+    assert names == sorted(f"{stem}.{ext}" for ext in ("png", "svg") for stem in [
+        "p_acc-vs-params_cifar-resnet8_digits", "p_acc-vs-macs_cifar-resnet8_digits",
+        "p_acc-vs-throughput_cifar-resnet8_digits", "p_throughput-vs-batch_cifar-resnet8_cpu_inference",
+        "p_layers_cifar-resnet8_static-se"])
+    for p in paths:
+        data = p.read_bytes()
+        assert data.startswith(b"\x89PNG") if p.suffix == ".png" else b"<svg" in data[:2000]
+    svg = (tmp_path / "plots" / "p_acc-vs-params_cifar-resnet8_digits.svg").read_text()
+    assert "Pareto front" in svg and "static-se" in svg and "environment: host box" in svg
+
+
+def test_no_plottable_rows_gives_no_files(tmp_path) -> None:  # noqa: ANN001
+    empty = pd.DataFrame(columns=["id", "suite", "backbone", "variant", "kind", "options", "values", "status",
+                                  "environment", "finished"])
+    assert make_plots(empty, tmp_path / "x") == []
+    assert plot_layer_breakdown([], "t", tmp_path, "t", "env") == []
+
+
+def test_layer_latency_covers_every_leaf_once() -> None:
+    import dynconv_bench
+
+    model = dynconv_bench.create_model("cifar_resnet8", "static-se", num_classes=10)
+    rows = layer_latency(model, (3, 32, 32), batch_size=2, repeats=2, warmup=1)
+    names = [r["layer"] for r in rows]
+    converted = set(model.dynconv_report.converted)
+    assert converted <= set(names)  # converted layers timed as one unit...
+    assert not any(n.startswith(tuple(c + "." for c in converted)) for n in names)  # ...not their insides
+    assert "fc" in names and all(r["time_ms"] > 0 and r["calls"] == 1 for r in rows)
+    with pytest.raises(RuntimeError):  # hooks are removed afterwards: a failing forward leaves none behind
+        layer_latency(model, (5, 32, 32))
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
