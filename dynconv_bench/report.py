@@ -49,7 +49,7 @@ def metric_rows(df: pd.DataFrame) -> pd.DataFrame:
         v, o = row.values or {}, row.options or {}
         base = {"backbone": row.backbone, "variant": row.variant, "id": row.id}
 
-        def add(metric: str, value: Any, order: int, **extra: Any) -> None:
+        def add(metric: str, value: Any, order: int, base: dict = base, **extra: Any) -> None:
             if value is not None:
                 records.append({**base, "metric": metric, "value": float(value), "order": order, **extra})
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from dynconv_bench.cells import run_cell
-from dynconv_bench.executors import LocalExecutor, RayExecutor, make_executor, run_in_subprocess
 from dynconv_bench.errors import UserError
+from dynconv_bench.executors import LocalExecutor, RayExecutor, make_executor, run_in_subprocess
 from dynconv_bench.runner import pending_cells, run_suite
 from dynconv_bench.store import ResultStore
 from dynconv_bench.suite import Cell, parse_suite
