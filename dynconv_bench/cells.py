@@ -114,8 +114,30 @@ def measure_accuracy(cell: Cell) -> dict[str, Any]:
     kw["recipe"] = o.get("recipe") or default_recipe(o["dataset"])
     if o.get("epochs") is not None:
         kw["epochs"] = o["epochs"]
-    return train_and_evaluate(model, o["dataset"], seed=o.get("seed", 0), data_root=o.get("data_root"),
-                              device=o.get("device", "cpu"), **kw)
+    dataset: Any = o["dataset"]
+    if o.get("train_samples"):
+        from .training.recipes import get_recipe
+
+        size = kw.pop("image_size", None) or get_recipe(kw["recipe"]).image_size or info["image_size"]
+        dataset = _subset_split(o["dataset"], o, info, size)
+    out = train_and_evaluate(model, dataset, seed=o.get("seed", 0), data_root=o.get("data_root"),
+                             device=o.get("device", "cpu"), **kw)
+    return {**out, "threads": torch.get_num_threads()}
+
+
+def _subset_split(name: str, o: dict[str, Any], info: dict[str, Any], size: int) -> tuple:
+    """(a subset of `train_samples` training items drawn with the cell's seed, the full test split)."""
+    from torch.utils.data import Subset
+
+    from .data import get_dataset
+
+    root = o.get("data_root")
+    train = get_dataset(name, "train", root, image_size=size)  # the same data as the full-split path
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(o.get("seed", 0))).tolist()
+    subset = Subset(train, order[: o["train_samples"]])
+    subset.num_classes = info["num_classes"]  # type: ignore[attr-defined]
+    subset.name = name  # type: ignore[attr-defined]
+    return subset, get_dataset(name, "test", root, image_size=size)
 
 
 def layer_latency(model: nn.Module, input_size: Sequence[int], batch_size: int = 1, repeats: int = 5,
@@ -159,8 +181,6 @@ def measure_layers(cell: Cell) -> dict[str, Any]:
     from .convert import deploy
 
     o = cell.options
-    if o.get("threads"):
-        torch.set_num_threads(int(o["threads"]))
     model = deploy(build_model(cell))
     layers = layer_latency(model, tuple(o["input_size"]), o.get("batch_size", 1), o.get("repeats", 5))
     return {"status": "ok", "layers": layers, "total_ms": sum(r["time_ms"] for r in layers),
@@ -184,7 +204,13 @@ def run_cell(cell: Cell | dict[str, Any], plugins: Sequence[str] = ()) -> dict[s
         _PLUGINS[:] = list(plugins)
         for path in plugins:
             load_plugin_file(path)
-        values = MEASURES[cell.kind](cell)
+        threads = torch.get_num_threads()
+        try:
+            if cell.options.get("threads"):  # a fixed, recorded thread count for this cell only
+                torch.set_num_threads(int(cell.options["threads"]))
+            values = MEASURES[cell.kind](cell)
+        finally:
+            torch.set_num_threads(threads)
         if not isinstance(values, dict):
             values = {"value": values}
         status = values.get("status", "ok")

@@ -61,18 +61,47 @@ def plot_tradeoff(board: pd.DataFrame, x_col: str, y_col: str, title: str, out_d
     ax.plot([xs[i] for i in front], [ys[i] for i in front], "--", color="tab:red", lw=1.2, zorder=1,
             label="Pareto front")
     ax.scatter([], [], c="tab:blue", s=45, label="dominated")
-    for name, x, y in zip(data.index, xs, ys):
-        ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8,
-                    fontweight="bold" if name == BASELINE else "normal")
     if log_x:
         ax.set_xscale("log")
+    _label_points(ax, list(data.index), xs, ys)
     better = "higher is better" if higher_x_better else "lower is better"
-    ax.set_xlabel(f"{x_col} ({better})")
+    ax.set_xlabel(f"{_axis_label(x_col)} ({better})")
     ax.set_ylabel(f"{y_col}, mean ± std over seeds")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     return _save(fig, out_dir, stem, env)
+
+
+def _axis_label(col: str) -> str:
+    m = re.match(r"(infer|train) (\S+)( \S+)? b(\d+) \(img/s\)", col)
+    if not m:
+        return col
+    mode = "inference" if m.group(1) == "infer" else "training"
+    return f"{mode} throughput, {m.group(2).upper()}{m.group(3) or ''}, batch {m.group(4)} (images/s)"
+
+
+def _label_points(ax: Any, names: list[str], xs: list[float], ys: list[float]) -> None:
+    """Label each point, trying a few offsets so that labels do not overlap each other."""
+    fig = ax.figure
+    fig.canvas.draw()
+    placed: list[tuple[float, float, float, float]] = []
+    offsets = [(6, 6), (6, -14), (-8, 6), (-8, -14), (6, 18), (6, -26), (-8, 18), (-8, -26)]
+    for name, x, y in zip(names, xs, ys):
+        px, py = ax.transData.transform((x, y)) * 72.0 / fig.dpi  # in points
+        w, h = 5.2 * len(name), 9.0
+        choice = offsets[0]
+        for dx, dy in offsets:
+            left = px + dx - (w if dx < 0 else 0)
+            box = (left, py + dy, left + w, py + dy + h)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                choice = (dx, dy)
+                break
+        dx, dy = choice
+        left = px + dx - (w if dx < 0 else 0)
+        placed.append((left, py + dy, left + w, py + dy + h))
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=8,
+                    ha="right" if dx < 0 else "left", fontweight="bold" if name == BASELINE else "normal")
 
 
 def plot_throughput_vs_batch(long: pd.DataFrame, backbone: str, out_dir: Path, env: str,

@@ -125,19 +125,20 @@ def leaderboards(df: pd.DataFrame, baseline: str = BASELINE) -> dict[str, pd.Dat
 
 
 def format_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Strings for reading: accuracy as `mean ± std (n)`, ratios as `1.23x`, missing as `-`."""
+    """Strings for reading: `value (ratio x)`, accuracy as `mean ± std (n=.., +pts)`, missing as `-`."""
     shown = pd.DataFrame(index=table.index)
     for col in table.columns:
-        if col.endswith(" std") or col.endswith(" n"):
+        if col.endswith((" std", " n", "(pts)")) or f" vs {BASELINE}" in col:
             continue
-        vals = table[col]
-        if col.startswith("top-1") and not col.endswith("(pts)"):
-            std, n = table[f"{col} std"], table[f"{col} n"]
-            shown[col] = [("-" if pd.isna(m) else f"{m:.2f} ± {s:.2f} ({int(k)})") for m, s, k in zip(vals, std, n)]
-        elif col.endswith("(pts)"):
-            shown[col] = [("-" if pd.isna(x) else f"{x:+.2f}") for x in vals]
-        elif col.endswith(f"vs {BASELINE}") or " vs " in col:
-            shown[col] = [("-" if pd.isna(x) else f"{x:.2f}x") for x in vals]
+        vals, ratio = table[col], table.get(f"{col} vs {BASELINE}")
+        if col.startswith("top-1"):
+            std, n, pts = table[f"{col} std"], table[f"{col} n"], table.get(f"{col} vs {BASELINE} (pts)")
+            shown[col] = [("-" if pd.isna(m) else f"{m:.2f} ± {s:.2f} (n={int(k)}"
+                           + ("" if pts is None or pd.isna(pts.iloc[i]) else f", {pts.iloc[i]:+.2f}") + ")")
+                          for i, (m, s, k) in enumerate(zip(vals, std, n))]
+        elif ratio is not None:
+            shown[col] = [("-" if pd.isna(x) else f"{_num(x)} ({r:.2f}x)" if pd.notna(r) else _num(x))
+                          for x, r in zip(vals, ratio)]
         else:
             shown[col] = [_num(x) for x in vals]
     return shown
@@ -169,6 +170,10 @@ def environment_summary(df: pd.DataFrame) -> str:
         if val not in (None, "", [], {}):
             parts.append(f"{label} {val}")
     note = f" ({len(set(envs))} distinct environments)" if len(set(envs)) > 1 else ""
+    speed = df[(df["kind"] == "speed") & (df["status"] == "ok")]
+    threads = sorted({v.get("threads") for v in speed["values"] if isinstance(v, dict) and v.get("threads")})
+    if threads:
+        note += f"; speed measured with {'/'.join(map(str, threads))} thread(s)"
     return "environment: " + ", ".join(dict.fromkeys(parts)) + note
 
 
@@ -199,7 +204,8 @@ def render(df: pd.DataFrame, fmt: str = "md", suite: str | None = None, images: 
         lines = [f"# {title}", ""]
         for b, t in boards.items():
             lines += [f"## {b}", "", format_table(t).to_markdown(), ""]
-        lines.append(f"Ratios and differences are relative to `{BASELINE}` measured in the same suite. {env}")
+        lines.append(f"In brackets: the ratio (x) or difference in points to `{BASELINE}` measured in the same suite; "
+                     f"accuracy is mean ± std over n seeds. {env}")
         if not fails.empty:
             lines += ["", f"{len(fails)} failed cell(s):"]
             lines += [f"- {r.backbone}/{r.variant}/{r.kind}: {r.error}" for r in fails.itertuples()]

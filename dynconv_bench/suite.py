@@ -23,14 +23,15 @@ MODES = ("inference", "train")
 # Accepted keys of each [measure.KIND] table and their defaults (None: decided per backbone).
 MEASURE_KEYS: dict[str, dict[str, Any]] = {
     "params": {"backbones": None, "num_classes": None},
-    "macs": {"backbones": None, "num_classes": None, "input_size": None},
+    "macs": {"backbones": None, "num_classes": None, "input_size": None, "threads": None},
     "speed": {"backbones": None, "num_classes": None, "input_size": None, "device": "cpu", "batch_sizes": [1],
               "modes": ["inference"], "threads": None, "precision": "fp32", "channels_last": False,
               "compile": False, "warmup": None, "min_time": None, "deploy": True, "num_gpus": None},
     "memory": {"backbones": None, "num_classes": None, "input_size": None, "device": "cpu", "batch_sizes": [1],
                "modes": ["inference"]},
     "accuracy": {"backbones": None, "datasets": ["digits"], "recipe": None, "seeds": [0], "epochs": None,
-                 "data_root": None, "device": "cpu", "overrides": {}, "num_gpus": None},
+                 "data_root": None, "device": "cpu", "overrides": {}, "num_gpus": None,
+                 "train_samples": None, "threads": None},  # a fixed random subset of the training split (quick runs)
     # per-layer latency of the deployed model (for the breakdown plot)
     "layers": {"backbones": None, "num_classes": None, "input_size": None, "batch_size": 1, "repeats": 5,
                "threads": None},
@@ -326,9 +327,11 @@ def _parse_measure(kind: str, opts: Any, source: str, list_backbones: Any) -> di
         raise UserError(f"{source}: {where}.device: {unknown_choice('device', out['device'], DEVICES)}")
     if "precision" in out and out["precision"] not in PRECISIONS:
         raise UserError(f"{source}: {where}.precision: {unknown_choice('precision', out['precision'], PRECISIONS)}")
-    for key in ("threads", "warmup", "epochs", "num_gpus", "batch_size", "repeats"):
+    for key in ("threads", "warmup", "epochs", "num_gpus", "batch_size", "repeats", "train_samples"):
         if out.get(key) is not None:
             _check_type(out[key], (int, float) if key == "num_gpus" else int, source, f"{where}.{key}")
+            if out[key] < (0 if key == "num_gpus" else 1):
+                raise UserError(f"{source}: {where}.{key} = {out[key]!r} must be >= {0 if key == 'num_gpus' else 1}")
     if out.get("min_time") is not None:
         _check_type(out["min_time"], (int, float), source, f"{where}.min_time")
     for key in ("channels_last", "compile", "deploy"):

@@ -81,8 +81,8 @@ def test_leaderboard_values_and_ratios(results: pd.DataFrame) -> None:
 def test_formats(results: pd.DataFrame, tmp_path) -> None:  # noqa: ANN001
     md = render(results, "md", "r")
     assert "## cifar_resnet8" in md and "| static-se" in md
-    assert "94.00 ± 2.65 (3)" in md  # static-se: mean and sample std of 95, 91, 96
-    assert "1.25x" in md and "environment: host box, CPU Test CPU, threads 2, torch 2.x, commit 0123456789" in md
+    assert "94.00 ± 2.65 (n=3, +2.00)" in md  # static-se: mean and sample std of 95, 91, 96; static's mean is 92
+    assert "| 1.25 (1.25x) " in md and "environment: host box, CPU Test CPU, threads 2, torch 2.x, commit 0123456789" in md
     assert "1 failed cell(s)" in md and "out of memory" in md
     csv = pd.read_csv(io.StringIO(render(results, "csv", "r")))
     assert set(csv["backbone"]) == {"cifar_resnet8", "resnet18"}
