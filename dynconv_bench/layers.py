@@ -59,9 +59,10 @@ class ConvGeometry:
 class SEConv(ConvGeometry, DynamicLayer, nn.Module):
     """A conv whose input channels are first scaled by a ChannelSE (the `static-se` baseline)."""
 
-    def __init__(self, conv: nn.Conv2d, reduction: int = 4, min_channels: int = 1) -> None:
+    def __init__(self, conv: nn.Conv2d, reduction: int = 4, min_channels: int = 1,
+                 se: ChannelSE | None = None) -> None:
         super().__init__()
-        self.se = ChannelSE(conv.in_channels, reduction, min_channels)
+        self.se = se if se is not None else ChannelSE(conv.in_channels, reduction, min_channels)
         self.conv = conv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

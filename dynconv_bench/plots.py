@@ -123,7 +123,7 @@ def plot_throughput_vs_batch(long: pd.DataFrame, backbone: str, out_dir: Path, e
         ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.set_xlabel("batch size")
         ax.set_ylabel("throughput (images/s, median)")
-        ax.set_title(f"{backbone}: {mode} throughput on {device}")
+        ax.set_title(f"{backbone}: {mode} throughput on {device.upper()}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, ncol=2)
         paths += _save(fig, out_dir, f"{prefix}throughput-vs-batch_{_slug(backbone)}_{_slug(device)}_{mode}", env)

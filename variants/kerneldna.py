@@ -91,9 +91,7 @@ class KernelDNAConv(DynamicLayer, nn.Module):
         conv = self.to_conv()
         if self.se is None:
             return conv
-        out = SEConv(conv, reduction=conv.in_channels)  # placeholder SE (1 hidden unit), replaced below
-        out.se = self.se
-        return out.train(self.training)
+        return SEConv(conv, se=self.se).train(self.training)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
