@@ -1,0 +1,85 @@
+"""Measure the README's variants tables and write them between the README's markers.
+
+Every figure in the tables is counted here (parameters, MACs at 224x224 with 1000 classes);
+the official release's parameter counts appear only in a column labelled as a reference.
+Run: python scripts/readme_tables.py [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+import dynconv_bench as dcb
+from dynconv_bench.metrics import count_deployed_params, count_params
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+START, END = "<!-- variants-table:start -->", "<!-- variants-table:end -->"
+
+# Reference only: parameter counts of the official KernelDNA release's models (1000 classes).
+KERNELDNA_RELEASE_PARAMS = {
+    "kerneldna_resnet18": ("resnet18", 9_240_798),
+    "kerneldna_resnet50": ("resnet50", 22_778_060),
+    "kerneldna_mobilenetv2_100": ("mobilenetv2_100", 3_136_840),
+    "kerneldna_mobilenetv2_050": ("mobilenetv2_050", 1_878_232),
+}
+
+
+def _m(n: int) -> str:
+    return f"{n / 1e6:.2f}M"
+
+
+def _g(n: int) -> str:
+    return f"{n / 1e9:.3f}G"
+
+
+def variants_table() -> str:
+    rows = ["| variant | paper | defaults | ResNet-18 params | deployed params | MACs | of which dynamic overhead |",
+            "|---|---|---|---|---|---|---|"]
+    for name in dcb.list_variants():
+        cls = dcb.get_variant(name)
+        model = dcb.create_model("resnet18", name, num_classes=1000).eval()
+        prof = dcb.profile(dcb.deploy(model), input_size=(3, 224, 224), batch_size=1)
+        defaults = ", ".join(f"{k}={v}" for k, v in cls.default_config().items())
+        paper = f"{cls.paper} ({cls.year})" if cls.year and str(cls.year) not in cls.paper else cls.paper
+        rows.append(f"| `{name}` | {paper} | {defaults} | {_m(count_params(model)['total'])} | "
+                    f"{_m(count_deployed_params(model)['total'])} | {_g(prof.macs)} | {_g(prof.overhead_macs)} |")
+    return "\n".join(rows)
+
+
+def architectures_table() -> str:
+    rows = ["| architecture | params | static backbone params | deployed params | MACs (deployed) "
+            "| official release params (reference) |",
+            "|---|---|---|---|---|---|"]
+    for arch, (backbone, release) in KERNELDNA_RELEASE_PARAMS.items():
+        model = dcb.create_model(arch, "static", num_classes=1000).eval()
+        static = dcb.create_model(backbone, "static", num_classes=1000)
+        prof = dcb.profile(dcb.deploy(model), input_size=(3, 224, 224), batch_size=1)
+        rows.append(f"| `{arch}` | {count_params(model)['total']:,} | {count_params(static)['total']:,} | "
+                    f"{count_deployed_params(model)['total']:,} | {_g(prof.macs)} | {release:,} |")
+    return "\n".join(rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true", help="exit 1 if the README's tables differ")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    body = (f"{START}\nMeasured by `python scripts/readme_tables.py` (1000 classes, 224x224, MACs per image,"
+            f" 1 multiply-add = 1; FLOPs = 2 x MACs).\n\n{variants_table()}\n\n"
+            f"KernelDNA's architectures (the paper's models, registered with timm):\n\n{architectures_table()}\n{END}")
+    text = README.read_text()
+    new = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: body, text, flags=re.S)
+    if args.check:
+        return int(new != text)
+    README.write_text(new)
+    print(body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
