@@ -79,7 +79,7 @@ def measure_speed(cell: Cell) -> dict[str, Any]:
     kw: dict[str, Any] = {"device": o.get("device", "cpu"), "threads": o.get("threads"),
                           "channels_last": o.get("channels_last", False), "amp": amp,
                           "compile": o.get("compile", False)}
-    for key in ("warmup", "min_time"):
+    for key in ("warmup", "min_time", "min_runs"):
         if o.get(key) is not None:
             kw[key] = o[key]
     if o.get("mode", "inference") == "train":

@@ -26,7 +26,8 @@ MEASURE_KEYS: dict[str, dict[str, Any]] = {
     "macs": {"backbones": None, "num_classes": None, "input_size": None, "threads": None},
     "speed": {"backbones": None, "num_classes": None, "input_size": None, "device": "cpu", "batch_sizes": [1],
               "modes": ["inference"], "threads": None, "precision": "fp32", "channels_last": False,
-              "compile": False, "warmup": None, "min_time": None, "deploy": True, "num_gpus": None},
+              "compile": False, "warmup": None, "min_time": None, "min_runs": None, "deploy": True,
+              "num_gpus": None},
     "memory": {"backbones": None, "num_classes": None, "input_size": None, "device": "cpu", "batch_sizes": [1],
                "modes": ["inference"]},
     "accuracy": {"backbones": None, "datasets": ["digits"], "recipe": None, "seeds": [0], "epochs": None,
@@ -327,7 +328,7 @@ def _parse_measure(kind: str, opts: Any, source: str, list_backbones: Any) -> di
         raise UserError(f"{source}: {where}.device: {unknown_choice('device', out['device'], DEVICES)}")
     if "precision" in out and out["precision"] not in PRECISIONS:
         raise UserError(f"{source}: {where}.precision: {unknown_choice('precision', out['precision'], PRECISIONS)}")
-    for key in ("threads", "warmup", "epochs", "num_gpus", "batch_size", "repeats", "train_samples"):
+    for key in ("threads", "warmup", "epochs", "num_gpus", "batch_size", "repeats", "train_samples", "min_runs"):
         if out.get(key) is not None:
             _check_type(out[key], (int, float) if key == "num_gpus" else int, source, f"{where}.{key}")
             if out[key] < (0 if key == "num_gpus" else 1):
