@@ -69,7 +69,7 @@ def plot_tradeoff(board: pd.DataFrame, x_col: str, y_col: str, title: str, out_d
     ax.set_ylabel(f"{y_col}, mean ± std over seeds")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     return _save(fig, out_dir, stem, env)
 
 
@@ -154,7 +154,7 @@ def plot_layer_breakdown(layers: list[dict[str, Any]], title: str, out_dir: Path
     from matplotlib.patches import Patch
 
     handles = [Patch(color=cmap(i % 10), label=t) for i, t in enumerate(types)]
-    ax.legend(handles=handles, title="layer type", fontsize=7, title_fontsize=7, loc="lower right")
+    ax.legend(handles=handles, title="layer type", fontsize=7, title_fontsize=7, loc="center right")
     ax.set_xlabel("forward time per call (ms, median)")
     total = float(df["time_ms"].sum())
     ax.set_title(f"{title}\nsum of layer times {total:.2f} ms")
