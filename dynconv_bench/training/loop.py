@@ -82,6 +82,40 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 256, device: 
             "loss": sums[0].item() / n, "count": int(sums[3].item())}
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, dataset: Dataset, batch_size: int, batches: int, device: str,
+                          amp: bool = False, info: D.DistInfo | None = None, workers: int = 0) -> int:
+    """Recompute every BatchNorm's running statistics as the plain average over `batches` batches.
+
+    The first batches of the (unshuffled) training set are used in train mode, without gradients;
+    returns the number of batches seen. The model's train/eval mode is restored afterwards.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms:
+        return 0
+    indices = list(range(len(dataset)))
+    if info is not None and info.world_size > 1:
+        indices = indices[info.rank::info.world_size]
+    loader = DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=batch_size, shuffle=False,
+                        num_workers=workers)
+    was_training, momenta = model.training, [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average = the plain mean over the batches seen
+    model.train()
+    seen = 0
+    for x, _ in loader:
+        if seen == batches:
+            break
+        with _autocast(device, amp):
+            model(x.to(device))
+        seen += 1
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.train(was_training)
+    return seen
+
+
 def _fingerprint(recipe: Recipe, seed: int, dataset: str, num_classes: int) -> dict[str, Any]:
     d = recipe.to_dict()
     for key in ("notes", "workers", "eval_batch_size", "source", "eval_every"):
@@ -221,8 +255,12 @@ def train_and_evaluate(model: nn.Module, dataset: str | tuple[Dataset, Dataset],
             entry: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": sums[0].item() / max(sums[2].item(), 1),
                                      "train_top1": 100.0 * sums[1].item() / max(sums[2].item(), 1),
                                      "train_time_s": train_time}
+            evaluating = (epoch + 1) % rec.eval_every == 0 or epoch + 1 == rec.epochs
+            if evaluating and rec.bn_recalibration_batches > 0:
+                recalibrate_batchnorm(model, train_ds, per_rank, rec.bn_recalibration_batches, dev, rec.amp,
+                                      info, rec.workers)
             D.sync_buffers(model, info)
-            if (epoch + 1) % rec.eval_every == 0 or epoch + 1 == rec.epochs:
+            if evaluating:
                 ev = evaluate(model, test_ds, rec.eval_batch_size, dev, rec.amp, num_classes, info, rec.workers)
                 entry.update({"test_top1": ev["top1"], "test_top5": ev["top5"], "test_loss": ev["loss"]})
             history.append(entry)

@@ -35,6 +35,10 @@ class Recipe:
     eval_batch_size: int = 256
     eval_every: int = 1  # evaluate every N epochs (and always after the last)
     workers: int = 0
+    # "Precise BN": before each evaluation, recompute BatchNorm statistics as a plain average over this
+    # many training batches (0 = keep the running averages). Short runs of dynamic convs otherwise
+    # evaluate with statistics that lag their fast-moving attention scales.
+    bn_recalibration_batches: int = 0
     divergence_factor: float = 20.0  # a loss above this times ln(num_classes) counts as diverged
     dataset: str | None = None  # the dataset the recipe was made for (informational)
     source: str = ""
@@ -96,9 +100,9 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {r.name: r for r in [
     # Quick CPU recipes: a few epochs of a small CIFAR-style ResNet at 32x32.
     Recipe("digits-quick", epochs=6, batch_size=64, lr=0.1, weight_decay=5e-4, warmup_epochs=1.0,
-           dataset="digits", source="this project (quick CPU comparison)"),
+           bn_recalibration_batches=20, dataset="digits", source="this project (quick CPU comparison)"),
     Recipe("synthetic-quick", epochs=6, batch_size=64, lr=0.1, weight_decay=5e-4, warmup_epochs=1.0,
-           dataset="synthetic", source="this project (quick CPU comparison)"),
+           bn_recalibration_batches=20, dataset="synthetic", source="this project (quick CPU comparison)"),
     Recipe("cifar-resnet", epochs=160, batch_size=128, lr=0.1, weight_decay=1e-4, schedule="step",
            milestones=(80, 120), dataset="cifar10", source="He et al. 2016, CIFAR-10 ResNet schedule"),
     # ImageNet recipes of the papers / official releases (VARIANTS.md).
