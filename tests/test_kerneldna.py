@@ -66,7 +66,7 @@ def children_of(model: nn.Module) -> dict[str, KernelDNAConv]:
 def test_registered_with_paper_defaults() -> None:
     assert "kerneldna" in dynconv_bench.list_variants()
     assert dynconv_bench.get_variant("kerneldna") is KernelDNA
-    assert KernelDNA.default_config() == {"reduction": 4, "parent": "last", "spatial": True, "filter": True,
+    assert KernelDNA.default_config() == {"reduction": 4, "parent": "last", "spatial": True, "filter": True, "require_saving": True,
                                           "se": True, "policy": "blocks"}
 
 
@@ -75,7 +75,7 @@ def test_registered_with_paper_defaults() -> None:
     ({"reductoin": 4}, "did you mean 'reduction'"),
     ({"reduction": 0}, "minimum"),
     ({"se": "yes"}, "must be bool"),
-    ({"num_kernels": 4}, "valid keys: filter, parent, policy, reduction, se, spatial"),
+    ({"num_kernels": 4}, "valid keys: filter, parent, policy, reduction, require_saving, se, spatial"),
 ])
 def test_bad_config_is_rejected(cfg: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
@@ -271,3 +271,20 @@ def test_train_batch_of_one_and_set_progress() -> None:
     model = create_model("cifar_resnet8", "kerneldna", num_classes=10).train()
     dynconv_bench.set_progress(model, 0.5)  # nothing to anneal: must be accepted
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "mobilenetv2_050", "efficientnet_b0", "cifar_resnet20"])
+def test_plugin_has_fewer_parameters_than_static(backbone):
+    from dynconv_bench.metrics import count_params
+
+    static = count_params(dynconv_bench.create_model(backbone, "static"))["total"]
+    plugin = dynconv_bench.create_model(backbone, "kerneldna")
+    assert count_params(plugin)["total"] < static
+
+
+def test_require_saving_skips_children_that_cost_more_than_their_kernel():
+    kept = dynconv_bench.create_model("mobilenetv2_050", "kerneldna")
+    every = dynconv_bench.create_model("mobilenetv2_050", "kerneldna", require_saving=False)
+    assert len(kept.dynconv_report.converted) < len(every.dynconv_report.converted)
+    assert all("conv_dw" not in n for n in kept.dynconv_report.converted)  # 3x3 depthwise: SE costs more
+    assert any("conv_dw" in n for n in every.dynconv_report.converted)

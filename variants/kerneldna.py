@@ -126,6 +126,8 @@ class KernelDNA(Variant):
         "spatial": Param(True, "static spatial modulation S (1,1,k,k) of kernels larger than 1x1"),
         "filter": Param(True, "static filter modulation F (C_out,1,1,1)"),
         "se": Param(True, "SE-style dynamic routing on each child's input"),
+        "require_saving": Param(True, "derive a child only where its adapter has fewer parameters than the "
+                                      "kernel it replaces (e.g. not MobileNetV2's depthwise convs)"),
         "policy": Param("blocks", "which convs may share kernels", type=str),
     }
 
@@ -137,6 +139,16 @@ class KernelDNA(Variant):
                 continue  # nothing to share with
             parent = group[0] if self.cfg["parent"] == "first" else group[-1]
             for site in group:
-                if site is not parent:
-                    out[site.name] = share_kernel(parent.conv, site.conv, **kw)
+                if site is parent:
+                    continue
+                child = share_kernel(parent.conv, site.conv, **kw)
+                if self.cfg["require_saving"] and _own_params(child) >= site.conv.weight.numel():
+                    continue  # the adapter would cost more than the kernel it saves
+                out[site.name] = child
         return out
+
+
+def _own_params(child: KernelDNAConv) -> int:
+    """Parameters a child adds on top of its parent's shared kernel (modulation and SE)."""
+    shared = {id(child.weight), id(child.bias)}
+    return sum(p.numel() for p in child.parameters() if id(p) not in shared)
