@@ -14,6 +14,18 @@ def _seeded() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _isolated_registry():  # noqa: ANN202
+    """Variants a test registers (plugin files, toy variants) do not leak into later tests."""
+    from dynconv_bench import registry
+
+    registry.list_variants()  # load the entry points first, so they are part of the snapshot
+    saved = dict(registry._VARIANTS)
+    yield
+    registry._VARIANTS.clear()
+    registry._VARIANTS.update(saved)
+
+
 @pytest.fixture(scope="session")
 def variant_names() -> list[str]:
     return dynconv_bench.list_variants()

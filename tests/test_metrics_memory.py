@@ -11,16 +11,6 @@ from dynconv_bench.metrics.memory import peak_memory
 ONE_ACTIVATION_B128 = 128 * 16 * 32 * 32 * 4  # one fp32 feature map of cifar_resnet8's first stage
 
 
-def test_training_step_peak_grows_with_the_batch_in_process():
-    # the subprocess worker run in this process (fast); the isolated path is the slow test below
-    small = memory._worker("cifar_resnet8", "static", {}, 1, (3, 32, 32), "train", "cpu", 10, None, [])
-    big = memory._worker("cifar_resnet8", "static", {}, 128, (3, 32, 32), "train", "cpu", 10, None, [])
-    assert small["status"] == big["status"] == "ok"
-    assert big["peak_bytes"] > small["peak_bytes"] + ONE_ACTIVATION_B128
-    assert big["method"] in ("VmHWM after clear_refs", "ru_maxrss delta")
-    assert big["peak_total_bytes"] == big["baseline_bytes"] + big["peak_bytes"]
-
-
 def test_cuda_without_gpu_and_bad_arguments():
     import torch
 
@@ -33,12 +23,16 @@ def test_cuda_without_gpu_and_bad_arguments():
         peak_memory("cifar_resnet8", batch_size=0)
 
 
-@pytest.mark.slow
-def test_fresh_subprocess_bigger_batch_reports_more():
-    kw = {"input_size": (3, 32, 32), "num_classes": 10, "threads": 1}
+@pytest.mark.parametrize("mode", ["inference", "train"])
+def test_fresh_subprocess_bigger_batch_reports_more(mode):
+    # Only a fresh process measures peaks reliably: in a long-lived one (e.g. pytest) the allocator
+    # reuses memory freed by earlier work and the resident-set peak need not move.
+    kw = {"input_size": (3, 32, 32), "num_classes": 10, "threads": 1, "mode": mode}
     small = peak_memory("cifar_resnet8", "static", {}, batch_size=1, **kw)
     big = peak_memory("cifar_resnet8", "static", {}, batch_size=128, **kw)
     assert small["status"] == big["status"] == "ok"
-    assert big["peak_bytes"] > small["peak_bytes"] + 4 * 128 * 16 * 32 * 32
+    assert big["peak_bytes"] > small["peak_bytes"] + ONE_ACTIVATION_B128
+    assert big["method"] in ("VmHWM after clear_refs", "ru_maxrss delta")
+    assert big["peak_total_bytes"] == big["baseline_bytes"] + big["peak_bytes"]
     bad = peak_memory("cifar_resnet8", "no-such-variant", {}, batch_size=1, **kw)
     assert bad["status"] == "failed" and "unknown variant" in bad["error"] and bad["peak_bytes"] is None
