@@ -27,7 +27,7 @@ from torch import nn
 
 from ..variant import DynamicLayer
 from .flop_handles import default_handles
-from .params import count_params
+from .params import _outermost_dynamic, count_params
 
 CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -80,14 +80,6 @@ def conv_macs_analytic(layer: nn.Module, out_hw: tuple[int, ...]) -> int:
     for s in out_hw:
         spatial *= int(s)
     return int(layer.out_channels) * (int(layer.in_channels) // int(layer.groups)) * area * spatial
-
-
-def _outermost_dynamic(model: nn.Module) -> dict[str, nn.Module]:
-    out: dict[str, nn.Module] = {}
-    for name, module in model.named_modules():
-        if name and isinstance(module, DynamicLayer) and not any(name.startswith(p + ".") for p in out):
-            out[name] = module
-    return out
 
 
 def _first_tensor(value: Any) -> torch.Tensor | None:
