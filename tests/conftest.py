@@ -36,7 +36,20 @@ def small_input_size(backbone: str) -> tuple[int, int, int]:
     return (3, 32, 32) if backbone.startswith("cifar_") else (3, 64, 64)
 
 
-__all__ = ["STANDARD_BACKBONES", "small_input_size"]
+def assert_channels_last_and_bf16_match_float32(model: torch.nn.Module) -> None:
+    """An eval-mode model gives the float32 result on channels_last input and, loosely, under bf16 autocast."""
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+        cl = model.to(memory_format=torch.channels_last)(x.to(memory_format=torch.channels_last))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(x)
+    torch.testing.assert_close(cl, ref, rtol=1e-4, atol=1e-4)
+    assert low.dtype == torch.bfloat16
+    assert (low.float() - ref).abs().max() < 0.1 * ref.abs().max() + 0.05
+
+
+__all__ = ["STANDARD_BACKBONES", "assert_channels_last_and_bf16_match_float32", "small_input_size"]
 
 
 # -- dynamic convs (CondConv, DyConv, ODConv): conv shapes every per-sample reference test covers --

@@ -14,7 +14,7 @@ from torch import nn
 
 from dynconv_bench import ConfigError, DynamicLayer, create_model, deploy, set_progress
 
-from .conftest import DYNAMIC_CONV_CASES, make_case_conv
+from .conftest import DYNAMIC_CONV_CASES, assert_channels_last_and_bf16_match_float32, make_case_conv
 
 
 def _reference(layer: CondConv2d, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
@@ -137,15 +137,7 @@ def test_every_parameter_gets_a_gradient(routing, batch):
 
 def test_channels_last_and_bf16_autocast_match_float32():
     model = create_model("cifar_resnet8", "condconv", num_classes=10, routing="block").eval()
-    x = torch.randn(3, 3, 32, 32)
-    with torch.no_grad():
-        ref = model(x)
-        cl = model.to(memory_format=torch.channels_last)(x.to(memory_format=torch.channels_last))
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            low = model(x)
-    torch.testing.assert_close(cl, ref, rtol=1e-4, atol=1e-4)
-    assert low.dtype == torch.bfloat16
-    assert (low.float() - ref).abs().max() < 0.1 * ref.abs().max() + 0.05
+    assert_channels_last_and_bf16_match_float32(model)
 
 
 def test_no_temperature_progress_is_a_no_op():
