@@ -39,6 +39,18 @@ class ChannelSE(nn.Module):
         return torch.sigmoid(self.expand(s))
 
 
+def copy_conv_geometry(layer: nn.Module, conv: nn.Conv2d) -> None:
+    """Give a converted layer the geometry attributes of the conv it replaces (as plain attributes)."""
+    layer.in_channels = conv.in_channels
+    layer.out_channels = conv.out_channels
+    layer.kernel_size = tuple(conv.kernel_size)
+    layer.stride = tuple(conv.stride)
+    layer.padding = conv.padding
+    layer.dilation = tuple(conv.dilation)
+    layer.groups = conv.groups
+    layer.padding_mode = conv.padding_mode
+
+
 class ConvGeometry:
     """Conv-like attributes (in/out channels, kernel, stride, padding, dilation, groups) of `self.conv`.
 

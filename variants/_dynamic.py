@@ -13,9 +13,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dynconv_bench import DynamicLayer
+from dynconv_bench import DynamicLayer, Param
+from dynconv_bench.layers import copy_conv_geometry
 
 KERNEL_INITS = ("fan_out", "fan_out_grouped")
+
+
+def temperature_params(what: str) -> dict[str, Param]:
+    """Config keys of the annealed temperature (papers: 30 -> 1 over the first 10% of training)."""
+    return {
+        "temperature": Param(30.0, f"initial temperature of {what}", min=1e-6),
+        "anneal_fraction": Param(0.1, "fraction of training over which temperature goes linearly to 1 "
+                                      "(0 keeps it constant)", min=0.0, max=1.0),
+    }
 
 
 def annealed_temperature(progress: float, start: float, anneal_fraction: float) -> float:
@@ -79,14 +89,7 @@ class DynamicConv2d(DynamicLayer, nn.Module):
             raise ValueError(f"num_kernels must be >= 1, got {num_kernels}")
         if kernel_init not in KERNEL_INITS:
             raise ValueError(f"kernel_init must be one of {KERNEL_INITS}, got {kernel_init!r}")
-        self.in_channels = conv.in_channels
-        self.out_channels = conv.out_channels
-        self.kernel_size = tuple(conv.kernel_size)
-        self.stride = tuple(conv.stride)
-        self.padding = conv.padding
-        self.dilation = tuple(conv.dilation)
-        self.groups = conv.groups
-        self.padding_mode = conv.padding_mode
+        copy_conv_geometry(self, conv)
         self.num_kernels = num_kernels
         # timm's Conv2dSame pads in forward from the input size (TF 'SAME'); keep that behaviour
         self.tf_same = type(conv).__name__ == "Conv2dSame"

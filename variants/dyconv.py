@@ -13,7 +13,7 @@ from torch import nn
 from dynconv_bench import Param, Variant, register_variant
 from dynconv_bench.sites import ConvSite
 
-from ._dynamic import DynamicConv2d, aggregate_kernels
+from ._dynamic import DynamicConv2d, aggregate_kernels, temperature_params
 
 
 class KernelAttention(nn.Module):
@@ -57,9 +57,7 @@ class DyConv(Variant):
         "num_kernels": Param(4, "kernels per layer (K)", min=1),
         "reduction": Param(4, "attention bottleneck: C_in -> max(C_in // reduction, min_channels)", min=1),
         "min_channels": Param(1, "floor of the attention bottleneck width", min=1),
-        "temperature": Param(30.0, "initial softmax temperature", min=1e-6),
-        "anneal_fraction": Param(0.1, "fraction of training over which temperature goes linearly to 1 "
-                                      "(0 keeps it constant)", min=0.0, max=1.0),
+        **temperature_params("the kernel softmax"),
         "policy": Param("no-stem", "which convs become dynamic", type=str),
     }
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dynconv_bench import DynamicLayer, Param, StageContext, Variant, register_variant
-from dynconv_bench.layers import ChannelSE, SEConv
+from dynconv_bench.layers import ChannelSE, SEConv, copy_conv_geometry
 
 __all__ = ["KernelDNA", "KernelDNAConv", "share_kernel"]
 
@@ -31,14 +31,7 @@ class KernelDNAConv(DynamicLayer, nn.Module):
         super().__init__()
         if not isinstance(parent, nn.Conv2d):
             raise TypeError(f"a KernelDNA parent must be an nn.Conv2d, got {type(parent).__name__}")
-        self.in_channels = parent.in_channels
-        self.out_channels = parent.out_channels
-        self.kernel_size = tuple(parent.kernel_size)
-        self.stride = tuple(parent.stride)
-        self.padding = parent.padding
-        self.dilation = tuple(parent.dilation)
-        self.groups = parent.groups
-        self.padding_mode = parent.padding_mode
+        copy_conv_geometry(self, parent)
         self._reversed_padding_repeated_twice = parent._reversed_padding_repeated_twice
         self.weight = parent.weight  # the parent's Parameter itself: shared, counted once
         self.bias = parent.bias

@@ -15,7 +15,7 @@ from dynconv_bench import Param, Variant, register_variant
 from dynconv_bench.layers import batchnorm_any_batch
 from dynconv_bench.sites import ConvSite
 
-from ._dynamic import DynamicConv2d, aggregate_kernels
+from ._dynamic import DynamicConv2d, aggregate_kernels, temperature_params
 
 
 class ODAttention(nn.Module):
@@ -129,9 +129,7 @@ class ODConv(Variant):
         "reduction": Param(0.0625, "attention width = max(int(C_in * reduction), min_channels)", type=float,
                            min=1e-6, max=1.0),
         "min_channels": Param(16, "floor of the attention width", min=1),
-        "temperature": Param(30.0, "initial temperature of all four attentions", min=1e-6),
-        "anneal_fraction": Param(0.1, "fraction of training over which temperature goes linearly to 1 "
-                                      "(0 keeps it constant)", min=0.0, max=1.0),
+        **temperature_params("all four attentions"),
         "policy": Param("blocks+head", "which convs become ODConv", type=str),
     }
 
