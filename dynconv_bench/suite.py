@@ -2,43 +2,23 @@
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tomllib
 
-from .errors import UserError, unknown_choice
+from .errors import UserError, did_you_mean, unknown_choice
+from .modelspec import ModelSpec
+from .options import EXPANDED, KINDS, MODES, OPTIONS, MeasureOptions, options_of
 
-KINDS = ("params", "macs", "speed", "memory", "accuracy", "layers")
-TOP_KEYS = ("name", "description", "backbones", "variants", "measure")
-VARIANT_KEYS = ("name", "variant", "config")
-DEVICES = ("cpu", "cuda")
-PRECISIONS = ("fp32", "fp16", "bf16")
-MODES = ("inference", "train")
-
-# Accepted keys of each [measure.KIND] table and their defaults (None: decided per backbone).
-MEASURE_KEYS: dict[str, dict[str, Any]] = {
-    "params": {"backbones": None, "num_classes": None},
-    "macs": {"backbones": None, "num_classes": None, "input_size": None, "threads": None},
-    "speed": {"backbones": None, "num_classes": None, "input_size": None, "device": "cpu", "batch_sizes": [1],
-              "modes": ["inference"], "threads": None, "precision": "fp32", "channels_last": False,
-              "compile": False, "warmup": None, "min_time": None, "min_runs": None, "deploy": True,
-              "num_gpus": None},
-    "memory": {"backbones": None, "num_classes": None, "input_size": None, "device": "cpu", "batch_sizes": [1],
-               "modes": ["inference"]},
-    "accuracy": {"backbones": None, "datasets": ["digits"], "recipe": None, "seeds": [0], "epochs": None,
-                 "data_root": None, "device": "cpu", "overrides": {}, "num_gpus": None,
-                 "train_samples": None, "threads": None},  # a fixed random subset of the training split (quick runs)
-    # per-layer latency of the deployed model (for the breakdown plot)
-    "layers": {"backbones": None, "num_classes": None, "input_size": None, "batch_size": 1, "repeats": 5,
-               "threads": None},
-}
-for _spec in MEASURE_KEYS.values():
-    _spec["variants"] = None  # a subset of the suite's variant labels
+TOP_KEYS = ("name", "description", "backbones", "variants", "measure", "memory_cap")
+VARIANT_KEYS = ("name", "variant", "config", "preset")
+# what identifies a cell in the store (rerunning a suite skips keys already done)
+KEY_FIELDS = ("suite", "backbone", "variant", "config_hash", "kind", "options_hash")
 
 
 @dataclass(frozen=True)
@@ -52,19 +32,32 @@ class Cell:
     config: dict[str, Any] = field(hash=False)
     kind: str = "params"
     options: dict[str, Any] = field(default_factory=dict, hash=False)
+    preset: str | None = None  # a variant's named configuration for the backbone (create_model(preset=...))
 
     @property
     def config_hash(self) -> str:
-        return stable_hash({"variant": self.variant_name, "config": self.config})
+        spec: dict[str, Any] = {"variant": self.variant_name, "config": self.config}
+        if self.preset is not None:  # only then: hashes of cells without a preset stay what they were
+            spec["preset"] = self.preset
+        return stable_hash(spec)
 
     @property
     def options_hash(self) -> str:
         return stable_hash(self.options)
 
     @property
-    def key(self) -> tuple[str, str, str, str, str, str]:
-        """What identifies a cell in the store: rerunning a suite skips keys already done."""
-        return (self.suite, self.backbone, self.variant, self.config_hash, self.kind, self.options_hash)
+    def key(self) -> tuple[str, ...]:
+        """The values of KEY_FIELDS: what identifies a cell in the store."""
+        return tuple(getattr(self, f) for f in KEY_FIELDS)
+
+    @property
+    def opts(self) -> MeasureOptions:
+        """The cell's options, typed, with the kind's defaults filled in."""
+        return options_of(self.kind, self.options)
+
+    def model_spec(self, plugins: Sequence[str] = ()) -> ModelSpec:
+        """What builds this cell's model (in this process or a fresh one)."""
+        return ModelSpec(self.backbone, self.variant_name, self.config, tuple(plugins), self.preset)
 
     def label(self) -> str:
         opts = ",".join(f"{k}={v}" for k, v in self.options.items()
@@ -76,7 +69,8 @@ class Cell:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Cell:
-        return cls(**{k: d[k] for k in ("suite", "backbone", "variant", "variant_name", "config", "kind", "options")})
+        return cls(**{k: d[k] for k in ("suite", "backbone", "variant", "variant_name", "config", "kind", "options")},
+                   preset=d.get("preset"))
 
 
 _LABEL_OPTIONS = ("mode", "batch_size", "dataset", "seed")
@@ -92,6 +86,8 @@ class Suite:
     backbones: list[str]
     variants: list[tuple[str, str, dict[str, Any]]]  # (label, registered name, full config)
     measure: dict[str, list[dict[str, Any]]]  # kind -> option tables ([[measure.KIND]] gives several)
+    presets: dict[str, str] = field(default_factory=dict)  # variant label -> preset name
+    memory_cap: str | int | float | None = None  # per-cell memory cap (see dynconv_bench.limits)
 
     def cells(self) -> list[Cell]:
         """Expand into cells: cheap kinds first so that a partial run already gives a leaderboard."""
@@ -103,8 +99,9 @@ class Suite:
                     for label, vname, cfg in self.variants:
                         if opts["variants"] is not None and label not in opts["variants"]:
                             continue
-                        for options in _expand(kind, opts, backbone):
-                            cell = Cell(self.name, backbone, label, vname, cfg, kind, options)
+                        for options in _expand(opts, backbone):
+                            cell = Cell(self.name, backbone, label, vname, cfg, kind, options,
+                                        self.presets.get(label))
                             if cell.key not in seen:  # two tables may ask for the same cell
                                 seen.add(cell.key)
                                 out.append(cell)
@@ -117,20 +114,19 @@ def stable_hash(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _expand(kind: str, opts: dict[str, Any], backbone: str) -> list[dict[str, Any]]:
+def _expand(opts: dict[str, Any], backbone: str) -> list[dict[str, Any]]:
     from .backbones import default_input_size
 
-    base = {k: v for k, v in opts.items() if k not in ("backbones", "variants", "batch_sizes", "modes", "datasets",
-                                                       "seeds")}
+    base = {k: v for k, v in opts.items() if k not in ("backbones", "variants", *EXPANDED)}
     if "num_classes" in base and base["num_classes"] is None:
         base["num_classes"] = default_num_classes(backbone)
     if "input_size" in base and base["input_size"] is None:
         base["input_size"] = list(default_input_size(backbone))
-    if kind in ("speed", "memory"):
-        return [{**base, "mode": m, "batch_size": b} for m in opts["modes"] for b in opts["batch_sizes"]]
-    if kind == "accuracy":
-        return [{**base, "dataset": d, "seed": s} for d in opts["datasets"] for s in opts["seeds"]]
-    return [base]
+    out = [base]
+    for key, cell_key in EXPANDED.items():  # e.g. batch_sizes = [1, 16] -> two cells, batch_size 1 and 16
+        if key in opts:
+            out = [{**o, cell_key: v} for o in out for v in opts[key]]
+    return out
 
 
 def default_num_classes(backbone: str) -> int:
@@ -207,6 +203,15 @@ def parse_suite(data: dict[str, Any], source: str = "<suite>", default_name: str
     _check_keys(measure, KINDS, source, "measure.")
     parsed = {}
     labels = [v[0] for v in variants]
+    presets = {label: preset for label, preset in _presets(data.get("variants"), source)}
+    memory_cap = data.get("memory_cap")
+    if memory_cap is not None:
+        from .limits import parse_memory_cap
+
+        try:
+            parse_memory_cap(memory_cap)
+        except UserError as exc:
+            raise UserError(f"{source}: memory_cap: {exc}") from None
     for kind, tables in measure.items():
         tables = tables if isinstance(tables, list) else [tables]
         parsed[kind] = [_parse_measure(kind, opts, source, list_backbones) for opts in tables]
@@ -217,15 +222,23 @@ def parse_suite(data: dict[str, Any], source: str = "<suite>", default_name: str
                     if label not in labels:
                         raise UserError(f"{source}: measure.{kind}.variants: "
                                         f"{unknown_choice('variant', label, labels)}")
-    return Suite(name, path, str(data.get("description", "")), backbones, variants, parsed)
+    return Suite(name, path, str(data.get("description", "")), backbones, variants, parsed, presets, memory_cap)
+
+
+def _presets(value: Any, source: str) -> list[tuple[str, str]]:
+    """(label, preset) of the variant tables that name a preset (the tables were validated before)."""
+    out = []
+    for i, entry in enumerate(value if isinstance(value, list) else []):
+        if isinstance(entry, dict) and entry.get("preset") is not None:
+            _check_type(entry["preset"], str, source, f"variants[{i}].preset")
+            out.append((entry.get("name", entry["variant"]), entry["preset"]))
+    return out
 
 
 def _check_keys(table: dict[str, Any], valid: tuple[str, ...] | list[str], source: str, prefix: str) -> None:
     for key in table:
         if key not in valid:
-            close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UserError(f"{source}: unknown key '{prefix}{key}'{hint}; valid: {', '.join(valid)}")
+            raise UserError(f"{source}: unknown key '{prefix}{key}'{did_you_mean(key, valid)}; valid: {', '.join(valid)}")
 
 
 def _check_type(value: Any, expected: type | tuple[type, ...], source: str, key: str) -> None:
@@ -294,16 +307,14 @@ def _parse_measure(kind: str, opts: Any, source: str, list_backbones: Any) -> di
     where = f"measure.{kind}"
     if not isinstance(opts, dict):
         raise UserError(f"{source}: [{where}] must be a table")
-    spec = MEASURE_KEYS[kind]
-    _check_keys(opts, list(spec), source, f"{where}.")
-    out = {k: (list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v) for k, v in spec.items()}
-    out.update(opts)
+    try:
+        out = OPTIONS[kind].validate(opts, where)  # types, ranges and choices of every scalar option
+    except UserError as exc:
+        raise type(exc)(f"{source}: {exc}") from None
     if out["backbones"] is not None:
         out["backbones"] = _str_list(out["backbones"], source, f"{where}.backbones")
         for b in out["backbones"]:
             _check_backbone(b, source, f"{where}.backbones", list_backbones)
-    if out.get("num_classes") is not None:
-        _check_type(out["num_classes"], int, source, f"{where}.num_classes")
     for key in ("batch_sizes", "seeds"):
         if key in out:
             vals = out[key]
@@ -324,44 +335,18 @@ def _parse_measure(kind: str, opts: Any, source: str, list_backbones: Any) -> di
         for m in out["modes"]:
             if m not in MODES:
                 raise UserError(f"{source}: {where}.modes: {unknown_choice('mode', m, MODES)}")
-    if "device" in out and out["device"] not in DEVICES:
-        raise UserError(f"{source}: {where}.device: {unknown_choice('device', out['device'], DEVICES)}")
-    if "precision" in out and out["precision"] not in PRECISIONS:
-        raise UserError(f"{source}: {where}.precision: {unknown_choice('precision', out['precision'], PRECISIONS)}")
-    for key in ("threads", "warmup", "epochs", "num_gpus", "batch_size", "repeats", "train_samples", "min_runs"):
-        if out.get(key) is not None:
-            _check_type(out[key], (int, float) if key == "num_gpus" else int, source, f"{where}.{key}")
-            if out[key] < (0 if key == "num_gpus" else 1):
-                raise UserError(f"{source}: {where}.{key} = {out[key]!r} must be >= {0 if key == 'num_gpus' else 1}")
-    if out.get("min_time") is not None:
-        _check_type(out["min_time"], (int, float), source, f"{where}.min_time")
-    for key in ("channels_last", "compile", "deploy"):
-        if key in out:
-            _check_type(out[key], bool, source, f"{where}.{key}")
     if kind == "accuracy":
         _check_accuracy(out, source, where)
     return out
 
 
 def _check_accuracy(out: dict[str, Any], source: str, where: str) -> None:
+    from .data import DATASETS
+    from .training import RECIPES
+
     out["datasets"] = _str_list(out["datasets"], source, f"{where}.datasets")
-    try:
-        from .data import DATASETS
-    except ImportError:
-        DATASETS = None  # noqa: N806  (the data module has not landed yet)
-    if DATASETS is not None:
-        for d in out["datasets"]:
-            if d not in DATASETS:
-                raise UserError(f"{source}: {where}.datasets: {unknown_choice('dataset', d, DATASETS)}")
-    if out["recipe"] is not None:
-        _check_type(out["recipe"], str, source, f"{where}.recipe")
-        try:
-            from .training import RECIPES
-        except ImportError:
-            RECIPES = None  # noqa: N806
-        if RECIPES is not None and out["recipe"] not in RECIPES:
-            raise UserError(f"{source}: {where}.recipe: {unknown_choice('recipe', out['recipe'], RECIPES)}")
-    if not isinstance(out["overrides"], dict):
-        raise UserError(f"{source}: {where}.overrides must be a table of recipe settings")
-    if out["data_root"] is not None:
-        _check_type(out["data_root"], str, source, f"{where}.data_root")
+    for d in out["datasets"]:
+        if d not in DATASETS:
+            raise UserError(f"{source}: {where}.datasets: {unknown_choice('dataset', d, DATASETS)}")
+    if out["recipe"] is not None and out["recipe"] not in RECIPES:
+        raise UserError(f"{source}: {where}.recipe: {unknown_choice('recipe', out['recipe'], RECIPES)}")

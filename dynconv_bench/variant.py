@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from torch import nn
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 from .sites import ConvSite
 
 
@@ -96,11 +95,8 @@ class Variant:
         for key, value in cfg.items():
             if key not in cls.params:
                 valid = sorted(cls.params)
-                close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(
-                    f"{cls.name}: unknown config key {key!r}{hint}; valid keys: {', '.join(valid) or '(none)'}"
-                )
+                raise ConfigError(f"{cls.name}: unknown config key {key!r}{did_you_mean(key, valid)}; "
+                                  f"valid keys: {', '.join(valid) or '(none)'}")
             out[key] = cls.params[key].check(key, value, cls.name)
         return out
 

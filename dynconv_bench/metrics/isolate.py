@@ -1,7 +1,8 @@
-"""Run a measurement in a fresh Python subprocess, so allocator state and threads never leak.
+"""Run a function in a fresh Python subprocess, so allocator state and threads never leak.
 
 The child is a new interpreter (`python -m dynconv_bench.metrics.isolate`), not a fork: it imports
 only what the measurement needs and does not depend on how the parent's `__main__` was started.
+It dies with its parent, and it runs under the memory cap of the cell in flight (see dynconv_bench.limits).
 """
 
 from __future__ import annotations
@@ -16,40 +17,66 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..limits import MemoryCap, active_cap
+
+_USE_ACTIVE = object()
+
 
 def run_isolated(fn: Callable[..., dict[str, Any]], *args: Any, timeout: float | None = None,
-                 **kwargs: Any) -> dict[str, Any]:
+                 memory_cap: MemoryCap | object = _USE_ACTIVE, cuda: bool = False, **kwargs: Any) -> dict[str, Any]:
     """Call the module-level function `fn(*args, **kwargs)` in a fresh interpreter and return its dict.
 
-    A crash, a kill (e.g. by the OOM killer), an exception or a timeout becomes
-    `{"status": "failed", "error": ...}` instead of an exception in the caller.
+    A crash, a kill (e.g. by the OOM killer), an exception, a timeout or going over `memory_cap` (default:
+    the cap of the cell now running in this process) becomes `{"status": "failed", "error": ...}`.
     """
-    payload = pickle.dumps((fn.__module__, fn.__qualname__, args, kwargs))
+    cap = active_cap() if memory_cap is _USE_ACTIVE else memory_cap
+    payload = pickle.dumps((fn.__module__, fn.__qualname__, args, kwargs, cap, cuda, os.getpid()))
     with tempfile.TemporaryDirectory(prefix="dynconv_isolate_") as tmp:
         result_path = Path(tmp) / "result.pkl"
         cmd = [sys.executable, "-m", "dynconv_bench.metrics.isolate", str(result_path)]
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env={**os.environ, "PYTHONWARNINGS": "ignore"})
         try:
-            proc = subprocess.run(cmd, input=payload, capture_output=True, timeout=timeout,
-                                  env={**os.environ, "PYTHONWARNINGS": "ignore"})
+            _, stderr = proc.communicate(payload, timeout=timeout)
         except subprocess.TimeoutExpired:
-            return {"status": "failed", "error": f"timed out after {timeout} s in the measurement subprocess"}
+            proc.kill()
+            proc.communicate()
+            return {"status": "failed", "error": f"timed out after {timeout:g} s"}
+        except BaseException:  # e.g. Ctrl-C: never leave the child behind
+            proc.kill()
+            proc.wait()
+            raise
         if result_path.is_file():
             return pickle.loads(result_path.read_bytes())
-        tail = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
+        tail = stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
         how = f"was killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exited {proc.returncode}"
         return {"status": "failed", "error": f"the measurement subprocess {how} (out of memory?) {tail[0]}".strip()}
 
 
 def _child(result_path: str) -> None:
-    module, qualname, args, kwargs = pickle.loads(sys.stdin.buffer.read())
+    from ..limits import MemoryGuard, die_with_parent
+
+    module, qualname, args, kwargs, cap, cuda, parent = pickle.loads(sys.stdin.buffer.read())
+    die_with_parent(parent)
+
+    def write(out: dict[str, Any]) -> None:
+        tmp = Path(result_path + ".part")
+        tmp.write_bytes(pickle.dumps(out))
+        tmp.replace(result_path)
+
+    def over_cap(message: str) -> None:
+        write({"status": "failed", "error": message})
+        os._exit(3)
+
     fn = importlib.import_module(module)
     for part in qualname.split("."):
         fn = getattr(fn, part)
-    try:
-        out = fn(*args, **kwargs)
-    except Exception as exc:
-        out = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000]}
-    Path(result_path).write_bytes(pickle.dumps(out))
+    with MemoryGuard(cap, cuda=cuda, on_exceed=over_cap):
+        try:
+            out = fn(*args, **kwargs)
+        except Exception as exc:
+            out = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000]}
+    write(out)
 
 
 if __name__ == "__main__":

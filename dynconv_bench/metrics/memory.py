@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
+from ..modelspec import ModelSpec
 from .isolate import run_isolated
 
 
@@ -47,22 +48,18 @@ def _maxrss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
-def _worker(backbone: str, variant: str, cfg: dict[str, Any], batch_size: int, input_size: tuple[int, ...],
-            mode: str, device: str, num_classes: int, threads: int | None, plugins: list[str]) -> dict[str, Any]:
-    import dynconv_bench
-
+def _worker(spec: ModelSpec, batch_size: int, input_size: tuple[int, ...], mode: str, device: str,
+            num_classes: int, threads: int | None) -> dict[str, Any]:
     if threads is not None:
         torch.set_num_threads(threads)
-    for path in plugins:
-        dynconv_bench.load_plugin_file(path)
     dev = torch.device(device)
     out: dict[str, Any] = {"status": "failed", "error": None, "peak_bytes": None, "mode": mode,
                            "device": str(dev), "batch_size": batch_size, "input_size": list(input_size),
-                           "threads": torch.get_num_threads(), "backbone": backbone, "variant": variant}
+                           "threads": torch.get_num_threads(), "backbone": spec.backbone, "variant": spec.variant}
     if dev.type == "cuda" and not torch.cuda.is_available():
         out["error"] = "CUDA requested but torch.cuda.is_available() is False (no GPU or no CUDA driver)"
         return out
-    model = dynconv_bench.create_model(backbone, variant, num_classes=num_classes, **cfg).to(dev)
+    model = spec.build(num_classes=num_classes).to(dev)
     x = torch.randn(batch_size, *input_size, device=dev)
     y = torch.randint(0, num_classes, (batch_size,), device=dev)
     opt = None
@@ -107,17 +104,21 @@ def _worker(backbone: str, variant: str, cfg: dict[str, Any], batch_size: int, i
     return out
 
 
-def peak_memory(backbone: str, variant: str = "static", cfg: dict[str, Any] | None = None, batch_size: int = 1,
-                input_size: tuple[int, ...] = (3, 224, 224), mode: str = "inference", device: str = "cpu",
-                num_classes: int = 1000, threads: int | None = None, plugins: tuple[str, ...] = (),
-                timeout: float | None = None) -> dict[str, Any]:
-    """Peak extra memory of one forward / training step in a fresh subprocess (see module doc)."""
+def peak_memory(model: ModelSpec | str, variant: str = "static", cfg: dict[str, Any] | None = None,
+                batch_size: int = 1, input_size: tuple[int, ...] = (3, 224, 224), mode: str = "inference",
+                device: str = "cpu", num_classes: int = 1000, threads: int | None = None,
+                plugins: tuple[str, ...] = (), timeout: float | None = None) -> dict[str, Any]:
+    """Peak extra memory of one forward / training step in a fresh subprocess (see module doc).
+
+    `model` is a ModelSpec, or a backbone name converted by `variant` with `cfg` (`plugins` register it).
+    """
+    spec = model if isinstance(model, ModelSpec) else ModelSpec(model, variant, cfg or {}, tuple(plugins))
     if mode not in ("inference", "train"):
         raise UserError(f"unknown mode {mode!r}; valid: inference, train")
     if batch_size < 1:
         raise UserError(f"batch_size must be >= 1, got {batch_size}")
-    out = run_isolated(_worker, backbone, variant, dict(cfg or {}), batch_size, tuple(input_size), mode, device,
-                       num_classes, threads, list(plugins), timeout=timeout)
+    out = run_isolated(_worker, spec, batch_size, tuple(input_size), mode, device, num_classes, threads,
+                       timeout=timeout, cuda=device.startswith("cuda"))
     out.setdefault("peak_bytes", None)
     out.setdefault("mode", mode)
     out.setdefault("batch_size", batch_size)

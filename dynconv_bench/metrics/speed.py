@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
+from ..modelspec import ModelSpec
 from .isolate import run_isolated
 
 AMP_DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
@@ -267,29 +268,26 @@ def measure_train_step(model: nn.Module, batch_size: int, input_size: tuple[int,
                     max_runs, channels_last, amp, compile, num_classes, lr)
 
 
-def _subprocess_worker(mode: str, backbone: str, variant: str, cfg: dict[str, Any], num_classes: int,
-                       plugins: list[str], kwargs: dict[str, Any]) -> dict[str, Any]:
-    import dynconv_bench
-
-    for path in plugins:
-        dynconv_bench.load_plugin_file(path)
-    model = dynconv_bench.create_model(backbone, variant, num_classes=num_classes, **cfg)
+def _subprocess_worker(mode: str, spec: ModelSpec, num_classes: int, kwargs: dict[str, Any]) -> dict[str, Any]:
+    model = spec.build(num_classes=num_classes)
     if mode == "train":
         return measure_train_step(model, num_classes=num_classes, **kwargs).to_dict()
     return measure_inference(model, **kwargs).to_dict()
 
 
-def measure_in_subprocess(backbone: str, variant: str = "static", cfg: dict[str, Any] | None = None,
+def measure_in_subprocess(model: ModelSpec | str, variant: str = "static", cfg: dict[str, Any] | None = None,
                           mode: str = "inference", num_classes: int = 1000, plugins: tuple[str, ...] = (),
                           timeout: float | None = None, **kwargs: Any) -> dict[str, Any]:
     """Build the model and measure it in a fresh spawned process; returns `SpeedResult.to_dict()`.
 
+    `model` is a ModelSpec, or a backbone name converted by `variant` with `cfg` (`plugins` register it);
     `kwargs` go to `measure_inference` / `measure_train_step` (batch_size, input_size, device, ...).
     """
     if mode not in ("inference", "train"):
         raise UserError(f"unknown mode {mode!r}; valid: inference, train")
-    out = run_isolated(_subprocess_worker, mode, backbone, variant, dict(cfg or {}), num_classes,
-                       list(plugins), kwargs, timeout=timeout)
+    spec = model if isinstance(model, ModelSpec) else ModelSpec(model, variant, cfg or {}, tuple(plugins))
+    out = run_isolated(_subprocess_worker, mode, spec, num_classes, kwargs, timeout=timeout,
+                       cuda=str(kwargs.get("device", "cpu")).startswith("cuda"))
     if out.get("status") == "failed" and "mode" not in out:
         out.update(mode=mode, batch_size=kwargs.get("batch_size"), device=kwargs.get("device", "cpu"))
     return out

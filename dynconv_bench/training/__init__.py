@@ -19,13 +19,13 @@ def train_model(backbone: str, variant: str, dataset: str, recipe: str | Recipe 
     """
     import torch
 
-    from ..convert import create_model
     from ..data import dataset_info
+    from ..modelspec import ModelSpec
 
     rec = get_recipe(recipe or default_recipe(dataset), **overrides)
     info = dataset_info(dataset, data_root)
     torch.manual_seed(seed)  # model initialisation is part of what the seed fixes
-    model = create_model(backbone, variant, num_classes=info["num_classes"], **(variant_cfg or {}))
+    model = ModelSpec(backbone, variant, variant_cfg or {}).build(info["num_classes"], info.get("channels", 3))
     report = getattr(model, "dynconv_report", None)
     result = train_and_evaluate(model, dataset, rec, seed=seed, data_root=data_root, device=device, epochs=epochs,
                                 checkpoint_dir=checkpoint_dir, progress=progress)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigError, unknown_choice
+from ..errors import ConfigError, did_you_mean, unknown_choice
 
 
 @dataclass(frozen=True)
@@ -64,9 +63,8 @@ class Recipe:
         out: dict[str, Any] = {}
         for key, value in overrides.items():
             if key not in valid:
-                close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(f"recipe {self.name}: unknown key {key!r}{hint}; valid keys: {', '.join(sorted(valid))}")
+                raise ConfigError(f"recipe {self.name}: unknown key {key!r}{did_you_mean(key, valid)}; "
+                                  f"valid keys: {', '.join(sorted(valid))}")
             if key == "milestones" and isinstance(value, list):
                 value = tuple(value)
             out[key] = value
