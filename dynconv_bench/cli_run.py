@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .cli import _EXTENSIONS, command, db_path
 from .errors import UserError
+from .limits import DEFAULT_MEMORY_CAP
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -25,13 +26,21 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plots-dir", default="plots", help="where figures are written (default ./plots)")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--dry-run", action="store_true", help="validate the suite and list the pending cells")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate the suite and list the pending cells (writes nothing)")
+    p.add_argument("--memory-cap", default=None, metavar="CAP",
+                   help="memory cap per cell: bytes (4GiB, 512MB), a fraction of the machine's memory (0.5, 50%%) "
+                        f"or none (default: the suite's memory_cap, else {DEFAULT_MEMORY_CAP:g}); "
+                        "a cell over it fails, the run goes on")
 
     p = sub.add_parser("report", help="leaderboards from the results store")
     p.add_argument("--suite", default=None, help="suite to report (default: the most recent)")
     p.add_argument("--format", choices=["md", "csv", "json", "html"], default="md")
     p.add_argument("--output", "-o", default=None, help="file to write (default: stdout)")
     p.add_argument("--plots-dir", default=None, help="embed the PNGs of this folder in the HTML report")
+    p.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"), default=None,
+                   help="headline value of each cell in two runs and the ratio B / A (run ids or prefixes)")
+    p.add_argument("--runs", action="store_true", help="list the runs in the store (ids for --compare)")
 
     p = sub.add_parser("plot", help="figures (PNG + SVG) from the results store")
     p.add_argument("--suite", default=None, help="suite to plot (default: the most recent)")
@@ -60,30 +69,42 @@ def _suite_rows(args: argparse.Namespace, suite: str | None):  # noqa: ANN202
 def cmd_run(args: argparse.Namespace) -> int:
     """Validate and run a suite; print the leaderboard and where the plots are."""
     from .executors import make_executor
-    from .runner import pending_cells, run_suite
+    from .runner import pending_cells, resolve_memory_cap, run_suite
     from .store import ResultStore
     from .suite import load_suite
 
     suite = load_suite(args.suite)  # every validation error surfaces before anything runs
     if args.timeout is not None and not args.subprocess:
         raise UserError("--timeout needs --subprocess (a cell in this process cannot be stopped safely)")
+    cap = resolve_memory_cap(suite, args.memory_cap)
     executor = make_executor(args.executor, subprocess=args.subprocess, timeout=args.timeout,
                              address=args.ray_address, num_cpus=args.num_cpus, num_gpus=args.num_gpus)
-    with ResultStore(db_path(args)) as store:
-        if args.dry_run:
+    if args.dry_run:  # read-only, and no store file is created when there is none
+        path = Path(db_path(args))
+        store = ResultStore(path, readonly=True) if path.exists() else None
+        try:
             todo, skipped = pending_cells(suite, store, args.force, args.only)
-            print(f"suite {suite.name}: {len(todo)} cells to run, {skipped} already done")
-            for cell in todo:
-                print(f"  {cell.label()}")
-            return 0
+        finally:
+            if store is not None:
+                store.close()
+        print(f"suite {suite.name}: {len(todo)} cells to run, {skipped} already done; memory cap per cell "
+              f"{_cap_text(cap)}")
+        for cell in todo:
+            print(f"  {cell.label()}")
+        return 0
+    with ResultStore(db_path(args)) as store:
         summary = run_suite(suite, store, force=args.force, executor=executor, plugins=args.plugin,
-                            only=args.only, progress=not args.no_progress)
-    print(summary.describe().splitlines()[0])
+                            only=args.only, progress=not args.no_progress, memory_cap=cap)
+    print(summary.describe().splitlines()[0] + f" (run {summary.run_id})")
     _, df = _suite_rows(args, suite.name)
+    from .history import concurrency_note
     from .report import render
 
     print()
     print(render(df, "md", suite.name))
+    note = concurrency_note(df)
+    if note:
+        print(note)
     if not args.no_plots:
         from .plots import make_plots
 
@@ -101,12 +122,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 @command
 def cmd_report(args: argparse.Namespace) -> int:
-    """Print or write the leaderboards of one suite."""
+    """Print or write the leaderboards of one suite (its latest result per cell), or compare two runs."""
+    from .history import concurrency_note
     from .report import render
 
-    name, df = _suite_rows(args, args.suite)
-    images = sorted(Path(args.plots_dir).glob("*.png")) if args.plots_dir else []
-    text = render(df, args.format, name, images)
+    if args.runs or args.compare:
+        text = _runs_text(args)
+    else:
+        name, df = _suite_rows(args, args.suite)
+        images = sorted(Path(args.plots_dir).glob("*.png")) if args.plots_dir else []
+        text = render(df, args.format, name, images)
+        note = concurrency_note(df) if args.format == "md" else None
+        text += f"\n{note}\n" if note else ""
     if args.output and args.output != "-":
         out = Path(args.output)
         if not out.parent.is_dir():
@@ -116,6 +143,34 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _runs_text(args: argparse.Namespace) -> str:
+    from .history import compare_runs, render_comparison
+    from .store import ResultStore
+
+    with ResultStore(db_path(args), readonly=True) as store:
+        if args.runs:
+            runs = store.runs(args.suite)
+            return "".join(f"{r['run_id']}  {r['suite']:<16} {r['cells']:>4} cells {r['failed'] or 0:>3} failed  "
+                           f"{r['started']} .. {r['finished']}\n" for r in runs) or "no runs in the store\n"
+        df = compare_runs(store, *args.compare)
+    if args.format == "csv":
+        return df.to_csv(index=False)
+    if args.format == "json":
+        return df.to_json(orient="records", indent=2) + "\n"
+    if args.format == "html":
+        return df.to_html(index=False)
+    return render_comparison(df, *args.compare)
+
+
+def _cap_text(cap: object) -> str:
+    from .limits import cap_bytes
+
+    if cap is None:
+        return "none"
+    text = f"{cap_bytes(cap) / 2**30:.1f} GiB"  # type: ignore[arg-type]
+    return f"{text} ({cap:.0%} of this machine)" if isinstance(cap, float) else text
 
 
 @command

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from .errors import UserError, unknown_choice
+from .limits import MemoryCap, MemoryGuard
+from .metrics.isolate import run_isolated
 from .store import utcnow
 from .suite import Cell
 
 EXECUTORS = ("local", "ray")
 CellFn = Callable[[dict[str, Any], Sequence[str]], dict[str, Any]]
+OnStart = Callable[[Cell], "bool | None"]  # called before a cell runs; False skips it (claimed elsewhere)
 
 
 def _default_fn(cell: dict[str, Any], plugins: Sequence[str] = ()) -> dict[str, Any]:
@@ -28,22 +27,26 @@ def _failed(error: str, started: str) -> dict[str, Any]:
             "finished": utcnow()}
 
 
-def run_in_subprocess(cell: Cell, plugins: Sequence[str] = (), timeout: float | None = None) -> dict[str, Any]:
-    """Measure `cell` in a fresh Python process; a crash or timeout becomes a failed result."""
-    from .cells import RESULT_MARKER
+def _cuda(cell: Cell) -> bool:
+    return str(cell.options.get("device", "cpu")).startswith("cuda")
 
+
+def run_guarded(fn: CellFn, cell: dict[str, Any], plugins: Sequence[str] = (), memory_cap: MemoryCap = None,
+                cuda: bool = False) -> dict[str, Any]:
+    """`fn(cell, plugins)` in this process under a memory cap; going over it makes the cell failed."""
     started = utcnow()
-    request = json.dumps({"cell": cell.to_dict(), "plugins": list(plugins)})
-    try:
-        proc = subprocess.run([sys.executable, "-m", "dynconv_bench.cells"], input=request, capture_output=True,
-                              text=True, timeout=timeout, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    except subprocess.TimeoutExpired:
-        return _failed(f"timed out after {timeout:g} s", started)
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(RESULT_MARKER):
-            return json.loads(line[len(RESULT_MARKER):])
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-    return _failed(f"subprocess exited with code {proc.returncode}: {' | '.join(tail)}", started)
+    with MemoryGuard(memory_cap, cuda=cuda) as guard:
+        result = fn(cell, plugins)
+    return _failed(guard.error, started) if guard.error else result
+
+
+def run_in_subprocess(cell: Cell, plugins: Sequence[str] = (), timeout: float | None = None,
+                      memory_cap: MemoryCap = None, fn: CellFn | None = None) -> dict[str, Any]:
+    """Measure `cell` in a fresh Python process (dies with this one); a crash, timeout or the cap: a failed result."""
+    started = utcnow()
+    out = run_isolated(fn or _default_fn, cell.to_dict(), list(plugins), timeout=timeout, memory_cap=memory_cap,
+                       cuda=_cuda(cell))
+    return out if "values" in out else _failed(str(out.get("error")), started)
 
 
 class LocalExecutor:
@@ -56,15 +59,16 @@ class LocalExecutor:
         self.timeout = timeout
         self.fn = fn or _default_fn
 
-    def map(self, cells: Iterable[Cell], plugins: Sequence[str] = (),
-            on_start: Callable[[Cell], None] | None = None) -> Iterator[tuple[Cell, dict[str, Any]]]:
+    def map(self, cells: Iterable[Cell], plugins: Sequence[str] = (), on_start: OnStart | None = None,
+            memory_cap: MemoryCap = None) -> Iterator[tuple[Cell, dict[str, Any]]]:
+        """Yield (cell, result) in order; a cell whose `on_start` returns False is skipped."""
         for cell in cells:
-            if on_start is not None:
-                on_start(cell)
+            if on_start is not None and on_start(cell) is False:
+                continue
             if self.subprocess:
-                yield cell, run_in_subprocess(cell, plugins, self.timeout)
+                yield cell, run_in_subprocess(cell, plugins, self.timeout, memory_cap, self.fn)
             else:
-                yield cell, self.fn(cell.to_dict(), plugins)
+                yield cell, run_guarded(self.fn, cell.to_dict(), plugins, memory_cap, _cuda(cell))
 
 
 class RayExecutor:
@@ -86,8 +90,9 @@ class RayExecutor:
             gpus = max(self.num_gpus, 1) if cell.options.get("device") == "cuda" else self.num_gpus
         return {"num_cpus": self.num_cpus, "num_gpus": gpus}
 
-    def map(self, cells: Iterable[Cell], plugins: Sequence[str] = (),
-            on_start: Callable[[Cell], None] | None = None) -> Iterator[tuple[Cell, dict[str, Any]]]:
+    def map(self, cells: Iterable[Cell], plugins: Sequence[str] = (), on_start: OnStart | None = None,
+            memory_cap: MemoryCap = None) -> Iterator[tuple[Cell, dict[str, Any]]]:
+        """Yield (cell, result) as tasks finish; a cell whose `on_start` returns False is not submitted."""
         try:
             import ray
         except ImportError:
@@ -98,17 +103,20 @@ class RayExecutor:
                          ignore_reinit_error=True)
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 raise UserError(f"cannot connect to the Ray cluster at {self.address!r}: {exc}") from None
-        task = ray.remote(self.fn)
+        task = ray.remote(run_guarded)
         pending: dict[Any, Cell] = {}
         queue = list(cells)
         limit = self.max_pending or max(1, int(ray.cluster_resources().get("CPU", 1) * 2))
         while queue or pending:
             while queue and len(pending) < limit:
                 cell = queue.pop(0)
-                if on_start is not None:
-                    on_start(cell)
-                ref = task.options(**self._resources(cell)).remote(cell.to_dict(), list(plugins))
+                if on_start is not None and on_start(cell) is False:
+                    continue
+                ref = task.options(**self._resources(cell)).remote(self.fn, cell.to_dict(), list(plugins),
+                                                                   memory_cap, _cuda(cell))
                 pending[ref] = cell
+            if not pending:
+                continue
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
                 cell = pending.pop(ref)

@@ -1,8 +1,11 @@
-"""The runner: expand a suite into cells, skip those already done, run the rest, store every result."""
+"""The runner: expand a suite into cells, skip those already done, claim and run the rest, store every result."""
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -10,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from .executors import LocalExecutor, RayExecutor
-from .store import ResultStore
+from .limits import DEFAULT_MEMORY_CAP, MemoryCap, parse_memory_cap
+from .store import HEARTBEAT_EVERY_S, ResultStore, this_owner
 from .suite import Cell, Suite, load_suite
 
 
@@ -24,6 +28,7 @@ class RunSummary:
     skipped: int = 0
     ran: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (cell label, error)
+    elsewhere: int = 0  # cells another run was measuring (or finished) when this one reached them
 
     @property
     def ok(self) -> bool:
@@ -32,6 +37,8 @@ class RunSummary:
     def describe(self) -> str:
         text = (f"suite {self.suite}: {self.total} cells, {self.ran} run, {self.skipped} already done, "
                 f"{len(self.failed)} failed")
+        if self.elsewhere:
+            text += f", {self.elsewhere} measured by another run"
         return text + "".join(f"\n  FAILED {label}: {err}" for label, err in self.failed)
 
 
@@ -42,49 +49,152 @@ def select_cells(cells: list[Cell], only: Sequence[str] = ()) -> list[Cell]:
     return [c for c in cells if {c.kind, c.backbone, c.variant} & set(only)]
 
 
-def pending_cells(suite: Suite, store: ResultStore, force: bool = False, only: Sequence[str] = ()) -> tuple[
+def pending_cells(suite: Suite, store: ResultStore | None, force: bool = False, only: Sequence[str] = ()) -> tuple[
         list[Cell], int]:
-    """The cells still to run and the number skipped because they finished ok before."""
+    """The cells still to run and the number skipped because they finished ok before (no store: none did)."""
     cells = select_cells(suite.cells(), only)
-    if force:
+    if force or store is None:
         return cells, 0
     done = store.done_keys(suite.name)
     todo = [c for c in cells if c.key not in done]
     return todo, len(cells) - len(todo)
 
 
+def resolve_memory_cap(suite: Suite, memory_cap: Any = None) -> MemoryCap:
+    """The cap of this run's cells: the argument, else the suite's `memory_cap`, else DEFAULT_MEMORY_CAP."""
+    for value in (memory_cap, suite.memory_cap):
+        if value is not None:
+            return parse_memory_cap(value)
+    return DEFAULT_MEMORY_CAP
+
+
 def run_suite(suite: Suite | str | Path, store: ResultStore | str | Path, force: bool = False,
               executor: LocalExecutor | RayExecutor | None = None, plugins: Sequence[str] = (),
-              only: Sequence[str] = (), progress: bool = True, stream: Any = None) -> RunSummary:
-    """Run every pending cell of `suite`, writing each result to `store` as soon as it is known."""
-    from tqdm import tqdm
+              only: Sequence[str] = (), progress: bool = True, stream: Any = None,
+              memory_cap: Any = None) -> RunSummary:
+    """Run every pending cell of `suite`, writing each result to `store` as soon as it is known.
 
+    Each cell is claimed in the store first, so runs sharing a store split the work; `memory_cap` (bytes,
+    a fraction of the machine's memory, or "none") overrides the suite's cap per cell.
+    """
     if not isinstance(suite, Suite):
         suite = load_suite(suite)
+    cap = resolve_memory_cap(suite, memory_cap)
     own_store = not isinstance(store, ResultStore)
     db = ResultStore(store) if own_store else store
     executor = executor or LocalExecutor()
     summary = RunSummary(suite.name, uuid.uuid4().hex[:12])
+    owner = this_owner()
+    claims: dict[tuple, int] = {}
+    concurrent: dict[tuple, set[str]] = {}
+    beat = _Heartbeat(db.path, owner)
     try:
+        after_id = db.conn.execute("SELECT MAX(id) FROM results").fetchone()[0] or 0
         todo, summary.skipped = pending_cells(suite, db, force, only)
         summary.total = len(todo) + summary.skipped
-        bar = tqdm(total=len(todo), desc=suite.name, unit="cell", disable=not progress, file=stream or sys.stderr,
-                   dynamic_ncols=True, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}")
+        bar = Progress(len(todo), suite.name, progress, stream or sys.stderr)
 
-        def on_start(cell: Cell) -> None:
-            bar.set_postfix_str(cell.label(), refresh=True)
+        def on_start(cell: Cell) -> bool:
+            claim = db.claim(cell, summary.run_id, owner, after_id=after_id if force else None)
+            if claim is None:
+                summary.elsewhere += 1
+                bar.skip(cell)
+                return False
+            claims[cell.key] = claim
+            concurrent[cell.key] = set(db.active_owners(exclude=owner))
+            bar.start(cell)
+            return True
 
-        for cell, result in executor.map(todo, plugins, on_start=on_start):
-            db.put(cell, result.get("values"), result["status"], result.get("error"), result.get("environment"),
-                   result.get("started"), result.get("finished"), run_id=summary.run_id)
+        beat.start()
+        for cell, result in executor.map(todo, plugins, on_start=on_start, memory_cap=cap):
+            env = dict(result.get("environment") or {})
+            others = concurrent.pop(cell.key, set()) | set(db.active_owners(exclude=owner))
+            if others:  # say so: this cell was measured while another run was measuring too
+                env["concurrent_runs"] = sorted(others)
+            db.finish(claims.pop(cell.key), cell, result.get("values"), result["status"], result.get("error"), env,
+                      result.get("started"), result.get("finished"), run_id=summary.run_id, owner=owner)
             summary.ran += 1
             if result["status"] != "ok":
                 summary.failed.append((cell.label(), str(result.get("error"))))
-                bar.write(f"FAILED {cell.label()}: {result.get('error')}")
-            bar.update(1)
-        bar.set_postfix_str("done")
+            bar.done(cell, result)
         bar.close()
     finally:
+        beat.stop()
+        db.release(list(claims.values()), owner)  # an interrupted run leaves no claim behind
         if own_store:
             db.close()
     return summary
+
+
+class _Heartbeat:
+    """A thread that refreshes this run's claims (with its own connection: sqlite3 objects stay in one thread)."""
+
+    def __init__(self, path: Path, owner: str, every: float = HEARTBEAT_EVERY_S) -> None:
+        self.path, self.owner, self.every = path, owner, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dynconv-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        with ResultStore(self.path) as db:
+            while not self._stop.wait(self.every):
+                db.heartbeat(self.owner)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
+class Progress:
+    """Per-cell progress with ETA: a bar on a terminal, one plain line per cell otherwise (logs, CI)."""
+
+    def __init__(self, total: int, desc: str, enabled: bool, stream: Any) -> None:
+        self.total, self.desc, self.enabled, self.stream = total, desc, enabled, stream
+        self.n, self.t0 = 0, time.monotonic()
+        self.cell_t0 = self.t0
+        self.tty = enabled and hasattr(stream, "isatty") and stream.isatty() and not os.environ.get("CI")
+        self.bar = None
+        if self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="cell", file=stream, dynamic_ncols=True,
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}")
+
+    def start(self, cell: Cell) -> None:
+        self.cell_t0 = time.monotonic()
+        if self.bar is not None:
+            self.bar.set_postfix_str(cell.label(), refresh=True)
+
+    def skip(self, cell: Cell) -> None:
+        self.total -= 1
+        if self.bar is not None:
+            self.bar.total = self.total
+            self.bar.refresh()
+
+    def done(self, cell: Cell, result: dict[str, Any]) -> None:
+        self.n += 1
+        failed = result["status"] != "ok"
+        if self.bar is not None:
+            if failed:
+                self.bar.write(f"FAILED {cell.label()}: {result.get('error')}")
+            self.bar.update(1)
+        elif self.enabled:
+            now = time.monotonic()
+            eta = (now - self.t0) / self.n * (self.total - self.n)
+            status = f"FAILED: {result.get('error')}" if failed else "ok"
+            self.stream.write(f"[{self.n}/{self.total}] {cell.label()} {status} ({now - self.cell_t0:.1f} s; "
+                              f"ETA {_duration(eta)})\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str("done")
+            self.bar.close()
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"

@@ -1,16 +1,27 @@
-"""The results store: one SQLite row per measured cell, written in a transaction (WAL journal)."""
+"""The results store: SQLite, every run of every cell kept (history), each write one transaction (WAL journal).
+
+A run claims a cell before measuring it: a `running` row naming its owner (host:pid) with a heartbeat.
+Concurrent runs skip cells another live run holds, and a claim whose owner died is taken over.
+Reads give the latest finished row per cell unless asked for the history.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import platform
 import sqlite3
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from .errors import UserError
+from .suite import KEY_FIELDS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+STALE_AFTER_S = 120.0  # a claim whose heartbeat is older than this belongs to a dead run
+HEARTBEAT_EVERY_S = 15.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -31,19 +42,30 @@ CREATE TABLE IF NOT EXISTS results (
     run_id TEXT,
     started TEXT,
     finished TEXT,
-    UNIQUE (suite, backbone, variant, config_hash, kind, options_hash)
+    owner TEXT,
+    heartbeat TEXT
 );
-CREATE INDEX IF NOT EXISTS results_suite ON results (suite, kind);
+CREATE INDEX IF NOT EXISTS results_cell ON results (suite, backbone, variant, config_hash, kind, options_hash);
+CREATE INDEX IF NOT EXISTS results_run ON results (run_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
 
 COLUMNS = ("id", "suite", "backbone", "variant", "variant_name", "config", "config_hash", "kind", "options",
-           "options_hash", "values", "status", "error", "environment", "run_id", "started", "finished")
+           "options_hash", "values", "status", "error", "environment", "run_id", "started", "finished", "owner",
+           "heartbeat")
 JSON_COLUMNS = ("config", "options", "values", "environment")
+STATUSES = ("ok", "failed", "running")
+_KEY_SQL = " AND ".join(f"{f}=?" for f in KEY_FIELDS)
+_LATEST = (f"id IN (SELECT MAX(id) FROM results WHERE status IN ('ok', 'failed') GROUP BY {', '.join(KEY_FIELDS)})")
 
 
 def utcnow() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def this_owner() -> str:
+    """host:pid of this process, as written in the claims it makes."""
+    return f"{platform.node()}:{os.getpid()}"
 
 
 class ResultStore:
@@ -51,21 +73,48 @@ class ResultStore:
 
     def __init__(self, path: str | Path, readonly: bool = False) -> None:
         self.path = Path(path)
-        if readonly and not self.path.is_file():
-            raise UserError(f"results store not found: {self.path} (run a suite first, or pass --db PATH)")
-        if not readonly and self.path.parent and not self.path.parent.exists():
-            raise UserError(f"folder of the results store does not exist: {self.path.parent}")
+        self.readonly = readonly
+        _check_path(self.path, readonly)
         try:
-            uri = f"file:{self.path}?mode=ro" if readonly else str(self.path)
-            self.conn = sqlite3.connect(uri, uri=readonly, timeout=30.0, isolation_level=None)
-            if not readonly:
+            if readonly:  # no -wal: no writer is open, and a snapshot read must not create -wal/-shm files
+                immutable = "&immutable=1" if not Path(f"{self.path}-wal").exists() else ""
+                self.conn = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro{immutable}", uri=True, timeout=30.0,
+                                            isolation_level=None)
+            else:
+                self.conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
                 self.conn.execute("PRAGMA journal_mode=WAL")
                 self.conn.execute("PRAGMA synchronous=NORMAL")
-                self.conn.executescript(_SCHEMA)
-                self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                self._migrate()
             self.conn.execute("SELECT count(*) FROM results").fetchone()
+            self._columns = [r[1] for r in self.conn.execute("PRAGMA table_info(results)")]
         except sqlite3.DatabaseError as exc:
             raise UserError(f"{self.path} is not a dynconv-bench results store ({exc})") from None
+
+    def _migrate(self) -> None:
+        """Create the schema, or bring a store of an older schema up to this one in one transaction."""
+        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        version = SCHEMA_VERSION
+        if "meta" in tables:
+            row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            version = int(row[0]) if row else 1
+        elif "results" in tables:
+            version = 1
+        if version > SCHEMA_VERSION:
+            raise UserError(f"{self.path} was written by a newer dynconv-bench (store schema {version}, this one "
+                            f"reads up to {SCHEMA_VERSION}); upgrade dynconv-bench or use another --db")
+        with self._transaction():
+            if "results" in tables and version < SCHEMA_VERSION:  # v1: one row per cell, no claims
+                self.conn.execute("ALTER TABLE results RENAME TO results_v1")
+                self.conn.execute("DROP INDEX IF EXISTS results_suite")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self.conn.execute(statement)
+            if "results" in tables and version < SCHEMA_VERSION:
+                old = [r[1] for r in self.conn.execute("PRAGMA table_info(results_v1)")]
+                cols = ", ".join(_q(c) for c in COLUMNS if c in old)
+                self.conn.execute(f"INSERT INTO results ({cols}) SELECT {cols} FROM results_v1 ORDER BY id")
+                self.conn.execute("DROP TABLE results_v1")
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     # -- context manager -------------------------------------------------------------------
     def __enter__(self) -> ResultStore:
@@ -80,65 +129,188 @@ class ResultStore:
     # -- writes ----------------------------------------------------------------------------
     def put(self, cell: Any, values: dict[str, Any] | None, status: str, error: str | None = None,
             environment: dict[str, Any] | None = None, started: str | None = None, finished: str | None = None,
-            run_id: str | None = None) -> None:
-        """Insert or replace the row of `cell` (a suite.Cell) in one transaction."""
-        if status not in ("ok", "failed"):
-            raise ValueError(f"status must be 'ok' or 'failed', got {status!r}")
+            run_id: str | None = None) -> int:
+        """Add a finished row for `cell` (a suite.Cell) in one transaction; earlier rows stay as history."""
+        with self._transaction():
+            return self._insert(cell, values, status, error, environment, run_id, started, finished or utcnow())
+
+    def _insert(self, cell: Any, values: dict[str, Any] | None, status: str, error: str | None,
+                environment: dict[str, Any] | None, run_id: str | None, started: str | None, finished: str | None,
+                owner: str | None = None, heartbeat: str | None = None) -> int:
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
         row = (cell.suite, cell.backbone, cell.variant, cell.variant_name, _dumps(cell.config), cell.config_hash,
                cell.kind, _dumps(cell.options), cell.options_hash, _dumps(values), status, error,
-               _dumps(environment), run_id, started, finished or utcnow())
+               _dumps(environment), run_id, started, finished, owner, heartbeat)
+        cur = self.conn.execute(f"INSERT INTO results ({', '.join(_q(c) for c in COLUMNS[1:])}) "
+                                f"VALUES ({', '.join('?' * len(COLUMNS[1:]))})", row)
+        return int(cur.lastrowid)
+
+    def claim(self, cell: Any, run_id: str, owner: str | None = None, after_id: int | None = None) -> int | None:
+        """Mark `cell` as being measured by `owner`; the claim's row id, or None when another run has it.
+
+        A live claim of another owner keeps the cell; a dead owner's claim is closed as failed and taken
+        over. With `after_id` (a rerun with --force) a cell finished ok in a row newer than it is done too.
+        """
+        owner = owner or this_owner()
         with self._transaction():
-            self.conn.execute(
-                "DELETE FROM results WHERE suite=? AND backbone=? AND variant=? AND config_hash=? AND kind=? "
-                "AND options_hash=?", cell.key)
-            self.conn.execute(f"INSERT INTO results ({', '.join(_q(c) for c in COLUMNS[1:])}) "
-                              f"VALUES ({', '.join('?' * len(COLUMNS[1:]))})", row)
+            for cid, other, beat in self.conn.execute(
+                    f"SELECT id, owner, heartbeat FROM results WHERE {_KEY_SQL} AND status='running'",
+                    cell.key).fetchall():
+                if other != owner and owner_alive(other, beat):
+                    return None
+                self.conn.execute("UPDATE results SET status='failed', finished=?, error=? WHERE id=?",
+                                  (utcnow(), f"abandoned: the run that claimed it ({other}) stopped without a "
+                                             "result", cid))
+            if after_id is not None and self.conn.execute(
+                    f"SELECT 1 FROM results WHERE {_KEY_SQL} AND status='ok' AND id>?", (*cell.key, after_id)
+            ).fetchone():
+                return None
+            now = utcnow()
+            return self._insert(cell, None, "running", None, None, run_id, now, None, owner, now)
+
+    def finish(self, claim_id: int, cell: Any, values: dict[str, Any] | None, status: str, error: str | None = None,
+               environment: dict[str, Any] | None = None, started: str | None = None, finished: str | None = None,
+               run_id: str | None = None, owner: str | None = None) -> int:
+        """Turn a claim into the cell's result (a new row if the claim was taken over meanwhile)."""
+        if status not in ("ok", "failed"):
+            raise ValueError(f"status must be 'ok' or 'failed', got {status!r}")
+        with self._transaction():
+            cur = self.conn.execute(
+                'UPDATE results SET "values"=?, status=?, error=?, environment=?, started=?, finished=?, heartbeat=? '
+                "WHERE id=? AND status='running' AND owner=?",
+                (_dumps(values), status, error, _dumps(environment), started, finished or utcnow(), None, claim_id,
+                 owner or this_owner()))
+            if cur.rowcount:
+                return claim_id
+            return self._insert(cell, values, status, error, environment, run_id, started, finished or utcnow())
+
+    def release(self, claim_ids: list[int], owner: str | None = None) -> None:
+        """Drop claims that will not be finished (an interrupted run)."""
+        if claim_ids:
+            with self._transaction():
+                self.conn.executemany("DELETE FROM results WHERE id=? AND status='running' AND owner=?",
+                                      [(i, owner or this_owner()) for i in claim_ids])
+
+    def heartbeat(self, owner: str | None = None) -> None:
+        """Tell other runs that `owner`'s claims are alive."""
+        with self._transaction():
+            self.conn.execute("UPDATE results SET heartbeat=? WHERE status='running' AND owner=?",
+                              (utcnow(), owner or this_owner()))
 
     def delete_suite(self, suite: str) -> int:
-        """Remove every row of `suite`; return how many."""
+        """Remove every row of `suite`, history included; return how many."""
         with self._transaction():
             return self.conn.execute("DELETE FROM results WHERE suite=?", (suite,)).rowcount
 
     def _transaction(self) -> _Transaction:
+        if self.readonly:
+            raise UserError(f"results store {self.path} was opened read-only")
         return _Transaction(self.conn)
 
     # -- reads -----------------------------------------------------------------------------
     def done_keys(self, suite: str) -> set[tuple[str, ...]]:
-        """Keys of the cells of `suite` that finished with status ok."""
-        cur = self.conn.execute(
-            "SELECT suite, backbone, variant, config_hash, kind, options_hash FROM results "
-            "WHERE suite=? AND status='ok'", (suite,))
+        """Keys of the cells of `suite` whose latest result is ok."""
+        cur = self.conn.execute(f"SELECT {', '.join(KEY_FIELDS)} FROM results WHERE suite=? AND status='ok' "
+                                f"AND {_LATEST}", (suite,))
         return {tuple(r) for r in cur.fetchall()}
+
+    def active_owners(self, exclude: str | None = None) -> list[str]:
+        """Owners of live claims (other runs measuring now), except `exclude`."""
+        rows = self.conn.execute("SELECT DISTINCT owner, MAX(heartbeat) FROM results WHERE status='running' "
+                                 "GROUP BY owner").fetchall() if "owner" in self._columns else []
+        return sorted(o for o, beat in rows if o != exclude and owner_alive(o, beat))
 
     def suites(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT DISTINCT suite FROM results ORDER BY suite")]
 
-    def rows(self, suite: str | None = None, kind: str | None = None, status: str | None = None) -> list[dict]:
-        """Rows as dicts with JSON columns decoded."""
+    def runs(self, suite: str | None = None) -> list[dict[str, Any]]:
+        """One entry per run id: suite, cells measured, failed, first start and last finish, oldest first."""
+        sql = ("SELECT run_id, suite, count(*), sum(status='failed'), min(started), max(finished) FROM results "
+               "WHERE run_id IS NOT NULL AND status != 'running'" + (" AND suite=?" if suite else "") +
+               " GROUP BY run_id ORDER BY min(id)")
+        keys = ("run_id", "suite", "cells", "failed", "started", "finished")
+        return [dict(zip(keys, r)) for r in self.conn.execute(sql, (suite,) if suite else ())]
+
+    def rows(self, suite: str | None = None, kind: str | None = None, status: str | None = None,
+             run_id: str | None = None, history: bool = False) -> list[dict]:
+        """Rows as dicts with JSON columns decoded: the latest finished row per cell, or every row with `history`.
+
+        With `run_id`: the rows that run wrote.
+        """
         where, args = [], []
-        for col, val in (("suite", suite), ("kind", kind), ("status", status)):
+        for col, val in (("suite", suite), ("kind", kind), ("status", status), ("run_id", run_id)):
             if val is not None:
                 where.append(f"{col}=?")
                 args.append(val)
-        sql = f"SELECT {', '.join(_q(c) for c in COLUMNS)} FROM results"
+        if not history and run_id is None:
+            where.append(_LATEST)
+        cols = [c for c in COLUMNS if c in self._columns]
+        sql = f"SELECT {', '.join(_q(c) for c in cols)} FROM results"
         if where:
             sql += " WHERE " + " AND ".join(where)
         out = []
         for r in self.conn.execute(sql + " ORDER BY id", args):
-            row = dict(zip(COLUMNS, r))
+            row = dict.fromkeys(COLUMNS)
+            row.update(zip(cols, r))
             for c in JSON_COLUMNS:
                 row[c] = json.loads(row[c]) if row[c] else None
             out.append(row)
         return out
 
-    def dataframe(self, suite: str | None = None, kind: str | None = None, status: str | None = None):  # noqa: ANN201
+    def dataframe(self, suite: str | None = None, kind: str | None = None, status: str | None = None,
+                  run_id: str | None = None, history: bool = False):  # noqa: ANN201
         """The rows as a pandas DataFrame (JSON columns decoded into dicts)."""
         import pandas as pd
 
-        return pd.DataFrame(self.rows(suite, kind, status), columns=list(COLUMNS))
+        return pd.DataFrame(self.rows(suite, kind, status, run_id, history), columns=list(COLUMNS))
 
-    def count(self) -> int:
-        return self.conn.execute("SELECT count(*) FROM results").fetchone()[0]
+    def count(self, history: bool = False) -> int:
+        """Cells with a finished result, or every row (claims and earlier runs too) with `history`."""
+        where = "" if history else f" WHERE {_LATEST}"
+        return self.conn.execute(f"SELECT count(*) FROM results{where}").fetchone()[0]
+
+
+def owner_alive(owner: str | None, heartbeat: str | None, stale_after: float = STALE_AFTER_S) -> bool:
+    """Whether the run that wrote a claim still runs: its process exists (same host) and its heartbeat is fresh."""
+    try:
+        age = datetime.now(timezone.utc) - datetime.fromisoformat(heartbeat or "")
+    except ValueError:
+        return False
+    if age > timedelta(seconds=stale_after):
+        return False
+    host, _, pid = (owner or "").rpartition(":")
+    if host == platform.node() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # exists, another user's
+            return True
+    return True
+
+
+def _check_path(path: Path, readonly: bool) -> None:
+    """Raise a UserError naming the real reason a path cannot be the store."""
+    if path.is_dir():
+        raise UserError(f"results store {path} is a directory; pass a file path such as {path / 'results.sqlite'}")
+    if readonly:
+        if not path.is_file():
+            raise UserError(f"results store not found: {path} (run a suite first, or pass --db PATH)")
+        return
+    if not path.parent.exists():
+        raise UserError(f"folder of the results store does not exist: {path.parent}")
+    existed = path.exists()
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))
+        probe = Path(f"{path}-wal")
+        if not probe.exists():  # SQLite writes its journal beside the file
+            os.close(os.open(probe, os.O_RDWR | os.O_CREAT, 0o644))
+            probe.unlink()
+    except OSError as exc:
+        if not existed and path.exists() and path.stat().st_size == 0:
+            path.unlink()
+        raise UserError(f"cannot write the results store {path}: {exc.strerror or exc}") from None
 
 
 class _Transaction:
@@ -169,6 +341,4 @@ def _json_default(obj: Any) -> Any:
         return obj.item()
     if hasattr(obj, "tolist"):
         return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
     return str(obj)

@@ -42,7 +42,13 @@ def test_run_with_env_db_and_dry_run(tmp_path, write_suite, capsys, monkeypatch)
     assert main(["run", str(write_suite()), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "suite tiny: 2 cells to run, 0 already done" in out and "cifar_resnet8/static-se/params" in out
-    assert (tmp_path / "env.sqlite").exists()
+    assert list(tmp_path.iterdir()) == [tmp_path / "tiny.toml"]  # a dry run creates no store file
+    assert main(["run", str(write_suite()), "--no-progress", "--no-plots", "--only", "static"]) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    capsys.readouterr()
+    assert main(["run", str(write_suite()), "--dry-run"]) == 0
+    assert "suite tiny: 1 cells to run, 1 already done" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # and changes nothing in one
 
 
 def test_failed_cell_exits_1_naming_it(tmp_path, capsys) -> None:  # noqa: ANN001
@@ -63,6 +69,8 @@ def test_failed_cell_exits_1_naming_it(tmp_path, capsys) -> None:  # noqa: ANN00
     (["run", "smoke", "--executor", "dask"], "invalid choice: 'dask'"),
     (["run", "smoke", "--timeout", "5"], "--timeout needs --subprocess"),
     (["report", "--format", "pdf"], "invalid choice: 'pdf'"),
+    (["run", "smoke", "--memory-cap", "lots"], "memory cap 'lots' must be bytes (e.g. 4GiB, 512MB)"),
+    (["report", "--compare", "aaa", "bbb"], "results store not found"),
 ])
 def test_user_errors_are_one_line_exit_2(argv: list, message: str, tmp_path, capsys) -> None:  # noqa: ANN001
     with pytest.raises(SystemExit) as info:
@@ -110,3 +118,42 @@ def test_suites_and_train_commands(capsys) -> None:  # noqa: ANN001
         main(["train", "--help"])
     assert info.value.code == 0
     assert "usage" in capsys.readouterr().out.lower()
+
+
+def test_db_that_cannot_be_a_store_is_one_line_exit_2(tmp_path, write_suite, capsys) -> None:  # noqa: ANN001
+    suite = str(write_suite())
+    assert main(["--db", str(tmp_path), "run", suite, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"dynconv-bench: error: results store {tmp_path} is a directory; pass a file path such as " \
+                  f"{tmp_path / 'results.sqlite'}\n"
+    assert main(["--db", "/proc/x.sqlite", "run", suite, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dynconv-bench: error: cannot write the results store /proc/x.sqlite: ")
+    assert err.count("\n") == 1
+
+
+def test_negative_min_time_is_rejected(tmp_path, write_suite, capsys) -> None:  # noqa: ANN001
+    bad = write_suite('backbones = ["cifar_resnet8"]\nvariants = ["static"]\n[measure.speed]\nmin_time = -5\n',
+                      name="neg")
+    assert main(["--db", str(tmp_path / "r.sqlite"), "run", str(bad)]) == 2
+    assert "neg.toml: measure.speed: min_time=-5.0 is below the minimum 0.0" in capsys.readouterr().err
+    assert not (tmp_path / "r.sqlite").exists()
+
+
+def test_history_runs_and_compare(tmp_path, write_suite, capsys) -> None:  # noqa: ANN001
+    db, suite = str(tmp_path / "r.sqlite"), str(write_suite())
+    for _ in range(2):
+        assert main(["--db", db, "run", suite, "--no-progress", "--no-plots", "--force"]) == 0
+    with ResultStore(db) as store:
+        runs = [r["run_id"] for r in store.runs()]
+        assert len(runs) == 2 and store.count() == 2 and store.count(history=True) == 4
+    capsys.readouterr()
+    assert main(["--db", db, "report", "--runs"]) == 0
+    listing = capsys.readouterr().out
+    assert all(r in listing for r in runs) and listing.count("tiny") == 2
+    assert main(["--db", db, "report", "--compare", runs[0][:6], runs[1], "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["cell"] for r in rows} == {"cifar_resnet8/static/params", "cifar_resnet8/static-se/params"}
+    assert all(r["metric"] == "total" and r["A"] == r["B"] > 0 and r["B / A"] == 1.0 for r in rows)  # exact counts
+    assert main(["--db", db, "report", "--compare", runs[0], "nope"]) == 2
+    assert "unknown run 'nope'" in capsys.readouterr().err

@@ -1,0 +1,66 @@
+"""Across runs: the headline value of each cell in two runs and their ratio; cells timed beside another run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from .errors import UserError, unknown_choice
+from .suite import KEY_FIELDS, Cell
+
+# the value of each kind that a comparison shows, and whether bigger is better
+HEADLINE = {"params": ("total", None), "macs": ("macs", None), "speed": ("throughput", True),
+            "memory": ("peak_bytes", False), "accuracy": ("top1", True), "layers": ("total_ms", False)}
+TIMED = ("speed", "layers", "memory")
+
+
+def resolve_run(store: Any, run: str) -> str:
+    """A run id from an id or a unique prefix of one; UserError naming the runs otherwise."""
+    ids = [r["run_id"] for r in store.runs()]
+    if run in ids:
+        return run
+    matches = [i for i in ids if i.startswith(run)]
+    if len(matches) == 1:
+        return matches[0]
+    if not ids:
+        raise UserError(f"the results store {store.path} holds no runs yet")
+    raise unknown_choice("run", run, ids)
+
+
+def compare_runs(store: Any, run_a: str, run_b: str) -> pd.DataFrame:
+    """Cells measured ok in both runs: headline value in each and the ratio B / A (same cell key)."""
+    a, b = resolve_run(store, run_a), resolve_run(store, run_b)
+    rows = {run: {tuple(r[f] for f in KEY_FIELDS): r for r in store.rows(run_id=run, status="ok")} for run in (a, b)}
+    out = []
+    for key, ra in rows[a].items():
+        rb = rows[b].get(key)
+        if rb is None:
+            continue
+        metric, _ = HEADLINE.get(ra["kind"], (None, None))
+        va, vb = (r["values"].get(metric) if metric and r["values"] else None for r in (ra, rb))
+        if not isinstance(va, (int, float)) or not isinstance(vb, (int, float)):
+            continue
+        out.append({"suite": ra["suite"], "cell": Cell.from_dict(ra).label(), "metric": metric, "A": va, "B": vb,
+                    "B / A": vb / va if va else float("nan")})
+    if not out:
+        raise UserError(f"runs {a} and {b} have no cell measured ok in both")
+    return pd.DataFrame(out)
+
+
+def render_comparison(df: pd.DataFrame, run_a: str, run_b: str) -> str:
+    """A markdown table of `compare_runs`."""
+    lines = [f"# runs {run_a} (A) vs {run_b} (B)", "", "| cell | metric | A | B | B / A |", "|---|---|---:|---:|---:|"]
+    for r in df.to_dict("records"):
+        lines.append(f"| {r['cell']} | {r['metric']} | {r['A']:.6g} | {r['B']:.6g} | {r['B / A']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def concurrency_note(df: pd.DataFrame) -> str | None:
+    """A line naming timed cells that were measured while another run measured on the same store."""
+    hits = [f"{r.backbone}/{r.variant}/{r.kind}" for r in df.itertuples(index=False)
+            if r.kind in TIMED and isinstance(r.environment, dict) and r.environment.get("concurrent_runs")]
+    if not hits:
+        return None
+    return (f"note: {len(hits)} timed cell(s) were measured while another run used the machine, their times may "
+            f"be slower: {', '.join(sorted(set(hits))[:8])}{' ...' if len(set(hits)) > 8 else ''}")
