@@ -35,6 +35,7 @@ def run_guarded(fn: CellFn, cell: dict[str, Any], plugins: Sequence[str] = (), m
                 cuda: bool = False) -> dict[str, Any]:
     """`fn(cell, plugins)` in this process under a memory cap; going over it makes the cell failed."""
     started = utcnow()
+    result: dict[str, Any] = {}
     with MemoryGuard(memory_cap, cuda=cuda) as guard:
         result = fn(cell, plugins)
     return _failed(guard.error, started) if guard.error else result

@@ -170,3 +170,119 @@ def test_suite_path_is_resolved(tmp_path, write_suite) -> None:  # noqa: ANN001
     path = write_suite()
     summary = run_suite(Path(path), tmp_path / "r.sqlite", executor=LocalExecutor(fn=fake_measure), progress=False)
     assert summary.suite == "tiny" and summary.ran == 2
+
+
+def allocate(cell: dict, plugins: tuple = ()) -> dict:
+    """Hold `batch_size` MiB, 16 MiB at a time (module level: a subprocess imports it)."""
+    import torch
+
+    blocks = [torch.ones(4 * 2**20) for _ in range(cell["options"]["batch_size"] // 16)]
+    return {"values": {"mib": 16 * len(blocks)}, "status": "ok", "error": None, "environment": {}, "started": None,
+            "finished": None}
+
+
+def test_memory_cap_fails_the_cell_and_the_run_goes_on(tmp_path) -> None:  # noqa: ANN001
+    from dynconv_bench.limits import rss_bytes
+
+    suite = parse_suite({**SUITE, "variants": ["static"], "measure": {"speed": {"batch_sizes": [3000, 16]}}})
+    cap = rss_bytes() + 400 * 2**20
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        summary = run_suite(suite, store, executor=LocalExecutor(fn=allocate), progress=False, memory_cap=cap)
+        assert summary.ran == 2 and [label for label, _ in summary.failed] == [
+            "cifar_resnet8/static/speed[mode=inference,batch_size=3000]"]
+        assert summary.failed[0][1].startswith("memory cap exceeded: resident memory ")
+        assert [r["values"] for r in store.rows(status="ok")] == [{"mib": 16}]
+    assert rss_bytes() < cap  # the failed cell's memory was given back
+
+
+@pytest.mark.slow  # two fresh interpreters: ~30 s on a busy 2-core machine
+def test_memory_cap_kills_a_subprocess_worker() -> None:
+    big = Cell("t", "cifar_resnet8", "static", "static", {}, "speed", {"batch_size": 3000})
+    out = run_in_subprocess(big, memory_cap=1536 * 2**20, fn=allocate, timeout=300)  # killed by its own guard
+    assert out["status"] == "failed" and "memory cap exceeded" in out["error"] and "> cap 1.50 GiB" in out["error"]
+    small = run_in_subprocess(Cell("t", "cifar_resnet8", "static", "static", {}, "speed", {"batch_size": 16}),
+                              memory_cap=1536 * 2**20, fn=allocate, timeout=300)
+    assert small["status"] == "ok" and small["values"] == {"mib": 16}
+
+
+def test_progress_off_a_terminal_is_plain_lines_with_eta(tmp_path) -> None:  # noqa: ANN001
+    import io
+
+    stream = io.StringIO()
+    suite = parse_suite(SUITE)
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        first = suite.cells()[0]
+        store.claim(first, "old", owner=f"{os.uname().nodename}:{dead.pid}")  # a claim left by a killed run
+        run_suite(suite, store, executor=LocalExecutor(fn=fake_measure), stream=stream)
+        assert store.count() == 6 and first.key in store.done_keys("t")  # the dead run's claim was taken over
+        assert store.rows(history=True)[0]["status"] == "failed"  # ... and closed as abandoned
+    lines = stream.getvalue().splitlines()
+    assert "\r" not in stream.getvalue() and len(lines) == 6
+    assert lines[0].startswith("[1/6] cifar_resnet8/static/params ok (") and "ETA" in lines[0]
+    assert "FAILED: boom" in lines[4] and lines[-1].endswith("ETA 0:00)")
+
+
+SPLIT_PLUGIN = SLOW_PLUGIN.replace("range(4)", "range(6)")
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.slow  # a CLI process and its worker: ~20 s on an idle 2-core machine
+def test_subprocess_worker_dies_with_its_parent(tmp_path) -> None:  # noqa: ANN001
+    plugin = tmp_path / "slow_plugin.py"
+    plugin.write_text(SLOW_PLUGIN)
+    suite = tmp_path / "k.toml"
+    suite.write_text('name = "k"\nbackbones = ["cifar_resnet8"]\nvariants = ["slow0"]\n[measure.params]\n')
+    cmd = [sys.executable, "-c", "from dynconv_bench.cli import main; raise SystemExit(main())", "--plugin",
+           str(plugin), "--db", str(tmp_path / "k.sqlite"), "run", str(suite), "--no-plots", "--subprocess"]
+    env = {**os.environ, "SLOW_PLUGIN_SLEEP": "30", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    workers: list[int] = []
+    while time.time() < deadline and not workers:
+        workers = _children(proc.pid)
+        time.sleep(0.2)
+    assert workers, "the run never started its worker"
+    time.sleep(3)  # the worker is now importing or measuring
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{w}").exists() for w in workers), "the worker outlived its killed parent"
+
+
+@pytest.mark.slow  # two CLI processes at once: ~30 s on an idle 2-core machine
+def test_concurrent_runs_split_the_cells(tmp_path) -> None:  # noqa: ANN001
+    plugin = tmp_path / "split_plugin.py"
+    plugin.write_text(SPLIT_PLUGIN)
+    suite = tmp_path / "s.toml"
+    suite.write_text('name = "s"\nbackbones = ["cifar_resnet8"]\nvariants = ["slow0", "slow1", "slow2", "slow3", '
+                     '"slow4", "slow5"]\n[measure.params]\n')
+    db = tmp_path / "s.sqlite"
+    cmd = [sys.executable, "-c", "from dynconv_bench.cli import main; raise SystemExit(main())", "--plugin",
+           str(plugin), "--db", str(db), "run", str(suite), "--no-plots", "--no-progress"]
+    env = {**os.environ, "SLOW_PLUGIN_SLEEP": "0.5", "PYTHONWARNINGS": "ignore"}  # ~3 s per cell
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    with ResultStore(db) as store:
+        rows = store.rows(history=True)
+        assert len(rows) == 6 and all(r["status"] == "ok" for r in rows)  # every cell measured exactly once
+        by_run = {r["run_id"] for r in rows}
+        assert len(by_run) == 2, "both runs must have measured cells"
+        assert all(r["environment"].get("concurrent_runs") for r in rows[:2])  # both were running then
+    assert any("measured by another run" in out for out, _ in outs)
