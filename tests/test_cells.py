@@ -50,3 +50,22 @@ def test_unknown_dataset_path_is_a_failed_cell(tmp_path) -> None:  # noqa: ANN00
     out = run_cell(_cell("accuracy", dataset="imagefolder", data_root=str(tmp_path / "none"), seed=0))
     assert out["status"] == "failed" and out["values"] is None
     assert "UserError" in out["error"]  # the data module's one-line message about the expected layout
+
+
+def test_model_spec_builds_in_any_process_and_passes_preset_only_when_set(monkeypatch) -> None:
+    import importlib
+    import pickle
+
+    from dynconv_bench.modelspec import ModelSpec
+
+    convert = importlib.import_module("dynconv_bench.convert")  # the module (the package exports a function of that name)
+
+    spec = ModelSpec("cifar_resnet8", "static-se", {"reduction": 8})
+    assert pickle.loads(pickle.dumps(spec)) == spec and ModelSpec.from_dict(spec.to_dict()) == spec
+    model = spec.build(num_classes=7, in_chans=1)
+    assert model(torch.randn(2, 1, 32, 32)).shape == (2, 7) and model.dynconv_report.config["reduction"] == 8
+    seen: list[dict] = []
+    monkeypatch.setattr(convert, "create_model", lambda *a, **kw: seen.append(kw))
+    spec.build(num_classes=3)
+    ModelSpec("cifar_resnet8", "static", preset="paper").build(num_classes=3)
+    assert seen == [{"num_classes": 3, "reduction": 8}, {"num_classes": 3, "preset": "paper"}]

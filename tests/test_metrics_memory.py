@@ -7,6 +7,7 @@ import pytest
 from dynconv_bench.errors import UserError
 from dynconv_bench.metrics import memory
 from dynconv_bench.metrics.memory import peak_memory
+from dynconv_bench.modelspec import ModelSpec
 
 ONE_ACTIVATION_B128 = 128 * 16 * 32 * 32 * 4  # one fp32 feature map of cifar_resnet8's first stage
 
@@ -15,7 +16,7 @@ def test_cuda_without_gpu_and_bad_arguments():
     import torch
 
     if not torch.cuda.is_available():
-        out = memory._worker("cifar_resnet8", "static", {}, 1, (3, 32, 32), "inference", "cuda", 10, None, [])
+        out = memory._worker(ModelSpec("cifar_resnet8"), 1, (3, 32, 32), "inference", "cuda", 10, None)
         assert out["status"] == "failed" and "CUDA" in out["error"] and out["peak_bytes"] is None
     with pytest.raises(UserError, match="valid: inference, train"):
         peak_memory("cifar_resnet8", mode="eval")
@@ -36,3 +37,5 @@ def test_fresh_subprocess_bigger_batch_reports_more(mode):
     assert big["peak_total_bytes"] == big["baseline_bytes"] + big["peak_bytes"]
     bad = peak_memory("cifar_resnet8", "no-such-variant", {}, batch_size=1, **kw)
     assert bad["status"] == "failed" and "unknown variant" in bad["error"] and bad["peak_bytes"] is None
+    spec = peak_memory(ModelSpec("cifar_resnet8", "static"), batch_size=128, **kw)  # the same model from a spec
+    assert spec["status"] == "ok" and spec["peak_bytes"] > small["peak_bytes"] + ONE_ACTIVATION_B128

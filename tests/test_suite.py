@@ -121,3 +121,43 @@ def test_smoke_suite_covers_every_variant() -> None:
         assert {c.variant for c in cells if c.kind == kind} == set(dynconv_bench.list_variants())
     assert sum(c.kind == "params" for c in cells) == 2 * n  # cifar_resnet20 and resnet18
     assert {c.backbone for c in cells if c.kind == "speed"} == {"cifar_resnet20"}
+
+
+@pytest.mark.parametrize("table, message", [
+    ({"min_time": -5}, "my.toml: measure.speed: min_time=-5.0 is below the minimum 0.0"),
+    ({"warmup": -1}, "measure.speed: warmup=-1 is below the minimum 0"),
+    ({"threads": 0}, "measure.speed: threads=0 is below the minimum 1"),
+    ({"channels_last": "yes"}, "measure.speed: channels_last='yes' must be bool, not str"),
+    ({"min_runs": 2.5}, "measure.speed: min_runs=2.5 must be int, not float"),
+    ({"precision": "fp8"}, "measure.speed.precision: unknown precision 'fp8' (did you mean 'fp32'?); valid: bf16, fp16, fp32"),
+])
+def test_option_types_and_ranges_come_from_params(table: dict, message: str) -> None:
+    with pytest.raises(UserError) as info:
+        parse_suite(_with(measure={"speed": table}), source="my.toml")
+    assert message in str(info.value)
+
+
+def test_cell_options_are_typed_with_one_set_of_defaults() -> None:
+    from dynconv_bench.options import OPTIONS, SpeedOptions
+
+    (cell,) = parse_suite(_with(measure={"speed": {"min_time": 0.5}})).cells()
+    o = cell.opts
+    assert isinstance(o, SpeedOptions) and (o.min_time, o.batch_size, o.mode, o.precision) == (0.5, 1, "inference",
+                                                                                              "fp32")
+    assert o.deploy is True and o.warmup is None and o.num_classes == 10
+    with pytest.raises(AttributeError, match="speed options have no 'dataset'"):
+        o.dataset  # noqa: B018
+    for kind, cls in OPTIONS.items():  # every option documented: type and help
+        assert cls.kind == kind and all(row["help"] and row["type"] for row in cls.describe())
+
+
+def test_preset_and_memory_cap_keys() -> None:
+    suite = parse_suite(_with(variants=["static", {"name": "se-paper", "variant": "static-se", "preset": "paper"}],
+                              memory_cap="2GiB"))
+    a, b = suite.cells()
+    assert (a.preset, b.preset, suite.memory_cap) == (None, "paper", "2GiB")
+    assert b.model_spec(["p.py"]).preset == "paper" and b.model_spec(["p.py"]).plugins == ("p.py",)
+    plain = Cell("s", "cifar_resnet8", "x", "static-se", b.config, "params", b.options)
+    assert b.config_hash != plain.config_hash and Cell.from_dict(b.to_dict()) == b
+    with pytest.raises(UserError, match="my.toml: memory_cap: memory cap 'lots' must be bytes"):
+        parse_suite(_with(memory_cap="lots"), source="my.toml")
