@@ -58,7 +58,8 @@ def test_failures_recorded_run_goes_on_rerun_skips_ok(tmp_path) -> None:  # noqa
         fn.seen.clear()
         s3 = run_suite(suite, store, force=True, executor=LocalExecutor(fn=fn), progress=False)
         assert (s3.ran, s3.skipped, len(fn.seen)) == (6, 0, 6)
-        assert store.count() == 6  # still one row per cell
+        assert store.count() == 6  # one latest row per cell ...
+        assert store.count(history=True) == 6 + 2 + 6  # ... and every run kept
         todo, skipped = pending_cells(suite, store, only=["params"])
         assert (len(todo), skipped) == (0, 2)
 
@@ -124,7 +125,7 @@ def test_kill_mid_run_keeps_finished_rows_and_rerun_completes(tmp_path) -> None:
         if db.exists():
             try:
                 with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-                    rows = conn.execute("SELECT variant, finished FROM results").fetchall()
+                    rows = conn.execute("SELECT variant, finished FROM results WHERE status='ok'").fetchall()
             except sqlite3.OperationalError:
                 rows = []
         if rows:
@@ -145,6 +146,7 @@ def test_kill_mid_run_keeps_finished_rows_and_rerun_completes(tmp_path) -> None:
         after = {(r["variant"], r["finished"]) for r in store.rows()}
         assert before <= after  # finished rows untouched
         assert {v for v, _ in after} == {"slow0", "slow1", "slow2", "slow3"} and store.count() == 4
+        assert not store.rows(status="running", history=True)  # the killed run's claim was taken over
 
 
 @pytest.mark.slow
