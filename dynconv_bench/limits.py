@@ -103,8 +103,9 @@ class MemoryGuard:
     """
 
     def __init__(self, cap: MemoryCap, cuda: bool = False, on_exceed: Callable[[str], None] | None = None,
-                 interval: float = 0.01) -> None:
+                 interval: float = 0.01, device_cap: MemoryCap = None) -> None:
         self.cap = cap
+        self.device_cap = cap if device_cap is None else device_cap  # the CUDA allocator's cap
         self.limit = cap_bytes(cap)
         self.cuda = cuda
         self.on_exceed = on_exceed
@@ -132,7 +133,8 @@ class MemoryGuard:
         if not torch.cuda.is_available():
             return
         total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
-        frac = self.cap if isinstance(self.cap, float) else min(1.0, self.limit / total)  # type: ignore[operator]
+        cap = self.device_cap
+        frac = cap if isinstance(cap, float) else min(1.0, cap / total)  # type: ignore[operator]
         torch.cuda.set_per_process_memory_fraction(frac)
         self._cuda_fraction = frac
 

@@ -288,3 +288,14 @@ def test_concurrent_runs_split_the_cells(tmp_path) -> None:  # noqa: ANN001
         assert len(by_run) == 2, "both runs must have measured cells"
         assert all(r["environment"].get("concurrent_runs") for r in rows[:2])  # both were running then
     assert any("measured by another run" in out for out, _ in outs)
+
+
+@pytest.mark.slow  # a fresh interpreter: ~10 s
+def test_a_cells_own_subprocess_gets_what_is_left_of_its_cap() -> None:
+    from dynconv_bench.limits import MemoryGuard, rss_bytes
+    from dynconv_bench.metrics.memory import peak_memory
+
+    with MemoryGuard(rss_bytes() + 64 * 2**20) as guard:  # a fresh interpreter alone needs more than 64 MiB
+        out = peak_memory("cifar_resnet8", batch_size=1, input_size=(3, 32, 32), num_classes=10)
+    assert guard.error is None  # this process stayed under the cap; its child did not
+    assert out["status"] == "failed" and out["error"].startswith("memory cap exceeded: resident memory ")

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..limits import MemoryCap, active_cap
+from ..limits import MemoryCap, active_cap, cap_bytes, rss_bytes
 
 _USE_ACTIVE = object()
 
@@ -27,10 +27,13 @@ def run_isolated(fn: Callable[..., dict[str, Any]], *args: Any, timeout: float |
     """Call the module-level function `fn(*args, **kwargs)` in a fresh interpreter and return its dict.
 
     A crash, a kill (e.g. by the OOM killer), an exception, a timeout or going over `memory_cap` (default:
-    the cap of the cell now running in this process) becomes `{"status": "failed", "error": ...}`.
+    what this process leaves of the cap of the cell it runs) becomes `{"status": "failed", "error": ...}`.
     """
-    cap = active_cap() if memory_cap is _USE_ACTIVE else memory_cap
-    payload = pickle.dumps((fn.__module__, fn.__qualname__, args, kwargs, cap, cuda, os.getpid()))
+    cap = device_cap = memory_cap
+    if memory_cap is _USE_ACTIVE:  # the cell's cap covers this process and the child together
+        device_cap, limit = active_cap(), cap_bytes(active_cap())
+        cap = None if limit is None else max(limit - rss_bytes(), 1)
+    payload = pickle.dumps((fn.__module__, fn.__qualname__, args, kwargs, cap, device_cap, cuda, os.getpid()))
     with tempfile.TemporaryDirectory(prefix="dynconv_isolate_") as tmp:
         result_path = Path(tmp) / "result.pkl"
         cmd = [sys.executable, "-m", "dynconv_bench.metrics.isolate", str(result_path)]
@@ -56,7 +59,7 @@ def run_isolated(fn: Callable[..., dict[str, Any]], *args: Any, timeout: float |
 def _child(result_path: str) -> None:
     from ..limits import MemoryGuard, die_with_parent
 
-    module, qualname, args, kwargs, cap, cuda, parent = pickle.loads(sys.stdin.buffer.read())
+    module, qualname, args, kwargs, cap, device_cap, cuda, parent = pickle.loads(sys.stdin.buffer.read())
     die_with_parent(parent)
 
     def write(out: dict[str, Any]) -> None:
@@ -71,7 +74,7 @@ def _child(result_path: str) -> None:
     fn = importlib.import_module(module)
     for part in qualname.split("."):
         fn = getattr(fn, part)
-    with MemoryGuard(cap, cuda=cuda, on_exceed=over_cap):
+    with MemoryGuard(cap, cuda=cuda, on_exceed=over_cap, device_cap=device_cap):
         try:
             out = fn(*args, **kwargs)
         except Exception as exc:
