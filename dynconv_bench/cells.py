@@ -38,7 +38,9 @@ def build_model(cell: Cell, num_classes: int | None = None, in_chans: int = 3) -
     import timm
 
     from .convert import convert, create_model
+    from .registry import load_architectures
 
+    load_architectures()
     classes = num_classes if num_classes is not None else cell.options.get("num_classes", 1000)
     if in_chans == 3:
         return create_model(cell.backbone, cell.variant_name, num_classes=classes, **cell.config)
