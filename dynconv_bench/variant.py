@@ -60,8 +60,8 @@ class Param:
 
 def _type_name(t: type | tuple[type, ...]) -> str:
     if isinstance(t, tuple):
-        return " or ".join(x.__name__ for x in t)
-    return t.__name__
+        return " or ".join(_type_name(x) for x in t)
+    return "None" if t is type(None) else t.__name__
 
 
 @dataclass
