@@ -147,7 +147,7 @@ def _accept_global_options_after_verb(parser: argparse.ArgumentParser, sub: argp
             if taken.isdisjoint(action.option_strings):
                 kwargs = {"action": "append"} if isinstance(action, argparse._AppendAction) else {}
                 subparser.add_argument(*action.option_strings, dest=LATE + action.dest, default=None,
-                                       metavar=action.metavar, help=action.help, **kwargs)
+                                       metavar=action.metavar or action.dest.upper(), help=action.help, **kwargs)
 
 
 def _merge_late_options(args: argparse.Namespace) -> None:
