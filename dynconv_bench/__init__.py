@@ -24,7 +24,3 @@ __all__ = [
     "load_plugin_file", "profile", "register_variant", "set_progress",
 ]
 
-from . import backbones as _backbones  # noqa: E402,F401  (registers cifar_resnet* with timm)
-from .registry import load_architectures as _load_architectures  # noqa: E402
-
-_load_architectures()

@@ -59,6 +59,9 @@ def _cfg(**kw: object) -> dict:
             "std": (0.2470, 0.2435, 0.2616), **kw}
 
 
+default_cfgs = {"cifar_resnet20": _cfg(), "cifar_resnet8": _cfg()}  # read by timm's register_model
+
+
 @register_model
 def cifar_resnet20(pretrained: bool = False, **kwargs: object) -> CifarResNet:
     """ResNet-20 for 32x32 inputs: 0.27M parameters with 10 classes."""
@@ -77,14 +80,29 @@ def cifar_resnet8(pretrained: bool = False, **kwargs: object) -> CifarResNet:
 
 def list_backbones(all_timm: bool = False) -> list[str]:
     """The standard backbones and registered architectures (or every timm model name)."""
+    from .registry import architecture_modules, load_architectures
+
+    load_architectures()
     if all_timm:
         return timm.list_models()
-    extra = timm.list_models("kerneldna_*") + timm.list_models("cifar_resnet*")
+    extra = [name for module in architecture_modules() for name in timm.list_models(module=module)]
     return list(dict.fromkeys(STANDARD_BACKBONES + sorted(extra)))
+
+
+def default_num_classes(backbone: str) -> int:
+    """The number of classes a backbone is built with by default (10 for CIFAR-style, else its timm config)."""
+    from .registry import load_architectures
+
+    load_architectures()
+    cfg = timm.models.get_pretrained_cfg(backbone) if timm.is_model(backbone) else None
+    return int(getattr(cfg, "num_classes", None) or 1000)
 
 
 def default_input_size(backbone: str) -> tuple[int, int, int]:
     """The input size a backbone was designed for (32x32 for CIFAR-style, else its timm config)."""
+    from .registry import load_architectures
+
+    load_architectures()
     try:
         cfg = timm.models.get_pretrained_cfg(backbone)
         if cfg is not None and cfg.input_size:

@@ -48,18 +48,33 @@ def db_path(args: argparse.Namespace) -> str:
 
 @command
 def cmd_variants(args: argparse.Namespace) -> int:
-    """List registered variants with their paper and default config."""
-    from .registry import get_variant, list_variants
+    """List registered variants: paper, every config key (type, default, range, help) and presets."""
+    from .registry import get_variant, installation_problems, list_variants
 
+    for problem in installation_problems():
+        sys.stderr.write(f"dynconv-bench: warning: {problem}\n")
     rows = [get_variant(n).describe() for n in list_variants()]
     if args.format == "json":
         print(json.dumps(rows, indent=2, default=str))
         return 0
     for row in rows:
-        defaults = ", ".join(f"{k}={v}" for k, v in row["defaults"].items())
         year = f" ({row['year']})" if row["year"] else ""
-        print(f"{row['name']:<12} {row['paper']}{year}\n{'':<12} defaults: {defaults or '-'}")
+        print(f"{row['name']}  {row['paper']}{year}")
+        for key, p in row["params"].items():
+            print(f"    {key:<16} {_param_summary(p)}")
+        for preset, backbones in row["presets"].items():
+            print(f"    preset={preset}: {', '.join(backbones)}")
     return 0
+
+
+def _param_summary(p: dict) -> str:
+    """`int = 4, >= 1: help text` for one config key."""
+    text = f"{p['type']} = {p['default']!r}"
+    if "choices" in p:
+        text += f", one of {', '.join(map(str, p['choices']))}"
+    bounds = [f">= {p['min']}" if "min" in p else "", f"<= {p['max']}" if "max" in p else ""]
+    text += "".join(f", {b}" for b in bounds if b)
+    return f"{text}: {p['help']}" if p["help"] else text
 
 
 @command
@@ -81,7 +96,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .backbones import default_input_size
     from .convert import create_model
 
-    cfg = parse_config(args.config)
+    cfg = parse_config(args.config)  # may include preset=NAME
     model = create_model(args.backbone, args.variant, num_classes=args.num_classes, **cfg)
     report = model.dynconv_report
     print(report.summary())
@@ -109,12 +124,43 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert", help="convert a backbone and list the replaced layers")
     p.add_argument("backbone")
     p.add_argument("variant")
-    p.add_argument("config", nargs="*", help="variant config as key=value")
-    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("config", nargs="*", help="variant config as key=value (preset=paper for a published one)")
+    p.add_argument("--num-classes", type=int, default=None, help="default: the backbone's own")
 
     for extend in _EXTENSIONS:
         extend(sub)
+    _accept_global_options_after_verb(parser, sub)
     return parser
+
+
+LATE = "_late_"  # dest prefix of a global option given after the verb
+
+
+def _accept_global_options_after_verb(parser: argparse.ArgumentParser, sub: argparse._SubParsersAction) -> None:
+    """Let `dynconv-bench VERB ... --db X` mean `dynconv-bench --db X VERB ...` for every global option."""
+    globals_ = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    for subparser in sub.choices.values():
+        if "-" not in subparser.prefix_chars:
+            continue  # a pass-through command (train) hands every argument on
+        taken = set(subparser._option_string_actions)
+        for action in globals_:
+            if taken.isdisjoint(action.option_strings):
+                kwargs = {"action": "append"} if isinstance(action, argparse._AppendAction) else {}
+                subparser.add_argument(*action.option_strings, dest=LATE + action.dest, default=None,
+                                       metavar=action.metavar or action.dest.upper(), help=action.help, **kwargs)
+
+
+def _merge_late_options(args: argparse.Namespace) -> None:
+    """Fold global options given after the verb into the global ones (appended lists are joined)."""
+    for key, value in list(vars(args).items()):
+        if not key.startswith(LATE):
+            continue
+        delattr(args, key)
+        dest = key[len(LATE):]
+        if value is None:
+            continue
+        early = getattr(args, dest, None)
+        setattr(args, dest, early + value if isinstance(early, list) and isinstance(value, list) else value)
 
 
 # Modules that add subcommands (runner, report, plot) append a function(subparsers) here.
@@ -145,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for subparser in getattr(action, "choices", {}).values():
             subparser.error = error  # type: ignore[method-assign]
     args = parser.parse_args(argv)
+    _merge_late_options(args)
     if not args.command:
         parser.print_help()
         return 2

@@ -10,7 +10,7 @@ import timm
 from torch import nn
 
 from .errors import UserError, unknown_choice
-from .registry import make_variant
+from .registry import get_variant, make_variant
 from .sites import ConvSite, find_conv_sites, select_sites, validate_policy
 from .variant import StageContext, Variant
 
@@ -61,16 +61,27 @@ def convert(model: nn.Module, variant: str | Variant = "static", **cfg: Any) -> 
     return model
 
 
-def create_model(backbone: str, variant: str | Variant = "static", num_classes: int = 1000,
-                 pretrained: bool = False, **cfg: Any) -> nn.Module:
-    """Build a timm backbone (or registered architecture) and convert it with `variant`."""
-    from . import backbones
+def create_model(backbone: str, variant: str | Variant = "static", num_classes: int | None = 1000,
+                 pretrained: bool = False, preset: str | None = None, **cfg: Any) -> nn.Module:
+    """Build a timm backbone (or registered architecture) and convert it with `variant`.
 
+    `num_classes=None` keeps the backbone's own default; `preset` (e.g. "paper") starts from the
+    configuration the variant declares for this backbone, and explicit `cfg` keys override it.
+    """
+    from . import backbones
+    from .registry import load_architectures
+
+    load_architectures()
     if not timm.is_model(backbone):
         err = unknown_choice("backbone", backbone, backbones.list_backbones())
         raise UserError(f"{err} (or any name from timm.list_models())")
     if pretrained:
         raise UserError("pretrained weights are not available: this suite never downloads weights")
+    if preset is not None:
+        var_cls = type(variant) if isinstance(variant, Variant) else get_variant(variant)
+        cfg = {**var_cls.preset_config(preset, backbone), **cfg}
+    if num_classes is None:
+        num_classes = backbones.default_num_classes(backbone)
     model = timm.create_model(backbone, pretrained=False, num_classes=num_classes)
     model = convert(model, variant, **cfg)
     model.dynconv_backbone = backbone  # type: ignore[assignment]

@@ -37,8 +37,10 @@ class ModelSpec:
     def build(self, num_classes: int = 1000, in_chans: int = 3) -> nn.Module:
         """The backbone with `num_classes` outputs and `in_chans` input channels, converted by the variant."""
         from .convert import convert, create_model
+        from .registry import load_architectures
 
         self.load_plugins()
+        load_architectures()
         cfg = dict(self.config)
         if self.preset is not None:
             cfg["preset"] = self.preset

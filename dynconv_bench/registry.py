@@ -1,11 +1,16 @@
-"""The variant registry: a decorator, the `dynconv_bench.variants` entry point group, and plugin files."""
+"""The variant registry: the `dynconv_bench.variants` entry point group, plugin files, and a decorator.
+
+Entry points are loaded lazily (on the first lookup), so importing dynconv_bench imports no plugin;
+a packaged variant (built-ins included) is named once, by its entry point.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import pkgutil
 import sys
 import warnings
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +19,15 @@ from .variant import Variant
 
 VARIANT_GROUP = "dynconv_bench.variants"
 ARCHITECTURE_GROUP = "dynconv_bench.architectures"
+GROUPS = (VARIANT_GROUP, ARCHITECTURE_GROUP)
 
 _VARIANTS: dict[str, type[Variant]] = {}
 _entry_points_loaded = False
+_architectures_loaded = False
 
 
 def register_variant(cls: type[Variant]) -> type[Variant]:
-    """Class decorator: make a Variant subclass available under its `name`."""
+    """Class decorator for a plugin file: make a Variant subclass available under its `name`."""
     if not (isinstance(cls, type) and issubclass(cls, Variant)):
         raise TypeError(f"register_variant expects a Variant subclass, got {cls!r}")
     if not cls.name:
@@ -32,6 +39,19 @@ def register_variant(cls: type[Variant]) -> type[Variant]:
     return cls
 
 
+def _register_entry_point(ep: EntryPoint) -> None:
+    obj = ep.load()
+    if not (isinstance(obj, type) and issubclass(obj, Variant)):
+        raise TypeError(f"{ep.value} is not a Variant subclass")
+    own = obj.__dict__.get("name")
+    if own and own != ep.name:
+        raise TypeError(f"class name {own!r} disagrees with its entry point name {ep.name!r}")
+    if ep.name in _VARIANTS:  # a plugin file registered the name first; it keeps it
+        return
+    obj.name = ep.name  # the entry point is the one source of a packaged variant's name
+    _VARIANTS[ep.name] = obj
+
+
 def _load_entry_points() -> None:
     global _entry_points_loaded
     if _entry_points_loaded:
@@ -39,21 +59,27 @@ def _load_entry_points() -> None:
     _entry_points_loaded = True
     for ep in entry_points(group=VARIANT_GROUP):
         try:
-            obj = ep.load()
+            _register_entry_point(ep)
         except Exception as exc:  # a broken plugin must not break the suite
             warnings.warn(f"could not load variant plugin {ep.name!r} ({ep.value}): {exc}", stacklevel=2)
-            continue
-        if isinstance(obj, type) and issubclass(obj, Variant) and obj.name not in _VARIANTS:
-            register_variant(obj)
 
 
 def load_architectures() -> None:
-    """Import the modules that register model architectures with timm."""
+    """Import (once) the modules that register model architectures with timm."""
+    global _architectures_loaded
+    if _architectures_loaded:
+        return
+    _architectures_loaded = True
     for ep in entry_points(group=ARCHITECTURE_GROUP):
         try:
             ep.load()
         except Exception as exc:
             warnings.warn(f"could not load architectures {ep.name!r} ({ep.value}): {exc}", stacklevel=2)
+
+
+def architecture_modules() -> list[str]:
+    """Module names (last component, as timm keys them) of the architecture entry points."""
+    return [ep.value.split(":")[0].rsplit(".", 1)[-1] for ep in entry_points(group=ARCHITECTURE_GROUP)]
 
 
 def load_plugin_file(path: str | Path) -> list[str]:
@@ -100,3 +126,51 @@ def make_variant(name: str | Variant, **cfg: Any) -> Variant:
             return type(name)(**{**name.cfg, **cfg})
         return name
     return get_variant(name)(**cfg)
+
+
+# -- installation check ------------------------------------------------------------------------
+def installation_problems(pyproject: Path | None = None, plugin_dirs: list[Path] | None = None,
+                          installed: list[EntryPoint] | None = None) -> list[str]:
+    """Where the installed entry points and the source tree disagree (e.g. a forgotten reinstall).
+
+    Compares the entry points declared in the source tree's pyproject.toml with the installed ones,
+    and lists modules of the built-in variants folder that no installed entry point names.
+    Defaults: this checkout's pyproject.toml and variants folder (none for a wheel install).
+    """
+    if installed is None:
+        installed = [ep for group in GROUPS for ep in entry_points(group=group)]
+    if pyproject is None or plugin_dirs is None:
+        src_pyproject, src_dirs = _source_tree()
+        pyproject = src_pyproject if pyproject is None else pyproject
+        plugin_dirs = src_dirs if plugin_dirs is None else plugin_dirs
+    problems: list[str] = []
+    have = {(ep.group, ep.name): ep.value for ep in installed}
+    if pyproject is not None and pyproject.is_file():
+        import tomllib
+
+        declared_eps = tomllib.loads(pyproject.read_text()).get("project", {}).get("entry-points", {})
+        declared = {(g, n): v for g in GROUPS for n, v in declared_eps.get(g, {}).items()}
+        for (group, name), value in sorted(declared.items()):
+            if (group, name) not in have:
+                problems.append(f"{pyproject} declares {group} entry point {name!r} ({value}) but it is not "
+                                "installed: reinstall (pip install -e .)")
+            elif have[(group, name)] != value:
+                problems.append(f"entry point {name!r} is installed as {have[(group, name)]} but {pyproject} "
+                                f"says {value}: reinstall (pip install -e .)")
+    referenced = {v.split(":")[0].rsplit(".", 1)[-1] for v in have.values()}  # module stems
+    for folder in plugin_dirs:
+        for info in pkgutil.iter_modules([str(folder)]):
+            if not info.name.startswith("_") and info.name not in referenced:
+                problems.append(f"{folder / info.name}.py is not named by any installed entry point: add it "
+                                "to pyproject.toml and reinstall (pip install -e .)")
+    return problems
+
+
+def _source_tree() -> tuple[Path | None, list[Path]]:
+    """This checkout's pyproject.toml and variants folder, when the package runs from a source tree."""
+    root = Path(__file__).resolve().parents[1]
+    pyproject = root / "pyproject.toml"
+    if not pyproject.is_file():
+        return None, []
+    folder = root / "variants"
+    return pyproject, [folder] if folder.is_dir() else []

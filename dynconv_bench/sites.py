@@ -21,8 +21,6 @@ ATTENTION_CLASS_PATTERN = re.compile(r"(SqueezeExcite|SEModule|EffectiveSEModule
                                      r"ChannelAttn|ChannelSE|SpatialAttn|GatherExcite|SelectiveKernel)", re.I)
 SHORTCUT_SEGMENTS = {"downsample", "shortcut", "skip", "conv_shortcut"}
 
-ROLES = ("stem", "block", "shortcut", "head", "attention")
-
 
 @dataclass(frozen=True)
 class ConvSite:

@@ -260,6 +260,9 @@ def _str_list(value: Any, source: str, key: str, required: bool = False) -> list
 def _check_backbone(name: str, source: str, key: str, list_backbones: Any) -> None:
     import timm
 
+    from .registry import load_architectures
+
+    load_architectures()
     if not timm.is_model(name):
         raise UserError(f"{source}: {key}: {unknown_choice('backbone', name, list_backbones())}")
 

@@ -44,11 +44,23 @@ class Param:
             raise ConfigError(f"{variant}: {key}={value!r} is above the maximum {self.max}")
         return value
 
+    def describe(self) -> dict[str, Any]:
+        """Type, default, range or choices, and help text (JSON-able)."""
+        out: dict[str, Any] = {"type": _type_name(self.type or type(self.default)), "default": self.default}
+        if self.choices is not None:
+            out["choices"] = list(self.choices)
+        if self.min is not None:
+            out["min"] = self.min
+        if self.max is not None:
+            out["max"] = self.max
+        out["help"] = self.help
+        return out
+
 
 def _type_name(t: type | tuple[type, ...]) -> str:
     if isinstance(t, tuple):
-        return " or ".join(x.__name__ for x in t)
-    return t.__name__
+        return " or ".join(_type_name(x) for x in t)
+    return "None" if t is type(None) else t.__name__
 
 
 @dataclass
@@ -71,14 +83,16 @@ class Variant:
     """Base class of every variant (built-in or plugin).
 
     Subclasses set the class attributes and override `convert_conv` (per-layer variants) or
-    `convert_stage` (variants whose layers share state across a stage).
+    `convert_stage` (variants whose layers share state across a stage). `name` is set by the
+    registry from the entry point of a packaged variant; a plugin file sets it itself.
+    `presets` maps a preset name (e.g. "paper") to {backbone: config} of published configurations.
     """
 
     name: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     year: ClassVar[int | None] = None
-    url: ClassVar[str] = ""
     params: ClassVar[dict[str, Param]] = {}
+    presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
 
     def __init__(self, **cfg: Any) -> None:
         self.cfg = self.validate(cfg)
@@ -92,13 +106,27 @@ class Variant:
     def validate(cls, cfg: dict[str, Any]) -> dict[str, Any]:
         """Return the full config (defaults + `cfg`), rejecting unknown keys and bad values."""
         out = cls.default_config()
+        label = cls.name or cls.__name__
         for key, value in cfg.items():
             if key not in cls.params:
                 valid = sorted(cls.params)
-                raise ConfigError(f"{cls.name}: unknown config key {key!r}{did_you_mean(key, valid)}; "
+                raise ConfigError(f"{label}: unknown config key {key!r}{did_you_mean(key, valid)}; "
                                   f"valid keys: {', '.join(valid) or '(none)'}")
-            out[key] = cls.params[key].check(key, value, cls.name)
+            out[key] = cls.params[key].check(key, value, label)
         return out
+
+    @classmethod
+    def preset_config(cls, preset: str, backbone: str) -> dict[str, Any]:
+        """The config of a named preset for `backbone` (ConfigError naming the backbones that have one)."""
+        label = cls.name or cls.__name__
+        if preset not in cls.presets:
+            valid = ", ".join(sorted(cls.presets)) or "(none)"
+            raise ConfigError(f"{label}: unknown preset {preset!r}; valid presets: {valid}")
+        by_backbone = cls.presets[preset]
+        if backbone not in by_backbone:
+            raise ConfigError(f"{label}: no {preset!r} preset for backbone {backbone!r}; "
+                              f"backbones with one: {', '.join(sorted(by_backbone))}")
+        return dict(by_backbone[backbone])
 
     # -- conversion ------------------------------------------------------------------------
     def policy(self) -> str | Callable[[ConvSite], bool]:
@@ -136,7 +164,10 @@ class Variant:
 
     @classmethod
     def describe(cls) -> dict[str, Any]:
-        return {"name": cls.name, "paper": cls.paper, "year": cls.year, "defaults": cls.default_config()}
+        """Name, paper, defaults, every key's type/range/help, and the backbones of each preset."""
+        return {"name": cls.name, "paper": cls.paper, "year": cls.year, "defaults": cls.default_config(),
+                "params": {k: p.describe() for k, p in cls.params.items()},
+                "presets": {name: sorted(by_backbone) for name, by_backbone in cls.presets.items()}}
 
 
 class DynamicLayer:

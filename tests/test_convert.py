@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import copy
+
 import pytest
 import timm
 import torch
@@ -83,13 +85,17 @@ def test_deploy_returns_an_eval_copy():
 
 
 @pytest.mark.parametrize("backbone", STANDARD_BACKBONES)
-def test_every_variant_converts_runs_forward_and_backward(backbone, variant_names, capsys):
-    """Every registered variant on every listed backbone: shapes kept, grads flow, count printed."""
+def test_every_variant_converts_runs_forward_and_backward(backbone, variant_names):
+    """Every registered variant on every listed backbone: shapes kept, grads flow, the report counts right."""
     size = small_input_size(backbone)
+    total = sum(isinstance(m, nn.Conv2d) for m in timm.create_model(backbone, num_classes=7).modules())
     for variant in variant_names:
         model = create_model(backbone, variant, num_classes=7).train()
         report = model.dynconv_report
-        print(report.summary())
+        assert report.total_convs == total
+        assert report.summary().startswith(f"{variant}: converted {len(report.converted)} of {total} convs ")
+        assert set(report.converted) <= set(report.eligible)
+        assert [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and n in report.converted] == []
         if variant != "static":
             assert report.converted, f"{variant} converted nothing on {backbone}"
         x = torch.randn(2, *size)
@@ -98,8 +104,6 @@ def test_every_variant_converts_runs_forward_and_backward(backbone, variant_name
         out.square().mean().backward()
         missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
         assert not missing, f"{variant}/{backbone}: no gradient for {missing[:5]}"
-    printed = capsys.readouterr().out
-    assert printed.count("converted") == len(variant_names)
 
 
 class _NetworkShared(dynconv_bench.Variant):
@@ -127,3 +131,23 @@ def test_a_variant_can_share_state_across_stages():
     distinct = {id(p) for p in model.parameters()}
     assert len(distinct) < len(list(model.named_parameters(remove_duplicate=False)))
     assert model(torch.randn(1, 3, 64, 64)).shape == (1, 10)
+
+
+class _SkipOdd(dynconv_bench.Variant):
+    """Returns the conv itself (skip) for odd-indexed sites, None for every third, a copy otherwise."""
+
+    name = "toy-skip"
+    params = {"policy": dynconv_bench.Param("blocks", type=str)}
+
+    def convert_conv(self, site):
+        if site.index % 2:
+            return site.conv
+        return None if site.index % 3 == 0 else copy.deepcopy(site.conv)
+
+
+def test_convert_conv_may_return_the_conv_unchanged_or_none_to_skip_a_site():
+    model = convert(timm.create_model("resnet18", num_classes=10), _SkipOdd())
+    report = model.dynconv_report
+    sites = {s.name: s.index for s in dynconv_bench.find_conv_sites(timm.create_model("resnet18"))}
+    expected = [n for n in report.eligible if sites[n] % 2 == 0 and sites[n] % 3 != 0]
+    assert report.converted == expected and 0 < len(expected) < len(report.eligible)

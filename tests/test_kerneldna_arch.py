@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dynconv_bench_variants.kerneldna_arch  # noqa: F401  (the module under test registers the architectures)
 import pytest
 import timm
 import torch

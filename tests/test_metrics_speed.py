@@ -107,7 +107,11 @@ def test_bf16_autocast_and_channels_last_run_on_cpu(tiny):
 def test_time_runs_stops_at_min_runs_and_max_runs():
     calls = []
     times = speed.time_runs(lambda: calls.append(1), torch.device("cpu"), warmup=3, min_time=10.0, max_runs=4)
-    assert len(times) == 4 and len(calls) == 7
+    assert len(times) == 4 and len(calls) == 7  # min_time not reached: max_runs stops it
+    calls.clear()
+    times = speed.time_runs(lambda: calls.append(1), torch.device("cpu"), warmup=2, min_time=0.0, min_runs=6)
+    assert len(times) == 6 and len(calls) == 8  # min_time reached at once: min_runs keeps it going
+    assert all(t >= 0 for t in times)
 
 
 @pytest.mark.slow

@@ -7,6 +7,9 @@ from dynconv_bench import ConfigError, Param, Variant
 
 class Toy(Variant):
     name = "toy"
+    paper = "Toy et al. A toy variant. 2024"
+    year = 2024
+    presets = {"paper": {"resnet18": {"num_kernels": 2}}}
     params = {
         "num_kernels": Param(4, min=1),
         "reduction": Param(0.25, min=0.0, max=1.0),
@@ -41,6 +44,18 @@ def test_bad_values_raise(cfg, message):
         Toy(**cfg)
 
 
-def test_describe_lists_paper_and_defaults():
+def test_describe_lists_paper_defaults_params_and_presets():
     d = Toy.describe()
-    assert d["name"] == "toy" and d["defaults"]["num_kernels"] == 4
+    assert (d["name"], d["paper"], d["year"]) == ("toy", "Toy et al. A toy variant. 2024", 2024)
+    assert d["defaults"] == Toy().cfg
+    assert d["params"]["reduction"] == {"type": "float", "default": 0.25, "min": 0.0, "max": 1.0, "help": ""}
+    assert d["params"]["mode"] == {"type": "str", "default": "a", "choices": ["a", "b"], "help": ""}
+    assert d["presets"] == {"paper": ["resnet18"]}
+
+
+def test_preset_config_and_its_errors():
+    assert Toy.preset_config("paper", "resnet18") == {"num_kernels": 2}
+    with pytest.raises(ConfigError, match=r"^toy: no 'paper' preset for backbone 'resnet50'; backbones with one: resnet18$"):
+        Toy.preset_config("paper", "resnet50")
+    with pytest.raises(ConfigError, match=r"^toy: unknown preset 'fast'; valid presets: paper$"):
+        Toy.preset_config("fast", "resnet18")

@@ -11,9 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dynconv_bench import Param, Variant, register_variant
+from dynconv_bench import Param, Variant
 from dynconv_bench.errors import ConfigError
-from dynconv_bench.sites import ConvSite
 from dynconv_bench.variant import StageContext
 
 from ._dynamic import DynamicConv2d, aggregate_kernels
@@ -62,14 +61,11 @@ def _default_experts(model: nn.Module) -> int:
     return 8 if "efficientnet" in type(model).__name__.lower() else 4
 
 
-@register_variant
 class CondConv(Variant):
     """CondConv: K expert kernels mixed per example by sigmoid routing (per layer or per block)."""
 
-    name = "condconv"
     paper = "Yang, Bender, Le, Ngiam. CondConv: Conditionally Parameterized Convolutions. NeurIPS 2019"
     year = 2019
-    url = "https://github.com/tensorflow/tpu/tree/master/models/official/efficientnet/condconv"
     params = {
         "num_kernels": Param(None, "experts per layer (default: 8 on EfficientNet, 4 otherwise)",
                              type=(int, type(None))),
@@ -77,6 +73,8 @@ class CondConv(Variant):
                                   "per block, from the input of its first converted conv", choices=("layer", "block")),
         "policy": Param("blocks", "which convs become CondConv", type=str),
     }
+    # CondConv-EfficientNet-B0 (paper Table 2; timm's efficientnet_cc_b0_8e): experts in the last three stages
+    presets = {"paper": {"efficientnet_b0": {"num_kernels": 8, "routing": "block", "policy": "last-3-stages"}}}
 
     def __init__(self, **cfg: object) -> None:
         super().__init__(**cfg)
@@ -103,6 +101,3 @@ class CondConv(Variant):
                 leaders[site.block] = layer
             out[site.name] = layer
         return out
-
-    def convert_conv(self, site: ConvSite) -> nn.Module:
-        return CondConv2d(site.conv, self.cfg["num_kernels"] or 4)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dynconv_bench import Param, Variant, register_variant
+from dynconv_bench import Param, Variant
 from dynconv_bench.sites import ConvSite
 
 from ._dynamic import DynamicConv2d, aggregate_kernels, temperature_params
@@ -45,14 +45,14 @@ class DyConv2d(DynamicConv2d):
         return self._conv(x, aggregate_kernels(pi, self.weight), bias)
 
 
-@register_variant
+_PAPER = {"num_kernels": 4, "reduction": 4, "temperature": 30.0, "policy": "no-stem"}
+
+
 class DyConv(Variant):
     """Dynamic Convolution: K kernels mixed per sample by temperature-annealed softmax attention."""
 
-    name = "dyconv"
     paper = "Chen, Dai, Liu, Chen, Yuan, Liu. Dynamic Convolution: Attention over Convolution Kernels. CVPR 2020"
     year = 2020
-    url = "https://arxiv.org/abs/1912.03458"
     params = {
         "num_kernels": Param(4, "kernels per layer (K)", min=1),
         "reduction": Param(4, "attention bottleneck: C_in -> max(C_in // reduction, min_channels)", min=1),
@@ -60,6 +60,13 @@ class DyConv(Variant):
         **temperature_params("the kernel softmax"),
         "policy": Param("no-stem", "which convs become dynamic", type=str),
     }
+    # the paper's K=4, reduction 4, every conv but the stem, tau 30 -> 1 over the first 10 epochs
+    # (of 100 for ResNet, 300 for MobileNetV2: see training/recipes.py)
+    presets = {"paper": {
+        "resnet18": {**_PAPER, "anneal_fraction": 10 / 100},
+        "mobilenetv2_100": {**_PAPER, "anneal_fraction": 10 / 300},
+        "mobilenetv2_050": {**_PAPER, "anneal_fraction": 10 / 300},
+    }}
 
     def convert_conv(self, site: ConvSite) -> nn.Module:
         c = self.cfg

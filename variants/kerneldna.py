@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dynconv_bench import DynamicLayer, Param, StageContext, Variant, register_variant
+from dynconv_bench import DynamicLayer, Param, StageContext, Variant
 from dynconv_bench.layers import ChannelSE, SEConv, copy_conv_geometry
 
 __all__ = ["KernelDNA", "KernelDNAConv", "share_kernel"]
@@ -105,14 +105,14 @@ def share_kernel(parent: nn.Conv2d, child: nn.Conv2d | None = None, **kw: object
     return KernelDNAConv(parent, **kw)  # type: ignore[arg-type]
 
 
-@register_variant
+_PAPER_ADAPTER = {"reduction": 4, "spatial": True, "filter": True, "se": True, "parent": "last"}
+
+
 class KernelDNA(Variant):
     """Plug-in KernelDNA: within each stage, convs of identical shape/stride/groups share one parent kernel."""
 
-    name = "kerneldna"
     paper = "KernelDNA: Dynamic Kernel Sharing via Decoupled Naive Adapters (Huang, Zhang, Ren)"
     year = 2025
-    url = "https://arxiv.org/abs/2503.23379"
     params = {
         "reduction": Param(4, "SE bottleneck ratio on a child's input (C -> C/reduction)", min=1),
         "parent": Param("last", "which member of a sharing group keeps the weight", choices=("first", "last")),
@@ -123,6 +123,13 @@ class KernelDNA(Variant):
                                       "kernel it replaces (e.g. not MobileNetV2's depthwise convs)"),
         "policy": Param("blocks", "which convs may share kernels", type=str),
     }
+    # the plug-in form over the convs the paper shares (SE ratio 4, spatial + filter modulation): ResNet18's
+    # layer3/layer4 block convs, ResNet50's layer3/layer4 3x3s; the paper's own deeper architectures are
+    # the kerneldna_* backbones
+    presets = {"paper": {
+        "resnet18": {**_PAPER_ADAPTER, "policy": r"re:^layer[34]\.\d+\.conv[12]$"},
+        "resnet50": {**_PAPER_ADAPTER, "policy": r"re:^layer[34]\.\d+\.conv2$"},
+    }}
 
     def convert_stage(self, ctx: StageContext) -> dict[str, nn.Module]:
         out: dict[str, nn.Module] = {}

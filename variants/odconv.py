@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dynconv_bench import Param, Variant, register_variant
+from dynconv_bench import Param, Variant
 from dynconv_bench.layers import batchnorm_any_batch
 from dynconv_bench.sites import ConvSite
 
@@ -116,14 +116,22 @@ class ODConv2d(DynamicConv2d):
         return scale.view(b, self.out_channels, cin_g, 1, 1)
 
 
-@register_variant
+# epochs of the official recipes (tau 30 -> 1 over the first 10 of them)
+_PAPER_EPOCHS = {"resnet18": 100, "resnet50": 100, "mobilenetv2_100": 150, "mobilenetv2_050": 150}
+
+
+def _paper(backbone: str) -> dict[str, object]:
+    """The release's attention (reduction 1/16, floor 16) and layer choice for one backbone."""
+    policy = "blocks+head" if backbone.startswith("mobilenetv2") else "blocks"
+    return {"reduction": 0.0625, "min_channels": 16, "temperature": 30.0, "policy": policy,
+            "anneal_fraction": 10 / _PAPER_EPOCHS[backbone]}
+
+
 class ODConv(Variant):
     """ODConv: per-layer attention over input channels, filters, kernel positions and K kernels."""
 
-    name = "odconv"
     paper = "Li, Zhou, Yao. Omni-Dimensional Dynamic Convolution. ICLR 2022"
     year = 2022
-    url = "https://github.com/OSVAI/ODConv"
     params = {
         "num_kernels": Param(4, "kernels per layer (the paper's '1x' is 1, '4x' is 4)", min=1),
         "reduction": Param(0.0625, "attention width = max(int(C_in * reduction), min_channels)", type=float,
@@ -132,6 +140,9 @@ class ODConv(Variant):
         **temperature_params("all four attentions"),
         "policy": Param("blocks+head", "which convs become ODConv", type=str),
     }
+    # the official release: "paper" is ODConv 1x (its default kernel_num=1), "paper-4x" the 4-kernel model
+    presets = {name: {backbone: {**_paper(backbone), "num_kernels": k} for backbone in _PAPER_EPOCHS}
+               for name, k in (("paper", 1), ("paper-4x", 4))}
 
     def convert_conv(self, site: ConvSite) -> nn.Module:
         c = self.cfg

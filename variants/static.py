@@ -4,25 +4,21 @@ from __future__ import annotations
 
 from torch import nn
 
-from dynconv_bench import Param, Variant, register_variant
+from dynconv_bench import Param, Variant
 from dynconv_bench.layers import SEConv
 from dynconv_bench.sites import ConvSite
 
 
-@register_variant
 class Static(Variant):
     """The unmodified backbone: every conv stays a plain nn.Conv2d."""
 
-    name = "static"
     paper = "baseline (unmodified backbone)"
     params = {"policy": Param("blocks", "accepted for symmetry; nothing is converted", type=str)}
 
 
-@register_variant
 class StaticSE(Variant):
     """Each selected conv preceded by SE channel attention: extra attention, no dynamic kernel."""
 
-    name = "static-se"
     paper = "baseline: KernelDNA's SE routing without kernel sharing"
     params = {
         "reduction": Param(4, "SE bottleneck ratio (C -> C/reduction)", min=1),

@@ -29,7 +29,6 @@ from ..modelspec import ModelSpec
 from .isolate import run_isolated
 
 AMP_DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
-DEFAULT_BATCH_SIZES = {"cpu": (1, 16, 64), "cuda": (1, 64, 256)}
 DEFAULT_WARMUP = {"cpu": 3, "cuda": 20}
 DEFAULT_MIN_TIME = {"cpu": 1.0, "cuda": 1.0}
 
@@ -71,11 +70,6 @@ class SpeedResult:
         d.pop("times_s")
         d["input_size"] = list(self.input_size)
         return d
-
-
-def default_batch_sizes(device: str = "cpu") -> tuple[int, ...]:
-    """The inference batch sizes measured by default: CPU 1, 16, 64; GPU 1, 64, 256."""
-    return DEFAULT_BATCH_SIZES[resolve_device(device).type]
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
