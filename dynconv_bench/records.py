@@ -110,7 +110,8 @@ def _scaled(value: Any, scale: float) -> float | None:
     return None if value is None else float(value) * scale
 
 
-def _speed_tag(d: dict[str, Any]) -> str:
+def speed_setting(d: Mapping[str, Any]) -> str:
+    """Device, precision and options of a speed record, e.g. `cpu`, `cuda bf16 cl compiled`."""
     prec = "" if d.get("precision", "fp32") == "fp32" else f" {d['precision']}"
     return f"{d.get('device', 'cpu')}{prec}{' cl' if d.get('channels_last') else ''}{' compiled' if d.get('compile') else ''}"
 
@@ -125,8 +126,8 @@ _LABELS: dict[str, Callable[[dict[str, Any], str], str]] = {
     "deployed_params": lambda d, u: f"deployed params ({u})",
     "macs": lambda d, u: f"MACs ({u})",
     "overhead": lambda d, u: f"overhead ({u})",
-    "latency": lambda d, u: f"latency {_speed_tag(d)} b{d.get('batch_size')} ({u})",
-    "throughput": lambda d, u: (f"{'train' if d.get('mode') == 'train' else 'infer'} {_speed_tag(d)} "
+    "latency": lambda d, u: f"latency {speed_setting(d)} b{d.get('batch_size')} ({u})",
+    "throughput": lambda d, u: (f"{'train' if d.get('mode') == 'train' else 'infer'} {speed_setting(d)} "
                                 f"b{d.get('batch_size')} ({u})"),
     "peak_memory": _memory_label,
     "top1": lambda d, u: f"top-1 {d.get('dataset')} ({u})",
