@@ -87,7 +87,7 @@ def tradeoff_figure(points: pd.DataFrame, x_label: str, y_label: str, title: str
     ax.set_ylabel(f"{y_label}, mean over seeds")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     return fig
 
 

@@ -1,4 +1,4 @@
-"""Leaderboards from the results store: one table per backbone, variants as rows, ratios vs static."""
+"""Leaderboards from the results store: per environment, one table per backbone, variants compared with static."""
 
 from __future__ import annotations
 
