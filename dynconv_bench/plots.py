@@ -65,9 +65,8 @@ def tradeoff_figure(points: pd.DataFrame, x_label: str, y_label: str, title: str
     on = [i in front for i in range(len(xs))]
     ns = sorted({int(n) for n, s in zip(points["n"], points["std"]) if pd.notna(s)})
     if ns:
-        seeds = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
         ax.errorbar(xs, ys, yerr=points["std"].fillna(0.0).tolist(), fmt="none", ecolor="#999999", capsize=3,
-                    zorder=1, label=f"error bars: ±1 std over {seeds} seeds")
+                    zorder=1, label=f"error bars: ±1 std over {_count(ns)} seeds")
     if len(front) > 1:
         ax.plot([xs[i] for i in front], [ys[i] for i in front], "--", color="tab:red", lw=1.2, zorder=1,
                 label="Pareto front")
@@ -84,11 +83,16 @@ def tradeoff_figure(points: pd.DataFrame, x_label: str, y_label: str, title: str
         ax.set_xscale("log")
     _label_points(ax, list(points.index), xs, ys)
     ax.set_xlabel(f"{x_label} ({'higher' if higher_x_better else 'lower'} is better)")
-    ax.set_ylabel(f"{y_label}, mean over seeds")
+    every = sorted({int(n) for n in points["n"]})
+    ax.set_ylabel(f"{y_label}, mean over {_count(every)} seed{'s' if every[-1] > 1 else ''}")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     return fig
+
+
+def _count(ns: list[int]) -> str:
+    return f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
 
 
 def plot_tradeoff(points: pd.DataFrame, x_label: str, y_label: str, title: str, out_dir: Path, stem: str, env: str,

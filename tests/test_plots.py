@@ -78,6 +78,7 @@ def test_accuracy_axis_starts_at_chance_and_marks_it() -> None:
     assert "chance (10.0%)" in _legend(fig)
     fig = tradeoff_figure(_points([95.0, 97.0], [1.0, 2.0], std=float("nan"), n=1), "p", "top-1 (%)", "t")
     assert fig.axes[0].get_ylim()[0] <= 0.0 and not any("error bars" in t for t in _legend(fig))  # one seed: no bars
+    assert fig.axes[0].get_ylabel() == "top-1 (%), mean over 1 seed"
 
 
 def test_each_environment_gets_its_own_figures(tmp_path) -> None:  # noqa: ANN001
