@@ -231,10 +231,11 @@ def _section_plots(df: pd.DataFrame, out: Path, prefix: str) -> list[Path]:
                                        chance=chance.get(str(dataset)))
         for mode in ("inference", "train"):
             paths += plot_throughput_vs_batch(long, backbone, out, env, mode, prefix)
-    for row in df[(df["kind"] == "layers") & (df["status"] == "ok")].itertuples():
-        title = f"{row.backbone} / {row.variant}: per-layer latency (batch {row.options.get('batch_size', 1)}, deployed)"
-        paths += plot_layer_breakdown(row.values.get("layers", []), title, out,
-                                      f"{prefix}layers_{_slug(row.backbone)}_{_slug(row.variant)}", env)
+    layers = long[long["metric"] == "layer_time"]
+    for (backbone, variant, _), rows in layers.groupby(["backbone", "variant", "id"], sort=False):
+        title = f"{backbone} / {variant}: per-layer latency (batch {int(rows['batch_size'].iloc[0])}, deployed)"
+        table = [{"layer": r.layer, "type": r.type, "time_ms": r.value} for r in rows.itertuples()]
+        paths += plot_layer_breakdown(table, title, out, f"{prefix}layers_{_slug(backbone)}_{_slug(variant)}", env)
     return paths
 
 

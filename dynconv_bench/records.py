@@ -86,14 +86,24 @@ def accuracy_records(options: Mapping[str, Any], values: Mapping[str, Any]) -> l
             + record("chance", 100.0 / classes if classes else None, "%", dataset=dataset))
 
 
+def layers_records(options: Mapping[str, Any], values: Mapping[str, Any]) -> list[Record]:
+    """Median forward time of each layer (a per-layer table: plotted, not a leaderboard column)."""
+    batch = values.get("batch_size", options.get("batch_size", 1))
+    return [r for row in values.get("layers") or []
+            for r in record("layer_time", row.get("time_ms"), "ms", layer=row.get("layer"), type=row.get("type"),
+                            batch_size=batch)]
+
+
 RECORDERS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any]], list[Record]]] = {
     "params": params_records, "macs": macs_records, "speed": speed_records, "memory": memory_records,
-    "accuracy": accuracy_records,
+    "accuracy": accuracy_records, "layers": layers_records,
 }
+# Metrics that are not leaderboard columns: reference levels and per-layer tables.
+NOT_IN_LEADERBOARD = ("chance", "layer_time")
 
 
 def records_of(kind: str, options: Mapping[str, Any] | None, values: Mapping[str, Any] | None) -> list[Record]:
-    """The records of one stored measurement; [] for kinds without scalar results (e.g. `layers`)."""
+    """The records of one stored measurement ([] for an unknown kind or no values)."""
     fn = RECORDERS.get(kind)
     return fn(options or {}, values or {}) if fn is not None and values else []
 
@@ -132,7 +142,8 @@ _LABELS: dict[str, Callable[[dict[str, Any], str], str]] = {
     "peak_memory": _memory_label,
     "top1": lambda d, u: f"top-1 {d.get('dataset')} ({u})",
     "chance": lambda d, u: f"chance {d.get('dataset')} ({u})",
+    "layer_time": lambda d, u: f"{d.get('layer')} ({d.get('type')}, {u})",
 }
 _ORDER = {"params": 0, "deployed_params": 1, "macs": 2, "overhead": 3, "latency": 5, "throughput": 10,
-          "peak_memory": 3000, "top1": 4000, "chance": 5000}
-_COMPARE = {"overhead": "none", "top1": "points", "chance": "none"}
+          "peak_memory": 3000, "top1": 4000, "chance": 5000, "layer_time": 6000}
+_COMPARE = {"overhead": "none", "top1": "points", "chance": "none", "layer_time": "none"}

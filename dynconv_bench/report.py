@@ -16,7 +16,7 @@ import pandas as pd
 
 from .errors import UserError, unknown_choice
 from .metrics.env import environment_key
-from .records import records_of, threads_of
+from .records import NOT_IN_LEADERBOARD, records_of, threads_of
 from .stats import welch_interval
 
 FORMATS = ("md", "csv", "json", "html")
@@ -47,13 +47,14 @@ def default_suite(df: pd.DataFrame) -> str:
     return str(df.sort_values("finished")["suite"].iloc[-1])
 
 
-DIM_COLUMNS = ("device", "precision", "channels_last", "compile", "mode", "batch_size", "dataset", "seed")
+DIM_COLUMNS = ("device", "precision", "channels_last", "compile", "mode", "batch_size", "dataset", "seed", "layer",
+               "type")
 _LONG_COLUMNS = ["backbone", "variant", "id", "environment_id", "metric", "unit", "label", "compare", "order",
                  "value", *DIM_COLUMNS]
 
 
 def metric_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """Long table of the records of every ok row: one row per (metric, value, unit, dimensions)."""
+    """Long table of the records of every ok row: one row per (metric, value, unit, dimensions); `id` is the row's."""
     out: list[dict[str, Any]] = []
     for row in df[df["status"] == "ok"].itertuples(index=False):
         env = environment_id(row.environment)
@@ -121,7 +122,7 @@ def leaderboards(df: pd.DataFrame, baseline: str = BASELINE) -> dict[str, pd.Dat
             f"{a.environment_id} ({describe_environment(a.environment)}) and {b.environment_id} "
             f"({describe_environment(b.environment)}); report each of environment_sections() apart")
     long = metric_rows(df)
-    long = long[long["metric"] != "chance"]  # a reference level, shown beside the tables
+    long = long[~long["metric"].isin(NOT_IN_LEADERBOARD)]
     out: dict[str, pd.DataFrame] = {}
     for backbone in dict.fromkeys(df["backbone"]):
         part = long[long["backbone"] == backbone]

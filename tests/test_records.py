@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dynconv_bench.records import RECORDERS, Record, records_of, threads_of
+from dynconv_bench.records import NOT_IN_LEADERBOARD, RECORDERS, Record, records_of, threads_of
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "cpu.sqlite"
 
@@ -33,11 +33,21 @@ def test_each_kind_gives_typed_records() -> None:
     assert acc[0].dim("seed") == 2 and acc[0].compare == "points"  # percent as stored, never rescaled
 
 
+def test_layer_table_gives_one_record_per_layer() -> None:
+    layers = records_of("layers", {"batch_size": 16}, {"layers": [
+        {"layer": "conv1", "type": "Conv2d", "time_ms": 0.5, "calls": 1},
+        {"layer": "fc", "type": "Linear", "time_ms": 0.25, "calls": 1}]})
+    assert [(r.metric, r.value, r.unit, r.dim("layer"), r.dim("type"), r.dim("batch_size")) for r in layers] == [
+        ("layer_time", 0.5, "ms", "conv1", "Conv2d", 16), ("layer_time", 0.25, "ms", "fc", "Linear", 16)]
+    assert all(r.metric in NOT_IN_LEADERBOARD for r in layers)
+
+
 def test_missing_values_give_no_records() -> None:
     assert records_of("speed", {"batch_size": 1}, {"status": "failed", "throughput": None}) == []
     assert records_of("accuracy", {"dataset": "digits"}, {"top1": 50.0}) == [
         Record("top1", 50.0, "%", (("dataset", "digits"), ("seed", None)))]  # no num_classes: no chance level
     assert records_of("layers", {}, {"layers": []}) == [] and records_of("params", {}, None) == []
+    assert records_of("unknown-kind", {}, {"total": 1}) == []
     assert threads_of({"threads": 2}, {"threads": 1}) == 1 and threads_of({"threads": 2}, {}) == 2
     assert threads_of(None, None) is None
 
