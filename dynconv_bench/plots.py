@@ -13,7 +13,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .report import BASELINE, environment_summary, leaderboards, metric_rows  # noqa: E402
+from .records import speed_setting  # noqa: E402
+from .report import (  # noqa: E402
+    BASELINE,
+    chance_levels,
+    environment_sections,
+    environment_summary,
+    metric_rows,
+)
 
 FORMATS = ("png", "svg")
 
@@ -45,40 +52,62 @@ def _save(fig: Any, out_dir: Path, stem: str, env: str) -> list[Path]:
     return paths
 
 
-def plot_tradeoff(board: pd.DataFrame, x_col: str, y_col: str, title: str, out_dir: Path, stem: str, env: str,
-                  higher_x_better: bool = False, log_x: bool = False) -> list[Path]:
-    """Accuracy (mean ± std over seeds) against a cost or speed column; Pareto front marked, points labelled."""
-    data = board[[x_col, y_col]].dropna()
-    if data.empty:
-        return []
-    std = board.get(f"{y_col} std", pd.Series(0.0, index=board.index)).reindex(data.index).fillna(0.0)
+def tradeoff_figure(points: pd.DataFrame, x_label: str, y_label: str, title: str, higher_x_better: bool = False,
+                    log_x: bool = False, chance: float | None = None) -> Any:
+    """Accuracy against a cost or speed: columns x, y (mean over seeds), std and n; the Pareto front marked.
+
+    The y axis runs from chance (or 0) to 100 so that a small spread looks small; error bars are
+    +-1 sample std over seeds, and the legend says so.
+    """
     fig, ax = plt.subplots(figsize=(7, 4.8))
-    xs, ys = data[x_col].tolist(), data[y_col].tolist()
+    xs, ys = points["x"].tolist(), points["y"].tolist()
     front = pareto_front(xs, ys, higher_x_better)
-    colors = ["tab:red" if i in front else "tab:blue" for i in range(len(xs))]
-    ax.errorbar(xs, ys, yerr=std.tolist(), fmt="none", ecolor="#999999", capsize=3, zorder=1)
-    ax.scatter(xs, ys, c=colors, s=45, zorder=2)
-    ax.plot([xs[i] for i in front], [ys[i] for i in front], "--", color="tab:red", lw=1.2, zorder=1,
-            label="Pareto front")
-    ax.scatter([], [], c="tab:blue", s=45, label="dominated")
+    on = [i in front for i in range(len(xs))]
+    ns = sorted({int(n) for n, s in zip(points["n"], points["std"]) if pd.notna(s)})
+    if ns:
+        ax.errorbar(xs, ys, yerr=points["std"].fillna(0.0).tolist(), fmt="none", ecolor="#999999", capsize=3,
+                    zorder=1, label=f"error bars: ±1 std over {_count(ns)} seeds")
+    if len(front) > 1:
+        ax.plot([xs[i] for i in front], [ys[i] for i in front], "--", color="tab:red", lw=1.2, zorder=1,
+                label="Pareto front")
+    for flag, color, label in ((True, "tab:red", "on the Pareto front"), (False, "tab:blue", "dominated")):
+        sel = [i for i in range(len(xs)) if on[i] == flag]
+        if sel:
+            ax.scatter([xs[i] for i in sel], [ys[i] for i in sel], c=color, s=45, zorder=2, label=label)
+    low = 0.0 if chance is None else chance
+    if chance is not None:
+        ax.axhline(chance, color="#777777", ls=":", lw=1.0, zorder=0, label=f"chance ({chance:.1f}%)")
+    spread = (points["y"] - points["std"].fillna(0.0)).min()
+    ax.set_ylim(min(low, spread) - 2.0, 101.0)
     if log_x:
         ax.set_xscale("log")
-    _label_points(ax, list(data.index), xs, ys)
-    better = "higher is better" if higher_x_better else "lower is better"
-    ax.set_xlabel(f"{_axis_label(x_col)} ({better})")
-    ax.set_ylabel(f"{y_col}, mean ± std over seeds")
+    _label_points(ax, list(points.index), xs, ys)
+    ax.set_xlabel(f"{x_label} ({'higher' if higher_x_better else 'lower'} is better)")
+    every = sorted({int(n) for n in points["n"]})
+    ax.set_ylabel(f"{y_label}, mean over {_count(every)} seed{'s' if every[-1] > 1 else ''}")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
+    return fig
+
+
+def _count(ns: list[int]) -> str:
+    return f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
+
+
+def plot_tradeoff(points: pd.DataFrame, x_label: str, y_label: str, title: str, out_dir: Path, stem: str, env: str,
+                  higher_x_better: bool = False, log_x: bool = False, chance: float | None = None) -> list[Path]:
+    """Write `tradeoff_figure` as PNG and SVG."""
+    points = points.dropna(subset=["x", "y"])
+    if points.empty:
+        return []
+    fig = tradeoff_figure(points, x_label, y_label, title, higher_x_better, log_x, chance)
     return _save(fig, out_dir, stem, env)
 
 
-def _axis_label(col: str) -> str:
-    m = re.match(r"(infer|train) (\S+)( \S+)? b(\d+) \(img/s\)", col)
-    if not m:
-        return col
-    mode = "inference" if m.group(1) == "infer" else "training"
-    return f"{mode} throughput, {m.group(2).upper()}{m.group(3) or ''}, batch {m.group(4)} (images/s)"
+def _speed_axis(rec: pd.Series) -> str:
+    mode = "training" if rec["mode"] == "train" else "inference"
+    return f"{mode} throughput, {speed_setting(rec)}, batch {int(rec['batch_size'])} (images/s)"
 
 
 def _label_points(ax: Any, names: list[str], xs: list[float], ys: list[float]) -> None:
@@ -106,11 +135,12 @@ def _label_points(ax: Any, names: list[str], xs: list[float], ys: list[float]) -
 
 def plot_throughput_vs_batch(long: pd.DataFrame, backbone: str, out_dir: Path, env: str,
                              mode: str = "inference", prefix: str = "") -> list[Path]:
-    """Throughput (images/s) against batch size, one line per variant, one figure per device."""
-    part = long[(long["backbone"] == backbone) & (long["mode"] == mode) & long["batch_size"].notna()]
+    """Throughput (images/s) against batch size, one line per variant, one figure per device setting."""
+    part = long[(long["backbone"] == backbone) & (long["metric"] == "throughput") & (long["mode"] == mode)]
+    part = part.assign(setting=[speed_setting(r) for _, r in part.iterrows()])
     paths: list[Path] = []
-    for device in dict.fromkeys(part["device"]):
-        sub = part[part["device"] == device]
+    for setting in dict.fromkeys(part["setting"]):
+        sub = part[part["setting"] == setting]
         if sub["batch_size"].nunique() < 2:
             continue
         fig, ax = plt.subplots(figsize=(7, 4.8))
@@ -122,11 +152,11 @@ def plot_throughput_vs_batch(long: pd.DataFrame, backbone: str, out_dir: Path, e
         ax.set_xticks(sorted(sub["batch_size"].unique()))
         ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.set_xlabel("batch size")
-        ax.set_ylabel("throughput (images/s, median)")
-        ax.set_title(f"{backbone}: {mode} throughput on {device.upper()}")
+        ax.set_ylabel("throughput (images/s, median of timed runs)")
+        ax.set_title(f"{backbone}: {mode} throughput, {setting}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, ncol=2)
-        paths += _save(fig, out_dir, f"{prefix}throughput-vs-batch_{_slug(backbone)}_{_slug(device)}_{mode}", env)
+        paths += _save(fig, out_dir, f"{prefix}throughput-vs-batch_{_slug(backbone)}_{_slug(setting)}_{mode}", env)
     return paths
 
 
@@ -163,31 +193,57 @@ def plot_layer_breakdown(layers: list[dict[str, Any]], title: str, out_dir: Path
 
 
 def make_plots(df: pd.DataFrame, out_dir: str | Path, suite: str | None = None) -> list[Path]:
-    """Every figure the rows of one suite support; returns the written paths."""
+    """Every figure the rows of one suite support, per environment; returns the written paths.
+
+    The environment of the latest row keeps the plain file names; another one's files start with
+    `env-<id>_`, so that no figure mixes rows of two environments.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    env = environment_summary(df)
-    boards = leaderboards(df)
-    long = metric_rows(df)
-    prefix = f"{_slug(suite)}_" if suite else ""
     paths: list[Path] = []
-    for backbone, board in boards.items():
-        acc_cols = [c for c in board.columns if c.startswith("top-1") and c.endswith("(%)")]
-        speed_cols = [c for c in board.columns if c.startswith("infer ") and c.endswith("(img/s)")]
-        speed_col = max(speed_cols, key=lambda c: int(re.search(r" b(\d+) ", c).group(1)), default=None)
-        for acc in acc_cols:
-            dataset = acc.split()[1]
-            xs = [("params (M)", "params", False, False), ("MACs (M)", "macs", False, False)]
-            if speed_col:
-                xs.append((speed_col, "throughput", True, False))
-            for x_col, tag, higher, logx in xs:
-                if x_col in board.columns:
-                    paths += plot_tradeoff(board, x_col, acc, f"{backbone} on {dataset}: accuracy vs {tag}", out,
-                                           f"{prefix}acc-vs-{tag}_{_slug(backbone)}_{_slug(dataset)}", env, higher, logx)
+    for i, section in enumerate(environment_sections(df)):
+        prefix = (f"{_slug(suite)}_" if suite else "") + (f"env-{section.environment_id}_" if i else "")
+        paths += _section_plots(section.rows, out, prefix)
+    return [p for p in paths if p.suffix in (".png", ".svg")]
+
+
+def _section_plots(df: pd.DataFrame, out: Path, prefix: str) -> list[Path]:
+    env = environment_summary(df)
+    long = metric_rows(df)
+    chance = chance_levels(df)
+    paths: list[Path] = []
+    for backbone in dict.fromkeys(long["backbone"]):
+        part = long[long["backbone"] == backbone]
+        xs = [(part[part["metric"] == "params"], "params (M)", "params", False),
+              (part[part["metric"] == "macs"], "MACs (M, per image)", "macs", False)]
+        speed = _largest_batch(part[(part["metric"] == "throughput") & (part["mode"] == "inference")])
+        if not speed.empty:
+            xs.append((speed, _speed_axis(speed.iloc[0]), "throughput", True))
+        acc = part[part["metric"] == "top1"]
+        for dataset in dict.fromkeys(acc["dataset"]):
+            y = acc[acc["dataset"] == dataset].groupby("variant", sort=False)["value"]
+            for x_rows, x_label, tag, higher in xs:
+                points = pd.DataFrame({"x": x_rows.groupby("variant")["value"].mean(), "y": y.mean(),
+                                       "std": y.std(ddof=1), "n": y.count()}).reindex(list(y.groups))
+                paths += plot_tradeoff(points, x_label, f"top-1 on {dataset} (%)",
+                                       f"{backbone} on {dataset}: accuracy vs {tag}", out,
+                                       f"{prefix}acc-vs-{tag}_{_slug(backbone)}_{_slug(dataset)}", env, higher,
+                                       chance=chance.get(str(dataset)))
         for mode in ("inference", "train"):
             paths += plot_throughput_vs_batch(long, backbone, out, env, mode, prefix)
-    for row in df[(df["kind"] == "layers") & (df["status"] == "ok")].itertuples():
-        title = f"{row.backbone} / {row.variant}: per-layer latency (batch {row.options.get('batch_size', 1)}, deployed)"
-        paths += plot_layer_breakdown(row.values.get("layers", []), title, out,
-                                      f"{prefix}layers_{_slug(row.backbone)}_{_slug(row.variant)}", env)
-    return [p for p in paths if p.suffix in (".png", ".svg")]
+    layers = long[long["metric"] == "layer_time"]
+    for (backbone, variant, _), rows in layers.groupby(["backbone", "variant", "id"], sort=False):
+        title = f"{backbone} / {variant}: per-layer latency (batch {int(rows['batch_size'].iloc[0])}, deployed)"
+        table = [{"layer": r.layer, "type": r.type, "time_ms": r.value} for r in rows.itertuples()]
+        paths += plot_layer_breakdown(table, title, out, f"{prefix}layers_{_slug(backbone)}_{_slug(variant)}", env)
+    return paths
+
+
+def _largest_batch(rows: pd.DataFrame) -> pd.DataFrame:
+    """The throughput records of the first speed setting (plain fp32 preferred) at its largest batch."""
+    if rows.empty:
+        return rows
+    plain = rows[(rows["precision"] == "fp32") & ~rows["channels_last"].astype(bool) & ~rows["compile"].astype(bool)]
+    rows = plain if not plain.empty else rows
+    rows = rows[rows["device"] == rows["device"].iloc[0]]
+    return rows[rows["batch_size"] == rows["batch_size"].max()]

@@ -1,18 +1,23 @@
-"""Leaderboards from the results store: one table per backbone, variants as rows, ratios vs static."""
+"""Leaderboards from the results store: per environment, one table per backbone, variants compared with static."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import json
-from collections import Counter
+import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .errors import UserError, unknown_choice
+from .metrics.env import environment_key
+from .records import NOT_IN_LEADERBOARD, records_of, threads_of
+from .stats import welch_interval
 
 FORMATS = ("md", "csv", "json", "html")
 BASELINE = "static"
@@ -42,106 +47,154 @@ def default_suite(df: pd.DataFrame) -> str:
     return str(df.sort_values("finished")["suite"].iloc[-1])
 
 
+DIM_COLUMNS = ("device", "precision", "channels_last", "compile", "mode", "batch_size", "dataset", "seed", "layer",
+               "type")
+_LONG_COLUMNS = ["backbone", "variant", "id", "environment_id", "metric", "unit", "label", "compare", "order",
+                 "value", *DIM_COLUMNS]
+
+
 def metric_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """Long table (backbone, variant, metric, value, order) of every ok measurement."""
-    records: list[dict[str, Any]] = []
+    """Long table of the records of every ok row: one row per (metric, value, unit, dimensions); `id` is the row's."""
+    out: list[dict[str, Any]] = []
     for row in df[df["status"] == "ok"].itertuples(index=False):
-        v, o = row.values or {}, row.options or {}
-        base = {"backbone": row.backbone, "variant": row.variant, "id": row.id}
-
-        def add(metric: str, value: Any, order: int, base: dict = base, **extra: Any) -> None:
-            if value is not None:
-                records.append({**base, "metric": metric, "value": float(value), "order": order, **extra})
-
-        if row.kind == "params":
-            add("params (M)", _get(v, "total", scale=1e-6), 0)
-            add("deployed params (M)", _get(v.get("deployed") or {}, "total", scale=1e-6), 1)
-        elif row.kind == "macs":
-            add("MACs (M)", _get(v, "macs", scale=1e-6), 2)
-            if v.get("macs"):
-                add("overhead (% MACs)", 100.0 * v.get("overhead_macs", 0) / v["macs"], 3)
-        elif row.kind == "speed":
-            dev, b, mode = o.get("device", "cpu"), o.get("batch_size"), o.get("mode", "inference")
-            prec = "" if o.get("precision", "fp32") == "fp32" else f" {o['precision']}"
-            tag = "train" if mode == "train" else "infer"
-            add(f"{tag} {dev}{prec} b{b} (img/s)", v.get("throughput"), 10 + (mode == "train") * 1000 + b,
-                device=dev, batch_size=b, mode=mode)
-            if b == 1 and mode != "train":
-                add(f"latency {dev}{prec} b1 (ms)", v.get("latency_ms"), 5)
-        elif row.kind == "memory":
-            add(f"peak mem {o.get('mode', 'inference')} b{o.get('batch_size')} (MiB)",
-                _get(v, "peak_bytes", scale=1 / 2**20), 3000 + o.get("batch_size", 0))
-        elif row.kind == "accuracy":
-            top1 = v.get("top1")
-            add(f"top-1 {o.get('dataset')} (%)", None if top1 is None else _as_percent(top1), 4000,
-                dataset=o.get("dataset"), seed=o.get("seed"))
-    return pd.DataFrame.from_records(records, columns=["backbone", "variant", "metric", "value", "order", "id",
-                                                       "device", "batch_size", "mode", "dataset", "seed"])
+        env = environment_id(row.environment)
+        for rec in records_of(row.kind, row.options, row.values):
+            out.append({"backbone": row.backbone, "variant": row.variant, "id": row.id, "environment_id": env,
+                        "metric": rec.metric, "unit": rec.unit, "label": rec.label, "compare": rec.compare,
+                        "order": rec.order, "value": rec.value, **dict(rec.dims)})
+    return pd.DataFrame.from_records(out, columns=_LONG_COLUMNS)
 
 
-def _get(d: dict[str, Any], key: str, scale: float = 1.0) -> float | None:
-    val = d.get(key)
-    return None if val is None else float(val) * scale
+# -- environments ---------------------------------------------------------------------------------
+def environment_id(env: dict[str, Any] | None) -> str:
+    """A short stable name of the environment key of a row (same key, same id)."""
+    text = json.dumps(environment_key(env), sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:6]
 
 
-def _as_percent(top1: float) -> float:
-    return 100.0 * top1 if top1 <= 1.0 else float(top1)
+def describe_environment(env: dict[str, Any] | None) -> str:
+    """The environment key in words (fields not recorded are left out)."""
+    env = env if isinstance(env, dict) else {}
+    parts = []
+    for key, text in (("host", "host {}"), ("cpu_model", "CPU {}"), ("threads", "{} torch threads by default"),
+                      ("gpu", "GPU {}"), ("torch", "torch {}"), ("timm", "timm {}")):
+        if key in env:
+            parts.append(text.format("none" if env[key] is None else env[key]))
+    return ", ".join(parts) or "environment not recorded"
 
 
+@dataclass(frozen=True)
+class Section:
+    """The rows measured in one environment (those a leaderboard may compare)."""
+
+    environment_id: str
+    environment: dict[str, Any] | None
+    rows: pd.DataFrame
+
+
+def environment_sections(df: pd.DataFrame) -> list[Section]:
+    """The rows of `df` split by environment key, the environment of the latest finished row first."""
+    if df.empty:
+        return []
+    ids = [environment_id(e) for e in df["environment"]]
+    latest = df.assign(_env=ids, _finished=df["finished"].fillna("")).groupby("_env")["_finished"].max()
+    out = []
+    for env in sorted(latest.index, key=lambda e: latest[e], reverse=True):
+        rows = df[[i == env for i in ids]]
+        out.append(Section(env, rows["environment"].iloc[-1], rows))
+    return out
+
+
+# -- leaderboards ---------------------------------------------------------------------------------
 def leaderboards(df: pd.DataFrame, baseline: str = BASELINE) -> dict[str, pd.DataFrame]:
-    """One numeric table per backbone: variants as rows; each metric then its ratio to `baseline`.
+    """One numeric table per backbone of rows from ONE environment: variants as rows.
 
-    Accuracy columns hold the mean over seeds with `... std` and `... n` beside it, and the
-    difference to the baseline in points instead of a ratio.
+    Each metric is followed by its ratio to `baseline` (`... vs static`). Accuracy holds the mean
+    over seeds with `... std` (NaN for one seed) and `... n`, then the difference of means to the
+    baseline in points with its 95% Welch interval (`... CI low`, `... CI high`, `... significant`).
+    Rows from several environments are refused: their ratios would compare machines, not variants.
     """
+    sections = environment_sections(df)
+    if len(sections) > 1:
+        a, b = sections[0], sections[1]
+        raise UserError(
+            f"the rows come from {len(sections)} environments and one leaderboard compares one: "
+            f"{a.environment_id} ({describe_environment(a.environment)}) and {b.environment_id} "
+            f"({describe_environment(b.environment)}); report each of environment_sections() apart")
     long = metric_rows(df)
+    long = long[~long["metric"].isin(NOT_IN_LEADERBOARD)]
     out: dict[str, pd.DataFrame] = {}
     for backbone in dict.fromkeys(df["backbone"]):
         part = long[long["backbone"] == backbone]
         if part.empty:
             continue
-        variant_order = list(dict.fromkeys(df[df["backbone"] == backbone]["variant"]))
-        if baseline in variant_order:
-            variant_order.remove(baseline)
-            variant_order.insert(0, baseline)
-        grouped = part.groupby(["variant", "metric"])["value"]
-        stats = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=1), "n": grouped.count()})
-        metrics = part.drop_duplicates("metric").sort_values(["order", "metric"])["metric"].tolist()
-        table = pd.DataFrame(index=pd.Index(variant_order, name="variant"))
-        for metric in metrics:
-            mean = stats["mean"].xs(metric, level="metric").reindex(variant_order)
-            table[metric] = mean
-            base = mean.get(baseline)
-            if metric.startswith("top-1"):
-                std = stats["std"].xs(metric, level="metric").reindex(variant_order)
-                table[f"{metric} std"] = std.fillna(0.0)
-                table[f"{metric} n"] = stats["n"].xs(metric, level="metric").reindex(variant_order)
-                if base is not None and pd.notna(base):
-                    table[f"{metric} vs {baseline} (pts)"] = mean - base
-            elif base is not None and pd.notna(base) and base != 0 and "overhead" not in metric:
-                table[f"{metric} vs {baseline}"] = mean / base
+        variants = list(dict.fromkeys(df[df["backbone"] == backbone]["variant"]))
+        if baseline in variants:
+            variants.remove(baseline)
+            variants.insert(0, baseline)
+        table = pd.DataFrame(index=pd.Index(variants, name="variant"))
+        compare: dict[str, str] = {}
+        for label, sub in sorted(part.groupby("label", sort=False), key=lambda kv: (kv[1]["order"].iloc[0], kv[0])):
+            compare[label] = sub["compare"].iloc[0]
+            _add_metric(table, label, sub, compare[label], baseline)
+        table.attrs.update(baseline=baseline, compare=compare)
         out[backbone] = table
     return out
 
 
+def _add_metric(table: pd.DataFrame, label: str, sub: pd.DataFrame, compare: str, baseline: str) -> None:
+    values = {v: g.tolist() for v, g in sub.groupby("variant")["value"]}
+    mean = pd.Series({v: statistics.fmean(x) for v, x in values.items()}).reindex(table.index)
+    table[label] = mean
+    base = values.get(baseline)
+    if compare == "points":
+        table[f"{label} std"] = pd.Series({v: statistics.stdev(x) if len(x) > 1 else float("nan")
+                                           for v, x in values.items()}).reindex(table.index)
+        table[f"{label} n"] = pd.Series({v: len(x) for v, x in values.items()}).reindex(table.index)
+        if base is None:
+            return
+        diffs = {v: welch_interval(x, base) for v, x in values.items() if v != baseline}
+        table[f"{label} vs {baseline} (pts)"] = pd.Series(
+            {baseline: 0.0, **{v: d.diff for v, d in diffs.items()}}).reindex(table.index)
+        for col, get in (("CI low", lambda d: d.low), ("CI high", lambda d: d.high),
+                         ("significant", lambda d: d.significant)):
+            table[f"{label} vs {baseline} {col}"] = pd.Series(
+                {v: get(d) for v, d in diffs.items()}, dtype=object).reindex(table.index)
+    elif compare == "ratio" and base is not None and statistics.fmean(base) != 0:
+        table[f"{label} vs {baseline}"] = mean / statistics.fmean(base)
+
+
 def format_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Strings for reading: `value (ratio x)`, accuracy as `mean ± std (n=.., +pts)`, missing as `-`."""
+    """Strings for reading: `value (ratio x)`; accuracy `mean ± std (n=..)` and `+pts [CI]*`; missing `-`."""
+    baseline = table.attrs.get("baseline", BASELINE)
     shown = pd.DataFrame(index=table.index)
-    for col in table.columns:
-        if col.endswith((" std", " n", "(pts)")) or f" vs {BASELINE}" in col:
+    for col, compare in table.attrs.get("compare", {}).items():
+        vals = table[col]
+        if compare == "points":
+            std, n = table[f"{col} std"], table[f"{col} n"]
+            shown[col] = ["-" if pd.isna(m) else f"{m:.2f} ± {'-' if pd.isna(s) else f'{s:.2f}'} (n={int(k)})"
+                          for m, s, k in zip(vals, std, n)]
+            vs = f"{col} vs {baseline}"
+            if f"{vs} (pts)" in table:
+                rows = zip(table.index, table[f"{vs} (pts)"], table[f"{vs} CI low"], table[f"{vs} CI high"],
+                           table[f"{vs} significant"])
+                shown[f"{col} vs {baseline} (pts, 95% CI)"] = [_difference(v == baseline, *r) for v, *r in rows]
             continue
-        vals, ratio = table[col], table.get(f"{col} vs {BASELINE}")
-        if col.startswith("top-1"):
-            std, n, pts = table[f"{col} std"], table[f"{col} n"], table.get(f"{col} vs {BASELINE} (pts)")
-            shown[col] = [("-" if pd.isna(m) else f"{m:.2f} ± {s:.2f} (n={int(k)}"
-                           + ("" if pts is None or pd.isna(pts.iloc[i]) else f", {pts.iloc[i]:+.2f}") + ")")
-                          for i, (m, s, k) in enumerate(zip(vals, std, n))]
-        elif ratio is not None:
+        ratio = table.get(f"{col} vs {baseline}")
+        if ratio is not None:
             shown[col] = [("-" if pd.isna(x) else f"{_num(x)} ({r:.2f}x)" if pd.notna(r) else _num(x))
                           for x, r in zip(vals, ratio)]
         else:
             shown[col] = [_num(x) for x in vals]
     return shown
+
+
+def _difference(is_baseline: bool, diff: float, low: Any, high: Any, significant: Any) -> str:
+    if is_baseline or pd.isna(diff):
+        return "-"
+    if low is None or pd.isna(low):
+        return f"{diff:+.2f}"
+    return f"{diff:+.2f} [{low:+.2f}, {high:+.2f}]" + (" *" if significant else "")
 
 
 def _num(x: float) -> str:
@@ -155,72 +208,135 @@ def _num(x: float) -> str:
 
 
 def environment_summary(df: pd.DataFrame) -> str:
-    """One line: the most common environment of the rows (host, CPU, threads, GPU, versions, commit)."""
-    envs = [json.dumps(e, sort_keys=True) for e in df["environment"] if isinstance(e, dict)]
-    if not envs:
+    """One line on the rows' environment: its key, the torch threads each kind of cell ran with, the commits."""
+    sections = environment_sections(df)
+    if not sections:
         return "environment: not recorded"
-    env = json.loads(Counter(envs).most_common(1)[0][0])
-    parts = []
-    for key, label in (("host", "host"), ("cpu", "CPU"), ("cpu_model", "CPU"), ("cores", "cores"),
-                       ("threads", "threads"), ("gpu", "GPU"), ("torch", "torch"), ("timm", "timm"),
-                       ("git_commit", "commit"), ("commit", "commit")):
-        val = env.get(key)
-        if key in ("git_commit", "commit") and isinstance(val, str):
-            val = val[:10] + ("+dirty" if env.get("git_dirty") else "")
-        if val not in (None, "", [], {}):
-            parts.append(f"{label} {val}")
-    note = f" ({len(set(envs))} distinct environments)" if len(set(envs)) > 1 else ""
-    speed = df[(df["kind"] == "speed") & (df["status"] == "ok")]
-    threads = sorted({v.get("threads") for v in speed["values"] if isinstance(v, dict) and v.get("threads")})
-    if threads:
-        note += f"; speed measured with {'/'.join(map(str, threads))} thread(s)"
-    return "environment: " + ", ".join(dict.fromkeys(parts)) + note
+    if len(sections) > 1:
+        return f"{len(sections)} environments: " + "; ".join(
+            f"{s.environment_id} ({describe_environment(s.environment)})" for s in sections)
+    env = sections[0].environment if isinstance(sections[0].environment, dict) else {}
+    text = f"environment {sections[0].environment_id}: {describe_environment(env)}"
+    ok = df[df["status"] == "ok"]
+    per_kind = {}
+    for kind, part in ok.groupby("kind", sort=False):
+        threads = sorted({t for t in map(threads_of, part["options"], part["values"]) if t})
+        if threads:
+            per_kind[kind] = "/".join(map(str, threads))
+    if per_kind:
+        text += "; cells ran with torch threads: " + ", ".join(f"{k} {v}" for k, v in per_kind.items())
+    commits = {}
+    for e in df["environment"]:
+        if isinstance(e, dict) and e.get("git_commit"):
+            commits[str(e["git_commit"])[:7] + ("+dirty" if e.get("git_dirty") else "")] = None
+    if commits:
+        text += f"; commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}"
+    return text
+
+
+def chance_levels(df: pd.DataFrame) -> dict[str, float]:
+    """Top-1 of guessing (100 / classes) per dataset of the accuracy rows, where the classes are recorded."""
+    long = metric_rows(df)
+    chance = long[long["metric"] == "chance"]
+    return {str(d): float(v) for d, v in chance.groupby("dataset")["value"].max().items()}
 
 
 def failures(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["status"] != "ok"][["backbone", "variant", "kind", "options", "error"]]
 
 
+NOTE = ("In brackets: the ratio to `{b}` measured in the same environment. Accuracy: mean ± sample std over "
+        "n seeds (std `-` for one seed); vs {b}: difference of means in points with its 95% confidence interval "
+        "(Welch t over seeds), * where the interval excludes 0; no interval with fewer than 2 seeds a side.")
+
+
+@dataclass(frozen=True)
+class _Part:
+    section: Section
+    boards: dict[str, pd.DataFrame]
+    env: str
+    chance: dict[str, float]
+
+    def footer(self) -> str:
+        chance = ", ".join(f"{d} {v:.2f}%" for d, v in self.chance.items())
+        return self.env + (f". Chance top-1 (100 / classes): {chance}" if chance else "")
+
+
+def _parts(df: pd.DataFrame) -> list[_Part]:
+    return [_Part(s, leaderboards(s.rows), environment_summary(s.rows), chance_levels(s.rows))
+            for s in environment_sections(df)]
+
+
 def render(df: pd.DataFrame, fmt: str = "md", suite: str | None = None, images: Sequence[Path] = ()) -> str:
-    """The leaderboards of `df` (rows of one suite) as Markdown, CSV, JSON or a self-contained HTML page."""
+    """The leaderboards of `df` (rows of one suite), one section per environment, as Markdown, CSV, JSON or HTML."""
     if fmt not in FORMATS:
         raise unknown_choice("report format", fmt, FORMATS)
-    boards = leaderboards(df)
-    env = environment_summary(df)
+    parts = _parts(df)
     title = f"dynconv-bench leaderboard: suite {suite or ', '.join(dict.fromkeys(df['suite']))}"
     fails = failures(df)
     if fmt == "csv":
-        frames = [t.reset_index().assign(backbone=b) for b, t in boards.items()]
+        frames = [t.reset_index().assign(backbone=b, environment=p.section.environment_id)
+                  for p in parts for b, t in p.boards.items()]
         if not frames:
             return ""
         full = pd.concat(frames, ignore_index=True)
-        return full[["backbone"] + [c for c in full.columns if c != "backbone"]].to_csv(index=False)
+        return full[["environment", "backbone"] + [c for c in full.columns if c not in ("environment", "backbone")]
+                    ].to_csv(index=False)
     if fmt == "json":
-        data = {"suite": suite, "environment": env, "baseline": BASELINE,
-                "leaderboards": {b: json.loads(t.reset_index().to_json(orient="records")) for b, t in boards.items()},
+        def boards(p: _Part) -> dict[str, Any]:
+            return {b: json.loads(t.reset_index().to_json(orient="records")) for b, t in p.boards.items()}
+
+        first = parts[0] if parts else None
+        data = {"suite": suite, "baseline": BASELINE,
+                "environment": first.footer() if first else "environment: not recorded",
+                "leaderboards": boards(first) if first else {},
+                "other_environments": [{"id": p.section.environment_id, "environment": p.footer(),
+                                        "leaderboards": boards(p)} for p in parts[1:]],
                 "failed": json.loads(fails.to_json(orient="records"))}
         return json.dumps(data, indent=2)
     if fmt == "md":
         lines = [f"# {title}", ""]
-        for b, t in boards.items():
-            lines += [f"## {b}", "", format_table(t).to_markdown(), ""]
-        lines.append(f"In brackets: the ratio (x) or difference in points to `{BASELINE}` measured in the same suite; "
-                     f"accuracy is mean ± std over n seeds. {env}")
+        if len(parts) > 1:
+            lines += [_mixed_note(parts), ""]
+        for p in parts:
+            level = "##"
+            if len(parts) > 1:
+                lines += [f"## Environment {p.section.environment_id}: "
+                          f"{describe_environment(p.section.environment)}", ""]
+                level = "###"
+            for b, t in p.boards.items():
+                lines += [f"{level} {b}", "", format_table(t).to_markdown(), ""]
+            lines += [p.footer(), ""]
+        lines.append(NOTE.format(b=BASELINE))
         if not fails.empty:
             lines += ["", f"{len(fails)} failed cell(s):"]
             lines += [f"- {r.backbone}/{r.variant}/{r.kind}: {r.error}" for r in fails.itertuples()]
         return "\n".join(lines) + "\n"
-    return _html(title, boards, env, fails, images)
+    return _html(title, parts, fails, images)
 
 
-def _html(title: str, boards: dict[str, pd.DataFrame], env: str, fails: pd.DataFrame, images: Sequence[Path]) -> str:
+def _mixed_note(parts: list[_Part]) -> str:
+    return (f"The rows of this suite were measured in {len(parts)} environments (host, CPU model, threads, GPU, "
+            f"torch, timm); each section compares only rows of one environment, latest first.")
+
+
+def _html(title: str, parts: list[_Part], fails: pd.DataFrame, images: Sequence[Path]) -> str:
     style = ("body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;"
              "font-size:13px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f3f3f3}"
              "td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:1em 0}"
              ".foot{color:#666;font-size:12px}")
     body = [f"<h1>{html.escape(title)}</h1>"]
-    for b, t in boards.items():
-        body += [f"<h2>{html.escape(b)}</h2>", format_table(t).to_html(escape=True, border=0)]
+    if len(parts) > 1:
+        body.append(f"<p>{html.escape(_mixed_note(parts))}</p>")
+    for p in parts:
+        tag = "h2"
+        if len(parts) > 1:
+            body.append(f"<h2>Environment {p.section.environment_id}: "
+                        f"{html.escape(describe_environment(p.section.environment))}</h2>")
+            tag = "h3"
+        for b, t in p.boards.items():
+            body += [f"<{tag}>{html.escape(b)}</{tag}>", format_table(t).to_html(escape=True, border=0)]
+        body.append(f'<p class="foot">{html.escape(p.footer())}</p>')
     for img in images:
         if Path(img).suffix == ".png" and Path(img).is_file():
             data = base64.b64encode(Path(img).read_bytes()).decode()
@@ -229,7 +345,7 @@ def _html(title: str, boards: dict[str, pd.DataFrame], env: str, fails: pd.DataF
         body.append(f"<h2>Failed cells ({len(fails)})</h2><ul>")
         body += [f"<li>{html.escape(f'{r.backbone}/{r.variant}/{r.kind}: {r.error}')}</li>" for r in fails.itertuples()]
         body.append("</ul>")
-    body.append(f'<p class="foot">Ratios are relative to {BASELINE} from the same suite. {html.escape(env)}</p>')
+    body.append(f'<p class="foot">{html.escape(NOTE.format(b=BASELINE))}</p>')
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
 

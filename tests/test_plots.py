@@ -7,8 +7,8 @@ import pytest
 
 from dynconv_bench.cells import layer_latency
 from dynconv_bench.executors import LocalExecutor
-from dynconv_bench.plots import make_plots, pareto_front, plot_layer_breakdown
-from dynconv_bench.report import load_results
+from dynconv_bench.plots import make_plots, pareto_front, plot_layer_breakdown, tradeoff_figure
+from dynconv_bench.report import environment_sections, load_results
 from dynconv_bench.runner import run_suite
 from dynconv_bench.suite import parse_suite
 
@@ -49,7 +49,52 @@ def test_make_plots_writes_png_and_svg(tmp_path) -> None:  # noqa: ANN001
         data = p.read_bytes()
         assert data.startswith(b"\x89PNG") if p.suffix == ".png" else b"<svg" in data[:2000]
     svg = (tmp_path / "plots" / "p_acc-vs-params_cifar-resnet8_digits.svg").read_text()
-    assert "Pareto front" in svg and "static-se" in svg and "environment: host box" in svg
+    assert "Pareto front" in svg and "static-se" in svg and "host box" in svg
+    svg = (tmp_path / "plots" / "p_acc-vs-throughput_cifar-resnet8_digits.svg").read_text()
+    assert "inference throughput, cpu, batch 16 (images/s) (higher is better)" in svg  # the largest batch's record
+    assert "error bars: ±1 std over 2 seeds" in svg
+
+
+def _points(ys: list[float], xs: list[float], std: float = 1.0, n: int = 3) -> pd.DataFrame:
+    return pd.DataFrame({"x": xs, "y": ys, "std": std, "n": n}, index=[f"v{i}" for i in range(len(xs))])
+
+
+def _legend(fig) -> list[str]:  # noqa: ANN001
+    return [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+
+def test_front_line_only_when_the_front_has_two_points() -> None:
+    fig = tradeoff_figure(_points([95.0, 94.0, 93.0], [1.0, 2.0, 3.0]), "params (M)", "top-1 (%)", "t")
+    assert "Pareto front" not in _legend(fig)  # v0 is cheaper and better than both others: a front of one point
+    assert sorted(_legend(fig)) == ["dominated", "error bars: ±1 std over 3 seeds", "on the Pareto front"]
+    fig = tradeoff_figure(_points([93.0, 95.0], [1.0, 2.0]), "params (M)", "top-1 (%)", "t")
+    assert "Pareto front" in _legend(fig) and "dominated" not in _legend(fig)
+
+
+def test_accuracy_axis_starts_at_chance_and_marks_it() -> None:
+    fig = tradeoff_figure(_points([95.0, 97.0], [1.0, 2.0]), "params (M)", "top-1 (%)", "t", chance=10.0)
+    low, high = fig.axes[0].get_ylim()
+    assert low <= 10.0 and high >= 100.0  # a 2-point spread is 2 % of an axis from chance to 100
+    assert "chance (10.0%)" in _legend(fig)
+    fig = tradeoff_figure(_points([95.0, 97.0], [1.0, 2.0], std=float("nan"), n=1), "p", "top-1 (%)", "t")
+    assert fig.axes[0].get_ylim()[0] <= 0.0 and not any("error bars" in t for t in _legend(fig))  # one seed: no bars
+    assert fig.axes[0].get_ylabel() == "top-1 (%), mean over 1 seed"
+
+
+def test_each_environment_gets_its_own_figures(tmp_path) -> None:  # noqa: ANN001
+    def fake(cell: dict, plugins: tuple = ()) -> dict:
+        out = _fake(cell)
+        out["environment"] = {"host": "a" if cell["variant"] == "static" else "b"}
+        return out
+
+    suite = parse_suite({"name": "p", "backbones": ["cifar_resnet8"], "variants": ["static", "static-se"],
+                         "measure": {"params": {}, "accuracy": {"seeds": [0, 1]}}})
+    run_suite(suite, tmp_path / "p.sqlite", executor=LocalExecutor(fn=fake), progress=False)
+    df = load_results(tmp_path / "p.sqlite", "p")
+    other = environment_sections(df)[1].environment_id
+    names = sorted(p.name for p in make_plots(df, tmp_path / "plots", "p") if p.suffix == ".svg")
+    assert names == ["p_acc-vs-params_cifar-resnet8_digits.svg",
+                     f"p_env-{other}_acc-vs-params_cifar-resnet8_digits.svg"]
 
 
 def test_no_plottable_rows_gives_no_files(tmp_path) -> None:  # noqa: ANN001

@@ -112,3 +112,14 @@ def collect_environment() -> dict[str, Any]:
     env["threads"] = torch.get_num_threads()
     env["interop_threads"] = torch.get_num_interop_threads()
     return env
+
+
+# What makes two rows comparable in one leaderboard. The git commit is left out: it changes with every
+# edit, while the machine and the libraries that do the computing stay.
+ENVIRONMENT_KEY = ("host", "cpu_model", "threads", "gpu", "torch", "timm")
+
+
+def environment_key(env: dict[str, Any] | None) -> tuple[tuple[str, Any], ...]:
+    """The fields of ENVIRONMENT_KEY of a stored environment (None for a field not recorded)."""
+    env = env if isinstance(env, dict) else {}
+    return tuple((k, env.get(k)) for k in ENVIRONMENT_KEY)
