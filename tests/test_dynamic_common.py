@@ -17,7 +17,7 @@ from dynconv_bench_variants.dyconv import DyConv2d
 from timm.layers import Conv2dSame
 from torch import nn
 
-from dynconv_bench.layers import ConvGeometry
+from dynconv_bench.conv_spec import ConvSpec
 
 from .conftest import DYNAMIC_CONV_CASES, make_case_conv
 
@@ -114,7 +114,7 @@ def test_geometry_matches_the_replaced_conv(case):
     assert isinstance(layer.kernel_size, tuple) and isinstance(layer.dilation, tuple)
     assert layer.weight.shape == (3, *conv.weight.shape)
     assert (layer.bias is None) == (conv.bias is None)
-    assert not isinstance(layer, ConvGeometry)  # geometry is copied, not read from a kept conv
+    assert layer.geometry == ConvSpec.from_conv(conv)  # one frozen spec, no kept conv
 
 
 class _Bank(DynamicConv2d):
