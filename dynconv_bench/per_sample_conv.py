@@ -264,7 +264,7 @@ def _detached(weight: torch.Tensor | KernelMixture) -> torch.Tensor | KernelMixt
 
 
 def _tune(candidates: tuple[str, ...], x, weight, bias, stride, padding, dilation, groups,  # noqa: ANN001
-          repeats: int = 3) -> str:
+          repeats: int = 2) -> str:
     """The fastest candidate by the best of `repeats` timed forwards (after one warm-up), without autograd."""
     x, weight = x.detach(), _detached(weight)
     bias = None if bias is None else bias.detach()
