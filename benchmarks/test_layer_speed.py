@@ -1,7 +1,7 @@
 """Micro-benchmarks of each registered variant's converted layer at ResNet-18 shapes (pytest-benchmark).
 
 Run: pytest benchmarks/ --benchmark-enable --benchmark-json=out.json (compare commits with
---benchmark-compare). The layer is the last conv of a two-block ResNet stage after conversion, so
+--benchmark-compare). The forward benchmark runs once per per-sample conv strategy (and `auto`). The layer is the last conv of a two-block ResNet stage after conversion, so
 cross-layer variants (KernelDNA) are measured on a child that borrows its parent's kernel.
 """
 
@@ -15,6 +15,7 @@ from timm.models.resnet import BasicBlock
 from torch import nn
 
 import dynconv_bench
+from dynconv_bench.per_sample_conv import STRATEGIES, use_strategy
 
 BATCH = 8
 SHAPES = [(64, 56), (128, 28), (256, 14)]  # (channels, height = width) of ResNet-18's 3x3 stages
@@ -40,15 +41,18 @@ def _threads() -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
 
+@pytest.mark.parametrize("strategy", [*STRATEGIES, "auto"])
 @pytest.mark.parametrize("channels, size", SHAPES, ids=[f"c{c}-{s}x{s}" for c, s in SHAPES])
 @pytest.mark.parametrize("variant", dynconv_bench.list_variants())
-def test_forward(benchmark, variant: str, channels: int, size: int) -> None:  # noqa: ANN001
+def test_forward(benchmark, variant: str, channels: int, size: int, strategy: str) -> None:  # noqa: ANN001
+    """Forward of one converted layer per per-sample conv strategy (variants without one run it unchanged)."""
     layer, x = converted_layer(variant, channels, size)
     layer.eval()
     benchmark.group = f"forward c{channels} {size}x{size} batch {BATCH}"
+    benchmark.extra_info["strategy"] = strategy
 
     def step() -> torch.Tensor:
-        with torch.inference_mode():
+        with torch.inference_mode(), use_strategy(strategy):
             return layer(x)
 
     out = benchmark(step)

@@ -6,7 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .conv_spec import ConvGeometry, ConvSpec
 from .variant import DynamicLayer
+
+__all__ = ["ChannelSE", "ConvGeometry", "ConvSpec", "SEConv", "batchnorm_any_batch"]
 
 
 def batchnorm_any_batch(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
@@ -39,35 +42,6 @@ class ChannelSE(nn.Module):
         return torch.sigmoid(self.expand(s))
 
 
-def copy_conv_geometry(layer: nn.Module, conv: nn.Conv2d) -> None:
-    """Give a converted layer the geometry attributes of the conv it replaces (as plain attributes)."""
-    layer.in_channels = conv.in_channels
-    layer.out_channels = conv.out_channels
-    layer.kernel_size = tuple(conv.kernel_size)
-    layer.stride = tuple(conv.stride)
-    layer.padding = conv.padding
-    layer.dilation = tuple(conv.dilation)
-    layer.groups = conv.groups
-    layer.padding_mode = conv.padding_mode
-
-
-class ConvGeometry:
-    """Conv-like attributes (in/out channels, kernel, stride, padding, dilation, groups) of `self.conv`.
-
-    Converted layers expose these so that counters and reports treat them like the conv they replace.
-    """
-
-    conv: nn.Conv2d
-
-    in_channels = property(lambda self: self.conv.in_channels)
-    out_channels = property(lambda self: self.conv.out_channels)
-    kernel_size = property(lambda self: tuple(self.conv.kernel_size))
-    stride = property(lambda self: tuple(self.conv.stride))
-    padding = property(lambda self: self.conv.padding)
-    dilation = property(lambda self: tuple(self.conv.dilation))
-    groups = property(lambda self: self.conv.groups)
-
-
 class SEConv(ConvGeometry, DynamicLayer, nn.Module):
     """A conv whose input channels are first scaled by a ChannelSE (the `static-se` baseline)."""
 
@@ -76,6 +50,7 @@ class SEConv(ConvGeometry, DynamicLayer, nn.Module):
         super().__init__()
         self.se = se if se is not None else ChannelSE(conv.in_channels, reduction, min_channels)
         self.conv = conv
+        self.geometry = ConvSpec.from_conv(conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x * self.se(x))

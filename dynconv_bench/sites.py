@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from .conv_spec import ConvSpec
 from .errors import unknown_choice
 
 # Residual / inverted-residual block classes of timm and torchvision, matched by class name so
@@ -34,24 +35,14 @@ class ConvSite:
     index: int = 0
 
     @property
-    def in_channels(self) -> int:
-        return self.conv.in_channels
+    def geometry(self) -> ConvSpec:
+        return ConvSpec.from_conv(self.conv)
 
-    @property
-    def out_channels(self) -> int:
-        return self.conv.out_channels
-
-    @property
-    def kernel_size(self) -> tuple[int, int]:
-        return tuple(self.conv.kernel_size)  # type: ignore[return-value]
-
-    @property
-    def stride(self) -> tuple[int, int]:
-        return tuple(self.conv.stride)  # type: ignore[return-value]
-
-    @property
-    def groups(self) -> int:
-        return self.conv.groups
+    in_channels = property(lambda self: self.conv.in_channels)
+    out_channels = property(lambda self: self.conv.out_channels)
+    kernel_size = property(lambda self: self.geometry.kernel_size)
+    stride = property(lambda self: self.geometry.stride)
+    groups = property(lambda self: self.conv.groups)
 
     @property
     def is_depthwise(self) -> bool:
@@ -60,9 +51,7 @@ class ConvSite:
     @property
     def sharing_key(self) -> tuple:
         """Layers with the same key can share one weight tensor."""
-        c = self.conv
-        return (tuple(c.weight.shape), tuple(c.stride), tuple(c.dilation), c.groups,
-                str(c.padding), c.bias is not None, c.padding_mode)
+        return (self.geometry, self.conv.bias is not None)
 
 
 def _is_block(module: nn.Module) -> bool:

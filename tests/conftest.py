@@ -69,6 +69,16 @@ DYNAMIC_CONV_CASES = [
 ]
 
 
+@pytest.fixture(params=["grouped", "loop", "bmm", "output_space", "auto"])
+def strategy(request):  # noqa: ANN001, ANN201
+    """Run the test under each per-sample conv strategy (output_space falls back to grouped without a mixture)."""
+    from dynconv_bench.per_sample_conv import clear_strategy_cache, use_strategy
+
+    clear_strategy_cache()
+    with use_strategy(request.param):
+        yield request.param
+
+
 def make_case_conv(case: tuple) -> torch.nn.Conv2d:
     """The nn.Conv2d a DYNAMIC_CONV_CASES entry describes."""
     cin, cout, k, stride, padding, dilation, groups, bias = case

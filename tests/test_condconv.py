@@ -29,7 +29,7 @@ def _reference(layer: CondConv2d, x: torch.Tensor, r: torch.Tensor) -> torch.Ten
 
 @pytest.mark.parametrize("case", DYNAMIC_CONV_CASES)
 @pytest.mark.parametrize("batch", [1, 3])
-def test_batched_equals_per_sample_reference(case, batch):
+def test_batched_equals_per_sample_reference(case, batch, strategy):
     layer = CondConv2d(make_case_conv(case), num_kernels=4)
     x = torch.randn(batch, layer.in_channels, 12, 12)
     with torch.no_grad():
@@ -119,7 +119,7 @@ def test_default_experts_depend_on_the_backbone_and_are_reported():
     assert len(res.dynconv_report.converted) == 16  # policy "blocks": no stem, no shortcut
 
 
-def test_eval_output_of_a_sample_does_not_depend_on_its_batch():
+def test_eval_output_of_a_sample_does_not_depend_on_its_batch(strategy):
     model = create_model("cifar_resnet8", "condconv", num_classes=10, routing="block").eval()
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
@@ -129,7 +129,7 @@ def test_eval_output_of_a_sample_does_not_depend_on_its_batch():
 
 @pytest.mark.parametrize("routing", ["layer", "block"])
 @pytest.mark.parametrize("batch", [1, 3])
-def test_every_parameter_gets_a_gradient(routing, batch):
+def test_every_parameter_gets_a_gradient(routing, batch, strategy):
     model = create_model("cifar_resnet8", "condconv", num_classes=10, routing=routing).train()
     F.cross_entropy(model(torch.randn(batch, 3, 32, 32)), torch.arange(batch)).backward()
     assert [n for n, p in model.named_parameters() if p.grad is None] == []

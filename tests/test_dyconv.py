@@ -26,7 +26,7 @@ def _reference(layer: DyConv2d, x: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("case", DYNAMIC_CONV_CASES)
 @pytest.mark.parametrize("batch", [1, 3])
-def test_batched_equals_per_sample_reference(case, batch):
+def test_batched_equals_per_sample_reference(case, batch, strategy):
     layer = DyConv2d(make_case_conv(case), num_kernels=4, temperature=2.0)
     x = torch.randn(batch, layer.in_channels, 12, 12)
     with torch.no_grad():
@@ -84,7 +84,7 @@ def test_parameter_count_is_exact():
     assert sum(p.numel() for p in model.parameters()) == expected
 
 
-def test_eval_output_of_a_sample_does_not_depend_on_its_batch():
+def test_eval_output_of_a_sample_does_not_depend_on_its_batch(strategy):
     model = create_model("cifar_resnet8", "dyconv", num_classes=10, temperature=1.0).eval()
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
@@ -93,7 +93,7 @@ def test_eval_output_of_a_sample_does_not_depend_on_its_batch():
 
 
 @pytest.mark.parametrize("batch", [1, 3])
-def test_every_parameter_gets_a_gradient(batch):
+def test_every_parameter_gets_a_gradient(batch, strategy):
     model = create_model("cifar_resnet8", "dyconv", num_classes=10, temperature=1.0).train()
     F.cross_entropy(model(torch.randn(batch, 3, 32, 32)), torch.arange(batch)).backward()
     assert [n for n, p in model.named_parameters() if p.grad is None] == []

@@ -17,7 +17,7 @@ from dynconv_bench_variants.dyconv import DyConv2d
 from timm.layers import Conv2dSame
 from torch import nn
 
-from dynconv_bench.layers import ConvGeometry
+from dynconv_bench.conv_spec import ConvSpec
 
 from .conftest import DYNAMIC_CONV_CASES, make_case_conv
 
@@ -53,7 +53,7 @@ def _loop_reference(x, weight, bias, conv):
 
 @pytest.mark.parametrize("case", DYNAMIC_CONV_CASES)
 @pytest.mark.parametrize("batch", [1, 3])
-def test_per_sample_conv_equals_one_conv_per_sample(case, batch):
+def test_per_sample_conv_equals_one_conv_per_sample(case, batch, strategy):
     conv = make_case_conv(case)
     x = torch.randn(batch, conv.in_channels, 11, 11)
     weight = torch.randn(batch, *conv.weight.shape)
@@ -69,7 +69,7 @@ def test_batch_one_is_a_plain_conv():
 
 
 @pytest.mark.parametrize("batch", [1, 4])
-def test_channels_last_input_gives_the_same_values_and_format(batch):
+def test_channels_last_input_gives_the_same_values_and_format(batch, strategy):
     x = torch.randn(batch, 8, 10, 10)
     w = torch.randn(batch, 6, 8, 3, 3)
     ref = per_sample_conv(x, w, None, (1, 1), (1, 1), (1, 1), 1)
@@ -78,7 +78,7 @@ def test_channels_last_input_gives_the_same_values_and_format(batch):
     assert out.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_autocast_bf16_on_cpu_runs_in_bf16_and_stays_close():
+def test_autocast_bf16_on_cpu_runs_in_bf16_and_stays_close(strategy):
     x = torch.randn(3, 8, 10, 10)
     w = torch.randn(3, 6, 8, 3, 3) * 0.1
     ref = per_sample_conv(x, w, None, (1, 1), (1, 1), (1, 1), 1)
@@ -93,7 +93,7 @@ def test_autocast_bf16_on_cpu_runs_in_bf16_and_stays_close():
     nn.Conv2d(6, 8, 3, padding=1, padding_mode="reflect"),
     nn.Conv2d(6, 8, 3, padding=2, dilation=2, padding_mode="circular", bias=False),
 ], ids=["tf-same", "reflect", "circular"])
-def test_one_kernel_layer_reproduces_the_conv_it_replaces(conv):
+def test_one_kernel_layer_reproduces_the_conv_it_replaces(conv, strategy):
     # With K=1 the softmax attention is exactly 1, so the layer must compute what the conv does.
     layer = DyConv2d(conv, num_kernels=1)
     with torch.no_grad():
@@ -114,7 +114,7 @@ def test_geometry_matches_the_replaced_conv(case):
     assert isinstance(layer.kernel_size, tuple) and isinstance(layer.dilation, tuple)
     assert layer.weight.shape == (3, *conv.weight.shape)
     assert (layer.bias is None) == (conv.bias is None)
-    assert not isinstance(layer, ConvGeometry)  # geometry is copied, not read from a kept conv
+    assert layer.geometry == ConvSpec.from_conv(conv)  # one frozen spec, no kept conv
 
 
 class _Bank(DynamicConv2d):

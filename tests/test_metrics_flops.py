@@ -9,7 +9,7 @@ from torch import nn
 
 import dynconv_bench
 from dynconv_bench.backbones import STANDARD_BACKBONES
-from dynconv_bench.layers import ConvGeometry
+from dynconv_bench.layers import ConvGeometry, ConvSpec
 from dynconv_bench.metrics.flops import conv_macs_analytic, profile
 
 from .conftest import small_input_size
@@ -92,6 +92,7 @@ class _PerSampleConv(ConvGeometry, dynconv_bench.DynamicLayer, nn.Module):
     def __init__(self, cin: int, cout: int, k: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, k, padding=k // 2, bias=False)
+        self.geometry = ConvSpec.from_conv(self.conv)
         self.mod = nn.Parameter(torch.zeros(1, 1, k, k))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -130,3 +130,18 @@ def test_inference_restores_the_callers_train_mode(tiny):
     tiny.eval()
     measure_inference(tiny, 2, (3, 32, 32), warmup=0, min_time=0.0, min_runs=1)
     assert not any(m.training for m in tiny.modules())
+
+
+def test_the_strategy_of_each_per_sample_conv_layer_is_recorded():
+    from dynconv_bench.per_sample_conv import use_strategy
+
+    model = dynconv_bench.create_model("cifar_resnet8", "dyconv", num_classes=10)
+    n_layers = len(model.dynconv_report.converted)
+    with use_strategy("bmm"):
+        forced = speed.measure_inference(model, 2, (3, 32, 32), threads=1, warmup=2, min_time=0.0, min_runs=3)
+    assert forced.strategies == {"bmm": n_layers} and forced.to_dict()["strategies"] == {"bmm": n_layers}
+    one = speed.measure_inference(model, 1, (3, 32, 32), threads=1, warmup=1, min_time=0.0, min_runs=2)
+    assert one.strategies == {"loop": n_layers}
+    static = dynconv_bench.create_model("cifar_resnet8", num_classes=10)
+    assert speed.measure_inference(static, 2, (3, 32, 32), threads=1, warmup=1, min_time=0.0,
+                                   min_runs=2).strategies == {}

@@ -52,7 +52,7 @@ def _reference(layer: ODConv2d, x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("num_kernels", [1, 4])
 @pytest.mark.parametrize(("train", "batch"), [(False, 3), (True, 3), (False, 1)])
 @pytest.mark.parametrize("on_kernel", [False, True], ids=["maps", "kernel"])
-def test_batched_equals_per_sample_reference(case, num_kernels, train, batch, on_kernel):
+def test_batched_equals_per_sample_reference(case, num_kernels, train, batch, on_kernel, strategy):
     # both ways of applying channel/filter attention: on the feature maps and folded into the kernel
     layer = ODConv2d(make_case_conv(case), num_kernels=num_kernels, min_channels=4, temperature=3.0)
     layer._cheaper_on_kernel = lambda x: on_kernel
@@ -114,7 +114,7 @@ def test_attention_width_uses_reduction_and_floor():
     assert ODConv2d(nn.Conv2d(64, 64, 3)).attention.fc.out_channels == 16
 
 
-def test_eval_output_of_a_sample_does_not_depend_on_its_batch():
+def test_eval_output_of_a_sample_does_not_depend_on_its_batch(strategy):
     model = create_model("cifar_resnet8", "odconv", num_classes=10).eval()
     _randomise_bn(model)
     x = torch.randn(4, 3, 32, 32)
@@ -125,7 +125,7 @@ def test_eval_output_of_a_sample_does_not_depend_on_its_batch():
 
 
 @pytest.mark.parametrize("batch", [1, 3])
-def test_every_parameter_gets_a_gradient(batch):
+def test_every_parameter_gets_a_gradient(batch, strategy):
     model = create_model("cifar_resnet8", "odconv", num_classes=10, temperature=2.0).train()
     F.cross_entropy(model(torch.randn(batch, 3, 32, 32)), torch.arange(batch)).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]

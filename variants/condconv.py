@@ -15,7 +15,7 @@ from dynconv_bench import Param, Variant
 from dynconv_bench.errors import ConfigError
 from dynconv_bench.variant import StageContext
 
-from ._dynamic import DynamicConv2d, aggregate_kernels
+from ._dynamic import DynamicConv2d, KernelMixture
 
 
 class CondConv2d(DynamicConv2d):
@@ -47,8 +47,7 @@ class CondConv2d(DynamicConv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         r = self.routing(x)
-        bias = None if self.bias is None else r.to(self.bias.dtype) @ self.bias
-        return self._conv(x, aggregate_kernels(r, self.weight), bias)
+        return self._conv(x, KernelMixture(r, self.weight, self.bias))
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

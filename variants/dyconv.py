@@ -13,7 +13,7 @@ from torch import nn
 from dynconv_bench import Param, Variant
 from dynconv_bench.sites import ConvSite
 
-from ._dynamic import DynamicConv2d, aggregate_kernels, temperature_params
+from ._dynamic import DynamicConv2d, KernelMixture, temperature_params
 
 
 class KernelAttention(nn.Module):
@@ -41,8 +41,7 @@ class DyConv2d(DynamicConv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pi = self.attention(x, self.temperature)
-        bias = None if self.bias is None else pi.to(self.bias.dtype) @ self.bias
-        return self._conv(x, aggregate_kernels(pi, self.weight), bias)
+        return self._conv(x, KernelMixture(pi, self.weight, self.bias))
 
 
 _PAPER = {"num_kernels": 4, "reduction": 4, "temperature": 30.0, "policy": "no-stem"}

@@ -8,16 +8,16 @@ per sample with SE-style routing. At inference the child is one dense conv prece
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dynconv_bench import DynamicLayer, Param, StageContext, Variant
-from dynconv_bench.layers import ChannelSE, SEConv, copy_conv_geometry
+from dynconv_bench.conv_spec import ConvGeometry, ConvSpec
+from dynconv_bench.layers import ChannelSE, SEConv
 
 __all__ = ["KernelDNA", "KernelDNAConv", "share_kernel"]
 
 
-class KernelDNAConv(DynamicLayer, nn.Module):
+class KernelDNAConv(ConvGeometry, DynamicLayer, nn.Module):
     """A child conv: its parent's weight (the same nn.Parameter) with static modulation and SE routing.
 
     Spatial modulation S has shape (1, 1, kh, kw) and is only created for kernels larger than 1x1
@@ -31,8 +31,7 @@ class KernelDNAConv(DynamicLayer, nn.Module):
         super().__init__()
         if not isinstance(parent, nn.Conv2d):
             raise TypeError(f"a KernelDNA parent must be an nn.Conv2d, got {type(parent).__name__}")
-        copy_conv_geometry(self, parent)
-        self._reversed_padding_repeated_twice = parent._reversed_padding_repeated_twice
+        self.geometry = ConvSpec.from_conv(parent)
         self.weight = parent.weight  # the parent's Parameter itself: shared, counted once
         self.bias = parent.bias
         kh, kw = self.kernel_size
@@ -52,11 +51,7 @@ class KernelDNAConv(DynamicLayer, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.se is not None:
             x = x * self.se(x)
-        w = self.modulated_weight()
-        if self.padding_mode != "zeros":
-            x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
-            return F.conv2d(x, w, self.bias, self.stride, 0, self.dilation, self.groups)
-        return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return self.geometry.conv2d(x, self.modulated_weight(), self.bias)
 
     def param_categories(self) -> dict[str, str]:
         """Parameter categories for the counters: shared kernel, static modulation (SE goes to attention)."""
@@ -70,9 +65,7 @@ class KernelDNAConv(DynamicLayer, nn.Module):
 
     def to_conv(self) -> nn.Conv2d:
         """A plain nn.Conv2d holding the folded kernel (a new tensor, no longer shared)."""
-        conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding,
-                         self.dilation, self.groups, bias=self.bias is not None, padding_mode=self.padding_mode,
-                         device=self.weight.device, dtype=self.weight.dtype)
+        conv = self.geometry.make_conv(self.bias is not None, self.weight.device, self.weight.dtype)
         with torch.no_grad():
             conv.weight.copy_(self.modulated_weight())
             if self.bias is not None:
@@ -94,12 +87,10 @@ class KernelDNAConv(DynamicLayer, nn.Module):
 def share_kernel(parent: nn.Conv2d, child: nn.Conv2d | None = None, **kw: object) -> KernelDNAConv:
     """A KernelDNAConv deriving from `parent`; `child` (the conv it replaces) must have the same geometry."""
     if child is not None:
-        geom = ("weight.shape", "stride", "padding", "dilation", "groups", "padding_mode")
-        for attr in geom:
-            a = parent.weight.shape if attr == "weight.shape" else getattr(parent, attr)
-            b = child.weight.shape if attr == "weight.shape" else getattr(child, attr)
-            if a != b:
-                raise ValueError(f"cannot share a kernel between convs with different {attr}: {a} vs {b}")
+        a, b = ConvSpec.from_conv(parent), ConvSpec.from_conv(child)
+        for attr in a.differences(b):
+            raise ValueError(f"cannot share a kernel between convs with different {attr}: "
+                             f"{getattr(a, attr)} vs {getattr(b, attr)}")
         if (parent.bias is None) != (child.bias is None):
             raise ValueError("cannot share a kernel between a conv with bias and one without")
     return KernelDNAConv(parent, **kw)  # type: ignore[arg-type]

@@ -25,6 +25,7 @@ import torch
 from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
+from ..per_sample_conv import use_strategy
 from ..variant import DynamicLayer
 from .flop_handles import default_handles
 from .params import _outermost_dynamic, count_params
@@ -147,10 +148,11 @@ def profile(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224), batch
         analysis.set_op_handle(**default_handles())
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         logging.getLogger("fvcore.nn.jit_analysis").setLevel(logging.ERROR)
-        with _record_output_sizes(dynamic) as sizes:  # the trace runs the forward once: hooks see it
+        # MACs are the method's, not an execution strategy's: trace the per-sample convs as one grouped conv
+        with _record_output_sizes(dynamic) as sizes, use_strategy("grouped"):  # the trace runs the forward once
             total = analysis.total()
         if any(not v for v in sizes.values()):  # a layer the trace did not call through its hooks
-            with _record_output_sizes(dynamic) as sizes, torch.no_grad():
+            with _record_output_sizes(dynamic) as sizes, torch.no_grad(), use_strategy("grouped"):
                 model(x)
         by_module = analysis.by_module()
         by_op = analysis.by_operator()

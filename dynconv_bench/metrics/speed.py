@@ -3,7 +3,8 @@
 CPU: the thread count is fixed with `torch.set_num_threads` (and restored afterwards), warm-up runs,
 then `time.perf_counter` around each run until both `min_time` seconds and `min_runs` runs are done.
 CUDA: `cudnn.benchmark`, CUDA events around each run (synchronised), optional channels_last, AMP
-(fp16/bf16) and `torch.compile`; peak memory from the CUDA caching allocator.
+(fp16/bf16) and `torch.compile`; peak memory from the CUDA caching allocator. `strategies` counts the
+per-sample conv layers by the execution strategy they ran with (see `dynconv_bench.per_sample_conv`).
 One run = one forward of a batch (inference) or one forward+backward+SGD step (training).
 The caller's model is never modified: training steps, channels_last and moves to another device work on a
 deep copy; inference on the model's own device uses the model itself (its train/eval mode is restored).
@@ -26,6 +27,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..modelspec import ModelSpec
+from ..per_sample_conv import record_strategies
 from .isolate import run_isolated
 
 AMP_DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
@@ -58,6 +60,7 @@ class SpeedResult:
     amp: str | None = None
     compile: bool = False
     peak_memory_bytes: int | None = None
+    strategies: dict[str, int] = field(default_factory=dict)  # per-sample conv strategy -> layers using it
     times_s: list[float] = field(default_factory=list, repr=False)
 
     @property
@@ -182,7 +185,10 @@ def _measure(mode: str, model: nn.Module, batch_size: int, input_size: tuple[int
                 torch.cuda.reset_peak_memory_stats(dev)
             step = _build_step(mode, model, batch_size, input_size, dev, channels_last, dtype, compile,
                                num_classes, lr)
-            times = time_runs(step, dev, warmup, min_time, min_runs, max_runs)
+            with record_strategies() as used:
+                times = time_runs(step, dev, warmup, min_time, min_runs, max_runs)
+            steps = warmup + len(times)
+            result.strategies = {k: n // steps for k, n in sorted(used.items())}
             _summarise(result, times)
             result.status = "ok"
             if dev.type == "cuda":

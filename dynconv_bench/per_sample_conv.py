@@ -1,0 +1,287 @@
+"""Exact per-sample convolution (sample b of x with kernel b) behind one function, in several strategies.
+
+- `grouped`: one grouped conv with the batch folded into channels (groups = B * groups);
+- `loop`: B plain convs, one per sample;
+- `bmm`: unfold (im2col) and one batched matmul;
+- `output_space`: only for a `KernelMixture` (W_b = sum_k a_bk W_k, as CondConv and DyConv): one dense conv
+  with the K kernels stacked along C_out, then the attention-weighted sum over K (K x the MACs, one conv).
+
+`auto` (the default) times the applicable strategies once per key (shapes, geometry, dtype, device, threads)
+and caches the fastest in memory and, when `DYNCONV_BENCH_STRATEGY_CACHE` (or `set_strategy_cache`) names a
+JSON file, on disk. `DYNCONV_BENCH_STRATEGY` or `use_strategy(...)` forces one strategy. Tuning runs the
+candidates without autograd on detached inputs, so it never changes a result or a gradient; under autograd a
+key reuses the choice tuned for it (forward time) and tunes it the first time it is seen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .conv_spec import _reversed_twice
+
+STRATEGIES = ("grouped", "loop", "bmm", "output_space")
+STRATEGY_ENV = "DYNCONV_BENCH_STRATEGY"
+CACHE_ENV = "DYNCONV_BENCH_STRATEGY_CACHE"
+
+Padding = tuple[int, int] | str
+
+
+@dataclass(frozen=True)
+class KernelMixture:
+    """Per-sample kernels given lazily as attention (B, K) over a bank (K, C_out, C_in/g, kh, kw) and its biases."""
+
+    attention: torch.Tensor
+    bank: torch.Tensor
+    bias_bank: torch.Tensor | None = None
+
+    def weight(self) -> torch.Tensor:
+        return aggregate_kernels(self.attention, self.bank)
+
+    def bias(self) -> torch.Tensor | None:
+        return None if self.bias_bank is None else self.attention.to(self.bias_bank.dtype) @ self.bias_bank
+
+
+def aggregate_kernels(attention: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
+    """Per-sample kernels sum_k attention[b, k] * bank[k] as one matmul: (B, K) x (K, ...) -> (B, ...)."""
+    flat = torch.mm(attention.to(bank.dtype), bank.reshape(bank.shape[0], -1))  # autocast still applies
+    return flat.view(attention.shape[0], *bank.shape[1:])
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def _like(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Hand the next layer the memory format it was given."""
+    return out.contiguous(memory_format=torch.channels_last) if _channels_last(x) else out
+
+
+def _grouped(x, weight, bias, stride, padding, dilation, groups):  # noqa: ANN001, ANN202
+    b = x.shape[0]
+    if b == 1:
+        return F.conv2d(x, weight[0], None if bias is None else bias[0], stride, padding, dilation, groups)
+    out = F.conv2d(x.reshape(1, b * x.shape[1], x.shape[2], x.shape[3]),
+                   weight.reshape(b * weight.shape[1], *weight.shape[2:]),
+                   None if bias is None else bias.reshape(-1), stride, padding, dilation, groups * b)
+    return _like(out.view(b, weight.shape[1], out.shape[2], out.shape[3]), x)
+
+
+def _loop(x, weight, bias, stride, padding, dilation, groups):  # noqa: ANN001, ANN202
+    outs = [F.conv2d(x[i:i + 1], weight[i], None if bias is None else bias[i], stride, padding, dilation, groups)
+            for i in range(x.shape[0])]
+    return outs[0] if len(outs) == 1 else _like(torch.cat(outs), x)
+
+
+def _bmm(x, weight, bias, stride, padding, dilation, groups):  # noqa: ANN001, ANN202
+    b, cout, cin_g, kh, kw = weight.shape
+    if isinstance(padding, str):
+        x, padding = F.pad(x, _reversed_twice(padding, (kh, kw), dilation)), (0, 0)
+    h_out = (x.shape[2] + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    w_out = (x.shape[3] + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    cols = F.unfold(x, (kh, kw), dilation, padding, stride).view(b, groups, cin_g * kh * kw, -1)
+    out = torch.matmul(weight.reshape(b, groups, cout // groups, cin_g * kh * kw), cols)
+    out = out.reshape(b, cout, h_out, w_out)
+    if bias is not None:
+        out = out + bias.view(b, cout, 1, 1).to(out.dtype)
+    return _like(out, x)
+
+
+def _output_space(x, mix: KernelMixture, stride, padding, dilation, groups):  # noqa: ANN001, ANN202
+    k, cout = mix.bank.shape[:2]
+    cog = cout // groups
+    bank = mix.bank
+    if groups > 1:  # a grouped conv's outputs come per group: stack the K kernels inside each group
+        bank = bank.view(k, groups, cog, *bank.shape[2:]).transpose(0, 1)
+    y = F.conv2d(x, bank.reshape(-1, *mix.bank.shape[2:]), None, stride, padding, dilation, groups)
+    b, _, h, w = y.shape
+    a = mix.attention.to(y.dtype).view(b, 1, 1, k)
+    if _channels_last(y):  # memory is (B, H, W, g, K, C_out/g): sum over K without a copy
+        out = torch.matmul(a, y.permute(0, 2, 3, 1).reshape(b, h * w * groups, k, cog))
+        out = out.view(b, h, w, cout).permute(0, 3, 1, 2)
+    else:
+        out = torch.matmul(a, y.reshape(b, groups, k, cog * h * w)).view(b, cout, h, w)
+    bias = mix.bias()
+    if bias is not None:
+        out = out + bias.view(b, cout, 1, 1).to(out.dtype)
+    return out
+
+
+_RUN: dict[str, Callable] = {"grouped": _grouped, "loop": _loop, "bmm": _bmm}
+
+
+def _run(strategy: str, x: torch.Tensor, weight: torch.Tensor | KernelMixture, bias: torch.Tensor | None,
+         stride: tuple[int, int], padding: Padding, dilation: tuple[int, int], groups: int) -> torch.Tensor:
+    if strategy == "output_space":
+        return _output_space(x, weight, stride, padding, dilation, groups)
+    if isinstance(weight, KernelMixture):
+        weight, bias = weight.weight(), weight.bias()
+    return _RUN[strategy](x, weight, bias, stride, padding, dilation, groups)
+
+
+def per_sample_conv(x: torch.Tensor, weight: torch.Tensor | KernelMixture, bias: torch.Tensor | None,
+                    stride: tuple[int, int], padding: Padding, dilation: tuple[int, int], groups: int,
+                    strategy: str | None = None) -> torch.Tensor:
+    """Convolve sample b of `x` with weight[b] (B, C_out, C_in/g, kh, kw) and bias[b] (B, C_out).
+
+    `weight` may be a `KernelMixture` (then `bias` must be None: the mixture carries it). `strategy` is one of
+    STRATEGIES or 'auto'; None means the forced strategy (env var / `use_strategy`) or 'auto'.
+    """
+    mixture = isinstance(weight, KernelMixture)
+    if mixture and bias is not None:
+        raise ValueError("pass the bias of a KernelMixture in its bias_bank, not as `bias`")
+    stride, dilation = tuple(stride), tuple(dilation)
+    padding = padding if isinstance(padding, str) else tuple(padding)
+    chosen = strategy or forced_strategy() or "auto"
+    if chosen == "output_space" and not mixture:
+        chosen = "grouped"  # output-space aggregation needs the kernel mixture itself
+    if chosen == "auto":
+        chosen = _choose(x, weight, bias, stride, padding, dilation, groups, mixture)
+    elif chosen not in STRATEGIES:
+        raise ValueError(f"unknown per-sample conv strategy {chosen!r}; valid: {', '.join(STRATEGIES)}, auto")
+    for rec in _RECORDERS:
+        rec[chosen] += 1
+    return _run(chosen, x, weight, bias, stride, padding, dilation, groups)
+
+
+# -- choice: forced, tuned, cached -------------------------------------------------------------------------
+_FORCED: list[str] = []
+_RECORDERS: list[Counter] = []
+_CACHE: dict[str, str] = {}
+_CACHE_FILE: list[Path | None] = []  # empty: not set by set_strategy_cache, read the env var
+
+
+def forced_strategy() -> str | None:
+    """The strategy forced by `use_strategy` or DYNCONV_BENCH_STRATEGY (None or 'auto': tune)."""
+    name = _FORCED[-1] if _FORCED else os.environ.get(STRATEGY_ENV, "").strip() or None
+    if name is not None and name != "auto" and name not in STRATEGIES:
+        raise ValueError(f"{STRATEGY_ENV}={name!r} is not a strategy; valid: {', '.join(STRATEGIES)}, auto")
+    return None if name == "auto" else name
+
+
+@contextlib.contextmanager
+def use_strategy(name: str) -> Iterator[None]:
+    """Force one strategy ('auto' to tune) for the per-sample convs run inside the block."""
+    if name != "auto" and name not in STRATEGIES:
+        raise ValueError(f"unknown per-sample conv strategy {name!r}; valid: {', '.join(STRATEGIES)}, auto")
+    _FORCED.append(name)
+    try:
+        yield
+    finally:
+        _FORCED.pop()
+
+
+@contextlib.contextmanager
+def record_strategies() -> Iterator[Counter]:
+    """Count the strategy each per-sample conv call inside the block used."""
+    rec: Counter = Counter()
+    _RECORDERS.append(rec)
+    try:
+        yield rec
+    finally:
+        _RECORDERS.remove(rec)
+
+
+def set_strategy_cache(path: str | os.PathLike | None) -> None:
+    """Keep tuned choices in this JSON file (None: memory only), instead of DYNCONV_BENCH_STRATEGY_CACHE."""
+    _CACHE_FILE[:] = [Path(path) if path else None]
+
+
+def clear_strategy_cache() -> None:
+    """Forget the tuned choices held in memory (the file, if any, is kept)."""
+    _CACHE.clear()
+
+
+def _cache_file() -> Path | None:
+    if _CACHE_FILE:
+        return _CACHE_FILE[0]
+    env = os.environ.get(CACHE_ENV, "").strip()
+    return Path(env) if env else None
+
+
+def _read_file(path: Path) -> dict[str, str]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if v in STRATEGIES} if isinstance(data, dict) else {}
+
+
+def _write_file(path: Path, key: str, choice: str) -> None:
+    data = _read_file(path)  # merge: other processes may have tuned other keys meanwhile
+    data[key] = choice
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def strategy_key(x: torch.Tensor, weight_shape: tuple[int, ...], stride: tuple[int, int], padding: Padding,
+                 dilation: tuple[int, int], groups: int, mixture: bool) -> str:
+    """What a tuned choice depends on: shapes, geometry, dtype (and autocast), memory format, device, threads."""
+    dev = x.device.type
+    amp = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+    parts = (tuple(x.shape), tuple(weight_shape), "mixture" if mixture else "kernels", stride, padding, dilation,
+             groups, str(x.dtype).replace("torch.", ""), f"autocast={amp}".replace("torch.", ""),
+             "channels_last" if _channels_last(x) else "contiguous", str(x.device), f"threads={torch.get_num_threads()}")
+    return "|".join(str(p).replace(" ", "") for p in parts)
+
+
+def _choose(x, weight, bias, stride, padding, dilation, groups, mixture):  # noqa: ANN001, ANN202
+    if x.shape[0] == 1:
+        return "loop"  # one plain conv with the sample's kernel: nothing can beat it
+    shape = weight.bank.shape if mixture else weight.shape
+    key = strategy_key(x, shape, stride, padding, dilation, groups, mixture)
+    if key in _CACHE:
+        return _CACHE[key]
+    path = _cache_file()
+    stored = _read_file(path).get(key) if path is not None else None
+    if stored is not None:
+        _CACHE[key] = stored
+        return stored
+    candidates = STRATEGIES if mixture else STRATEGIES[:3]
+    choice = _tune(candidates, x, weight, bias, stride, padding, dilation, groups)
+    _CACHE[key] = choice
+    if path is not None:
+        _write_file(path, key, choice)
+    return choice
+
+
+def _detached(weight: torch.Tensor | KernelMixture) -> torch.Tensor | KernelMixture:
+    if isinstance(weight, KernelMixture):
+        bb = None if weight.bias_bank is None else weight.bias_bank.detach()
+        return KernelMixture(weight.attention.detach(), weight.bank.detach(), bb)
+    return weight.detach()
+
+
+def _tune(candidates: tuple[str, ...], x, weight, bias, stride, padding, dilation, groups,  # noqa: ANN001
+          repeats: int = 2) -> str:
+    """The fastest candidate by the best of `repeats` timed forwards (after one warm-up), without autograd."""
+    x, weight = x.detach(), _detached(weight)
+    bias = None if bias is None else bias.detach()
+    cuda = x.device.type == "cuda"
+    best, best_t = candidates[0], float("inf")
+    with torch.no_grad():
+        for name in candidates:
+            times = []
+            for i in range(repeats + 1):
+                if cuda:
+                    torch.cuda.synchronize(x.device)
+                t0 = time.perf_counter()
+                _run(name, x, weight, bias, stride, padding, dilation, groups)
+                if cuda:
+                    torch.cuda.synchronize(x.device)
+                if i:
+                    times.append(time.perf_counter() - t0)
+            if min(times) < best_t:
+                best, best_t = name, min(times)
+    return best
