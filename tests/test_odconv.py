@@ -199,4 +199,5 @@ def test_config_errors_name_the_valid_keys():
         ODConv(reduction=0.0)
     assert ODConv(reduction=1).cfg["reduction"] == 1.0
     assert ODConv().cfg == {"num_kernels": 4, "reduction": 0.0625, "min_channels": 16, "temperature": 30.0,
-                            "anneal_fraction": 0.1, "policy": "blocks+head"}
+                            "anneal_unit": "epoch", "anneal_epochs": 10.0, "anneal_fraction": 0.1,
+                            "anneal_min_iters": 200, "policy": "blocks+head"}
