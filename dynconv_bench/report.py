@@ -177,6 +177,22 @@ def environment_summary(df: pd.DataFrame) -> str:
     return "environment: " + ", ".join(dict.fromkeys(parts)) + note
 
 
+def temperature_note(df: pd.DataFrame) -> str:
+    """One line: each annealing variant's temperature schedule in the accuracy rows and where its runs ended."""
+    acc = df[(df["kind"] == "accuracy") & (df["status"] == "ok")]
+    parts = []
+    for variant, rows in acc.groupby("variant", sort=False):
+        cfg = rows["config"].iloc[0] if isinstance(rows["config"].iloc[0], dict) else {}
+        if "anneal_unit" not in cfg:
+            continue
+        span = (f"{cfg['anneal_epochs']:g} epochs" if cfg["anneal_unit"] == "epoch"
+                else f"{cfg['anneal_fraction']:g} of the run")
+        ends = [t for v in rows["values"] if isinstance(v, dict) for t in v.get("final_temperatures") or []]
+        end = f", at {min(ends):.3g}-{max(ends):.3g} when training ended" if ends else ""
+        parts.append(f"{variant} {cfg['temperature']:g} -> 1 over {span} (>= {cfg['anneal_min_iters']} iterations){end}")
+    return "Temperature schedules (accuracy runs): " + "; ".join(parts) + "." if parts else ""
+
+
 def failures(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["status"] != "ok"][["backbone", "variant", "kind", "options", "error"]]
 
@@ -206,11 +222,13 @@ def render(df: pd.DataFrame, fmt: str = "md", suite: str | None = None, images: 
             lines += [f"## {b}", "", format_table(t).to_markdown(), ""]
         lines.append(f"In brackets: the ratio (x) or difference in points to `{BASELINE}` measured in the same suite; "
                      f"accuracy is mean ± std over n seeds. {env}")
+        if temperature_note(df):
+            lines += ["", temperature_note(df)]
         if not fails.empty:
             lines += ["", f"{len(fails)} failed cell(s):"]
             lines += [f"- {r.backbone}/{r.variant}/{r.kind}: {r.error}" for r in fails.itertuples()]
         return "\n".join(lines) + "\n"
-    return _html(title, boards, env, fails, images)
+    return _html(title, boards, " ".join(filter(None, [env, temperature_note(df)])), fails, images)
 
 
 def _html(title: str, boards: dict[str, pd.DataFrame], env: str, fails: pd.DataFrame, images: Sequence[Path]) -> str:

@@ -75,3 +75,19 @@ def test_training_progress_is_the_fraction_with_the_iteration():
     p = TrainingProgress.at(33, 22, 88)
     assert p == 0.375 and (p.iteration, p.epoch, p.iters_per_epoch, p.total_iters) == (33, 1.5, 22, 88)
     assert TrainingProgress(1.7) == 1.0 and TrainingProgress(0.3).epoch is None
+
+
+def test_report_notes_the_schedule_and_where_runs_ended():
+    import pandas as pd
+
+    from dynconv_bench.report import temperature_note
+
+    cfg = dynconv_bench.get_variant("odconv").validate({})
+    rows = [("accuracy", "ok", "odconv", cfg, {"final_temperatures": [18.4]}),
+            ("accuracy", "ok", "odconv", cfg, {"final_temperatures": [24.8]}),
+            ("accuracy", "ok", "static", {"policy": "blocks"}, {"final_temperatures": []}),
+            ("params", "ok", "dyconv", dynconv_bench.get_variant("dyconv").validate({}), {})]
+    df = pd.DataFrame(rows, columns=["kind", "status", "variant", "config", "values"])
+    assert temperature_note(df) == ("Temperature schedules (accuracy runs): odconv 30 -> 1 over 10 epochs "
+                                    "(>= 200 iterations), at 18.4-24.8 when training ended.")
+    assert temperature_note(df[df["variant"] == "static"]) == ""
