@@ -6,7 +6,7 @@ from .convert import ConversionReport, convert, create_model, deploy, set_progre
 from .errors import ConfigError, UserError
 from .registry import get_variant, list_variants, load_plugin_file, register_variant
 from .sites import ConvSite, find_conv_sites
-from .variant import DynamicLayer, Param, StageContext, Variant
+from .variant import DynamicLayer, Param, StageContext, TrainingProgress, Variant
 
 __version__ = "0.1.0"
 
@@ -21,6 +21,6 @@ def profile(model, input_size=(3, 224, 224), **kwargs):  # noqa: ANN001, ANN201
 __all__ = [
     "ConfigError", "ConversionReport", "ConvSite", "DynamicLayer", "Param", "StageContext", "UserError",
     "Variant", "convert", "create_model", "deploy", "find_conv_sites", "get_variant", "list_variants",
-    "load_plugin_file", "profile", "register_variant", "set_progress",
+    "load_plugin_file", "profile", "register_variant", "set_progress", "TrainingProgress",
 ]
 

@@ -208,4 +208,4 @@ def cmd_train(args: argparse.Namespace) -> int:
         from .training.__main__ import main as train_main
     except ImportError:
         raise UserError("the training command is not available in this installation") from None
-    return int(train_main(list(args.train_args)) or 0)
+    return int(train_main(list(args.train_args), prog="dynconv-bench train") or 0)

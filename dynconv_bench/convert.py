@@ -12,7 +12,7 @@ from torch import nn
 from .errors import UserError, unknown_choice
 from .registry import get_variant, make_variant
 from .sites import ConvSite, find_conv_sites, select_sites, validate_policy
-from .variant import StageContext, Variant
+from .variant import StageContext, TrainingProgress, Variant
 
 
 @dataclass
@@ -107,9 +107,16 @@ def deploy(model: nn.Module) -> nn.Module:
     return deployed
 
 
-def set_progress(model: nn.Module, fraction: float) -> None:
-    """Tell every converted layer how far training has progressed (0 = start, 1 = end)."""
-    fraction = min(max(float(fraction), 0.0), 1.0)
+def set_progress(model: nn.Module, fraction: float, iteration: int | None = None,
+                 iters_per_epoch: int | None = None, total_iters: int | None = None) -> None:
+    """Tell every converted layer how far training has progressed (0 = start, 1 = end).
+
+    Layers get a TrainingProgress: the fraction (clamped to [0, 1]) that also carries the iteration
+    and the run's length when given (a TrainingProgress passed in keeps its own), so that
+    schedules counted in epochs or iterations can follow it.
+    """
+    if not isinstance(fraction, TrainingProgress) or iteration is not None:
+        fraction = TrainingProgress(fraction, iteration, iters_per_epoch, total_iters)
     for module in model.modules():
         fn = getattr(module, "set_progress", None)
         if callable(fn) and module is not model:

@@ -241,6 +241,22 @@ def chance_levels(df: pd.DataFrame) -> dict[str, float]:
     return {str(d): float(v) for d, v in chance.groupby("dataset")["value"].max().items()}
 
 
+def temperature_note(df: pd.DataFrame) -> str:
+    """One line: each annealing variant's temperature schedule in the accuracy rows and where its runs ended."""
+    acc = df[(df["kind"] == "accuracy") & (df["status"] == "ok")]
+    parts = []
+    for variant, rows in acc.groupby("variant", sort=False):
+        cfg = rows["config"].iloc[0] if isinstance(rows["config"].iloc[0], dict) else {}
+        if "anneal_unit" not in cfg:
+            continue
+        span = (f"{cfg['anneal_epochs']:g} epochs" if cfg["anneal_unit"] == "epoch"
+                else f"{cfg['anneal_fraction']:g} of the run")
+        ends = [t for v in rows["values"] if isinstance(v, dict) for t in v.get("final_temperatures") or []]
+        end = f", at {min(ends):.3g}-{max(ends):.3g} when training ended" if ends else ""
+        parts.append(f"{variant} {cfg['temperature']:g} -> 1 over {span} (>= {cfg['anneal_min_iters']} iterations){end}")
+    return "Temperature schedules (accuracy runs): " + "; ".join(parts) + "." if parts else ""
+
+
 def failures(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["status"] != "ok"][["backbone", "variant", "kind", "options", "error"]]
 
@@ -308,11 +324,13 @@ def render(df: pd.DataFrame, fmt: str = "md", suite: str | None = None, images: 
                 lines += [f"{level} {b}", "", format_table(t).to_markdown(), ""]
             lines += [p.footer(), ""]
         lines.append(NOTE.format(b=BASELINE))
+        if temperature_note(df):
+            lines += ["", temperature_note(df)]
         if not fails.empty:
             lines += ["", f"{len(fails)} failed cell(s):"]
             lines += [f"- {r.backbone}/{r.variant}/{r.kind}: {r.error}" for r in fails.itertuples()]
         return "\n".join(lines) + "\n"
-    return _html(title, parts, fails, images)
+    return _html(title, parts, fails, images, temperature_note(df))
 
 
 def _mixed_note(parts: list[_Part]) -> str:
@@ -320,7 +338,7 @@ def _mixed_note(parts: list[_Part]) -> str:
             f"torch, timm); each section compares only rows of one environment, latest first.")
 
 
-def _html(title: str, parts: list[_Part], fails: pd.DataFrame, images: Sequence[Path]) -> str:
+def _html(title: str, parts: list[_Part], fails: pd.DataFrame, images: Sequence[Path], note: str = "") -> str:
     style = ("body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;"
              "font-size:13px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f3f3f3}"
              "td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:1em 0}"
@@ -346,6 +364,8 @@ def _html(title: str, parts: list[_Part], fails: pd.DataFrame, images: Sequence[
         body += [f"<li>{html.escape(f'{r.backbone}/{r.variant}/{r.kind}: {r.error}')}</li>" for r in fails.itertuples()]
         body.append("</ul>")
     body.append(f'<p class="foot">{html.escape(NOTE.format(b=BASELINE))}</p>')
+    if note:
+        body.append(f'<p class="foot">{html.escape(note)}</p>')
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
 

@@ -170,11 +170,46 @@ class Variant:
                 "presets": {name: sorted(by_backbone) for name, by_backbone in cls.presets.items()}}
 
 
+class TrainingProgress(float):
+    """How far training is: the float value is the fraction done, in [0, 1]; attributes give the iteration.
+
+    `iteration` counts optimiser steps done, `iters_per_epoch` and `total_iters` describe the run; they are
+    None when the caller only knows the fraction. A plain float works wherever a fraction is expected.
+    """
+
+    iteration: int | None
+    iters_per_epoch: int | None
+    total_iters: int | None
+
+    def __new__(cls, fraction: float, iteration: int | None = None, iters_per_epoch: int | None = None,
+                total_iters: int | None = None) -> TrainingProgress:
+        obj = super().__new__(cls, min(max(float(fraction), 0.0), 1.0))
+        obj.iteration, obj.iters_per_epoch, obj.total_iters = iteration, iters_per_epoch, total_iters
+        return obj
+
+    @classmethod
+    def at(cls, iteration: int, iters_per_epoch: int, total_iters: int) -> TrainingProgress:
+        """Progress after `iteration` optimiser steps of a run of `total_iters` steps."""
+        return cls(iteration / max(total_iters, 1), iteration, iters_per_epoch, total_iters)
+
+    @property
+    def epoch(self) -> float | None:
+        """Epochs done (fractional), or None when the iteration is unknown."""
+        if self.iteration is None or not self.iters_per_epoch:
+            return None
+        return self.iteration / self.iters_per_epoch
+
+    def __repr__(self) -> str:
+        return (f"TrainingProgress({float(self)!r}, iteration={self.iteration}, "
+                f"iters_per_epoch={self.iters_per_epoch}, total_iters={self.total_iters})")
+
+
 class DynamicLayer:
     """Mixin for converted layers: optional hooks the core calls.
 
-    `set_progress(fraction)` is called by the training loop (fraction of training done, in
-    [0, 1]); `deploy_module()` returns the inference form (plain weights folded).
+    `set_progress(progress)` is called by the training loop after every step with a
+    TrainingProgress (a float: the fraction of training done, plus `.iteration`, `.epoch`,
+    `.iters_per_epoch`, `.total_iters`); `deploy_module()` returns the inference form.
     """
 
     def set_progress(self, fraction: float) -> None:  # pragma: no cover - default no-op

@@ -24,15 +24,40 @@ def test_static_is_the_backbone_unchanged():
     assert model.dynconv_report.converted == []
 
 
-def test_static_se_wraps_every_block_conv_and_keeps_its_weight():
+def test_static_se_all_wraps_every_block_conv_and_keeps_its_weight():
     base = timm.create_model("resnet18")
     conv = base.layer1[0].conv1
-    model = convert(base, "static-se")
+    model = convert(base, "static-se", sites="all")
     report = model.dynconv_report
     assert len(report.converted) == 16 and report.total_convs == 20
     assert model.layer1[0].conv1.conv is conv
     assert "layer2.0.downsample.0" not in report.converted
     assert report.summary().startswith("static-se: converted 16 of 20 convs")
+
+
+def _se_params(c: int, reduction: int = 4) -> int:
+    h = max(c // reduction, 1)
+    return c * h + 2 * h + h * c + c  # reduce (no bias), BN affine, expand (+bias)
+
+
+def test_static_se_puts_se_where_kerneldna_puts_adapters():
+    # MobileNetV2 1.0x: KernelDNA derives children only from the repeated expansion convs whose
+    # adapter is cheaper than the kernel (not the depthwise or projection convs)
+    sites = ["blocks.2.1.conv_pw", "blocks.3.1.conv_pw", "blocks.3.2.conv_pw", "blocks.4.1.conv_pw",
+             "blocks.5.1.conv_pw"]
+    kdna = create_model("mobilenetv2_100", "kerneldna")
+    se = create_model("mobilenetv2_100", "static-se")
+    assert kdna.dynconv_report.converted == sites and se.dynconv_report.converted == sites
+    static = sum(p.numel() for p in timm.create_model("mobilenetv2_100").parameters())
+    inputs = [32, 64, 64, 96, 160]  # in_channels of those convs
+    assert [se.get_submodule(n).in_channels for n in sites] == inputs
+    assert sum(p.numel() for p in se.parameters()) == static + sum(_se_params(c) for c in inputs) == 3_527_512
+    every = create_model("mobilenetv2_100", "static-se", sites="all")
+    assert len(every.dynconv_report.converted) == 50  # the old choice: 8.1M, 2.3x static
+    # on ResNet-20 the children are every block conv except each stage's first conv and its parent
+    r20 = create_model("cifar_resnet20", "static-se", num_classes=10).dynconv_report.converted
+    assert r20 == create_model("cifar_resnet20", "kerneldna", num_classes=10).dynconv_report.converted
+    assert len(r20) == 13 and "layer2.0.conv1" not in r20 and "layer3.2.conv2" not in r20
 
 
 def test_static_se_params_are_exact():

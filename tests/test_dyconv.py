@@ -53,7 +53,7 @@ def test_min_channels_floors_the_bottleneck():
 
 
 def test_temperature_schedule_start_mid_end():
-    model = create_model("cifar_resnet8", "dyconv", num_classes=10, anneal_fraction=0.2)
+    model = create_model("cifar_resnet8", "dyconv", num_classes=10, anneal_unit="fraction", anneal_fraction=0.2)
     layers = [m for m in model.modules() if isinstance(m, DyConv2d)]
     assert layers and all(isinstance(m, DynamicLayer) for m in layers)
     assert {m.temperature for m in layers} == {30.0}
@@ -106,7 +106,8 @@ def test_channels_last_and_bf16_autocast_match_float32():
 
 def test_config_defaults_and_errors():
     assert DyConv().cfg == {"num_kernels": 4, "reduction": 4, "min_channels": 1, "temperature": 30.0,
-                            "anneal_fraction": 0.1, "policy": "no-stem"}
+                            "anneal_unit": "epoch", "anneal_epochs": 10.0, "anneal_fraction": 0.1,
+                            "anneal_min_iters": 200, "policy": "no-stem"}
     with pytest.raises(ConfigError, match="did you mean 'temperature'"):
         DyConv(temprature=10.0)
     with pytest.raises(ConfigError, match="must be int"):

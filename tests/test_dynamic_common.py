@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from dynconv_bench_variants._dynamic import (
     DynamicConv2d,
     aggregate_kernels,
-    annealed_temperature,
     per_sample_conv,
 )
+from dynconv_bench_variants._temperature import TemperatureSchedule
 from dynconv_bench_variants.dyconv import DyConv2d
 from timm.layers import Conv2dSame
 from torch import nn
@@ -20,17 +20,6 @@ from torch import nn
 from dynconv_bench.conv_spec import ConvSpec
 
 from .conftest import DYNAMIC_CONV_CASES, make_case_conv
-
-
-@pytest.mark.parametrize(("progress", "expected"), [
-    (0.0, 30.0), (0.025, 22.75), (0.05, 15.5), (0.1, 1.0), (0.5, 1.0), (1.0, 1.0), (-1.0, 30.0),
-])
-def test_temperature_goes_linearly_from_start_to_one(progress, expected):
-    assert annealed_temperature(progress, 30.0, 0.1) == pytest.approx(expected, abs=1e-12)
-
-
-def test_zero_anneal_fraction_keeps_the_temperature():
-    assert [annealed_temperature(p, 5.0, 0.0) for p in (0.0, 0.5, 1.0)] == [5.0, 5.0, 5.0]
 
 
 def test_aggregate_kernels_is_the_attention_weighted_sum():
@@ -149,7 +138,8 @@ def test_bad_construction_arguments_raise():
 def test_set_progress_anneals_and_is_reached_through_the_model():
     from dynconv_bench import set_progress
 
-    model = nn.Sequential(DyConv2d(nn.Conv2d(4, 4, 3), temperature=30.0, anneal_fraction=0.2))
+    schedule = TemperatureSchedule(30.0, "fraction", fraction=0.2, min_iters=0)
+    model = nn.Sequential(DyConv2d(nn.Conv2d(4, 4, 3), temperature=schedule))
     assert model[0].temperature == 30.0
     set_progress(model, 0.1)
     assert model[0].temperature == pytest.approx(15.5)

@@ -138,15 +138,16 @@ def test_channels_last_and_bf16_autocast_match_float32():
 
 
 def test_temperature_schedule_start_mid_end():
-    model = create_model("cifar_resnet8", "odconv", num_classes=10)
+    # default: 30 -> 1 over 10 epochs, as the official train loop counts it (here 10 iterations an epoch)
+    model = create_model("cifar_resnet8", "odconv", num_classes=10, anneal_min_iters=0)
     layers = [m for m in model.modules() if isinstance(m, ODConv2d)]
     assert layers and all(isinstance(m, DynamicLayer) for m in layers)
     assert {m.temperature for m in layers} == {30.0}
-    set_progress(model, 0.05)  # half-way through the first 10% of training: 1 + 29 / 2
+    set_progress(model, 0.05, iteration=50, iters_per_epoch=10, total_iters=1000)  # 5 of 10 epochs: 1 + 29 / 2
     assert {m.temperature for m in layers} == {15.5}
-    set_progress(model, 0.1)
+    set_progress(model, 0.1, iteration=100, iters_per_epoch=10, total_iters=1000)
     assert {m.temperature for m in layers} == {1.0}
-    set_progress(model, 1.0)
+    set_progress(model, 1.0, iteration=1000, iters_per_epoch=10, total_iters=1000)
     assert {m.temperature for m in layers} == {1.0}
 
 
@@ -199,4 +200,5 @@ def test_config_errors_name_the_valid_keys():
         ODConv(reduction=0.0)
     assert ODConv(reduction=1).cfg["reduction"] == 1.0
     assert ODConv().cfg == {"num_kernels": 4, "reduction": 0.0625, "min_channels": 16, "temperature": 30.0,
-                            "anneal_fraction": 0.1, "policy": "blocks+head"}
+                            "anneal_unit": "epoch", "anneal_epochs": 10.0, "anneal_fraction": 0.1,
+                            "anneal_min_iters": 200, "policy": "blocks+head"}

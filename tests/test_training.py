@@ -118,6 +118,11 @@ def test_result_format_progress_and_determinism(tiny_data: tuple) -> None:
     assert len(probe) == 3 * iters + 1  # once at the start, then after every iteration
     assert probe[0] == 0.0 and probe[-1] == 1.0 and probe == sorted(probe)
     assert probe[iters] == pytest.approx(1 / 3)
+    # every call also carries the iteration and the run's shape, for schedules counted in epochs
+    assert all(isinstance(p, dynconv_bench.TrainingProgress) for p in probe)
+    assert [p.iteration for p in probe] == list(range(3 * iters + 1))
+    assert {(p.iters_per_epoch, p.total_iters) for p in probe} == {(iters, 3 * iters)}
+    assert (probe[iters].epoch, probe[iters + 3].epoch) == (1.0, 1.5)
     r2 = train_and_evaluate(tiny_net(6), tiny_data, "synthetic-quick", seed=3, epochs=3, **QUICK)
     assert r2["history"] == [{**h, "train_time_s": r2["history"][i]["train_time_s"]} for i, h in enumerate(r1["history"])]
     assert r2["top1"] == r1["top1"] and r2["loss"] == r1["loss"]
@@ -152,6 +157,7 @@ def test_checkpoint_resume_matches_uninterrupted(tiny_data: tuple, tmp_path: Pat
     for (name, a), b in zip(full_model.state_dict().items(), resumed_model.state_dict().values()):
         assert torch.equal(a, b), name
     assert resumed_model[0].seen[0] == pytest.approx(0.5) and resumed_model[0].seen[-1] == 1.0
+    assert (resumed_model[0].seen[0].iteration, resumed_model[0].seen[0].epoch) == (2 * 96 // 16, 2.0)
     with pytest.raises(UserError, match="belongs to a different run"):
         train_and_evaluate(tiny_net(6), tiny_data, "synthetic-quick", seed=2, epochs=4, checkpoint_dir=tmp_path,
                            **QUICK)
@@ -190,17 +196,24 @@ def test_wrong_class_count_and_unknown_override(tiny_data: tuple) -> None:
 
 
 @pytest.mark.parametrize("variant", ["dyconv", "odconv"])
-def test_temperature_reaches_one(variant: str) -> None:
+def test_loop_drives_the_temperature_schedule(variant: str) -> None:
     if variant not in dynconv_bench.list_variants():
         pytest.skip(f"{variant} not registered")
     kw = {"num_samples": 16, "num_classes": 4, "image_size": 8}
     data = (get_dataset("synthetic", "train", **kw), get_dataset("synthetic", "test", **kw))
+    recipe = {"epochs": 1, "batch_size": 8, "eval_batch_size": 16}  # 2 iterations
+    # default: 30 -> 1 over 10 epochs, at least 200 iterations: 2 of 200 steps done
     model = dynconv_bench.create_model("cifar_resnet8", variant, num_classes=4)
     temps = [m for m in model.modules() if hasattr(m, "temperature") and hasattr(m, "set_progress")]
     assert temps and all(float(m.temperature) == 30.0 for m in temps)
-    r = train_and_evaluate(model, data, "synthetic-quick", epochs=1, batch_size=8, eval_batch_size=16)
-    assert r["status"] == "ok"
-    assert all(float(m.temperature) == pytest.approx(1.0) for m in temps)
+    assert train_and_evaluate(model, data, "synthetic-quick", **recipe)["status"] == "ok"
+    assert [m.temperature for m in temps] == [pytest.approx(1 + 29 * (1 - 2 / 200))] * len(temps)
+    # a fraction of the run without a floor reaches 1 within the run
+    model = dynconv_bench.create_model("cifar_resnet8", variant, num_classes=4, anneal_unit="fraction",
+                                       anneal_fraction=0.5, anneal_min_iters=0)
+    temps = [m for m in model.modules() if hasattr(m, "temperature") and hasattr(m, "set_progress")]
+    r = train_and_evaluate(model, data, "synthetic-quick", **recipe)
+    assert r["status"] == "ok" and {m.temperature for m in temps} == {1.0}
 
 
 # -- entry point -----------------------------------------------------------------------------------
@@ -226,6 +239,30 @@ def test_main_writes_result(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     assert (res["backbone"], res["variant"], res["dataset"], res["world_size"]) == ("cifar_resnet8", "static", "digits", 1)
     assert res["test_size"] == 360 and res["recipe_config"]["batch_size"] == 128
     assert "top1" in capsys.readouterr().out
+
+
+def test_train_command_threads_and_program_name(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from dynconv_bench.cli import main as cli_main
+
+    before = torch.get_num_threads()
+    out = tmp_path / "r.json"
+    try:
+        code = cli_main(["train", "--backbone", "cifar_resnet8", "--dataset", "digits", "--epochs", "1", "--threads",
+                         "1", "--device", "cpu", "--quiet", "--out", str(out)])
+        assert code == 0 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    res = json.loads(out.read_text())
+    assert res["threads"] == 1 and res["recipe_config"]["image_size"] == 8  # digits at their own 8x8
+    assert "1 thread(s)" in capsys.readouterr().out
+    assert cli_main(["train", "--threads", "0"]) == 2
+    assert "--threads must be an integer >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(["train", "--help"])
+    assert capsys.readouterr().out.startswith("usage: dynconv-bench train ")
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert capsys.readouterr().out.startswith("usage: python -m dynconv_bench.training ")
 
 
 @pytest.mark.slow

@@ -11,34 +11,15 @@ import math
 import torch
 from torch import nn
 
-from dynconv_bench import DynamicLayer, Param
+from dynconv_bench import DynamicLayer
 from dynconv_bench.conv_spec import ConvGeometry, ConvSpec
 from dynconv_bench.per_sample_conv import KernelMixture, aggregate_kernels, per_sample_conv
 
-__all__ = ["DynamicConv2d", "KernelMixture", "aggregate_kernels", "annealed_temperature", "per_sample_conv",
-           "temperature_params"]
+__all__ = ["DynamicConv2d", "KernelMixture", "aggregate_kernels", "per_sample_conv"]
+
+from ._temperature import TemperatureSchedule
 
 KERNEL_INITS = ("fan_out", "fan_out_grouped")
-
-
-def temperature_params(what: str) -> dict[str, Param]:
-    """Config keys of the annealed temperature (papers: 30 -> 1 over the first 10% of training)."""
-    return {
-        "temperature": Param(30.0, f"initial temperature of {what}", min=1e-6),
-        "anneal_fraction": Param(0.1, "fraction of training over which temperature goes linearly to 1 "
-                                      "(0 keeps it constant)", min=0.0, max=1.0),
-    }
-
-
-def annealed_temperature(progress: float, start: float, anneal_fraction: float) -> float:
-    """Temperature at `progress` (fraction of training done): `start` -> 1 linearly over `anneal_fraction`.
-
-    After `anneal_fraction` of training it stays at 1; `anneal_fraction=0` keeps `start` constant.
-    """
-    if anneal_fraction <= 0:
-        return float(start)
-    remaining = max(0.0, 1.0 - min(max(progress, 0.0), 1.0) / anneal_fraction)
-    return 1.0 + (start - 1.0) * remaining
 
 
 class DynamicConv2d(ConvGeometry, DynamicLayer, nn.Module):
@@ -47,8 +28,8 @@ class DynamicConv2d(ConvGeometry, DynamicLayer, nn.Module):
     Subclasses compute per-sample attention and call `_conv`.
     """
 
-    def __init__(self, conv: nn.Conv2d, num_kernels: int, temperature: float = 1.0,
-                 anneal_fraction: float = 0.0, kernel_init: str = "fan_out") -> None:
+    def __init__(self, conv: nn.Conv2d, num_kernels: int, temperature: float | TemperatureSchedule = 1.0,
+                 kernel_init: str = "fan_out") -> None:
         super().__init__()
         if num_kernels < 1:
             raise ValueError(f"num_kernels must be >= 1, got {num_kernels}")
@@ -60,9 +41,10 @@ class DynamicConv2d(ConvGeometry, DynamicLayer, nn.Module):
         dd = {"device": conv.weight.device, "dtype": conv.weight.dtype}
         self.weight = nn.Parameter(torch.empty(num_kernels, *conv.weight.shape, **dd))
         self.bias = nn.Parameter(torch.empty(num_kernels, conv.out_channels, **dd)) if conv.bias is not None else None
-        self.initial_temperature = float(temperature)
-        self.anneal_fraction = float(anneal_fraction)
-        self.temperature = annealed_temperature(0.0, self.initial_temperature, self.anneal_fraction)
+        # a number is a constant temperature; the variants pass their (annealed) schedule
+        self.schedule = (temperature if isinstance(temperature, TemperatureSchedule)
+                         else TemperatureSchedule.constant(temperature))
+        self.temperature = float(self.schedule.start)
         self.reset_kernels()
 
     @torch.no_grad()
@@ -94,9 +76,9 @@ class DynamicConv2d(ConvGeometry, DynamicLayer, nn.Module):
                 if t is not None and t.dim() == 4:
                     t.data = t.data.reshape(shape).contiguous()
 
-    def set_progress(self, fraction: float) -> None:
-        """Anneal the temperature with training progress (a no-op when nothing anneals)."""
-        self.temperature = annealed_temperature(fraction, self.initial_temperature, self.anneal_fraction)
+    def set_progress(self, progress: float) -> None:
+        """Anneal the temperature with training progress (a TrainingProgress; a no-op when nothing anneals)."""
+        self.temperature = self.schedule.at(progress)
 
     def _conv(self, x: torch.Tensor, weight: torch.Tensor | KernelMixture,
               bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -117,6 +99,6 @@ class DynamicConv2d(ConvGeometry, DynamicLayer, nn.Module):
             s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
-        if self.anneal_fraction > 0 or self.initial_temperature != 1.0:
+        if self.schedule.anneals or self.schedule.start != 1.0:
             s += f", temperature={self.temperature:g}"
         return s

@@ -13,7 +13,8 @@ from torch import nn
 from dynconv_bench import Param, Variant
 from dynconv_bench.sites import ConvSite
 
-from ._dynamic import DynamicConv2d, KernelMixture, temperature_params
+from ._dynamic import DynamicConv2d, KernelMixture
+from ._temperature import TemperatureSchedule, temperature_params
 
 
 class KernelAttention(nn.Module):
@@ -35,8 +36,8 @@ class DyConv2d(DynamicConv2d):
     """A conv whose kernel (and bias) is a softmax-attention mixture of `num_kernels` kernels."""
 
     def __init__(self, conv: nn.Conv2d, num_kernels: int = 4, reduction: int = 4, min_channels: int = 1,
-                 temperature: float = 30.0, anneal_fraction: float = 0.1) -> None:
-        super().__init__(conv, num_kernels, temperature, anneal_fraction, kernel_init="fan_out")
+                 temperature: float | TemperatureSchedule = TemperatureSchedule()) -> None:
+        super().__init__(conv, num_kernels, temperature, kernel_init="fan_out")
         self.attention = KernelAttention(conv.in_channels, num_kernels, reduction, min_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -69,5 +70,5 @@ class DyConv(Variant):
 
     def convert_conv(self, site: ConvSite) -> nn.Module:
         c = self.cfg
-        return DyConv2d(site.conv, c["num_kernels"], c["reduction"], c["min_channels"], c["temperature"],
-                        c["anneal_fraction"])
+        return DyConv2d(site.conv, c["num_kernels"], c["reduction"], c["min_channels"],
+                        TemperatureSchedule.from_config(c))

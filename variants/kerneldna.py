@@ -13,8 +13,9 @@ from torch import nn
 from dynconv_bench import DynamicLayer, Param, StageContext, Variant
 from dynconv_bench.conv_spec import ConvGeometry, ConvSpec
 from dynconv_bench.layers import ChannelSE, SEConv
+from dynconv_bench.sites import ConvSite
 
-__all__ = ["KernelDNA", "KernelDNAConv", "share_kernel"]
+__all__ = ["KernelDNA", "KernelDNAConv", "adapter_sites", "share_kernel"]
 
 
 class KernelDNAConv(ConvGeometry, DynamicLayer, nn.Module):
@@ -123,20 +124,30 @@ class KernelDNA(Variant):
     }}
 
     def convert_stage(self, ctx: StageContext) -> dict[str, nn.Module]:
-        out: dict[str, nn.Module] = {}
         kw = {k: self.cfg[k] for k in ("spatial", "filter", "se", "reduction")}
-        for group in ctx.groups():
-            if len(group) < 2:
-                continue  # nothing to share with
-            parent = group[0] if self.cfg["parent"] == "first" else group[-1]
-            for site in group:
-                if site is parent:
-                    continue
-                child = share_kernel(parent.conv, site.conv, **kw)
-                if self.cfg["require_saving"] and _own_params(child) >= site.conv.weight.numel():
-                    continue  # the adapter would cost more than the kernel it saves
-                out[site.name] = child
-        return out
+        return {child.name: share_kernel(parent.conv, child.conv, **kw)
+                for child, parent in adapter_sites(ctx, self.cfg["parent"], self.cfg["require_saving"], **kw)}
+
+
+def adapter_sites(ctx: StageContext, parent: str = "last", require_saving: bool = True,
+                  **child_kw: object) -> list[tuple[ConvSite, ConvSite]]:
+    """(child, parent) sites of one stage where the plug-in derives a child from a parent kernel.
+
+    Within each sharing group the first or last member is the parent; with `require_saving` a site
+    becomes a child only where its adapter (built with `child_kw`) is smaller than its own kernel.
+    """
+    out: list[tuple[ConvSite, ConvSite]] = []
+    for group in ctx.groups():
+        if len(group) < 2:
+            continue  # nothing to share with
+        keeper = group[0] if parent == "first" else group[-1]
+        for site in group:
+            if site is keeper:
+                continue
+            if require_saving and _own_params(share_kernel(keeper.conv, site.conv, **child_kw)) >= site.conv.weight.numel():
+                continue  # the adapter would cost more than the kernel it saves
+            out.append((site, keeper))
+    return out
 
 
 def _own_params(child: KernelDNAConv) -> int:

@@ -15,7 +15,8 @@ from dynconv_bench import Param, Variant
 from dynconv_bench.layers import batchnorm_any_batch
 from dynconv_bench.sites import ConvSite
 
-from ._dynamic import DynamicConv2d, aggregate_kernels, temperature_params
+from ._dynamic import DynamicConv2d, aggregate_kernels
+from ._temperature import TemperatureSchedule, temperature_params
 
 
 class ODAttention(nn.Module):
@@ -67,8 +68,8 @@ class ODConv2d(DynamicConv2d):
     """
 
     def __init__(self, conv: nn.Conv2d, num_kernels: int = 4, reduction: float = 0.0625, min_channels: int = 16,
-                 temperature: float = 30.0, anneal_fraction: float = 0.1) -> None:
-        super().__init__(conv, num_kernels, temperature, anneal_fraction, kernel_init="fan_out")
+                 temperature: float | TemperatureSchedule = TemperatureSchedule()) -> None:
+        super().__init__(conv, num_kernels, temperature, kernel_init="fan_out")
         self.attention = ODAttention(conv.in_channels, conv.out_channels, self.kernel_size, conv.groups,
                                      num_kernels, reduction, min_channels)
 
@@ -146,5 +147,5 @@ class ODConv(Variant):
 
     def convert_conv(self, site: ConvSite) -> nn.Module:
         c = self.cfg
-        return ODConv2d(site.conv, c["num_kernels"], c["reduction"], c["min_channels"], c["temperature"],
-                        c["anneal_fraction"])
+        return ODConv2d(site.conv, c["num_kernels"], c["reduction"], c["min_channels"],
+                        TemperatureSchedule.from_config(c))

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from torch import nn
 
-from dynconv_bench import Param, Variant
+from dynconv_bench import Param, StageContext, Variant
 from dynconv_bench.layers import SEConv
-from dynconv_bench.sites import ConvSite
+
+from .kerneldna import KernelDNA, adapter_sites
+
+SITES = ("kerneldna", "all")
 
 
 class Static(Variant):
@@ -17,14 +20,24 @@ class Static(Variant):
 
 
 class StaticSE(Variant):
-    """Each selected conv preceded by SE channel attention: extra attention, no dynamic kernel."""
+    """SE channel attention on the convs where KernelDNA puts adapters: the same routing, no kernel sharing."""
 
     paper = "baseline: KernelDNA's SE routing without kernel sharing"
     params = {
         "reduction": Param(4, "SE bottleneck ratio (C -> C/reduction)", min=1),
         "min_channels": Param(1, "floor of the SE bottleneck width", min=1),
-        "policy": Param("blocks", "which convs get SE attention", type=str),
+        "sites": Param("kerneldna", "where SE goes: 'kerneldna' (the convs the KernelDNA plug-in turns into "
+                                    "children, with its defaults) or 'all' (every conv the policy selects)",
+                       choices=SITES),
+        "policy": Param("blocks", "which convs may get SE attention", type=str),
     }
 
-    def convert_conv(self, site: ConvSite) -> nn.Module:
-        return SEConv(site.conv, self.cfg["reduction"], self.cfg["min_channels"])
+    def convert_stage(self, ctx: StageContext) -> dict[str, nn.Module]:
+        sites = ctx.sites
+        if self.cfg["sites"] == "kerneldna":
+            # KernelDNA's children carry an SE of this reduction beside their static modulation
+            kw = {k: p.default for k, p in KernelDNA.params.items() if k in ("spatial", "filter", "se")}
+            sites = [child for child, _ in adapter_sites(ctx, KernelDNA.params["parent"].default,
+                                                         KernelDNA.params["require_saving"].default,
+                                                         reduction=self.cfg["reduction"], **kw)]
+        return {site.name: SEConv(site.conv, self.cfg["reduction"], self.cfg["min_channels"]) for site in sites}

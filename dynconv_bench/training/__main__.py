@@ -10,11 +10,13 @@ import json
 import sys
 from collections.abc import Sequence
 
+import torch
+
 from ..errors import UserError
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m dynconv_bench.training", description=__doc__.splitlines()[0])
+def build_parser(prog: str = "python -m dynconv_bench.training") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0].split(": ", 1)[1])
     p.add_argument("--backbone", default="cifar_resnet20", help="timm model or registered architecture")
     p.add_argument("--variant", default="static", help="registered variant (see `dynconv-bench variants`)")
     p.add_argument("--dataset", default="digits", help="synthetic, digits, cifar10, cifar100 or imagefolder")
@@ -23,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help="local data directory (cifar*, imagefolder)")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epoch count")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (cuda:<local rank> under torchrun)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads (torch.set_num_threads), as a suite cell's `threads`; default: PyTorch's "
+                        "(all cores). The suites train with 1: on a busy machine more threads can be far slower")
     p.add_argument("--checkpoint-dir", default=None, help="save every epoch here and resume from it")
     p.add_argument("--out", default=None, help="write the result JSON here (rank 0)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -32,16 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m dynconv_bench.training") -> int:
     """Entry point; returns the exit code (0 ok, 1 failed run, 2 user error)."""
     from ..cli import parse_config
     from . import distributed as D
     from . import train_model
     from .recipes import RECIPES
 
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     info = None
     try:
+        if args.threads is not None:
+            if args.threads < 1:
+                raise UserError(f"--threads must be an integer >= 1, got {args.threads}")
+            torch.set_num_threads(args.threads)
         variant_cfg = parse_config(args.config)
         overrides = parse_config(args.overrides)
         if args.recipe is not None and args.recipe not in RECIPES:
@@ -61,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              data_root=args.data_root, device=info.device, epochs=args.epochs,
                              checkpoint_dir=args.checkpoint_dir, progress=progress, variant_cfg=variant_cfg,
                              **overrides)
+        result["threads"] = torch.get_num_threads()
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         D.cleanup()
@@ -72,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         top5 = f" top5 {result['top5']:.2f}" if result["top5"] is not None else ""
         if result["status"] == "ok":
             print(f"{args.backbone} {args.variant} {result['dataset']} seed {args.seed}: top1 {result['top1']:.2f}{top5}"
-                  f" loss {result['loss']:.4f} ({result['train_time_s']:.1f}s train, {info.world_size} process(es))")
+                  f" loss {result['loss']:.4f} ({result['train_time_s']:.1f}s train, {info.world_size} process(es), "
+                  f"{result['threads']} thread(s))")
         else:
             print(f"failed: {result['error']}", file=sys.stderr)
     D.cleanup()

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from ..convert import set_progress
 from ..errors import UserError
+from ..variant import DynamicLayer, TrainingProgress
 from . import distributed as D
 from .recipes import Recipe, get_recipe
 
@@ -157,6 +158,12 @@ def _resolve_datasets(dataset: str | tuple[Dataset, Dataset], data_root: str | N
     raise UserError("dataset must be a dataset name or a (train, test) pair of Datasets")
 
 
+def _temperatures(model: nn.Module) -> list[float]:
+    """The distinct temperatures that converted layers annealing one reached (empty when none anneals)."""
+    temps = {getattr(m, "temperature", None) for m in model.modules() if isinstance(m, DynamicLayer)}
+    return sorted(round(float(t), 6) for t in temps if isinstance(t, (int, float)))
+
+
 def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return (int(seed) * 1_000_003 + epoch * 9_973 + rank * 101) % (2 ** 63)
 
@@ -207,7 +214,7 @@ def train_and_evaluate(model: nn.Module, dataset: str | tuple[Dataset, Dataset],
         if state is not None:
             start, history, train_time = state["epoch"], state["history"], state["train_time_s"]
             result["resumed_from_epoch"] = start
-    set_progress(model, start * iters / max(total, 1))
+    set_progress(model, TrainingProgress.at(start * iters, iters, total))
 
     try:
         for epoch in range(start, rec.epochs):
@@ -247,7 +254,7 @@ def train_and_evaluate(model: nn.Module, dataset: str | tuple[Dataset, Dataset],
                     if rec.grad_clip is not None:
                         nn.utils.clip_grad_norm_(model.parameters(), rec.grad_clip)
                     opt.step()
-                set_progress(model, (it + 1) / total)
+                set_progress(model, TrainingProgress.at(it + 1, iters, total))
                 sums += torch.tensor([value * len(y), topk_correct(logits.detach().float(), y, (1,))[0], len(y)],
                                      dtype=torch.float64)
             train_time += time.perf_counter() - t0
@@ -280,7 +287,8 @@ def train_and_evaluate(model: nn.Module, dataset: str | tuple[Dataset, Dataset],
     except Exception as exc:  # e.g. out of memory: recorded as a failed run, never a crash of the suite
         result.update(status="failed", error=f"{type(exc).__name__}: {exc}")
 
-    result.update(history=history, epochs=len(history), train_time_s=train_time)
+    result.update(history=history, epochs=len(history), train_time_s=train_time,
+                  final_temperatures=_temperatures(model))
     if result["status"] == "ok" and history:
         last = history[-1]
         result.update(top1=last.get("test_top1"), top5=last.get("test_top5"), loss=last.get("test_loss"))
