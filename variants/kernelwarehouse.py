@@ -2,7 +2,8 @@
 
 Kernel partition: a layer's kernel (C_out, C_in/groups, kh, kw) is cut into m = (C_out/c_o) * (C_in/groups/c_i)
 * kh*kw cells of shape (c_o, c_i, 1, 1) (the release partitions spatially, so cells are 1x1).
-Warehouse sharing: the layers of one warehouse share n = int(cell_num_ratio * sum of their m) cells; c_o and
+Warehouse sharing: the layers of one warehouse share n = int(cell_num_ratio * sum of their m) cells (or
+the few more that the starting assignment below needs, which no released setting does); c_o and
 c_i are the gcds of the members' output / input widths times `cell_outplane_ratio` / `cell_inplane_ratio`.
 Contrasting-driven attention: per layer, GAP -> linear (no bias) -> BN -> ReLU -> linear to m x (n + 1)
 logits; each mixture's n + 1 logits are divided by the sum of their absolute values (plus 1e-3), so
@@ -52,13 +53,15 @@ def assign_cells(num_mixtures: int, num_cells: int, start: int, cell_num_ratio: 
     if cell_num_ratio >= 1.0:
         step = int(cell_num_ratio)
         for i in range(num_mixtures):
-            beta[i, start] = 1.0
+            if start < num_cells:
+                beta[i, start] = 1.0
             start += step
         return beta, start
     per = int(1.0 / cell_num_ratio)
     for i in range(num_mixtures):
         if i % per == (i // per) % per:
-            beta[i, start] = 1.0
+            if start < num_cells:
+                beta[i, start] = 1.0
             start += 1
         else:
             beta[i, num_cells] = 1.0
@@ -86,7 +89,7 @@ class KWConv2d(DynamicLayer, nn.Module):
         self.num_mixtures = kh * kw * (self.out_channels // co) * (cin_g // ci)
         hidden = max(int(self.in_channels * reduction), min_channels)
         self.fc1 = nn.Linear(self.in_channels, hidden, bias=False)
-        self.norm = nn.BatchNorm1d(hidden)
+        self.norm = nn.BatchNorm2d(hidden)  # on (B, hidden, 1, 1): the release's BatchNorm1d, batch-1 safe
         self.fc2 = nn.Linear(hidden, self.num_mixtures * (num_cells + 1))
         for fc in (self.fc1, self.fc2):
             nn.init.kaiming_normal_(fc.weight, mode="fan_out", nonlinearity="relu")
@@ -270,8 +273,12 @@ class KernelWarehouse(Variant):
         if gcd_out % co or gcd_in % ci:
             raise ConfigError(f"{self.name}: cells of {co}x{ci} channels do not tile layers whose widths have gcds "
                               f"{gcd_out}x{gcd_in}; choose cell_outplane_ratio/cell_inplane_ratio = 1/k")
-        total = sum((s.out_channels // co) * (s.in_channels // s.groups // ci) * s.kernel_size[0] * s.kernel_size[1]
-                    for s in members)
+        mixtures = [(s.out_channels // co) * (s.in_channels // s.groups // ci) * s.kernel_size[0] * s.kernel_size[1]
+                    for s in members]
+        # at least the cells the starting assignment hands out (equal in every released setting)
+        needed = 0
+        for m in mixtures:
+            needed = assign_cells(m, 0, needed, c["cell_num_ratio"])[1]
+        num_cells = max(int(sum(mixtures) * c["cell_num_ratio"]), needed, 1)
         ref = members[0].conv.weight
-        return nn.Parameter(torch.randn(max(int(total * c["cell_num_ratio"]), 1), co, ci, 1, 1,
-                                        device=ref.device, dtype=ref.dtype))
+        return nn.Parameter(torch.randn(num_cells, co, ci, 1, 1, device=ref.device, dtype=ref.dtype))
