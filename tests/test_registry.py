@@ -14,7 +14,7 @@ from dynconv_bench import UserError, Variant, get_variant, list_variants, load_p
 from dynconv_bench.registry import VARIANT_GROUP
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-BUILTINS = {"static", "static-se", "condconv", "dyconv", "odconv", "kerneldna"}
+BUILTINS = {"static", "static-se", "condconv", "dyconv", "odconv", "kerneldna", "kernelwarehouse", "dcd"}
 
 
 def readme_plugin_example() -> tuple[str, str]:

@@ -1,0 +1,284 @@
+"""KernelWarehouse (Li, Yao; ICML 2024): kernels assembled from cells of a warehouse shared across a stage.
+
+Kernel partition: a layer's kernel (C_out, C_in/groups, kh, kw) is cut into m = (C_out/c_o) * (C_in/groups/c_i)
+* kh*kw cells of shape (c_o, c_i, 1, 1) (the release partitions spatially, so cells are 1x1).
+Warehouse sharing: the layers of one warehouse share n = int(cell_num_ratio * sum of their m) cells (or
+the few more that the starting assignment below needs, which no released setting does); c_o and
+c_i are the gcds of the members' output / input widths times `cell_outplane_ratio` / `cell_inplane_ratio`.
+Contrasting-driven attention: per layer, GAP -> linear (no bias) -> BN -> ReLU -> linear to m x (n + 1)
+logits; each mixture's n + 1 logits are divided by the sum of their absolute values (plus 1e-3), so
+attentions may be negative; the last one weighs an all-zero cell and is dropped. Each cell of the kernel is
+sum_j alpha_ij e_j, then one conv per sample.
+Temperature (the release's "temperature initialisation"): alpha = (1 - tau) * alpha + tau * beta, where
+beta selects one cell per mixture (each layer starts from its own cells); tau goes linearly from
+`temperature` (1) to 0 over the first `anneal_fraction` of training (release: 20 of 300 epochs for
+ResNets, 15 of 150 for MobileNetV2).
+
+Which convs share a warehouse (the release builds this into its models; here from the conv sites):
+- a stage's convs, plus the entry convs of the next stage's first block (`handover`): for blocks without
+  a depthwise conv, the convs that read the block's input (ResNet: conv1 and the shortcut); for blocks
+  with one (inverted residuals), the whole first block; a head conv joins the last block's warehouse;
+- within that, `sharing`: one warehouse ("stage": the release's ResNets, sharing_range layer_conv),
+  one for depthwise and one for the other convs ("kind": MobileNetV2 1x, sharing_range layer+pwconv),
+  or one per position in the block ("position": MobileNetV2 4x, sharing_range layer).
+The release's MobileNetV2 also converts the stem (`policy="all"`); its ResNets do not (the default).
+Not implemented: the release's `nonlocal_basis_ratio` < 1 (off in every released config).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dynconv_bench import ConfigError, DynamicLayer, Param, StageContext, Variant, register_variant
+from dynconv_bench.layers import batchnorm_any_batch, copy_conv_geometry
+from dynconv_bench.sites import ConvSite
+
+from ._dynamic import _same_pad, per_sample_conv
+
+__all__ = ["KernelWarehouse", "KWConv2d", "assign_cells", "warehouse_keys"]
+
+
+def assign_cells(num_mixtures: int, num_cells: int, start: int, cell_num_ratio: float) -> tuple[torch.Tensor, int]:
+    """The release's attention initialisation: a (num_mixtures, num_cells + 1) 0/1 target and the next free cell.
+
+    With ratio >= 1 each mixture starts from its own cell (int(ratio) cells reserved per mixture); with
+    ratio < 1 only some mixtures get a cell, the others start from the zero cell (the last column).
+    """
+    beta = torch.zeros(num_mixtures, num_cells + 1)
+    if cell_num_ratio >= 1.0:
+        step = int(cell_num_ratio)
+        for i in range(num_mixtures):
+            if start < num_cells:
+                beta[i, start] = 1.0
+            start += step
+        return beta, start
+    per = int(1.0 / cell_num_ratio)
+    for i in range(num_mixtures):
+        if i % per == (i // per) % per:
+            if start < num_cells:
+                beta[i, start] = 1.0
+            start += 1
+        else:
+            beta[i, num_cells] = 1.0
+    return beta, start
+
+
+class KWConv2d(DynamicLayer, nn.Module):
+    """A conv whose kernel is assembled per sample from cells of a (shared) warehouse."""
+
+    def __init__(self, conv: nn.Conv2d, warehouse: nn.Parameter, start_cell: int, cell_num_ratio: float = 1.0,
+                 reduction: float = 0.0625, min_channels: int = 16, temperature: float = 1.0,
+                 anneal_fraction: float = 0.1) -> None:
+        super().__init__()
+        copy_conv_geometry(self, conv)
+        self.tf_same = type(conv).__name__ == "Conv2dSame"
+        self._reversed_padding = getattr(conv, "_reversed_padding_repeated_twice", None)
+        self.warehouse = warehouse  # the same Parameter in every layer of the warehouse: counted once
+        self.bias = conv.bias
+        num_cells, co, ci = warehouse.shape[:3]
+        kh, kw = self.kernel_size
+        cin_g = self.in_channels // self.groups
+        if self.out_channels % co or cin_g % ci:
+            raise ValueError(f"cells ({co}, {ci}) do not tile a kernel ({self.out_channels}, {cin_g})")
+        self.layout = (kh * kw, self.out_channels // co, cin_g // ci, co, ci)
+        self.num_mixtures = kh * kw * (self.out_channels // co) * (cin_g // ci)
+        hidden = max(int(self.in_channels * reduction), min_channels)
+        self.fc1 = nn.Linear(self.in_channels, hidden, bias=False)
+        self.norm = nn.BatchNorm2d(hidden)  # on (B, hidden, 1, 1): the release's BatchNorm1d, batch-1 safe
+        self.fc2 = nn.Linear(hidden, self.num_mixtures * (num_cells + 1))
+        for fc in (self.fc1, self.fc2):
+            nn.init.kaiming_normal_(fc.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(self.fc2.bias)
+        beta, self.end_cell = assign_cells(self.num_mixtures, num_cells, start_cell, cell_num_ratio)
+        if self.end_cell > num_cells:
+            raise ValueError(f"warehouse of {num_cells} cells is too small for its layers (cell_num_ratio "
+                             f"{cell_num_ratio})")
+        self.register_buffer("beta", beta.to(warehouse.device), persistent=False)
+        self.start_cell = start_cell
+        self.initial_temperature = float(temperature)
+        self.anneal_fraction = float(anneal_fraction)
+        self.temperature = self.initial_temperature
+
+    @torch.no_grad()
+    def init_own_cells(self) -> None:
+        """Kaiming-normal (fan_out) initialisation of the cells this layer starts from."""
+        if self.end_cell > self.start_cell:
+            cells = self.warehouse.data[self.start_cell:self.end_cell]
+            nn.init.kaiming_normal_(cells.view(-1, *cells.shape[2:]), mode="fan_out", nonlinearity="relu")
+
+    def set_progress(self, fraction: float) -> None:
+        """tau goes linearly from its initial value to 0 over `anneal_fraction` of training."""
+        if self.anneal_fraction > 0:
+            self.temperature = self.initial_temperature * max(0.0, 1.0 - fraction / self.anneal_fraction)
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        """Cell attentions of shape (B, m, n): contrasting-driven, mixed with the initial assignment."""
+        b = x.shape[0]
+        s = self.fc1(x.mean((2, 3)))
+        s = F.relu(batchnorm_any_batch(self.norm, s.view(b, -1, 1, 1)).view(b, -1))
+        a = self.fc2(s).view(b, self.num_mixtures, -1)
+        a = a / (a.abs().sum(-1, keepdim=True) + 1e-3)
+        tau = self.temperature
+        if tau != 0:
+            a = (1.0 - tau) * a + tau * self.beta.to(a.dtype)
+        return a[..., :-1]
+
+    def kernels(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-sample kernels (B, C_out, C_in/groups, kh, kw) assembled from the warehouse."""
+        b = x.shape[0]
+        a = self.attention(x)
+        cells = self.warehouse.reshape(self.warehouse.shape[0], -1)
+        w = torch.mm(a.reshape(-1, a.shape[-1]).to(cells.dtype), cells)  # (B*m, c_o*c_i)
+        gs, go, gi, co, ci = self.layout
+        w = w.view(b, gs, go, gi, co, ci).permute(0, 2, 4, 3, 5, 1)
+        return w.reshape(b, self.out_channels, gi * ci, *self.kernel_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.kernels(x)
+        padding = self.padding
+        if self.tf_same:
+            x, padding = _same_pad(x, self.kernel_size, self.stride, self.dilation), (0, 0)
+        elif self.padding_mode != "zeros" and self._reversed_padding is not None:
+            x, padding = F.pad(x, self._reversed_padding, mode=self.padding_mode), (0, 0)
+        out = per_sample_conv(x, weight, None, self.stride, padding, self.dilation, self.groups)
+        if self.bias is not None:
+            out = out + self.bias.view(1, -1, 1, 1).to(out.dtype)
+        return out
+
+    def param_categories(self) -> dict[str, str]:
+        out = {"warehouse": "conv"}
+        if self.bias is not None:
+            out["bias"] = "conv"
+        return out
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"groups={self.groups}, cells={tuple(self.warehouse.shape[:3])}, mixtures={self.num_mixtures}")
+
+
+def _block_input_channels(sites: Sequence[ConvSite]) -> int:
+    return next((s.in_channels for s in sites if s.role != "shortcut"), sites[0].in_channels)
+
+
+def warehouse_keys(sites: Sequence[ConvSite], handover: str = "auto", sharing: str = "stage") -> list[tuple]:
+    """The warehouse each site belongs to, as hashable keys (same key = same warehouse)."""
+    blocks: dict[str, list[ConvSite]] = {}
+    for s in sites:
+        if s.role in ("block", "shortcut"):
+            blocks.setdefault(s.block or s.stage, []).append(s)
+    stage_order = list(dict.fromkeys(s.stage for s in sites if s.role in ("block", "shortcut")))
+    first_block = {}
+    for name, members in blocks.items():
+        first_block.setdefault(members[0].stage, name)
+    target: dict[str, str] = {}
+    for s in sites:
+        if s.role in ("stem", "attention") or s.role == "head":
+            continue
+        target[s.name] = s.stage
+        i = stage_order.index(s.stage)
+        block = s.block or s.stage
+        if handover == "none" or i == 0 or first_block.get(s.stage) != block:
+            continue
+        members = blocks[block]
+        mode = handover
+        if mode == "auto":
+            mode = "block" if any(m.is_depthwise for m in members) else "input"
+        if mode == "block" or s.in_channels == _block_input_channels(members):
+            target[s.name] = stage_order[i - 1]
+    last = target[[s for s in sites if s.name in target][-1].name] if target else "head"
+    keys = []
+    for s in sites:
+        stage = target.get(s.name, last if s.role == "head" else s.stage)
+        if sharing == "stage":
+            sub: object = ""
+        elif sharing == "kind":
+            sub = "dw" if s.is_depthwise else "other"
+        else:  # position within the block, counted from its end; a shortcut takes the first position
+            sub = _position(s, blocks.get(s.block or s.stage, [s]))
+        keys.append((stage, sub))
+    return keys
+
+
+def _position(site: ConvSite, members: Sequence[ConvSite]) -> object:
+    if site.is_depthwise:
+        return "dw"
+    if site.role not in ("block", "shortcut"):
+        return -1
+    main = [m for m in members if m.role == "block" and not m.is_depthwise]
+    if site.role == "shortcut" or site not in main:
+        return -len(main)
+    return main.index(site) - len(main)
+
+
+@register_variant
+class KernelWarehouse(Variant):
+    """KernelWarehouse: per-sample kernels assembled from cells of warehouses shared across a stage."""
+
+    name = "kernelwarehouse"
+    paper = "Li, Yao. KernelWarehouse: Rethinking the Design of Dynamic Convolution. ICML 2024"
+    year = 2024
+    url = "https://github.com/OSVAI/KernelWarehouse"
+    params = {
+        "cell_num_ratio": Param(1.0, "warehouse cells / cells the member layers are cut into (the paper's "
+                                     "n: '1x' = 1, '4x' = 4, '1/2x' = 0.5)", type=float, min=1e-3),
+        "cell_inplane_ratio": Param(1.0, "cell input width / gcd of the members' input widths", type=float,
+                                    min=1e-3, max=1.0),
+        "cell_outplane_ratio": Param(1.0, "cell output width / gcd of the members' output widths", type=float,
+                                     min=1e-3, max=1.0),
+        "reduction": Param(0.0625, "attention width = max(int(C_in * reduction), min_channels)", type=float,
+                           min=1e-6, max=1.0),
+        "min_channels": Param(16, "floor of the attention width", min=1),
+        "temperature": Param(1.0, "initial weight of the starting cell assignment in the attention",
+                             type=float, min=0.0, max=1.0),
+        "anneal_fraction": Param(0.1, "fraction of training over which temperature goes linearly to 0 "
+                                      "(0 keeps it constant)", min=0.0, max=1.0),
+        "sharing": Param("stage", "warehouses per stage: one (stage), depthwise vs other (kind), per block "
+                                  "position (position)", choices=("stage", "kind", "position")),
+        "handover": Param("auto", "which convs of a stage's first block use the previous stage's warehouse",
+                          choices=("auto", "input", "block", "none")),
+        "policy": Param("no-stem", "which convs get kernels from a warehouse", type=str),
+    }
+
+    def convert_model(self, stages: list[StageContext]) -> dict[str, nn.Module]:
+        sites = sorted((s for ctx in stages for s in ctx.sites), key=lambda s: s.index)
+        if not sites:
+            return {}
+        c = self.cfg
+        keys = warehouse_keys(sites, c["handover"], c["sharing"])
+        groups: dict[tuple, list[ConvSite]] = {}
+        for key, site in zip(keys, sites):
+            groups.setdefault(key, []).append(site)
+        warehouses = {key: self._make_warehouse(members) for key, members in groups.items()}
+        next_cell = dict.fromkeys(groups, 0)
+        out: dict[str, nn.Module] = {}
+        for key, site in zip(keys, sites):
+            layer = KWConv2d(site.conv, warehouses[key], next_cell[key], c["cell_num_ratio"], c["reduction"],
+                             c["min_channels"], c["temperature"], c["anneal_fraction"])
+            layer.init_own_cells()
+            next_cell[key] = layer.end_cell
+            out[site.name] = layer
+        return out
+
+    def _make_warehouse(self, members: list[ConvSite]) -> nn.Parameter:
+        c = self.cfg
+        gcd_out = math.gcd(*(s.out_channels for s in members))
+        gcd_in = math.gcd(*(s.in_channels // s.groups for s in members))
+        co = max(int(gcd_out * c["cell_outplane_ratio"]), 1)
+        ci = max(int(gcd_in * c["cell_inplane_ratio"]), 1)
+        if gcd_out % co or gcd_in % ci:
+            raise ConfigError(f"{self.name}: cells of {co}x{ci} channels do not tile layers whose widths have gcds "
+                              f"{gcd_out}x{gcd_in}; choose cell_outplane_ratio/cell_inplane_ratio = 1/k")
+        mixtures = [(s.out_channels // co) * (s.in_channels // s.groups // ci) * s.kernel_size[0] * s.kernel_size[1]
+                    for s in members]
+        # at least the cells the starting assignment hands out (equal in every released setting)
+        needed = 0
+        for m in mixtures:
+            needed = assign_cells(m, 0, needed, c["cell_num_ratio"])[1]
+        num_cells = max(int(sum(mixtures) * c["cell_num_ratio"]), needed, 1)
+        ref = members[0].conv.weight
+        return nn.Parameter(torch.randn(num_cells, co, ci, 1, 1, device=ref.device, dtype=ref.dtype))
