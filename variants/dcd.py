@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dynconv_bench import DynamicLayer, Param, Variant, register_variant
+from dynconv_bench import DynamicLayer, Param, Variant
 from dynconv_bench.layers import ConvGeometry
 from dynconv_bench.sites import ConvSite
 
@@ -105,14 +105,11 @@ def supported(conv: nn.Conv2d) -> bool:
             and not (conv.groups == conv.in_channels and conv.groups > 1))
 
 
-@register_variant
 class DCD(Variant):
     """Dynamic convolution decomposition: static kernel with channel attention plus a low-rank dynamic residual."""
 
-    name = "dcd"
     paper = "Li et al. Revisiting Dynamic Convolution via Matrix Decomposition. ICLR 2021"
     year = 2021
-    url = "https://github.com/liyunsheng13/dcd"
     params = {
         "latent_dim": Param(0, "latent width L of Phi (0: the paper's floor(C_in / 2^floor(log2 sqrt(C_in))))",
                             min=0),

@@ -34,11 +34,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dynconv_bench import ConfigError, DynamicLayer, Param, StageContext, Variant, register_variant
-from dynconv_bench.layers import batchnorm_any_batch, copy_conv_geometry
+from dynconv_bench import ConfigError, DynamicLayer, Param, StageContext, Variant
+from dynconv_bench.conv_spec import ConvGeometry, ConvSpec
+from dynconv_bench.layers import batchnorm_any_batch
+from dynconv_bench.per_sample_conv import per_sample_conv
 from dynconv_bench.sites import ConvSite
-
-from ._dynamic import _same_pad, per_sample_conv
 
 __all__ = ["KernelWarehouse", "KWConv2d", "assign_cells", "warehouse_keys"]
 
@@ -68,16 +68,14 @@ def assign_cells(num_mixtures: int, num_cells: int, start: int, cell_num_ratio: 
     return beta, start
 
 
-class KWConv2d(DynamicLayer, nn.Module):
+class KWConv2d(ConvGeometry, DynamicLayer, nn.Module):
     """A conv whose kernel is assembled per sample from cells of a (shared) warehouse."""
 
     def __init__(self, conv: nn.Conv2d, warehouse: nn.Parameter, start_cell: int, cell_num_ratio: float = 1.0,
                  reduction: float = 0.0625, min_channels: int = 16, temperature: float = 1.0,
                  anneal_fraction: float = 0.1) -> None:
         super().__init__()
-        copy_conv_geometry(self, conv)
-        self.tf_same = type(conv).__name__ == "Conv2dSame"
-        self._reversed_padding = getattr(conv, "_reversed_padding_repeated_twice", None)
+        self.geometry = ConvSpec.from_conv(conv)
         self.warehouse = warehouse  # the same Parameter in every layer of the warehouse: counted once
         self.bias = conv.bias
         num_cells, co, ci = warehouse.shape[:3]
@@ -140,11 +138,7 @@ class KWConv2d(DynamicLayer, nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.kernels(x)
-        padding = self.padding
-        if self.tf_same:
-            x, padding = _same_pad(x, self.kernel_size, self.stride, self.dilation), (0, 0)
-        elif self.padding_mode != "zeros" and self._reversed_padding is not None:
-            x, padding = F.pad(x, self._reversed_padding, mode=self.padding_mode), (0, 0)
+        x, padding = self.geometry.pad(x)
         out = per_sample_conv(x, weight, None, self.stride, padding, self.dilation, self.groups)
         if self.bias is not None:
             out = out + self.bias.view(1, -1, 1, 1).to(out.dtype)
@@ -215,14 +209,11 @@ def _position(site: ConvSite, members: Sequence[ConvSite]) -> object:
     return main.index(site) - len(main)
 
 
-@register_variant
 class KernelWarehouse(Variant):
     """KernelWarehouse: per-sample kernels assembled from cells of warehouses shared across a stage."""
 
-    name = "kernelwarehouse"
     paper = "Li, Yao. KernelWarehouse: Rethinking the Design of Dynamic Convolution. ICML 2024"
     year = 2024
-    url = "https://github.com/OSVAI/KernelWarehouse"
     params = {
         "cell_num_ratio": Param(1.0, "warehouse cells / cells the member layers are cut into (the paper's "
                                      "n: '1x' = 1, '4x' = 4, '1/2x' = 0.5)", type=float, min=1e-3),
