@@ -159,9 +159,19 @@ def measure_layers(spec: ModelSpec, o: MeasureOptions) -> dict[str, Any]:
             "batch_size": o.batch_size, "threads": torch.get_num_threads()}
 
 
+def measure_deploy(spec: ModelSpec, o: MeasureOptions) -> dict[str, Any]:
+    from .convert import deploy
+    from .metrics.export import TARGETS, deploy_matrix
+
+    model = deploy(spec.build(o.num_classes))
+    kw = {"min_time": o.min_time} if o.min_time is not None else {}
+    return deploy_matrix(model, tuple(o.input_size), o.targets or TARGETS, **kw)
+
+
 MEASURES: dict[str, Callable[[ModelSpec, MeasureOptions], dict[str, Any]]] = {
     "params": measure_params, "macs": measure_macs, "speed": measure_speed, "memory": measure_memory,
     "accuracy": measure_accuracy, "layers": measure_layers,
+    "deploy": measure_deploy,
 }
 
 

@@ -173,6 +173,7 @@ def _load_extensions() -> None:
 
     if importlib.util.find_spec(f"{__package__}.cli_run") is not None:
         importlib.import_module(f"{__package__}.cli_run")  # registers run / report / plot
+    importlib.import_module(f"{__package__}.cli_export")  # registers export
 
 
 

@@ -144,8 +144,19 @@ class LayersOptions(MeasureOptions):
     }
 
 
+class DeployOptions(MeasureOptions):
+    kind = "deploy"
+    params = {
+        **_SELECT, **_MODEL,
+        "targets": Param(None, "torch_export, onnx, compile, torchscript (default: all)", type=list),
+        "threads": _THREADS,
+        "min_time": Param(None, "seconds of timed onnxruntime and eager runs at least", type=float, min=0.0),
+    }
+
+
 OPTIONS: dict[str, type[MeasureOptions]] = {
-    c.kind: c for c in (ParamsOptions, MacsOptions, SpeedOptions, MemoryOptions, AccuracyOptions, LayersOptions)}
+    c.kind: c for c in (ParamsOptions, MacsOptions, SpeedOptions, MemoryOptions, AccuracyOptions, LayersOptions,
+                        DeployOptions)}
 KINDS = tuple(OPTIONS)  # cheap kinds first: a partial run already gives a leaderboard
 
 

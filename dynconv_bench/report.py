@@ -283,6 +283,35 @@ def _parts(df: pd.DataFrame) -> list[_Part]:
             for s in environment_sections(df)]
 
 
+def deploy_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The deployability matrix: one row per backbone/variant, one column per export target.
+
+    A cell reads `ok (diff 1e-06, dyn)` or `FAILED: first line of the error`; `ORT/eager` is
+    onnxruntime's throughput over eager PyTorch's, timed in the same process with the same threads.
+    """
+    rows = []
+    for r in df[(df["kind"] == "deploy") & (df["status"] == "ok")].itertuples(index=False):
+        targets = (r.values or {}).get("targets", {})
+        row: dict[str, Any] = {"model": f"{r.backbone}/{r.variant}"}
+        for name, e in sorted(targets.items(), key=lambda kv: _TARGET_ORDER.index(kv[0])
+                              if kv[0] in _TARGET_ORDER else 99):
+            if e.get("status") == "ok":
+                diff = max((e.get("max_abs_diff") or {"": 0.0}).values())
+                row[name] = f"ok (diff {diff:.1g}{', dyn' if e.get('dynamic_batch') else ''})"
+            else:
+                row[name] = f"FAILED: {e.get('error')}"
+        onnx = targets.get("onnx") or {}
+        row["ORT/eager"] = f"{onnx['ort_vs_eager']:.2f}x" if onnx.get("ort_vs_eager") else "-"
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model").fillna("-") if rows else pd.DataFrame()
+
+
+_TARGET_ORDER = ["torch_export", "onnx", "compile", "torchscript"]
+_DEPLOY_NOTE = ("diff: max abs difference to eager over batch 1 and 4; dyn: exported with a dynamic batch "
+                "dimension; ORT/eager: onnxruntime (CPU) throughput over eager PyTorch at the largest batch, "
+                "same process and threads.")
+
+
 def render(df: pd.DataFrame, fmt: str = "md", suite: str | None = None, images: Sequence[Path] = ()) -> str:
     """The leaderboards of `df` (rows of one suite), one section per environment, as Markdown, CSV, JSON or HTML."""
     if fmt not in FORMATS:
@@ -323,6 +352,9 @@ def render(df: pd.DataFrame, fmt: str = "md", suite: str | None = None, images: 
             for b, t in p.boards.items():
                 lines += [f"{level} {b}", "", format_table(t).to_markdown(), ""]
             lines += [p.footer(), ""]
+        deploy = deploy_table(df)
+        if not deploy.empty:
+            lines += ["## Deployability", "", deploy.to_markdown(), "", _DEPLOY_NOTE, ""]
         lines.append(NOTE.format(b=BASELINE))
         if temperature_note(df):
             lines += ["", temperature_note(df)]
@@ -330,7 +362,7 @@ def render(df: pd.DataFrame, fmt: str = "md", suite: str | None = None, images: 
             lines += ["", f"{len(fails)} failed cell(s):"]
             lines += [f"- {r.backbone}/{r.variant}/{r.kind}: {r.error}" for r in fails.itertuples()]
         return "\n".join(lines) + "\n"
-    return _html(title, parts, fails, images, temperature_note(df))
+    return _html(title, parts, fails, images, temperature_note(df), deploy_table(df))
 
 
 def _mixed_note(parts: list[_Part]) -> str:
@@ -338,7 +370,8 @@ def _mixed_note(parts: list[_Part]) -> str:
             f"torch, timm); each section compares only rows of one environment, latest first.")
 
 
-def _html(title: str, parts: list[_Part], fails: pd.DataFrame, images: Sequence[Path], note: str = "") -> str:
+def _html(title: str, parts: list[_Part], fails: pd.DataFrame, images: Sequence[Path], note: str = "",
+          deploy: pd.DataFrame | None = None) -> str:
     style = ("body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;"
              "font-size:13px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f3f3f3}"
              "td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:1em 0}"
@@ -355,6 +388,9 @@ def _html(title: str, parts: list[_Part], fails: pd.DataFrame, images: Sequence[
         for b, t in p.boards.items():
             body += [f"<{tag}>{html.escape(b)}</{tag}>", format_table(t).to_html(escape=True, border=0)]
         body.append(f'<p class="foot">{html.escape(p.footer())}</p>')
+    if deploy is not None and not deploy.empty:
+        body += ["<h2>Deployability</h2>", deploy.to_html(escape=True, border=0),
+                 f'<p class="foot">{html.escape(_DEPLOY_NOTE)}</p>']
     for img in images:
         if Path(img).suffix == ".png" and Path(img).is_file():
             data = base64.b64encode(Path(img).read_bytes()).decode()

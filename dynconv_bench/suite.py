@@ -340,6 +340,13 @@ def _parse_measure(kind: str, opts: Any, source: str, list_backbones: Any) -> di
                 raise UserError(f"{source}: {where}.modes: {unknown_choice('mode', m, MODES)}")
     if kind == "accuracy":
         _check_accuracy(out, source, where)
+    if kind == "deploy" and out["targets"] is not None:
+        from .metrics.export import TARGETS
+
+        out["targets"] = _str_list(out["targets"], source, f"{where}.targets")
+        for t in out["targets"]:
+            if t not in TARGETS:
+                raise UserError(f"{source}: {where}.targets: {unknown_choice('deploy target', t, TARGETS)}")
     return out
 
 

@@ -26,7 +26,8 @@ def test_variants_json_has_every_key_described(capsys) -> None:  # noqa: ANN001
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["dyconv"]["params"]["anneal_fraction"] == {
         "type": "float", "default": 0.1, "min": 0.0, "max": 1.0,
-        "help": "fraction of training over which temperature goes linearly to 1 (0 keeps it constant)"}
+        "help": "fraction of training over which the temperature goes linearly to 1 "
+                "(anneal_unit=fraction; 0 keeps it constant)"}
     assert rows["kerneldna"]["params"]["parent"]["choices"] == ["first", "last"]
     assert rows["condconv"]["presets"] == {"paper": ["efficientnet_b0"]}
     assert rows["static"]["presets"] == {}

@@ -128,6 +128,18 @@ def test_warehouses_are_shared_within_a_stage_with_the_release_handover():
     assert w["conv_head"] is w["blocks.6.0.conv_pwl"] is w["blocks.5.1.conv_pw"]
 
 
+def test_default_sharing_is_by_kind_with_depthwise_convs_and_by_stage_without():
+    def shapes(model):
+        return sorted({(id(m.warehouse), tuple(m.warehouse.shape)) for m in model.modules()
+                       if isinstance(m, KWConv2d)}, key=lambda t: t[1])
+
+    auto, kind = (create_model("mobilenetv2_100", "kernelwarehouse", **kw) for kw in ({}, {"sharing": "kind"}))
+    assert [s for _, s in shapes(auto)] == [s for _, s in shapes(kind)]
+    assert min(s[2] for _, s in shapes(auto)) == 1 < max(s[2] for _, s in shapes(auto))  # dw cells apart
+    auto, stage = (create_model("resnet18", "kernelwarehouse", **kw) for kw in ({}, {"sharing": "stage"}))
+    assert [s for _, s in shapes(auto)] == [s for _, s in shapes(stage)]
+
+
 def test_temperature_goes_to_zero_over_the_anneal_fraction():
     model = create_model("cifar_resnet20", "kernelwarehouse", anneal_fraction=0.2)
     layer = next(m for m in model.modules() if isinstance(m, KWConv2d))

@@ -20,7 +20,10 @@ Which convs share a warehouse (the release builds this into its models; here fro
   with one (inverted residuals), the whole first block; a head conv joins the last block's warehouse;
 - within that, `sharing`: one warehouse ("stage": the release's ResNets, sharing_range layer_conv),
   one for depthwise and one for the other convs ("kind": MobileNetV2 1x, sharing_range layer+pwconv),
-  or one per position in the block ("position": MobileNetV2 4x, sharing_range layer).
+  or one per position in the block ("position": MobileNetV2 4x, sharing_range layer); the default
+  ("auto") is kind on a model with depthwise convs, else stage. One warehouse for depthwise and dense
+  convs together would cut cells to the depthwise width (1 input channel) and give each layer an
+  attention of millions of logits.
 The release's MobileNetV2 also converts the stem (`policy="all"`); its ResNets do not (the default).
 Not implemented: the release's `nonlocal_basis_ratio` < 1 (off in every released config).
 """
@@ -159,8 +162,10 @@ def _block_input_channels(sites: Sequence[ConvSite]) -> int:
     return next((s.in_channels for s in sites if s.role != "shortcut"), sites[0].in_channels)
 
 
-def warehouse_keys(sites: Sequence[ConvSite], handover: str = "auto", sharing: str = "stage") -> list[tuple]:
+def warehouse_keys(sites: Sequence[ConvSite], handover: str = "auto", sharing: str = "auto") -> list[tuple]:
     """The warehouse each site belongs to, as hashable keys (same key = same warehouse)."""
+    if sharing == "auto":  # the release's choice: one per stage for ResNets, by kind where depthwise convs are
+        sharing = "kind" if any(s.is_depthwise for s in sites) else "stage"
     blocks: dict[str, list[ConvSite]] = {}
     for s in sites:
         if s.role in ("block", "shortcut"):
@@ -228,8 +233,9 @@ class KernelWarehouse(Variant):
                              type=float, min=0.0, max=1.0),
         "anneal_fraction": Param(0.1, "fraction of training over which temperature goes linearly to 0 "
                                       "(0 keeps it constant)", min=0.0, max=1.0),
-        "sharing": Param("stage", "warehouses per stage: one (stage), depthwise vs other (kind), per block "
-                                  "position (position)", choices=("stage", "kind", "position")),
+        "sharing": Param("auto", "warehouses per stage: one (stage), depthwise vs other (kind), per block "
+                                 "position (position); auto: kind where the model has depthwise convs, else stage",
+                         choices=("auto", "stage", "kind", "position")),
         "handover": Param("auto", "which convs of a stage's first block use the previous stage's warehouse",
                           choices=("auto", "input", "block", "none")),
         "policy": Param("no-stem", "which convs get kernels from a warehouse", type=str),

@@ -1,0 +1,56 @@
+"""CLI subcommand `export`: write a deployed model as a checked ONNX file (loaded by dynconv_bench.cli)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .cli import _EXTENSIONS, command, parse_config
+from .errors import UserError, unknown_choice
+
+EXPORT_FORMATS = ("onnx",)
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write the deployed model as ONNX, checked against eager with onnxruntime")
+    p.add_argument("backbone")
+    p.add_argument("variant")
+    p.add_argument("config", nargs="*", help="variant config as key=value")
+    p.add_argument("--format", default="onnx", help=f"one of: {', '.join(EXPORT_FORMATS)}")
+    p.add_argument("--output", "-o", required=True, help="file to write")
+    p.add_argument("--num-classes", type=int, default=None)
+    p.add_argument("--input-size", type=int, default=None, help="image side (default: the backbone's)")
+
+
+_EXTENSIONS.append(add_parsers)
+
+
+@command
+def cmd_export(args: argparse.Namespace) -> int:
+    """Build, deploy, export and check; say ok only when onnxruntime matches eager at batch 1 and 4."""
+    if args.format not in EXPORT_FORMATS:
+        raise unknown_choice("export format", args.format, EXPORT_FORMATS)
+    from .backbones import default_input_size
+    from .convert import create_model, deploy
+    from .metrics.export import TOLERANCE, export_checked, first_line, require_onnx
+    from .suite import default_num_classes
+
+    require_onnx()
+    out = Path(args.output)
+    if not out.parent.is_dir():
+        raise UserError(f"output folder does not exist: {out.parent}")
+    classes = args.num_classes or default_num_classes(args.backbone)
+    model = deploy(create_model(args.backbone, args.variant, num_classes=classes, **parse_config(args.config)))
+    size = default_input_size(args.backbone)
+    if args.input_size:
+        size = (size[0], args.input_size, args.input_size)
+    try:
+        info = export_checked(model, out, size)
+    except Exception as exc:  # the exporter's or the check's failure: one line, no file left behind
+        print(f"dynconv-bench: export failed: {first_line(exc)}")
+        return 1
+    diffs = ", ".join(f"batch {b}: {d:.2g}" for b, d in info["max_abs_diff"].items())
+    batch = "dynamic" if info["dynamic_batch"] else "static"
+    print(f"ok: wrote {out} ({info['bytes'] / 2**20:.1f} MiB, {batch} batch); onnxruntime vs eager max abs diff "
+          f"{diffs} (tolerance {TOLERANCE:g})")
+    return 0
