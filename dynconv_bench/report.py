@@ -246,14 +246,18 @@ def temperature_note(df: pd.DataFrame) -> str:
     acc = df[(df["kind"] == "accuracy") & (df["status"] == "ok")]
     parts = []
     for variant, rows in acc.groupby("variant", sort=False):
+        values = [v for v in rows["values"] if isinstance(v, dict)]
+        described = sorted({s for v in values for s in v.get("temperature_schedules") or []})
         cfg = rows["config"].iloc[0] if isinstance(rows["config"].iloc[0], dict) else {}
-        if "anneal_unit" not in cfg:
+        if not described and "anneal_unit" in cfg:  # rows stored before schedules were recorded
+            span = (f"{cfg['anneal_epochs']:g} epochs" if cfg["anneal_unit"] == "epoch"
+                    else f"{cfg['anneal_fraction']:g} of the run")
+            described = [f"{cfg['temperature']:g} -> 1 over {span} (>= {cfg['anneal_min_iters']} iterations)"]
+        if not described:
             continue
-        span = (f"{cfg['anneal_epochs']:g} epochs" if cfg["anneal_unit"] == "epoch"
-                else f"{cfg['anneal_fraction']:g} of the run")
-        ends = [t for v in rows["values"] if isinstance(v, dict) for t in v.get("final_temperatures") or []]
+        ends = [t for v in values for t in v.get("final_temperatures") or []]
         end = f", at {min(ends):.3g}-{max(ends):.3g} when training ended" if ends else ""
-        parts.append(f"{variant} {cfg['temperature']:g} -> 1 over {span} (>= {cfg['anneal_min_iters']} iterations){end}")
+        parts.append(f"{variant} {'; '.join(described)}{end}")
     return "Temperature schedules (accuracy runs): " + "; ".join(parts) + "." if parts else ""
 
 

@@ -32,7 +32,7 @@ pytest.importorskip("onnxruntime")
 def _tiny(dynamic: bool) -> nn.Module:
     """Stem conv, one (dynamic) 3x3 conv, pooling head: a model that exports in a second."""
     mid = nn.Conv2d(8, 8, 3, padding=1, bias=True)
-    layer = DyConv2d(mid, num_kernels=3, temperature=1.0, anneal_fraction=0.0) if dynamic else mid
+    layer = DyConv2d(mid, num_kernels=3, temperature=1.0) if dynamic else mid
     return nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), layer, nn.ReLU(),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5)).eval()
 

@@ -141,13 +141,25 @@ def test_default_sharing_is_by_kind_with_depthwise_convs_and_by_stage_without():
 
 
 def test_temperature_goes_to_zero_over_the_anneal_fraction():
-    model = create_model("cifar_resnet20", "kernelwarehouse", anneal_fraction=0.2)
+    model = create_model("cifar_resnet20", "kernelwarehouse", anneal_unit="fraction", anneal_fraction=0.2,
+                         anneal_min_iters=0)
     layer = next(m for m in model.modules() if isinstance(m, KWConv2d))
     assert layer.temperature == 1.0
     set_progress(model, 0.1)
     assert layer.temperature == pytest.approx(0.5)
     set_progress(model, 0.5)
     assert layer.temperature == 0.0
+
+
+def test_temperature_counts_epochs_as_the_release_with_an_iteration_floor():
+    model = create_model("cifar_resnet20", "kernelwarehouse")  # 1 -> 0 over 20 epochs, >= 200 steps
+    layer = next(m for m in model.modules() if isinstance(m, KWConv2d))
+    set_progress(model, 0.5, iteration=50, iters_per_epoch=10, total_iters=100)  # 5 of 20 epochs
+    assert layer.temperature == pytest.approx(0.75)
+    set_progress(model, 1.0, iteration=250, iters_per_epoch=10, total_iters=250)
+    assert layer.temperature == pytest.approx(0.0)
+    set_progress(model, 0.5, iteration=100, iters_per_epoch=1, total_iters=200)  # 20 epochs = 20 steps < 200
+    assert layer.temperature == pytest.approx(0.5)
 
 
 def test_eval_output_of_a_sample_does_not_depend_on_its_batch():

@@ -91,3 +91,8 @@ def test_report_notes_the_schedule_and_where_runs_ended():
     assert temperature_note(df) == ("Temperature schedules (accuracy runs): odconv 30 -> 1 over 10 epochs "
                                     "(>= 200 iterations), at 18.4-24.8 when training ended.")
     assert temperature_note(df[df["variant"] == "static"]) == ""
+    kw = pd.DataFrame([("accuracy", "ok", "kernelwarehouse", {}, {
+        "final_temperatures": [0.9], "temperature_schedules": ["1 -> 0 over 20 epochs (>= 200 iterations)"]})],
+        columns=df.columns)
+    assert temperature_note(kw) == ("Temperature schedules (accuracy runs): kernelwarehouse 1 -> 0 over 20 epochs "
+                                    "(>= 200 iterations), at 0.9-0.9 when training ended.")

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dynconv_bench import DynamicLayer, Param, Variant
-from dynconv_bench.layers import ConvGeometry
+from dynconv_bench.conv_spec import ConvGeometry, ConvSpec
 from dynconv_bench.sites import ConvSite
 
 __all__ = ["DCD", "DCDConv2d", "latent_dim"]
@@ -46,6 +46,7 @@ class DCDConv2d(ConvGeometry, DynamicLayer, nn.Module):
         if not supported(conv):
             raise ValueError("DCD needs an odd kernel with zero padding given as numbers")
         self.conv = conv  # W0: the backbone's kernel (and bias)
+        self.geometry = ConvSpec.from_conv(conv)
         cin, cout = conv.in_channels, conv.out_channels
         self.latent = latent or latent_dim(cin)
         hidden = max(max(cin, self.latent ** 2) // reduction, min_channels)

@@ -11,8 +11,10 @@ attentions may be negative; the last one weighs an all-zero cell and is dropped.
 sum_j alpha_ij e_j, then one conv per sample.
 Temperature (the release's "temperature initialisation"): alpha = (1 - tau) * alpha + tau * beta, where
 beta selects one cell per mixture (each layer starts from its own cells); tau goes linearly from
-`temperature` (1) to 0 over the first `anneal_fraction` of training (release: 20 of 300 epochs for
-ResNets, 15 of 150 for MobileNetV2).
+`temperature` (1) to 0 over the first `anneal_epochs` epochs (release: 20 of 300 epochs for ResNets, 15 of
+150 for MobileNetV2), or `anneal_fraction` of the run, and over at least `anneal_min_iters` steps. Counted
+as a fraction of a short run (the first version here) tau reached 0 after a few dozen steps of a fresh
+network and digits trained to 24%; counted in epochs as the release does, 94%.
 
 Which convs share a warehouse (the release builds this into its models; here from the conv sites):
 - a stage's convs, plus the entry convs of the next stage's first block (`handover`): for blocks without
@@ -42,6 +44,8 @@ from dynconv_bench.conv_spec import ConvGeometry, ConvSpec
 from dynconv_bench.layers import batchnorm_any_batch
 from dynconv_bench.per_sample_conv import per_sample_conv
 from dynconv_bench.sites import ConvSite
+
+from ._temperature import TemperatureSchedule, temperature_params
 
 __all__ = ["KernelWarehouse", "KWConv2d", "assign_cells", "warehouse_keys"]
 
@@ -75,8 +79,8 @@ class KWConv2d(ConvGeometry, DynamicLayer, nn.Module):
     """A conv whose kernel is assembled per sample from cells of a (shared) warehouse."""
 
     def __init__(self, conv: nn.Conv2d, warehouse: nn.Parameter, start_cell: int, cell_num_ratio: float = 1.0,
-                 reduction: float = 0.0625, min_channels: int = 16, temperature: float = 1.0,
-                 anneal_fraction: float = 0.1) -> None:
+                 reduction: float = 0.0625, min_channels: int = 16,
+                 temperature: float | TemperatureSchedule = 1.0) -> None:
         super().__init__()
         self.geometry = ConvSpec.from_conv(conv)
         self.warehouse = warehouse  # the same Parameter in every layer of the warehouse: counted once
@@ -101,9 +105,9 @@ class KWConv2d(ConvGeometry, DynamicLayer, nn.Module):
                              f"{cell_num_ratio})")
         self.register_buffer("beta", beta.to(warehouse.device), persistent=False)
         self.start_cell = start_cell
-        self.initial_temperature = float(temperature)
-        self.anneal_fraction = float(anneal_fraction)
-        self.temperature = self.initial_temperature
+        self.schedule = (temperature if isinstance(temperature, TemperatureSchedule)
+                         else TemperatureSchedule.constant(temperature))
+        self.temperature = float(self.schedule.start)
 
     @torch.no_grad()
     def init_own_cells(self) -> None:
@@ -112,10 +116,9 @@ class KWConv2d(ConvGeometry, DynamicLayer, nn.Module):
             cells = self.warehouse.data[self.start_cell:self.end_cell]
             nn.init.kaiming_normal_(cells.view(-1, *cells.shape[2:]), mode="fan_out", nonlinearity="relu")
 
-    def set_progress(self, fraction: float) -> None:
-        """tau goes linearly from its initial value to 0 over `anneal_fraction` of training."""
-        if self.anneal_fraction > 0:
-            self.temperature = self.initial_temperature * max(0.0, 1.0 - fraction / self.anneal_fraction)
+    def set_progress(self, progress: float) -> None:
+        """tau follows the schedule (by default 1 -> 0 over the first 20 epochs, as the release)."""
+        self.temperature = self.schedule.at(progress)
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """Cell attentions of shape (B, m, n): contrasting-driven, mixed with the initial assignment."""
@@ -229,10 +232,8 @@ class KernelWarehouse(Variant):
         "reduction": Param(0.0625, "attention width = max(int(C_in * reduction), min_channels)", type=float,
                            min=1e-6, max=1.0),
         "min_channels": Param(16, "floor of the attention width", min=1),
-        "temperature": Param(1.0, "initial weight of the starting cell assignment in the attention",
-                             type=float, min=0.0, max=1.0),
-        "anneal_fraction": Param(0.1, "fraction of training over which temperature goes linearly to 0 "
-                                      "(0 keeps it constant)", min=0.0, max=1.0),
+        **temperature_params("the attention", end=0.0, epochs=20.0, start_param=Param(
+            1.0, "initial weight of the starting cell assignment in the attention", type=float, min=0.0, max=1.0)),
         "sharing": Param("auto", "warehouses per stage: one (stage), depthwise vs other (kind), per block "
                                  "position (position); auto: kind where the model has depthwise convs, else stage",
                          choices=("auto", "stage", "kind", "position")),
@@ -255,7 +256,7 @@ class KernelWarehouse(Variant):
         out: dict[str, nn.Module] = {}
         for key, site in zip(keys, sites):
             layer = KWConv2d(site.conv, warehouses[key], next_cell[key], c["cell_num_ratio"], c["reduction"],
-                             c["min_channels"], c["temperature"], c["anneal_fraction"])
+                             c["min_channels"], TemperatureSchedule.from_config(c, end=0.0))
             layer.init_own_cells()
             next_cell[key] = layer.end_cell
             out[site.name] = layer

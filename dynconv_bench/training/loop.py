@@ -164,6 +164,13 @@ def _temperatures(model: nn.Module) -> list[float]:
     return sorted(round(float(t), 6) for t in temps if isinstance(t, (int, float)))
 
 
+def _schedules(model: nn.Module) -> list[str]:
+    """The distinct annealing temperature schedules of the converted layers, described."""
+    found = {m.schedule.describe() for m in model.modules()
+             if isinstance(m, DynamicLayer) and getattr(getattr(m, "schedule", None), "anneals", False)}
+    return sorted(found)
+
+
 def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return (int(seed) * 1_000_003 + epoch * 9_973 + rank * 101) % (2 ** 63)
 
@@ -288,7 +295,7 @@ def train_and_evaluate(model: nn.Module, dataset: str | tuple[Dataset, Dataset],
         result.update(status="failed", error=f"{type(exc).__name__}: {exc}")
 
     result.update(history=history, epochs=len(history), train_time_s=train_time,
-                  final_temperatures=_temperatures(model))
+                  final_temperatures=_temperatures(model), temperature_schedules=_schedules(model))
     if result["status"] == "ok" and history:
         last = history[-1]
         result.update(top1=last.get("test_top1"), top5=last.get("test_top5"), loss=last.get("test_loss"))
