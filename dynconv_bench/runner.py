@@ -14,6 +14,7 @@ from typing import Any
 
 from .executors import LocalExecutor, RayExecutor
 from .limits import DEFAULT_MEMORY_CAP, MemoryCap, parse_memory_cap
+from .per_sample_conv import CACHE_ENV
 from .store import HEARTBEAT_EVERY_S, ResultStore, this_owner
 from .suite import Cell, Suite, load_suite
 
@@ -68,6 +69,12 @@ def resolve_memory_cap(suite: Suite, memory_cap: Any = None) -> MemoryCap:
     return DEFAULT_MEMORY_CAP
 
 
+def strategy_cache_path(store_path: str | Path) -> Path:
+    """Where a run keeps the tuned per-sample conv strategies of its store: beside it, `<store>.strategies.json`."""
+    store_path = Path(store_path)
+    return store_path.with_name(store_path.name + ".strategies.json")
+
+
 def run_suite(suite: Suite | str | Path, store: ResultStore | str | Path, force: bool = False,
               executor: LocalExecutor | RayExecutor | None = None, plugins: Sequence[str] = (),
               only: Sequence[str] = (), progress: bool = True, stream: Any = None,
@@ -88,6 +95,9 @@ def run_suite(suite: Suite | str | Path, store: ResultStore | str | Path, force:
     claims: dict[tuple, int] = {}
     concurrent: dict[tuple, set[str]] = {}
     beat = _Heartbeat(db.path, owner)
+    cache_env = os.environ.get(CACHE_ENV)
+    if cache_env is None:  # tuned per-sample conv strategies persist next to the store (workers inherit it)
+        os.environ[CACHE_ENV] = str(strategy_cache_path(db.path))
     try:
         after_id = db.conn.execute("SELECT MAX(id) FROM results").fetchone()[0] or 0
         todo, summary.skipped = pending_cells(suite, db, force, only)
@@ -121,6 +131,8 @@ def run_suite(suite: Suite | str | Path, store: ResultStore | str | Path, force:
     finally:
         beat.stop()
         db.release(list(claims.values()), owner)  # an interrupted run leaves no claim behind
+        if cache_env is None:
+            os.environ.pop(CACHE_ENV, None)
         if own_store:
             db.close()
     return summary

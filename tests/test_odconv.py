@@ -51,11 +51,14 @@ def _reference(layer: ODConv2d, x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("case", DYNAMIC_CONV_CASES)
 @pytest.mark.parametrize("num_kernels", [1, 4])
 @pytest.mark.parametrize(("train", "batch"), [(False, 3), (True, 3), (False, 1)])
-@pytest.mark.parametrize("on_kernel", [False, True], ids=["maps", "kernel"])
+@pytest.mark.parametrize("on_kernel", ["maps", "kernel", "columns"])
 def test_batched_equals_per_sample_reference(case, num_kernels, train, batch, on_kernel, strategy):
-    # both ways of applying channel/filter attention: on the feature maps and folded into the kernel
+    # every way of applying channel/filter/spatial attention: on the feature maps, folded into the
+    # kernel, or on the unfolded input columns (taken only where it applies: groups 1, numeric padding)
     layer = ODConv2d(make_case_conv(case), num_kernels=num_kernels, min_channels=4, temperature=3.0)
-    layer._cheaper_on_kernel = lambda x: on_kernel
+    layer._cheaper_on_kernel = lambda x: on_kernel == "kernel"
+    applies = layer.groups == 1 and not isinstance(layer.padding, str)
+    layer._cheaper_on_columns = lambda x: on_kernel == "columns" and applies
     _randomise_bn(layer)
     layer.train(train)
     x = torch.randn(batch, layer.in_channels, 12, 12)
@@ -124,8 +127,21 @@ def test_eval_output_of_a_sample_does_not_depend_on_its_batch(strategy):
     torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)
 
 
+def test_columns_path_is_taken_where_kernels_outweigh_the_unfolded_input():
+    layer = ODConv2d(nn.Conv2d(8, 64, 3, padding=1), num_kernels=1, min_channels=4)
+    assert layer._cheaper_on_columns(torch.randn(2, 8, 4, 4))  # 64 outputs >= 2 x 16 positions
+    assert not layer._cheaper_on_columns(torch.randn(2, 8, 6, 6))  # 64 < 2 x 36
+    calls = []
+    layer._forward_columns = lambda *a: calls.append(a) or torch.zeros(2, 64, 4, 4)
+    layer(torch.randn(2, 8, 4, 4))
+    layer(torch.randn(1, 8, 4, 4))  # one sample: its own kernel, no columns
+    assert len(calls) == 1
+
+
 @pytest.mark.parametrize("batch", [1, 3])
-def test_every_parameter_gets_a_gradient(batch, strategy):
+@pytest.mark.parametrize("columns", [False, True])
+def test_every_parameter_gets_a_gradient(batch, columns, strategy, monkeypatch):
+    monkeypatch.setattr(ODConv2d, "_cheaper_on_columns", lambda self, x: columns and self.groups == 1)
     model = create_model("cifar_resnet8", "odconv", num_classes=10, temperature=2.0).train()
     F.cross_entropy(model(torch.randn(batch, 3, 32, 32)), torch.arange(batch)).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]

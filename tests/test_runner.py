@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -299,3 +300,23 @@ def test_a_cells_own_subprocess_gets_what_is_left_of_its_cap() -> None:
         out = peak_memory("cifar_resnet8", batch_size=1, input_size=(3, 32, 32), num_classes=10)
     assert guard.error is None  # this process stayed under the cap; its child did not
     assert out["status"] == "failed" and out["error"].startswith("memory cap exceeded: resident memory ")
+
+
+def test_tuned_strategies_are_kept_beside_the_store(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    from dynconv_bench.per_sample_conv import CACHE_ENV, clear_strategy_cache
+    from dynconv_bench.runner import strategy_cache_path
+
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    monkeypatch.delenv("DYNCONV_BENCH_STRATEGY", raising=False)
+    monkeypatch.setattr("dynconv_bench.per_sample_conv._CACHE_FILE", [])  # no override by an earlier test
+    clear_strategy_cache()
+    suite = parse_suite({"name": "t", "backbones": ["cifar_resnet8"], "variants": ["condconv"],
+                         "measure": {"speed": {"batch_sizes": [4], "min_time": 0.01, "min_runs": 1, "warmup": 0}}})
+    db = tmp_path / "r.sqlite"
+    summary = run_suite(suite, db, progress=False)
+    assert summary.ran == 1 and not summary.failed
+    cache = strategy_cache_path(db)
+    assert cache == tmp_path / "r.sqlite.strategies.json"
+    choices = json.loads(cache.read_text())
+    assert choices and all("|" in k and v in ("grouped", "loop", "bmm", "output_space") for k, v in choices.items())
+    assert CACHE_ENV not in os.environ  # set for the run only
