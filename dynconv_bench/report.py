@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from .deploy_report import DEPLOY_NOTE, deploy_table
 from .errors import UserError, unknown_choice
 from .metrics.env import environment_key
 from .records import NOT_IN_LEADERBOARD, records_of, threads_of
@@ -287,34 +288,6 @@ def _parts(df: pd.DataFrame) -> list[_Part]:
             for s in environment_sections(df)]
 
 
-def deploy_table(df: pd.DataFrame) -> pd.DataFrame:
-    """The deployability matrix: one row per backbone/variant, one column per export target.
-
-    A cell reads `ok (diff 1e-06, dyn)` or `FAILED: first line of the error`; `ORT/eager` is
-    onnxruntime's throughput over eager PyTorch's, timed in the same process with the same threads.
-    """
-    rows = []
-    for r in df[(df["kind"] == "deploy") & (df["status"] == "ok")].itertuples(index=False):
-        targets = (r.values or {}).get("targets", {})
-        row: dict[str, Any] = {"model": f"{r.backbone}/{r.variant}"}
-        for name, e in sorted(targets.items(), key=lambda kv: _TARGET_ORDER.index(kv[0])
-                              if kv[0] in _TARGET_ORDER else 99):
-            if e.get("status") == "ok":
-                diff = max((e.get("max_abs_diff") or {"": 0.0}).values())
-                row[name] = f"ok (diff {diff:.1g}{', dyn' if e.get('dynamic_batch') else ''})"
-            else:
-                row[name] = f"FAILED: {e.get('error')}"
-        onnx = targets.get("onnx") or {}
-        row["ORT/eager"] = f"{onnx['ort_vs_eager']:.2f}x" if onnx.get("ort_vs_eager") else "-"
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("model").fillna("-") if rows else pd.DataFrame()
-
-
-_TARGET_ORDER = ["torch_export", "onnx", "compile", "torchscript"]
-_DEPLOY_NOTE = ("diff: max abs difference to eager over batch 1 and 4; dyn: exported with a dynamic batch "
-                "dimension; ORT/eager: onnxruntime (CPU) throughput over eager PyTorch at the largest batch, "
-                "same process and threads.")
-
 
 def render(df: pd.DataFrame, fmt: str = "md", suite: str | None = None, images: Sequence[Path] = ()) -> str:
     """The leaderboards of `df` (rows of one suite), one section per environment, as Markdown, CSV, JSON or HTML."""
@@ -358,7 +331,7 @@ def render(df: pd.DataFrame, fmt: str = "md", suite: str | None = None, images: 
             lines += [p.footer(), ""]
         deploy = deploy_table(df)
         if not deploy.empty:
-            lines += ["## Deployability", "", deploy.to_markdown(), "", _DEPLOY_NOTE, ""]
+            lines += ["## Deployability", "", deploy.to_markdown(), "", DEPLOY_NOTE, ""]
         lines.append(NOTE.format(b=BASELINE))
         if temperature_note(df):
             lines += ["", temperature_note(df)]
@@ -394,7 +367,7 @@ def _html(title: str, parts: list[_Part], fails: pd.DataFrame, images: Sequence[
         body.append(f'<p class="foot">{html.escape(p.footer())}</p>')
     if deploy is not None and not deploy.empty:
         body += ["<h2>Deployability</h2>", deploy.to_html(escape=True, border=0),
-                 f'<p class="foot">{html.escape(_DEPLOY_NOTE)}</p>']
+                 f'<p class="foot">{html.escape(DEPLOY_NOTE)}</p>']
     for img in images:
         if Path(img).suffix == ".png" and Path(img).is_file():
             data = base64.b64encode(Path(img).read_bytes()).decode()

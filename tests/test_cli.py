@@ -102,3 +102,16 @@ def test_a_global_option_after_the_verb_keeps_argparse_errors_one_line(capsys) -
         main(["variants", "--db"])
     assert exc.value.code == 2
     assert capsys.readouterr().err == "dynconv-bench: error: argument --db: expected one argument\n"
+
+
+def test_output_cut_short_by_the_reader_is_not_an_error() -> None:
+    """`dynconv-bench variants | head -1`: the closed pipe ends the command quietly, no traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "dynconv_bench.cli", "variants", "--format", "json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader goes away before the command writes
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

@@ -13,6 +13,7 @@ from torch import nn
 from dynconv_bench.cells import run_cell
 from dynconv_bench.cli import main
 from dynconv_bench.convert import create_model, deploy
+from dynconv_bench.deploy_report import deploy_table
 from dynconv_bench.errors import UserError
 from dynconv_bench.metrics.export import (
     TARGETS,
@@ -23,7 +24,7 @@ from dynconv_bench.metrics.export import (
     ort_runner,
     ort_session,
 )
-from dynconv_bench.report import deploy_table, render
+from dynconv_bench.report import render
 from dynconv_bench.suite import Cell, parse_suite
 
 pytest.importorskip("onnxruntime")

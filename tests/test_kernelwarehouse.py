@@ -37,6 +37,19 @@ RELEASE_SETTINGS = [
 ]
 
 
+@pytest.mark.parametrize(("backbone", "preset", "official"), [
+    ("resnet18", "paper", OFFICIAL_KW1X_RESNET18), ("resnet18", "paper-4x", OFFICIAL_KW4X_RESNET18),
+    ("resnet18", "paper-half", OFFICIAL_KW1D2X_RESNET18), ("mobilenetv2_100", "paper", OFFICIAL_KW1X_MOBILENETV2_100),
+    ("mobilenetv2_100", "paper-4x", OFFICIAL_KW4X_MOBILENETV2_100)])
+def test_presets_are_the_release_configurations(backbone, preset, official):
+    assert count_params(create_model(backbone, "kernelwarehouse", preset=preset))["total"] == official
+
+
+def test_a_preset_without_the_backbone_names_the_ones_it_has():
+    with pytest.raises(ConfigError, match="resnet18"):
+        create_model("mobilenetv2_100", "kernelwarehouse", preset="paper-half")
+
+
 @pytest.mark.parametrize(("backbone", "cfg", "official"), RELEASE_SETTINGS)
 def test_parameter_counts_reproduce_the_release(backbone, cfg, official):
     total = count_params(create_model(backbone, "kernelwarehouse", **cfg))["total"]

@@ -33,6 +33,9 @@ class CondConv2d(DynamicConv2d):
         # a plain list so the leader is not registered (and counted) twice as a submodule
         self._leader = [routing_from] if routing_from is not None else []
         self._last_routing: torch.Tensor | None = None
+        self._followed = False  # keep the routing of a pass only for followers (export sees no side effect)
+        if routing_from is not None:
+            routing_from._followed = True
 
     def routing(self, x: torch.Tensor) -> torch.Tensor:
         """Routing weights (B, K) in [0, 1] for input `x` (or the shared vector of this pass)."""
@@ -42,7 +45,8 @@ class CondConv2d(DynamicConv2d):
                 raise RuntimeError("block-shared CondConv routing used before the block's first CondConv ran")
             return r
         r = torch.sigmoid(self.router(F.adaptive_avg_pool2d(x, 1).flatten(1)))
-        self._last_routing = r
+        if self._followed:
+            self._last_routing = r
         return r
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

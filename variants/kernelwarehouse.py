@@ -242,6 +242,16 @@ class KernelWarehouse(Variant):
         "policy": Param("no-stem", "which convs get kernels from a warehouse", type=str),
     }
 
+    # the release's configurations whose parameter counts tests/test_kernelwarehouse.py checks exactly
+    presets = {
+        "paper": {"resnet18": {},
+                  "mobilenetv2_100": {"sharing": "kind", "policy": "all", "anneal_epochs": 15.0}},
+        "paper-4x": {"resnet18": {"cell_num_ratio": 4.0},
+                     "mobilenetv2_100": {"cell_num_ratio": 4.0, "sharing": "position", "policy": "all",
+                                         "anneal_epochs": 15.0}},
+        "paper-half": {"resnet18": {"cell_num_ratio": 0.5, "cell_inplane_ratio": 0.5, "cell_outplane_ratio": 0.5}},
+    }
+
     def convert_model(self, stages: list[StageContext]) -> dict[str, nn.Module]:
         sites = sorted((s for ctx in stages for s in ctx.sites), key=lambda s: s.index)
         if not sites:
