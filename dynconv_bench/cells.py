@@ -161,11 +161,13 @@ def measure_layers(spec: ModelSpec, o: MeasureOptions) -> dict[str, Any]:
 
 def measure_deploy(spec: ModelSpec, o: MeasureOptions) -> dict[str, Any]:
     from .convert import deploy
-    from .metrics.export import TARGETS, deploy_matrix
+    from .metrics.export import TARGETS, calibrate_batchnorm, deploy_matrix
 
-    model = deploy(spec.build(o.num_classes))
+    model = spec.build(o.num_classes)
+    calibrated = calibrate_batchnorm(model, tuple(o.input_size))  # outputs O(1), as in a trained model
     kw = {"min_time": o.min_time} if o.min_time is not None else {}
-    return deploy_matrix(model, tuple(o.input_size), o.targets or TARGETS, **kw)
+    out = deploy_matrix(deploy(model), tuple(o.input_size), o.targets or TARGETS, **kw)
+    return {**out, "batchnorms_calibrated": calibrated}
 
 
 MEASURES: dict[str, Callable[[ModelSpec, MeasureOptions], dict[str, Any]]] = {

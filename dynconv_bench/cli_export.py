@@ -52,5 +52,5 @@ def cmd_export(args: argparse.Namespace) -> int:
     diffs = ", ".join(f"batch {b}: {d:.2g}" for b, d in info["max_abs_diff"].items())
     batch = "dynamic" if info["dynamic_batch"] else "static"
     print(f"ok: wrote {out} ({info['bytes'] / 2**20:.1f} MiB, {batch} batch); onnxruntime vs eager max abs diff "
-          f"{diffs} (tolerance {TOLERANCE:g})")
+          f"{diffs} (tolerance {TOLERANCE:g} of the largest output)")
     return 0

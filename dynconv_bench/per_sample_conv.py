@@ -237,7 +237,7 @@ def strategy_key(x: torch.Tensor, weight_shape: tuple[int, ...], stride: tuple[i
 
 
 def _choose(x, weight, bias, stride, padding, dilation, groups, mixture):  # noqa: ANN001, ANN202
-    if _capturing_graph():
+    if capturing_graph():
         return "bmm"  # no timing inside a trace, and a graph without the batch size in a group count
     if x.shape[0] == 1:
         return "loop"  # one plain conv with the sample's kernel: nothing can beat it
@@ -258,10 +258,15 @@ def _choose(x, weight, bias, stride, padding, dilation, groups, mixture):  # noq
     return choice
 
 
-def _capturing_graph() -> bool:
-    """True while TorchScript traces, ONNX exports, torch.export or torch.compile captures the model."""
-    compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
-    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or compiling()
+def capturing_graph() -> bool:
+    """True while TorchScript traces, ONNX exports, torch.export or torch.compile captures the model.
+
+    Layers then take paths that do not branch on the batch size, so a graph keeps a dynamic batch.
+    """
+    compiler = getattr(torch, "compiler", None)
+    compiling = getattr(compiler, "is_compiling", lambda: False)
+    exporting = getattr(compiler, "is_exporting", lambda: False)
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or compiling() or exporting()
 
 
 def _detached(weight: torch.Tensor | KernelMixture) -> torch.Tensor | KernelMixture:

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 from dynconv_bench_variants.dyconv import DyConv2d
+from dynconv_bench_variants.odconv import ODConv2d
 from torch import nn
 
 from dynconv_bench.cells import run_cell
@@ -18,6 +19,7 @@ from dynconv_bench.errors import UserError
 from dynconv_bench.metrics.export import (
     TARGETS,
     TOLERANCE,
+    calibrate_batchnorm,
     deploy_matrix,
     export_checked,
     fixed_inputs,
@@ -30,16 +32,20 @@ from dynconv_bench.suite import Cell, parse_suite
 pytest.importorskip("onnxruntime")
 
 
-def _tiny(dynamic: bool) -> nn.Module:
+def _tiny(dynamic: bool | str) -> nn.Module:
     """Stem conv, one (dynamic) 3x3 conv, pooling head: a model that exports in a second."""
     mid = nn.Conv2d(8, 8, 3, padding=1, bias=True)
-    layer = DyConv2d(mid, num_kernels=3, temperature=1.0) if dynamic else mid
+    layer = mid
+    if dynamic == "odconv":
+        layer = ODConv2d(mid, num_kernels=2, min_channels=4, temperature=1.0)
+    elif dynamic:
+        layer = DyConv2d(mid, num_kernels=3, temperature=1.0)
     return nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), layer, nn.ReLU(),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5)).eval()
 
 
-@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dyconv"])
-def test_matrix_of_a_tiny_model_is_ok_with_dynamic_batch(dynamic: bool) -> None:
+@pytest.mark.parametrize("dynamic", [False, True, "odconv"], ids=["static", "dyconv", "odconv"])
+def test_matrix_of_a_tiny_model_is_ok_with_dynamic_batch(dynamic: bool | str) -> None:
     model = _tiny(dynamic)
     out = deploy_matrix(model, (3, 16, 16), targets=("torch_export", "onnx", "torchscript"),
                         threads=1, min_time=0.01, warmup=1)
@@ -160,3 +166,31 @@ def test_matrix_on_cifar_resnet20(variant: str) -> None:
     for entry in out["targets"].values():
         assert max(entry["max_abs_diff"].values()) <= TOLERANCE
     assert out["targets"]["onnx"]["dynamic_batch"] and out["targets"]["onnx"]["ort_vs_eager"] > 0
+
+
+def test_a_difference_is_read_against_the_output_scale() -> None:
+    class TinyDrift(nn.Module):  # outputs ~1e-9: an absolute 1e-3 would pass anything; 5% of the scale must not
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.calls += 1
+            return 1e-9 * (x.mean((1, 2, 3)) * 0 + 1.0 + 0.05 * self.calls)
+
+    entry = deploy_matrix(TinyDrift(), (3, 4, 4), targets=("torchscript",))["targets"]["torchscript"]
+    assert entry["status"] == "failed" and max(entry["max_abs_diff"].values()) < 1e-9
+    assert entry["max_rel_diff"] > TOLERANCE and "of the output scale" in entry["error"]
+
+
+def test_batchnorm_calibration_gives_a_fresh_network_o1_outputs_and_restores_it() -> None:
+    model = create_model("mobilenetv2_100", "odconv", num_classes=10).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        before = model(x).abs().max().item()
+    momenta = [m.momentum for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert calibrate_batchnorm(model, (3, 64, 64), batches=2, batch_size=4) == len(momenta)
+    assert not model.training and momenta == [m.momentum for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad():
+        after = model(x).abs().max().item()
+    assert before < 1e-6 and 0.1 < after < 100  # random-init eval outputs vanish; calibrated ones do not

@@ -13,6 +13,7 @@ from torch import nn
 
 from dynconv_bench import Param, Variant
 from dynconv_bench.layers import batchnorm_any_batch
+from dynconv_bench.per_sample_conv import capturing_graph
 from dynconv_bench.sites import ConvSite
 
 from ._dynamic import DynamicConv2d, aggregate_kernels
@@ -79,10 +80,12 @@ class ODConv2d(DynamicConv2d):
         bias = None
         if self.bias is not None:
             bias = self.bias[0].expand(b, -1) if kernel is None else kernel.to(self.bias.dtype) @ self.bias
-        per_sample = kernel is not None or spatial is not None or b == 1
-        if spatial is not None and b > 1 and self._cheaper_on_columns(x):
+        # while a graph is captured, no branch on the batch size (torch.export keeps the batch dynamic)
+        capturing = capturing_graph()
+        per_sample = kernel is not None or spatial is not None or (b == 1 and not capturing)
+        if not capturing and spatial is not None and b > 1 and self._cheaper_on_columns(x):
             return self._forward_columns(x, channel, filt, spatial, kernel, bias)
-        if per_sample and self._cheaper_on_kernel(x):
+        if per_sample and not capturing and self._cheaper_on_kernel(x):
             # scaling the per-sample kernels costs less than scaling this layer's feature maps
             weight = self.weight[0].unsqueeze(0) if kernel is None else aggregate_kernels(kernel, self.weight)
             scale = self._kernel_scale(channel, filt).to(weight.dtype)

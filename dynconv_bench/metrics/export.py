@@ -24,7 +24,9 @@ from .speed import fixed_threads, time_runs
 TARGETS = ("torch_export", "onnx", "compile", "torchscript")
 BATCH_SIZES = (1, 4)
 OPSET = 18  # the ONNX opset written (the task asks 17+; 18 is the dynamo exporter's native opset)
-TOLERANCE = 1e-3  # max abs difference to eager below which an export counts as equal (fp32, logits ~O(1))
+# max abs difference to eager, relative to the largest eager output, below which an export counts as equal
+# (fp32 through ~50 layers, where the exported graph may sum in another order than eager)
+TOLERANCE = 1e-3
 EXTRA_HINT = "install the optional extra: pip install 'dynconv-bench[deploy]'"
 
 
@@ -45,6 +47,40 @@ def fixed_inputs(input_size: Sequence[int], batch_sizes: Sequence[int] = BATCH_S
     """The same random inputs for every target and run: batch size -> tensor."""
     gen = torch.Generator().manual_seed(seed)
     return {b: torch.randn(b, *input_size, generator=gen) for b in batch_sizes}
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, input_size: Sequence[int], batches: int = 4, batch_size: int = 8,
+                        seed: int = 1) -> int:
+    """Set every BatchNorm's running statistics to the mean over `batches` random batches (train-mode passes).
+
+    A freshly initialised network in eval mode normalises with mean 0 / variance 1 and its outputs
+    drift to 1e-28 or blow up with depth (MobileNetV2: ODConv 7e-28, CondConv differences of 0.05
+    between batch sizes): no numerical comparison means anything there. Calibrated, outputs are O(1)
+    as in a trained model. Returns the number of BatchNorms calibrated; the model's mode is restored.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms:
+        return 0
+    was_training, momenta = model.training, [m.momentum for m in norms]
+    gen = torch.Generator().manual_seed(seed)
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches
+    model.train()
+    try:
+        for _ in range(batches):
+            model(torch.randn(batch_size, *input_size, generator=gen))
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        model.train(was_training)
+    return len(norms)
+
+
+def relative_worst(diffs: dict[str, float], scale: dict[str, float]) -> float:
+    """The largest difference to eager over batch sizes, each relative to eager's largest |output| there."""
+    return max(d / max(scale[b], 1e-30) for b, d in diffs.items())
 
 
 def first_line(exc: BaseException) -> str:
@@ -188,7 +224,8 @@ def deploy_matrix(model: nn.Module, input_size: Sequence[int], targets: Sequence
                   warmup: int = 2, tolerance: float = TOLERANCE, seed: int = 0) -> dict[str, Any]:
     """Try each target on `model` (eval mode); {target: {status, error, max_abs_diff, ...}} plus the settings.
 
-    A target is ok when it exports and runs at every batch size with max abs difference <= `tolerance`.
+    A target is ok when it exports and runs at every batch size with max abs difference <= `tolerance`
+    times eager's largest |output| at that batch size.
     """
     bad = [t for t in targets if t not in TARGETS]
     if bad:
@@ -215,12 +252,14 @@ def deploy_matrix(model: nn.Module, input_size: Sequence[int], targets: Sequence
                     entry = try_compile(model, inputs, ref)
                 else:
                     entry = try_torchscript(model, inputs, ref)
-                worst = max(entry["max_abs_diff"].values())
+                worst = relative_worst(entry["max_abs_diff"], out["eager_max_abs"])
+                entry["max_rel_diff"] = worst
                 if worst <= tolerance:
                     entry = {"status": "ok", "error": None, **entry}
                 else:
-                    entry = {"status": "failed", "error": f"outputs differ from eager: max abs diff {worst:.3g} "
-                                                          f"> {tolerance:g}", **entry}
+                    entry = {"status": "failed", "error": f"outputs differ from eager: max abs diff "
+                                                          f"{max(entry['max_abs_diff'].values()):.3g}, "
+                                                          f"{worst:.3g} of the output scale > {tolerance:g}", **entry}
             except Exception as exc:  # the failure is the finding: record it, go on with the next target
                 entry = {"status": "failed", "error": first_line(exc)}
             entry["seconds"] = round(time.perf_counter() - t0, 2)
@@ -234,7 +273,8 @@ def export_checked(model: nn.Module, path: str | Path, input_size: Sequence[int]
                    threads: int | None = None) -> dict[str, Any]:
     """Write `model` as ONNX to `path` and check it with onnxruntime against eager at `batch_sizes`.
 
-    Returns {path, dynamic_batch, max_abs_diff, bytes}; raises RuntimeError when outputs differ
+    Returns {path, dynamic_batch, max_abs_diff, bytes}; raises RuntimeError when outputs differ by more
+    than `tolerance` times eager's largest |output|
     (the file is then removed, so a written file is always a checked one).
     """
     require_onnx()
@@ -248,10 +288,10 @@ def export_checked(model: nn.Module, path: str | Path, input_size: Sequence[int]
         try:
             dynamic = export_onnx(model, tmp, inputs)
             diffs = _diffs(ort_runner(ort_session(tmp, n_threads)), inputs, ref)
-            worst = max(diffs.values())
+            worst = relative_worst(diffs, {str(b): float(y.abs().max()) for b, y in ref.items()})
             if worst > tolerance:
-                raise RuntimeError(f"onnxruntime outputs differ from eager: max abs diff {worst:.3g} > {tolerance:g} "
-                                   f"(per batch: {diffs})")
+                raise RuntimeError(f"onnxruntime outputs differ from eager: {worst:.3g} of the output scale > "
+                                   f"{tolerance:g} (max abs diff per batch: {diffs})")
             os.replace(tmp, path)
         finally:
             if tmp.exists():
