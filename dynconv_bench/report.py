@@ -315,6 +315,9 @@ def render(df: pd.DataFrame, fmt: str = "md", suite: str | None = None, images: 
                 "other_environments": [{"id": p.section.environment_id, "environment": p.footer(),
                                         "leaderboards": boards(p)} for p in parts[1:]],
                 "failed": json.loads(fails.to_json(orient="records"))}
+        deploy = deploy_table(df)
+        if not deploy.empty:
+            data["deployability"] = json.loads(deploy.reset_index().to_json(orient="records"))
         return json.dumps(data, indent=2)
     if fmt == "md":
         lines = [f"# {title}", ""]
@@ -332,7 +335,8 @@ def render(df: pd.DataFrame, fmt: str = "md", suite: str | None = None, images: 
         deploy = deploy_table(df)
         if not deploy.empty:
             lines += ["## Deployability", "", deploy.to_markdown(), "", DEPLOY_NOTE, ""]
-        lines.append(NOTE.format(b=BASELINE))
+        if any(p.boards for p in parts):  # no ratio note under a report with no leaderboard (deploy only)
+            lines.append(NOTE.format(b=BASELINE))
         if temperature_note(df):
             lines += ["", temperature_note(df)]
         if not fails.empty:
@@ -376,7 +380,8 @@ def _html(title: str, parts: list[_Part], fails: pd.DataFrame, images: Sequence[
         body.append(f"<h2>Failed cells ({len(fails)})</h2><ul>")
         body += [f"<li>{html.escape(f'{r.backbone}/{r.variant}/{r.kind}: {r.error}')}</li>" for r in fails.itertuples()]
         body.append("</ul>")
-    body.append(f'<p class="foot">{html.escape(NOTE.format(b=BASELINE))}</p>')
+    if any(p.boards for p in parts):
+        body.append(f'<p class="foot">{html.escape(NOTE.format(b=BASELINE))}</p>')
     if note:
         body.append(f'<p class="foot">{html.escape(note)}</p>')
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pandas as pd
@@ -155,6 +156,9 @@ def test_report_shows_the_matrix_in_markdown_and_html() -> None:
     assert row["ORT/eager"] == "1.50x"
     assert "## Deployability" in render(df, "md", "s")
     assert "<h2>Deployability</h2>" in render(df, "html", "s") and "FAILED: RuntimeError: no" in render(df, "html", "s")
+    rows = {r["model"]: r for r in json.loads(render(df, "json", "s"))["deployability"]}
+    assert rows["resnet18/dyconv"]["ORT/eager"] == "1.50x"
+    assert "In brackets" not in render(df, "md", "s")  # no leaderboard, so no note about its ratios
 
 
 @pytest.mark.slow

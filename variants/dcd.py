@@ -10,7 +10,9 @@ tap (a 1x1 conv at the conv's stride), as in the paper's extension to k x k kern
 Dynamic branch (as the official release builds it): GAP -> linear (C_in -> S, no bias) -> a gate
 x * hsigmoid(linear(x)) -> two heads, Phi = linear(S -> L*L) and Lambda = hsigmoid(linear(S -> C_out)), with
 S = max(max(C_in, L^2) // reduction, min_channels). L = floor(C_in / 2^floor(log2 sqrt(C_in))) (the paper's
-choice, sqrt(C_in) <= L < 2 sqrt(C_in)) unless `latent_dim` sets it.
+choice as this project read it, sqrt(C_in) <= L < 2 sqrt(C_in)) unless `latent_dim` sets it. The release's
+code uses L = int(sqrt(C_in)) instead (e.g. 22 rather than 32 for 512 channels; public copies of its
+`conv_dy`), and no floor on S.
 
 Defaults differ from the release where the release departs from the paper's equation: the release adds an
 identity to Phi and batch norms around it; here the layer computes the paper's W(x) exactly, so one per-sample
