@@ -119,10 +119,23 @@ def _output_space(x, mix: KernelMixture, stride, padding, dilation, groups):  # 
 _RUN: dict[str, Callable] = {"grouped": _grouped, "loop": _loop, "bmm": _bmm}
 
 
+def _loop_mixture(x, mix: KernelMixture, stride, padding, dilation, groups):  # noqa: ANN001, ANN202
+    """B plain convs, each sample's kernel aggregated just before its conv (while it is still in cache)."""
+    bank = mix.bank.reshape(mix.bank.shape[0], -1)
+    a = mix.attention.to(bank.dtype)
+    bias = mix.bias()
+    outs = [F.conv2d(x[i:i + 1], (a[i] @ bank).view(mix.bank.shape[1:]), None if bias is None else bias[i],
+                     stride, padding, dilation, groups) for i in range(x.shape[0])]
+    return outs[0] if len(outs) == 1 else _like(torch.cat(outs), x)
+
+
 def _run(strategy: str, x: torch.Tensor, weight: torch.Tensor | KernelMixture, bias: torch.Tensor | None,
          stride: tuple[int, int], padding: Padding, dilation: tuple[int, int], groups: int) -> torch.Tensor:
     if strategy == "output_space":
         return _output_space(x, weight, stride, padding, dilation, groups)
+    if strategy == "loop" and isinstance(weight, KernelMixture):
+        # materialising all B kernels first writes B x the kernel to memory and reads it back
+        return _loop_mixture(x, weight, stride, padding, dilation, groups)
     if isinstance(weight, KernelMixture):
         weight, bias = weight.weight(), weight.bias()
     return _RUN[strategy](x, weight, bias, stride, padding, dilation, groups)
