@@ -129,8 +129,11 @@ def _label_points(ax: Any, names: list[str], xs: list[float], ys: list[float]) -
         dx, dy = choice
         left = px + dx - (w if dx < 0 else 0)
         placed.append((left, py + dy, left + w, py + dy + h))
+        # a label pushed away from its point by others gets a thin line to it
+        lead = None if (dx, dy) == offsets[0] else {"arrowstyle": "-", "color": "#aaaaaa", "lw": 0.6}
         ax.annotate(name, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=8,
-                    ha="right" if dx < 0 else "left", fontweight="bold" if name == BASELINE else "normal")
+                    ha="right" if dx < 0 else "left", fontweight="bold" if name == BASELINE else "normal",
+                    arrowprops=lead)
 
 
 def plot_throughput_vs_batch(long: pd.DataFrame, backbone: str, out_dir: Path, env: str,
