@@ -17,7 +17,7 @@ import statistics
 import torch
 from torch import nn
 
-from dynconv_bench.cells import _subset_split
+from dynconv_bench.cells import training_subset
 from dynconv_bench.data import dataset_info
 from dynconv_bench.layers import ChannelSE
 from dynconv_bench.modelspec import ModelSpec
@@ -55,7 +55,7 @@ def main() -> int:
         for seed in args.seeds:
             o = options_of("accuracy", {"dataset": "synthetic", "seed": seed, "train_samples": 768})
             model = build(mode, seed, info["num_classes"], info.get("channels", 3))
-            out = train_and_evaluate(model, _subset_split(o, info, 16), seed=seed, recipe="synthetic-quick",
+            out = train_and_evaluate(model, training_subset(o, info, 16), seed=seed, recipe="synthetic-quick",
                                      epochs=args.epochs, device="cpu")
             tops.append(out["top1"])
         print(f"| {mode} | " + " | ".join(f"{t:.2f}" for t in tops) + f" | {statistics.mean(tops):.2f} |", flush=True)

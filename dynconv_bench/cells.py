@@ -94,12 +94,12 @@ def measure_accuracy(spec: ModelSpec, o: MeasureOptions) -> dict[str, Any]:
         from .training.recipes import get_recipe
 
         size = kw.pop("image_size", None) or get_recipe(kw["recipe"]).image_size or info["image_size"]
-        dataset = _subset_split(o, info, size)
+        dataset = training_subset(o, info, size)
     out = train_and_evaluate(model, dataset, seed=o.seed, data_root=o.data_root, device=o.device, **kw)
     return {**out, "threads": torch.get_num_threads()}
 
 
-def _subset_split(o: MeasureOptions, info: dict[str, Any], size: int) -> tuple:
+def training_subset(o: MeasureOptions, info: dict[str, Any], size: int) -> tuple:
     """(a subset of `train_samples` training items drawn with the cell's seed, the full test split)."""
     from torch.utils.data import Subset
 

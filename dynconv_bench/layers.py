@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -9,7 +12,7 @@ from torch import nn
 from .conv_spec import ConvGeometry, ConvSpec
 from .variant import DynamicLayer
 
-__all__ = ["ChannelSE", "ConvGeometry", "ConvSpec", "SEConv", "batchnorm_any_batch"]
+__all__ = ["ChannelSE", "ConvGeometry", "ConvSpec", "SEConv", "batchnorm_any_batch", "recomputing_batchnorm"]
 
 
 def batchnorm_any_batch(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
@@ -21,6 +24,30 @@ def batchnorm_any_batch(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
     if bn.training and x.shape[0] * x.shape[2] * x.shape[3] == 1:
         return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
     return bn(x)
+
+
+@contextlib.contextmanager
+def recomputing_batchnorm(model: nn.Module) -> Iterator[int]:
+    """Inside: every BatchNorm's running statistics start afresh and average the batches the model sees.
+
+    Yields the number of BatchNorms (0: nothing is touched). The model runs in train mode inside; its
+    mode and the BatchNorms' momenta are restored on exit.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms:
+        yield 0
+        return
+    was_training, momenta = model.training, [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average = the plain mean over the batches seen
+    model.train()
+    try:
+        yield len(norms)
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        model.train(was_training)
 
 
 class ChannelSE(nn.Module):

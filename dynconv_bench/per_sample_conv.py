@@ -50,6 +50,11 @@ class KernelMixture:
     def bias(self) -> torch.Tensor | None:
         return None if self.bias_bank is None else self.attention.to(self.bias_bank.dtype) @ self.bias_bank
 
+    def __getitem__(self, i: int) -> torch.Tensor:
+        """Sample i's kernel alone (the loop strategy aggregates each just before its conv, while in cache)."""
+        return (self.attention[i].to(self.bank.dtype) @ self.bank.reshape(self.bank.shape[0], -1)
+                ).view(self.bank.shape[1:])
+
 
 def aggregate_kernels(attention: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
     """Per-sample kernels sum_k attention[b, k] * bank[k] as one matmul: (B, K) x (K, ...) -> (B, ...)."""
@@ -61,7 +66,14 @@ def _channels_last(x: torch.Tensor) -> bool:
     return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
-def _like(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def conv_output_size(height: int, width: int, kernel: tuple[int, int], stride: tuple[int, int],
+                     padding: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int]:
+    """(H_out, W_out) of a conv with numeric padding, as F.conv2d computes them."""
+    return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1
+                 for n, k, s, p, d in zip((height, width), kernel, stride, padding, dilation))
+
+
+def match_memory_format(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Hand the next layer the memory format it was given."""
     return out.contiguous(memory_format=torch.channels_last) if _channels_last(x) else out
 
@@ -73,27 +85,26 @@ def _grouped(x, weight, bias, stride, padding, dilation, groups):  # noqa: ANN00
     out = F.conv2d(x.reshape(1, b * x.shape[1], x.shape[2], x.shape[3]),
                    weight.reshape(b * weight.shape[1], *weight.shape[2:]),
                    None if bias is None else bias.reshape(-1), stride, padding, dilation, groups * b)
-    return _like(out.view(b, weight.shape[1], out.shape[2], out.shape[3]), x)
+    return match_memory_format(out.view(b, weight.shape[1], out.shape[2], out.shape[3]), x)
 
 
 def _loop(x, weight, bias, stride, padding, dilation, groups):  # noqa: ANN001, ANN202
     outs = [F.conv2d(x[i:i + 1], weight[i], None if bias is None else bias[i], stride, padding, dilation, groups)
             for i in range(x.shape[0])]
-    return outs[0] if len(outs) == 1 else _like(torch.cat(outs), x)
+    return outs[0] if len(outs) == 1 else match_memory_format(torch.cat(outs), x)
 
 
 def _bmm(x, weight, bias, stride, padding, dilation, groups):  # noqa: ANN001, ANN202
     b, cout, cin_g, kh, kw = weight.shape
     if isinstance(padding, str):
         x, padding = F.pad(x, _reversed_twice(padding, (kh, kw), dilation)), (0, 0)
-    h_out = (x.shape[2] + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    w_out = (x.shape[3] + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    h_out, w_out = conv_output_size(x.shape[2], x.shape[3], (kh, kw), stride, padding, dilation)
     cols = F.unfold(x, (kh, kw), dilation, padding, stride).view(b, groups, cin_g * kh * kw, -1)
     out = torch.matmul(weight.reshape(b, groups, cout // groups, cin_g * kh * kw), cols)
     out = out.reshape(b, cout, h_out, w_out)
     if bias is not None:
         out = out + bias.view(b, cout, 1, 1).to(out.dtype)
-    return _like(out, x)
+    return match_memory_format(out, x)
 
 
 def _output_space(x, mix: KernelMixture, stride, padding, dilation, groups):  # noqa: ANN001, ANN202
@@ -119,23 +130,13 @@ def _output_space(x, mix: KernelMixture, stride, padding, dilation, groups):  # 
 _RUN: dict[str, Callable] = {"grouped": _grouped, "loop": _loop, "bmm": _bmm}
 
 
-def _loop_mixture(x, mix: KernelMixture, stride, padding, dilation, groups):  # noqa: ANN001, ANN202
-    """B plain convs, each sample's kernel aggregated just before its conv (while it is still in cache)."""
-    bank = mix.bank.reshape(mix.bank.shape[0], -1)
-    a = mix.attention.to(bank.dtype)
-    bias = mix.bias()
-    outs = [F.conv2d(x[i:i + 1], (a[i] @ bank).view(mix.bank.shape[1:]), None if bias is None else bias[i],
-                     stride, padding, dilation, groups) for i in range(x.shape[0])]
-    return outs[0] if len(outs) == 1 else _like(torch.cat(outs), x)
-
-
 def _run(strategy: str, x: torch.Tensor, weight: torch.Tensor | KernelMixture, bias: torch.Tensor | None,
          stride: tuple[int, int], padding: Padding, dilation: tuple[int, int], groups: int) -> torch.Tensor:
     if strategy == "output_space":
         return _output_space(x, weight, stride, padding, dilation, groups)
     if strategy == "loop" and isinstance(weight, KernelMixture):
-        # materialising all B kernels first writes B x the kernel to memory and reads it back
-        return _loop_mixture(x, weight, stride, padding, dilation, groups)
+        # weight[i] aggregates one sample's kernel at a time: never all B kernels in memory at once
+        return _loop(x, weight, weight.bias(), stride, padding, dilation, groups)
     if isinstance(weight, KernelMixture):
         weight, bias = weight.weight(), weight.bias()
     return _RUN[strategy](x, weight, bias, stride, padding, dilation, groups)

@@ -132,7 +132,7 @@ def test_columns_path_is_taken_where_kernels_outweigh_the_unfolded_input():
     assert layer._cheaper_on_columns(torch.randn(2, 8, 4, 4))  # 64 outputs >= 2 x 16 positions
     assert not layer._cheaper_on_columns(torch.randn(2, 8, 6, 6))  # 64 < 2 x 36
     calls = []
-    layer._forward_columns = lambda *a: calls.append(a) or torch.zeros(2, 64, 4, 4)
+    layer._conv_columns = lambda *a: calls.append(a) or torch.zeros(2, 64, 4, 4)
     layer(torch.randn(2, 8, 4, 4))
     layer(torch.randn(1, 8, 4, 4))  # one sample: its own kernel, no columns
     assert len(calls) == 1

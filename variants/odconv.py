@@ -13,7 +13,7 @@ from torch import nn
 
 from dynconv_bench import Param, Variant
 from dynconv_bench.layers import batchnorm_any_batch
-from dynconv_bench.per_sample_conv import capturing_graph
+from dynconv_bench.per_sample_conv import capturing_graph, conv_output_size, match_memory_format
 from dynconv_bench.sites import ConvSite
 
 from ._dynamic import DynamicConv2d, aggregate_kernels
@@ -84,22 +84,23 @@ class ODConv2d(DynamicConv2d):
         capturing = capturing_graph()
         per_sample = kernel is not None or spatial is not None or (b == 1 and not capturing)
         if not capturing and spatial is not None and b > 1 and self._cheaper_on_columns(x):
-            return self._forward_columns(x, channel, filt, spatial, kernel, bias)
-        if per_sample and not capturing and self._cheaper_on_kernel(x):
+            out = self._conv_columns(x, channel, spatial, kernel)
+        elif per_sample and not capturing and self._cheaper_on_kernel(x):
             # scaling the per-sample kernels costs less than scaling this layer's feature maps
             weight = self.weight[0].unsqueeze(0) if kernel is None else aggregate_kernels(kernel, self.weight)
             scale = self._kernel_scale(channel, filt).to(weight.dtype)
             if spatial is not None:
                 scale = scale * spatial.view(b, 1, 1, *self.kernel_size).to(weight.dtype)
             return self._conv(x, weight * scale, bias)
-        x = x * channel.view(*channel.shape, 1, 1).to(x.dtype)
-        if not per_sample:  # the same kernel for every sample: one plain conv
-            out = self._static_conv(x, self.weight[0], None)
         else:
-            weight = self.weight[0].unsqueeze(0) if kernel is None else aggregate_kernels(kernel, self.weight)
-            if spatial is not None:
-                weight = weight * spatial.view(b, 1, 1, *self.kernel_size).to(weight.dtype)
-            out = self._conv(x, weight, None)
+            x = x * channel.view(*channel.shape, 1, 1).to(x.dtype)
+            if not per_sample:  # the same kernel for every sample: one plain conv
+                out = self._static_conv(x, self.weight[0], None)
+            else:
+                weight = self.weight[0].unsqueeze(0) if kernel is None else aggregate_kernels(kernel, self.weight)
+                if spatial is not None:
+                    weight = weight * spatial.view(b, 1, 1, *self.kernel_size).to(weight.dtype)
+                out = self._conv(x, weight, None)
         if filt is not None:
             out = out * filt.view(*filt.shape, 1, 1).to(out.dtype)
         if bias is not None:
@@ -119,30 +120,22 @@ class ODConv2d(DynamicConv2d):
         # 2x at 256 x 196; unfold and its copies cost about what the per-sample kernels save below 2x
         return self.out_channels >= 2 * positions
 
-    def _forward_columns(self, x: torch.Tensor, channel: torch.Tensor, filt: torch.Tensor | None,
-                         spatial: torch.Tensor, kernel: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
-        """The same conv as unfold -> scale columns by channel x spatial attention -> (batched) matmul."""
+    def _conv_columns(self, x: torch.Tensor, channel: torch.Tensor, spatial: torch.Tensor,
+                      kernel: torch.Tensor | None) -> torch.Tensor:
+        """The conv without filter attention and bias, as unfold -> columns scaled by channel x spatial
+        attention -> one GEMM (shared kernel) or one bmm (per-sample mixtures)."""
         b, c = x.shape[:2]
-        kh, kw = self.kernel_size
         xp, pad = self.geometry.pad(x)  # TF-same / reflect padding applied here; numbers otherwise
-        h_out = (xp.shape[2] + 2 * pad[0] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
-        w_out = (xp.shape[3] + 2 * pad[1] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
+        h_out, w_out = conv_output_size(xp.shape[2], xp.shape[3], self.kernel_size, self.stride, pad, self.dilation)
         cols = F.unfold(xp, self.kernel_size, self.dilation, pad, self.stride)  # (B, C*kh*kw, L)
-        scale = channel.view(b, c, 1) * spatial.view(b, 1, kh * kw)
-        cols = cols * scale.view(b, c * kh * kw, 1).to(cols.dtype)
-        if kernel is None:  # one kernel for every sample: a single GEMM over the batch
+        scale = channel.view(b, c, 1) * spatial.view(b, 1, -1)
+        cols = cols * scale.view(b, -1, 1).to(cols.dtype)
+        if kernel is None:
             out = torch.matmul(self.weight[0].view(self.out_channels, -1).to(cols.dtype), cols)
         else:
             weight = aggregate_kernels(kernel, self.weight).view(b, self.out_channels, -1)
             out = torch.bmm(weight.to(cols.dtype), cols)
-        out = out.view(b, self.out_channels, h_out, w_out)
-        if filt is not None:
-            out = out * filt.view(*filt.shape, 1, 1).to(out.dtype)
-        if bias is not None:
-            out = out + bias.view(*bias.shape, 1, 1).to(out.dtype)
-        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-            out = out.contiguous(memory_format=torch.channels_last)
-        return out
+        return match_memory_format(out.view(b, self.out_channels, h_out, w_out), x)
 
     def _cheaper_on_kernel(self, x: torch.Tensor) -> bool:
         """Whether scaling B per-sample kernels touches fewer numbers than scaling input and output maps."""

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..layers import recomputing_batchnorm
 from .speed import fixed_threads, time_runs
 
 TARGETS = ("torch_export", "onnx", "compile", "torchscript")
@@ -59,23 +60,11 @@ def calibrate_batchnorm(model: nn.Module, input_size: Sequence[int], batches: in
     between batch sizes): no numerical comparison means anything there. Calibrated, outputs are O(1)
     as in a trained model. Returns the number of BatchNorms calibrated; the model's mode is restored.
     """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    if not norms:
-        return 0
-    was_training, momenta = model.training, [m.momentum for m in norms]
     gen = torch.Generator().manual_seed(seed)
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the batches
-    model.train()
-    try:
-        for _ in range(batches):
+    with recomputing_batchnorm(model) as norms:
+        for _ in range(batches if norms else 0):
             model(torch.randn(batch_size, *input_size, generator=gen))
-    finally:
-        for m, momentum in zip(norms, momenta):
-            m.momentum = momentum
-        model.train(was_training)
-    return len(norms)
+    return norms
 
 
 def relative_worst(diffs: dict[str, float], scale: dict[str, float]) -> float:

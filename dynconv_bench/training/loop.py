@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from ..convert import set_progress
 from ..errors import UserError
+from ..layers import recomputing_batchnorm
 from ..variant import DynamicLayer, TrainingProgress
 from . import distributed as D
 from .recipes import Recipe, get_recipe
@@ -91,29 +92,21 @@ def recalibrate_batchnorm(model: nn.Module, dataset: Dataset, batch_size: int, b
     The first batches of the (unshuffled) training set are used in train mode, without gradients;
     returns the number of batches seen. The model's train/eval mode is restored afterwards.
     """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    if not norms:
-        return 0
     indices = list(range(len(dataset)))
     if info is not None and info.world_size > 1:
         indices = indices[info.rank::info.world_size]
     loader = DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=batch_size, shuffle=False,
                         num_workers=workers)
-    was_training, momenta = model.training, [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average = the plain mean over the batches seen
-    model.train()
     seen = 0
-    for x, _ in loader:
-        if seen == batches:
-            break
-        with _autocast(device, amp):
-            model(x.to(device))
-        seen += 1
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
-    model.train(was_training)
+    with recomputing_batchnorm(model) as norms:
+        if not norms:
+            return 0
+        for x, _ in loader:
+            if seen == batches:
+                break
+            with _autocast(device, amp):
+                model(x.to(device))
+            seen += 1
     return seen
 
 
