@@ -170,6 +170,7 @@ def per_sample_conv(x: torch.Tensor, weight: torch.Tensor | KernelMixture, bias:
 # -- choice: forced, tuned, cached -------------------------------------------------------------------------
 _FORCED: list[str] = []
 _RECORDERS: list[Counter] = []
+_EAGER_PATHS: list[bool] = []
 _CACHE: dict[str, str] = {}
 _CACHE_FILE: list[Path | None] = []  # empty: not set by set_strategy_cache, read the env var
 
@@ -192,6 +193,16 @@ def use_strategy(name: str) -> Iterator[None]:
         yield
     finally:
         _FORCED.pop()
+
+
+@contextlib.contextmanager
+def eager_paths() -> Iterator[None]:
+    """Layers take their eager paths even under a trace: a trace that only counts (MACs) must see what runs."""
+    _EAGER_PATHS.append(True)
+    try:
+        yield
+    finally:
+        _EAGER_PATHS.pop()
 
 
 @contextlib.contextmanager
@@ -276,7 +287,10 @@ def capturing_graph() -> bool:
     """True while TorchScript traces, ONNX exports, torch.export or torch.compile captures the model.
 
     Layers then take paths that do not branch on the batch size, so a graph keeps a dynamic batch.
+    False inside `eager_paths()`, whatever traces.
     """
+    if _EAGER_PATHS:
+        return False
     compiler = getattr(torch, "compiler", None)
     compiling = getattr(compiler, "is_compiling", lambda: False)
     exporting = getattr(compiler, "is_exporting", lambda: False)

@@ -199,3 +199,19 @@ def test_odconv_resnet18_within_2_percent_of_the_readme(num_kernels):
     assert prof.unsupported == {}
     assert prof.conv_macs == 1_813_561_344
     assert prof.macs == pytest.approx(ODCONV_README_MADDS[num_kernels], rel=0.02)
+
+
+def test_macs_count_the_path_eager_runs_not_the_export_path(monkeypatch) -> None:  # noqa: ANN001
+    """fvcore traces the model; ODConv must still take its eager (column) path there, as it does when run."""
+    from dynconv_bench_variants.odconv import ODConv2d
+
+    layer = ODConv2d(torch.nn.Conv2d(8, 64, 3, padding=1), num_kernels=1, min_channels=4)
+    model = torch.nn.Sequential(layer, torch.nn.AdaptiveAvgPool2d(1)).eval()
+    taken = []
+    real = ODConv2d._conv_columns
+    monkeypatch.setattr(ODConv2d, "_conv_columns", lambda self, *a: taken.append(1) or real(self, *a))
+    with torch.no_grad():
+        model(torch.randn(2, 8, 4, 4))  # eager at batch 2: 64 outputs >= 2 x 16 positions -> columns
+    assert taken == [1]
+    profile(model, input_size=(8, 4, 4), batch_size=2)
+    assert len(taken) >= 2  # the counted forward took the same path

@@ -29,7 +29,7 @@ with warnings.catch_warnings():  # fvcore.nn scripts a loss at import; torch dep
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
     from fvcore.nn import FlopCountAnalysis
 
-from ..per_sample_conv import use_strategy
+from ..per_sample_conv import eager_paths, use_strategy
 from ..variant import DynamicLayer
 from .flop_handles import default_handles
 from .params import _outermost_dynamic, count_params
@@ -152,8 +152,9 @@ def profile(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224), batch
         analysis.set_op_handle(**default_handles())
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         logging.getLogger("fvcore.nn.jit_analysis").setLevel(logging.ERROR)
-        # MACs are the method's, not an execution strategy's: trace the per-sample convs as one grouped conv
-        with _record_output_sizes(dynamic) as sizes, use_strategy("grouped"):  # the trace runs the forward once
+        # MACs are the method's, not an execution strategy's: trace the per-sample convs as one grouped conv;
+        # layers take the paths eager runs (not the batch-independent ones an export would capture)
+        with _record_output_sizes(dynamic) as sizes, use_strategy("grouped"), eager_paths():  # one forward
             total = analysis.total()
         if any(not v for v in sizes.values()):  # a layer the trace did not call through its hooks
             with _record_output_sizes(dynamic) as sizes, torch.no_grad(), use_strategy("grouped"):
