@@ -31,7 +31,7 @@ from torch import nn
 
 import dynconv_bench
 from dynconv_bench import DynamicLayer, Param, Variant
-from dynconv_bench.sites import ConvSite
+from dynconv_bench.models.sites import ConvSite
 from dynconv_bench.training import train_and_evaluate
 
 NAMED = {

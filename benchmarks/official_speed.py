@@ -29,7 +29,7 @@ from timm.layers import CondConv2d as TimmCondConv2d
 from torch import nn
 
 import dynconv_bench
-from dynconv_bench.sites import find_conv_sites, select_sites
+from dynconv_bench.models.sites import find_conv_sites, select_sites
 
 
 def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:

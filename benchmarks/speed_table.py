@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 import dynconv_bench
-from dynconv_bench.per_sample_conv import record_strategies
+from dynconv_bench.models.per_sample_conv import record_strategies
 
 sys.path.insert(0, str(Path(__file__).parent))
 from official_speed import official_odconv  # noqa: E402

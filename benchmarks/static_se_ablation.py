@@ -17,11 +17,11 @@ import statistics
 import torch
 from torch import nn
 
-from dynconv_bench.cells import training_subset
 from dynconv_bench.data import dataset_info
-from dynconv_bench.layers import ChannelSE
-from dynconv_bench.modelspec import ModelSpec
-from dynconv_bench.options import options_of
+from dynconv_bench.execution.cells import training_subset
+from dynconv_bench.measures.options import options_of
+from dynconv_bench.models.layers import ChannelSE
+from dynconv_bench.models.modelspec import ModelSpec
 from dynconv_bench.training import train_and_evaluate
 
 MODES = ("static", "se", "se-no-bn", "se-gate-1")

@@ -15,7 +15,7 @@ from timm.models.resnet import BasicBlock
 from torch import nn
 
 import dynconv_bench
-from dynconv_bench.per_sample_conv import STRATEGIES, use_strategy
+from dynconv_bench.models.per_sample_conv import STRATEGIES, use_strategy
 
 BATCH = 8
 SHAPES = [(64, 56), (128, 28), (256, 14)]  # (channels, height = width) of ResNet-18's 3x3 stages
@@ -25,7 +25,7 @@ def converted_layer(variant: str, channels: int, size: int) -> tuple[nn.Module, 
     """The last converted layer of a two-block stage, and an input of the shape it sees."""
     stage = nn.Sequential(OrderedDict(layer=nn.Sequential(BasicBlock(channels, channels),
                                                           BasicBlock(channels, channels))))
-    dynconv_bench.convert(stage, variant)
+    dynconv_bench.models.convert(stage, variant)
     names = stage.dynconv_report.converted or ["layer.1.conv2"]
     layer = stage.get_submodule(names[-1])
     seen: dict[str, torch.Tensor] = {}

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from .convert import ConversionReport, convert, create_model, deploy, set_progress
 from .errors import ConfigError, UserError
-from .registry import get_variant, list_variants, load_plugin_file, register_variant
-from .sites import ConvSite, find_conv_sites
-from .variant import DynamicLayer, Param, StageContext, TrainingProgress, Variant
+from .models.convert import ConversionReport, convert, create_model, deploy, set_progress
+from .models.registry import get_variant, list_variants, load_plugin_file, register_variant
+from .models.sites import ConvSite, find_conv_sites
+from .models.variant import DynamicLayer, Param, StageContext, TrainingProgress, Variant
 
 __version__ = "0.1.0"
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import dynconv_bench
-from dynconv_bench.backbones import STANDARD_BACKBONES
+from dynconv_bench.models.backbones import STANDARD_BACKBONES
 
 
 @pytest.fixture(autouse=True)
@@ -17,7 +17,7 @@ def _seeded() -> None:
 @pytest.fixture(autouse=True)
 def _isolated_registry():  # noqa: ANN202
     """Variants a test registers (plugin files, toy variants) do not leak into later tests."""
-    from dynconv_bench import registry
+    from dynconv_bench.models import registry
 
     registry.list_variants()  # load the entry points first, so they are part of the snapshot
     saved = dict(registry._VARIANTS)
@@ -72,7 +72,7 @@ DYNAMIC_CONV_CASES = [
 @pytest.fixture(params=["grouped", "loop", "bmm", "output_space", "auto"])
 def strategy(request):  # noqa: ANN001, ANN201
     """Run the test under each per-sample conv strategy (output_space falls back to grouped without a mixture)."""
-    from dynconv_bench.per_sample_conv import clear_strategy_cache, use_strategy
+    from dynconv_bench.models.per_sample_conv import clear_strategy_cache, use_strategy
 
     clear_strategy_cache()
     with use_strategy(request.param):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 import dynconv_bench
-from dynconv_bench.cells import run_cell
-from dynconv_bench.suite import Cell
+from dynconv_bench.execution.cells import run_cell
+from dynconv_bench.execution.suite import Cell
 
 
 def _cell(kind: str, variant: str = "static", **options: object) -> Cell:
@@ -56,9 +56,9 @@ def test_model_spec_builds_in_any_process_and_passes_preset_only_when_set(monkey
     import importlib
     import pickle
 
-    from dynconv_bench.modelspec import ModelSpec
+    from dynconv_bench.models.modelspec import ModelSpec
 
-    convert = importlib.import_module("dynconv_bench.convert")  # the module (the package exports a function of that name)
+    convert = importlib.import_module("dynconv_bench.models.convert")  # the module (the package exports a function of that name)
 
     spec = ModelSpec("cifar_resnet8", "static-se", {"reduction": 8})
     assert pickle.loads(pickle.dumps(spec)) == spec and ModelSpec.from_dict(spec.to_dict()) == spec

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from dynconv_bench import cli
-from dynconv_bench.cli import main
-from dynconv_bench.store import ResultStore
+from dynconv_bench.cli import common as cli
+from dynconv_bench.cli.main import main
+from dynconv_bench.execution.store import ResultStore
 
 
 def test_variants_text_shows_type_range_help_and_presets(capsys) -> None:  # noqa: ANN001
@@ -37,7 +37,7 @@ def test_variants_json_has_every_key_described(capsys) -> None:  # noqa: ANN001
 
 
 def test_variants_warns_when_installation_and_source_tree_disagree(capsys, monkeypatch) -> None:  # noqa: ANN001
-    from dynconv_bench import registry
+    from dynconv_bench.models import registry
 
     monkeypatch.setattr(registry, "installation_problems", lambda: ["variants/new.py is not named by any entry point"])
     assert main(["variants"]) == 0
@@ -109,7 +109,7 @@ def test_output_cut_short_by_the_reader_is_not_an_error() -> None:
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "dynconv_bench.cli", "variants", "--format", "json"],
+    proc = subprocess.Popen([sys.executable, "-m", "dynconv_bench.cli.main", "variants", "--format", "json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.close()  # the reader goes away before the command writes
     err = proc.stderr.read().decode()

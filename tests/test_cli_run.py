@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from dynconv_bench.cli import main
-from dynconv_bench.store import ResultStore
+from dynconv_bench.cli.main import main
+from dynconv_bench.execution.store import ResultStore
 
 FAILING_PLUGIN = '''
 from dynconv_bench import Param, Variant, register_variant

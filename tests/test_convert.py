@@ -9,7 +9,7 @@ from torch import nn
 
 import dynconv_bench
 from dynconv_bench import UserError, convert, create_model, deploy, set_progress
-from dynconv_bench.backbones import STANDARD_BACKBONES
+from dynconv_bench.models.backbones import STANDARD_BACKBONES
 
 from .conftest import small_input_size
 

@@ -17,7 +17,7 @@ from dynconv_bench_variants.dyconv import DyConv2d
 from timm.layers import Conv2dSame
 from torch import nn
 
-from dynconv_bench.conv_spec import ConvSpec
+from dynconv_bench.models.conv_spec import ConvSpec
 
 from .conftest import DYNAMIC_CONV_CASES, make_case_conv
 

@@ -12,11 +12,10 @@ from dynconv_bench_variants.dyconv import DyConv2d
 from dynconv_bench_variants.odconv import ODConv2d
 from torch import nn
 
-from dynconv_bench.cells import run_cell
-from dynconv_bench.cli import main
-from dynconv_bench.convert import create_model, deploy
-from dynconv_bench.deploy_report import deploy_table
+from dynconv_bench.cli.main import main
 from dynconv_bench.errors import UserError
+from dynconv_bench.execution.cells import run_cell
+from dynconv_bench.execution.suite import Cell, parse_suite
 from dynconv_bench.metrics.export import (
     TARGETS,
     TOLERANCE,
@@ -27,8 +26,9 @@ from dynconv_bench.metrics.export import (
     ort_runner,
     ort_session,
 )
-from dynconv_bench.report import render
-from dynconv_bench.suite import Cell, parse_suite
+from dynconv_bench.models.convert import create_model, deploy
+from dynconv_bench.reporting.deploy_report import deploy_table
+from dynconv_bench.reporting.report import render
 
 pytest.importorskip("onnxruntime")
 

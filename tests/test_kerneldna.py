@@ -13,8 +13,8 @@ from torch import nn
 
 import dynconv_bench
 from dynconv_bench import ConfigError, convert, create_model, deploy
-from dynconv_bench.layers import SEConv
-from dynconv_bench.sites import find_conv_sites, select_sites
+from dynconv_bench.models.layers import SEConv
+from dynconv_bench.models.sites import find_conv_sites, select_sites
 
 
 def se_params(channels: int, reduction: int = 4) -> int:

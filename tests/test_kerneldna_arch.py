@@ -30,9 +30,9 @@ OFFICIAL_PARAMS = {
 
 def test_registered_with_timm_and_listed() -> None:
     assert sorted(timm.list_models("kerneldna_*")) == sorted(ARCHS)
-    assert set(ARCHS) <= set(dynconv_bench.backbones.list_backbones())
+    assert set(ARCHS) <= set(dynconv_bench.models.backbones.list_backbones())
     for arch in ARCHS:
-        assert dynconv_bench.backbones.default_input_size(arch) == (3, 224, 224)
+        assert dynconv_bench.models.backbones.default_input_size(arch) == (3, 224, 224)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -162,7 +162,7 @@ def test_deploy_equivalence_at_224(arch: str) -> None:
 
 
 def test_child_se_convs_are_attention_sites() -> None:
-    from dynconv_bench.sites import find_conv_sites
+    from dynconv_bench.models.sites import find_conv_sites
 
     roles = {s.name: s.role for s in find_conv_sites(timm.create_model("kerneldna_resnet18"))}
     assert roles["layer3.0.conv2.se.reduce"] == roles["layer3.1.conv1.se.expand"] == "attention"

@@ -10,7 +10,7 @@ from torch import nn
 
 from dynconv_bench import ConfigError, StageContext, create_model, set_progress
 from dynconv_bench.metrics.params import count_params
-from dynconv_bench.sites import ConvSite
+from dynconv_bench.models.sites import ConvSite
 
 from .conftest import DYNAMIC_CONV_CASES, make_case_conv
 

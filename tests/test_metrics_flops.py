@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import dynconv_bench
-from dynconv_bench.backbones import STANDARD_BACKBONES
-from dynconv_bench.layers import ConvGeometry, ConvSpec
 from dynconv_bench.metrics.flops import conv_macs_analytic, profile
+from dynconv_bench.models.backbones import STANDARD_BACKBONES
+from dynconv_bench.models.layers import ConvGeometry, ConvSpec
 
 from .conftest import small_input_size
 

@@ -7,7 +7,7 @@ import pytest
 from dynconv_bench.errors import UserError
 from dynconv_bench.metrics import memory
 from dynconv_bench.metrics.memory import peak_memory
-from dynconv_bench.modelspec import ModelSpec
+from dynconv_bench.models.modelspec import ModelSpec
 
 ONE_ACTIVATION_B128 = 128 * 16 * 32 * 32 * 4  # one fp32 feature map of cifar_resnet8's first stage
 

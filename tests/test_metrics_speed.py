@@ -133,7 +133,7 @@ def test_inference_restores_the_callers_train_mode(tiny):
 
 
 def test_the_strategy_of_each_per_sample_conv_layer_is_recorded():
-    from dynconv_bench.per_sample_conv import use_strategy
+    from dynconv_bench.models.per_sample_conv import use_strategy
 
     model = dynconv_bench.create_model("cifar_resnet8", "dyconv", num_classes=10)
     n_layers = len(model.dynconv_report.converted)

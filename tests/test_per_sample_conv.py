@@ -8,8 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dynconv_bench import per_sample_conv as psc
-from dynconv_bench.per_sample_conv import KernelMixture, per_sample_conv, record_strategies, use_strategy
+from dynconv_bench.models import per_sample_conv as psc
+from dynconv_bench.models.per_sample_conv import (
+    KernelMixture,
+    per_sample_conv,
+    record_strategies,
+    use_strategy,
+)
 
 from .conftest import DYNAMIC_CONV_CASES, make_case_conv
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from dynconv_bench.cells import layer_latency
-from dynconv_bench.executors import LocalExecutor
-from dynconv_bench.plots import make_plots, pareto_front, plot_layer_breakdown, tradeoff_figure
-from dynconv_bench.report import environment_sections, load_results
-from dynconv_bench.runner import run_suite
-from dynconv_bench.suite import parse_suite
+from dynconv_bench.execution.cells import layer_latency
+from dynconv_bench.execution.executors import LocalExecutor
+from dynconv_bench.execution.runner import run_suite
+from dynconv_bench.execution.suite import parse_suite
+from dynconv_bench.reporting.plots import make_plots, pareto_front, plot_layer_breakdown, tradeoff_figure
+from dynconv_bench.reporting.report import environment_sections, load_results
 
 
 def test_pareto_front_lower_cost_higher_accuracy() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dynconv_bench.records import NOT_IN_LEADERBOARD, RECORDERS, Record, records_of, threads_of
+from dynconv_bench.reporting.records import NOT_IN_LEADERBOARD, RECORDERS, Record, records_of, threads_of
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "cpu.sqlite"
 
@@ -67,7 +67,7 @@ def test_column_order_cost_speed_memory_accuracy() -> None:
 def test_stored_rows_of_the_reference_results_stay_readable(tmp_path) -> None:  # noqa: ANN001
     import shutil
 
-    from dynconv_bench.store import ResultStore
+    from dynconv_bench.execution.store import ResultStore
 
     shutil.copy(RESULTS, tmp_path / "cpu.sqlite")  # even a read-only open of a WAL store writes files beside it
     with ResultStore(tmp_path / "cpu.sqlite", readonly=True) as store:

@@ -11,7 +11,7 @@ import pytest
 
 import dynconv_bench
 from dynconv_bench import UserError, Variant, get_variant, list_variants, load_plugin_file, register_variant
-from dynconv_bench.registry import VARIANT_GROUP
+from dynconv_bench.models.registry import VARIANT_GROUP
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BUILTINS = {"static", "static-se", "condconv", "dyconv", "odconv", "kerneldna", "kernelwarehouse", "dcd"}
@@ -84,7 +84,7 @@ def test_importing_the_package_loads_no_plugin_and_architectures_load_on_first_u
 def test_builtins_are_registered_only_through_their_entry_points():
     out = _run_python("""\
         from importlib.metadata import entry_points
-        from dynconv_bench import registry
+        from dynconv_bench.models import registry
         eps = [ep for ep in entry_points(group=registry.VARIANT_GROUP) if ep.value.startswith("dynconv_bench_variants")]
         classes = [ep.load() for ep in eps]  # importing the modules registers nothing
         print(len(eps), len(registry._VARIANTS), sorted(c.__dict__.get("name", "") for c in classes))
@@ -105,7 +105,7 @@ def test_the_core_names_no_variant_and_imports_no_plugin():
 def test_entry_point_name_is_the_variant_name_and_a_disagreeing_class_is_refused():
     from importlib.metadata import EntryPoint
 
-    from dynconv_bench import registry
+    from dynconv_bench.models import registry
 
     class Named(Variant):
         name = "other"
@@ -122,7 +122,7 @@ def test_entry_point_name_is_the_variant_name_and_a_disagreeing_class_is_refused
 def test_installation_problems_name_undeclared_uninstalled_and_stale_entry_points(tmp_path):
     from importlib.metadata import EntryPoint
 
-    from dynconv_bench.registry import ARCHITECTURE_GROUP, installation_problems
+    from dynconv_bench.models.registry import ARCHITECTURE_GROUP, installation_problems
 
     assert installation_problems() == []  # this checkout is installed as it is
     pyproject = tmp_path / "pyproject.toml"
@@ -167,7 +167,7 @@ def test_plugin_file_registers_its_variant(tmp_path):
 def test_cli_plugin_flag_lists_and_converts(tmp_path):
     python, _ = readme_plugin_example()
     (tmp_path / "my_variant.py").write_text(python)
-    cmd = [sys.executable, "-m", "dynconv_bench.cli", "--plugin", str(tmp_path / "my_variant.py")]
+    cmd = [sys.executable, "-m", "dynconv_bench.cli.main", "--plugin", str(tmp_path / "my_variant.py")]
     out = subprocess.run(cmd + ["variants"], capture_output=True, text=True, check=True).stdout
     assert re.search(r"^gated\s+example plugin", out, re.M)
     out = subprocess.run(cmd + ["convert", "cifar_resnet8", "gated", "temperature=3"], capture_output=True,

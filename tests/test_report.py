@@ -10,8 +10,11 @@ import pandas as pd
 import pytest
 
 from dynconv_bench.errors import UserError
-from dynconv_bench.executors import LocalExecutor
-from dynconv_bench.report import (
+from dynconv_bench.execution.executors import LocalExecutor
+from dynconv_bench.execution.runner import run_suite
+from dynconv_bench.execution.store import ResultStore
+from dynconv_bench.execution.suite import parse_suite
+from dynconv_bench.reporting.report import (
     environment_sections,
     environment_summary,
     leaderboards,
@@ -19,9 +22,6 @@ from dynconv_bench.report import (
     render,
     write_report,
 )
-from dynconv_bench.runner import run_suite
-from dynconv_bench.store import ResultStore
-from dynconv_bench.suite import parse_suite
 
 SUITE = {"name": "r", "backbones": ["cifar_resnet8", "resnet18"], "variants": ["static", "static-se"],
          "measure": {"params": {}, "macs": {}, "speed": {"backbones": ["cifar_resnet8"], "batch_sizes": [1, 8]},

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from dynconv_bench.cells import run_cell
 from dynconv_bench.errors import UserError
-from dynconv_bench.executors import LocalExecutor, RayExecutor, make_executor, run_in_subprocess
-from dynconv_bench.runner import pending_cells, run_suite
-from dynconv_bench.store import ResultStore
-from dynconv_bench.suite import Cell, parse_suite
+from dynconv_bench.execution.cells import run_cell
+from dynconv_bench.execution.executors import LocalExecutor, RayExecutor, make_executor, run_in_subprocess
+from dynconv_bench.execution.runner import pending_cells, run_suite
+from dynconv_bench.execution.store import ResultStore
+from dynconv_bench.execution.suite import Cell, parse_suite
 
 SUITE = {"name": "t", "backbones": ["cifar_resnet8"], "variants": ["static", "static-se"],
          "measure": {"params": {}, "speed": {"batch_sizes": [1, 2]}}}
@@ -116,7 +116,7 @@ def test_kill_mid_run_keeps_finished_rows_and_rerun_completes(tmp_path) -> None:
     suite.write_text('name = "k"\nbackbones = ["cifar_resnet8"]\nvariants = ["slow0", "slow1", "slow2", "slow3"]\n'
                      "[measure.params]\n")
     db = tmp_path / "k.sqlite"
-    cmd = [sys.executable, "-c", "from dynconv_bench.cli import main; raise SystemExit(main())",
+    cmd = [sys.executable, "-c", "from dynconv_bench.cli.main import main; raise SystemExit(main())",
            "--plugin", str(plugin), "--db", str(db), "run", str(suite), "--no-plots", "--no-progress"]
     env = {**os.environ, "SLOW_PLUGIN_SLEEP": "0.6", "PYTHONWARNINGS": "ignore"}  # 6 convs: ~3.6 s per cell
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -185,7 +185,7 @@ def allocate(cell: dict, plugins: tuple = ()) -> dict:
 
 
 def test_memory_cap_fails_the_cell_and_the_run_goes_on(tmp_path) -> None:  # noqa: ANN001
-    from dynconv_bench.limits import rss_bytes
+    from dynconv_bench.execution.limits import rss_bytes
 
     suite = parse_suite({**SUITE, "variants": ["static"], "measure": {"speed": {"batch_sizes": [3000, 16]}}})
     cap = rss_bytes() + 400 * 2**20
@@ -248,7 +248,7 @@ def test_subprocess_worker_dies_with_its_parent(tmp_path) -> None:  # noqa: ANN0
     plugin.write_text(SLOW_PLUGIN)
     suite = tmp_path / "k.toml"
     suite.write_text('name = "k"\nbackbones = ["cifar_resnet8"]\nvariants = ["slow0"]\n[measure.params]\n')
-    cmd = [sys.executable, "-c", "from dynconv_bench.cli import main; raise SystemExit(main())", "--plugin",
+    cmd = [sys.executable, "-c", "from dynconv_bench.cli.main import main; raise SystemExit(main())", "--plugin",
            str(plugin), "--db", str(tmp_path / "k.sqlite"), "run", str(suite), "--no-plots", "--subprocess"]
     env = {**os.environ, "SLOW_PLUGIN_SLEEP": "30", "PYTHONWARNINGS": "ignore"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -275,7 +275,7 @@ def test_concurrent_runs_split_the_cells(tmp_path) -> None:  # noqa: ANN001
     suite.write_text('name = "s"\nbackbones = ["cifar_resnet8"]\nvariants = ["slow0", "slow1", "slow2", "slow3", '
                      '"slow4", "slow5"]\n[measure.params]\n')
     db = tmp_path / "s.sqlite"
-    cmd = [sys.executable, "-c", "from dynconv_bench.cli import main; raise SystemExit(main())", "--plugin",
+    cmd = [sys.executable, "-c", "from dynconv_bench.cli.main import main; raise SystemExit(main())", "--plugin",
            str(plugin), "--db", str(db), "run", str(suite), "--no-plots", "--no-progress"]
     env = {**os.environ, "SLOW_PLUGIN_SLEEP": "0.5", "PYTHONWARNINGS": "ignore"}  # ~3 s per cell
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -293,7 +293,7 @@ def test_concurrent_runs_split_the_cells(tmp_path) -> None:  # noqa: ANN001
 
 @pytest.mark.slow  # a fresh interpreter: ~10 s
 def test_a_cells_own_subprocess_gets_what_is_left_of_its_cap() -> None:
-    from dynconv_bench.limits import MemoryGuard, rss_bytes
+    from dynconv_bench.execution.limits import MemoryGuard, rss_bytes
     from dynconv_bench.metrics.memory import peak_memory
 
     with MemoryGuard(rss_bytes() + 64 * 2**20) as guard:  # a fresh interpreter alone needs more than 64 MiB
@@ -303,12 +303,12 @@ def test_a_cells_own_subprocess_gets_what_is_left_of_its_cap() -> None:
 
 
 def test_tuned_strategies_are_kept_beside_the_store(tmp_path, monkeypatch) -> None:  # noqa: ANN001
-    from dynconv_bench.per_sample_conv import CACHE_ENV, clear_strategy_cache
-    from dynconv_bench.runner import strategy_cache_path
+    from dynconv_bench.execution.runner import strategy_cache_path
+    from dynconv_bench.models.per_sample_conv import CACHE_ENV, clear_strategy_cache
 
     monkeypatch.delenv(CACHE_ENV, raising=False)
     monkeypatch.delenv("DYNCONV_BENCH_STRATEGY", raising=False)
-    monkeypatch.setattr("dynconv_bench.per_sample_conv._CACHE_FILE", [])  # no override by an earlier test
+    monkeypatch.setattr("dynconv_bench.models.per_sample_conv._CACHE_FILE", [])  # no override by an earlier test
     clear_strategy_cache()
     suite = parse_suite({"name": "t", "backbones": ["cifar_resnet8"], "variants": ["condconv"],
                          "measure": {"speed": {"batch_sizes": [4], "min_time": 0.01, "min_runs": 1, "warmup": 0}}})

@@ -5,7 +5,7 @@ import timm
 from torch import nn
 
 from dynconv_bench.errors import UserError
-from dynconv_bench.sites import POLICIES, find_conv_sites, select_sites, validate_policy
+from dynconv_bench.models.sites import POLICIES, find_conv_sites, select_sites, validate_policy
 
 
 def _roles(model: nn.Module) -> dict[str, str]:

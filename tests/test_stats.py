@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from dynconv_bench.stats import betainc, t_cdf, t_quantile, welch_interval
+from dynconv_bench.reporting.stats import betainc, t_cdf, t_quantile, welch_interval
 
 
 @pytest.mark.parametrize("df, t975", [(1, 12.7062), (2, 4.3027), (4, 2.7764), (10, 2.2281), (30, 2.0423)])

@@ -8,8 +8,8 @@ import sqlite3
 import pytest
 
 from dynconv_bench.errors import UserError
-from dynconv_bench.store import ResultStore
-from dynconv_bench.suite import Cell
+from dynconv_bench.execution.store import ResultStore
+from dynconv_bench.execution.suite import Cell
 
 
 def _cell(variant: str = "static", kind: str = "params", **options: object) -> Cell:
@@ -100,7 +100,7 @@ def _dead_pid() -> int:
 def test_claims_live_owner_keeps_the_cell_dead_owner_is_taken_over(tmp_path) -> None:  # noqa: ANN001
     import platform
 
-    from dynconv_bench.store import owner_alive, utcnow
+    from dynconv_bench.execution.store import owner_alive, utcnow
 
     with ResultStore(tmp_path / "r.sqlite") as store:
         a, b = _cell("static"), _cell("static-se")
@@ -131,7 +131,7 @@ def test_claims_live_owner_keeps_the_cell_dead_owner_is_taken_over(tmp_path) -> 
 
 
 def store_owner() -> str:
-    from dynconv_bench.store import this_owner
+    from dynconv_bench.execution.store import this_owner
 
     return this_owner()
 
@@ -139,7 +139,7 @@ def store_owner() -> str:
 def test_heartbeat_age_decides_liveness() -> None:
     from datetime import datetime, timedelta, timezone
 
-    from dynconv_bench.store import STALE_AFTER_S, owner_alive
+    from dynconv_bench.execution.store import STALE_AFTER_S, owner_alive
 
     old = (datetime.now(timezone.utc) - timedelta(seconds=STALE_AFTER_S + 5)).isoformat()
     assert not owner_alive(store_owner(), old)  # a live pid with a stale heartbeat: pid reused

@@ -6,7 +6,14 @@ import pytest
 
 import dynconv_bench
 from dynconv_bench.errors import ConfigError, UserError
-from dynconv_bench.suite import Cell, list_suites, load_suite, parse_suite, resolve_suite_path, stable_hash
+from dynconv_bench.execution.suite import (
+    Cell,
+    list_suites,
+    load_suite,
+    parse_suite,
+    resolve_suite_path,
+    stable_hash,
+)
 
 BASE = {"backbones": ["cifar_resnet8"], "variants": ["static"], "measure": {"params": {}}}
 
@@ -138,7 +145,7 @@ def test_option_types_and_ranges_come_from_params(table: dict, message: str) -> 
 
 
 def test_cell_options_are_typed_with_one_set_of_defaults() -> None:
-    from dynconv_bench.options import OPTIONS, SpeedOptions
+    from dynconv_bench.measures.options import OPTIONS, SpeedOptions
 
     (cell,) = parse_suite(_with(measure={"speed": {"min_time": 0.5}})).cells()
     o = cell.opts

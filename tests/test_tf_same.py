@@ -11,7 +11,7 @@ from dynconv_bench_variants.kerneldna import KernelDNAConv, share_kernel
 from timm.layers import Conv2dSame
 
 import dynconv_bench
-from dynconv_bench.conv_spec import ConvSpec
+from dynconv_bench.models.conv_spec import ConvSpec
 
 BACKBONE = "tf_efficientnet_b0"
 X_SIZE = (2, 3, 67, 67)  # odd: TF 'SAME' pads stride-2 convs asymmetrically (0 before, 1 after)
@@ -64,7 +64,7 @@ def test_every_variant_at_init_on_a_tf_backbone(variant):
         pytest.skip(f"{variant}: not known here whether it equals its static model at init")
     cfg = EQUAL_AT_INIT.get(variant, DIFFERENT_AT_INIT.get(variant))
     static = timm.create_model(BACKBONE, num_classes=10).eval()
-    converted = dynconv_bench.convert(copy.deepcopy(static), variant, **cfg).eval()
+    converted = dynconv_bench.models.convert(copy.deepcopy(static), variant, **cfg).eval()
     assert variant == "static" or converted.dynconv_report.converted
     ref = _static_reference(static, converted)
     x = torch.randn(*X_SIZE)

@@ -13,9 +13,9 @@ from torch import nn
 import dynconv_bench
 from dynconv_bench.data import get_dataset
 from dynconv_bench.errors import ConfigError, UserError
+from dynconv_bench.models.variant import DynamicLayer
 from dynconv_bench.training import RECIPES, aggregate_seeds, get_recipe, topk_correct, train_and_evaluate
 from dynconv_bench.training.__main__ import main
-from dynconv_bench.variant import DynamicLayer
 
 KEYS = {"status", "error", "top1", "top5", "loss", "epochs", "history", "train_time_s", "seed"}
 
@@ -242,7 +242,7 @@ def test_main_writes_result(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
 
 
 def test_train_command_threads_and_program_name(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from dynconv_bench.cli import main as cli_main
+    from dynconv_bench.cli.main import main as cli_main
 
     before = torch.get_num_threads()
     out = tmp_path / "r.json"

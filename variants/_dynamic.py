@@ -1,7 +1,7 @@
 """Shared machinery of the K-kernel dynamic convs (CondConv, DyConv, ODConv).
 
 A kernel bank of shape (K, C_out, C_in/groups, kh, kw), the temperature schedule driven by training
-progress; the per-sample convolution itself is `dynconv_bench.per_sample_conv` (strategies, autotuning).
+progress; the per-sample convolution itself is `dynconv_bench.models.per_sample_conv` (strategies, autotuning).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from dynconv_bench import DynamicLayer
-from dynconv_bench.conv_spec import ConvGeometry, ConvSpec
-from dynconv_bench.per_sample_conv import KernelMixture, aggregate_kernels, per_sample_conv
+from dynconv_bench.models.conv_spec import ConvGeometry, ConvSpec
+from dynconv_bench.models.per_sample_conv import KernelMixture, aggregate_kernels, per_sample_conv
 
 __all__ = ["DynamicConv2d", "KernelMixture", "aggregate_kernels", "per_sample_conv"]
 

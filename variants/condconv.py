@@ -13,7 +13,7 @@ from torch import nn
 
 from dynconv_bench import Param, Variant
 from dynconv_bench.errors import ConfigError
-from dynconv_bench.variant import StageContext
+from dynconv_bench.models.variant import StageContext
 
 from ._dynamic import DynamicConv2d, KernelMixture
 

@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dynconv_bench import DynamicLayer, Param, Variant
-from dynconv_bench.conv_spec import ConvGeometry, ConvSpec
-from dynconv_bench.sites import ConvSite
+from dynconv_bench.models.conv_spec import ConvGeometry, ConvSpec
+from dynconv_bench.models.sites import ConvSite
 
 __all__ = ["DCD", "DCDConv2d", "latent_dim"]
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dynconv_bench import Param, Variant
-from dynconv_bench.sites import ConvSite
+from dynconv_bench.models.sites import ConvSite
 
 from ._dynamic import DynamicConv2d, KernelMixture
 from ._temperature import TemperatureSchedule, temperature_params

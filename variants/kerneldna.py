@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from dynconv_bench import DynamicLayer, Param, StageContext, Variant
-from dynconv_bench.conv_spec import ConvGeometry, ConvSpec
-from dynconv_bench.layers import ChannelSE, SEConv
-from dynconv_bench.sites import ConvSite
+from dynconv_bench.models.conv_spec import ConvGeometry, ConvSpec
+from dynconv_bench.models.layers import ChannelSE, SEConv
+from dynconv_bench.models.sites import ConvSite
 
 __all__ = ["KernelDNA", "KernelDNAConv", "adapter_sites", "share_kernel"]
 

@@ -40,10 +40,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from dynconv_bench import ConfigError, DynamicLayer, Param, StageContext, Variant
-from dynconv_bench.conv_spec import ConvGeometry, ConvSpec
-from dynconv_bench.layers import batchnorm_any_batch
-from dynconv_bench.per_sample_conv import per_sample_conv
-from dynconv_bench.sites import ConvSite
+from dynconv_bench.models.conv_spec import ConvGeometry, ConvSpec
+from dynconv_bench.models.layers import batchnorm_any_batch
+from dynconv_bench.models.per_sample_conv import per_sample_conv
+from dynconv_bench.models.sites import ConvSite
 
 from ._temperature import TemperatureSchedule, temperature_params
 

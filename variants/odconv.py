@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from dynconv_bench import Param, Variant
-from dynconv_bench.layers import batchnorm_any_batch
-from dynconv_bench.per_sample_conv import capturing_graph, conv_output_size, match_memory_format
-from dynconv_bench.sites import ConvSite
+from dynconv_bench.models.layers import batchnorm_any_batch
+from dynconv_bench.models.per_sample_conv import capturing_graph, conv_output_size, match_memory_format
+from dynconv_bench.models.sites import ConvSite
 
 from ._dynamic import DynamicConv2d, aggregate_kernels
 from ._temperature import TemperatureSchedule, temperature_params

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from dynconv_bench import Param, StageContext, Variant
-from dynconv_bench.layers import SEConv
+from dynconv_bench.models.layers import SEConv
 
 from .kerneldna import KernelDNA, adapter_sites
 

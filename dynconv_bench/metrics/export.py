@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..layers import recomputing_batchnorm
+from ..models.layers import recomputing_batchnorm
 from .speed import fixed_threads, time_runs
 
 TARGETS = ("torch_export", "onnx", "compile", "torchscript")

@@ -29,8 +29,8 @@ with warnings.catch_warnings():  # fvcore.nn scripts a loss at import; torch dep
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
     from fvcore.nn import FlopCountAnalysis
 
-from ..per_sample_conv import eager_paths, use_strategy
-from ..variant import DynamicLayer
+from ..models.per_sample_conv import eager_paths, use_strategy
+from ..models.variant import DynamicLayer
 from .flop_handles import default_handles
 from .params import _outermost_dynamic, count_params
 
@@ -122,7 +122,7 @@ def deployed_param_count(model: nn.Module) -> int:
                 for m in model.modules())
     if not folds:
         return count_params(model)["total"]
-    from ..convert import deploy
+    from ..models.convert import deploy
 
     return count_params(deploy(model))["total"]
 

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
-from ..modelspec import ModelSpec
-from .isolate import run_isolated
+from ..execution.isolate import run_isolated
+from ..models.modelspec import ModelSpec
 
 
 def _status_kib(key: str) -> int | None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..variant import DynamicLayer
+from ..models.variant import DynamicLayer
 
 CATEGORIES = ("conv", "attention", "modulation", "norm", "classifier", "other")
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
@@ -136,6 +136,6 @@ def count_params(model: nn.Module) -> dict[str, int]:
 
 def count_deployed_params(model: nn.Module) -> dict[str, int]:
     """`count_params` of the inference form (`dynconv_bench.deploy(model)`: static parts folded)."""
-    from ..convert import deploy
+    from ..models.convert import deploy
 
     return count_params(deploy(model))

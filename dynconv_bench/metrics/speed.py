@@ -4,7 +4,7 @@ CPU: the thread count is fixed with `torch.set_num_threads` (and restored afterw
 then `time.perf_counter` around each run until both `min_time` seconds and `min_runs` runs are done.
 CUDA: `cudnn.benchmark`, CUDA events around each run (synchronised), optional channels_last, AMP
 (fp16/bf16) and `torch.compile`; peak memory from the CUDA caching allocator. `strategies` counts the
-per-sample conv layers by the execution strategy they ran with (see `dynconv_bench.per_sample_conv`).
+per-sample conv layers by the execution strategy they ran with (see `dynconv_bench.models.per_sample_conv`).
 One run = one forward of a batch (inference) or one forward+backward+SGD step (training).
 The caller's model is never modified: training steps, channels_last and moves to another device work on a
 deep copy; inference on the model's own device uses the model itself (its train/eval mode is restored).
@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from ..modelspec import ModelSpec
-from ..per_sample_conv import record_strategies
-from .isolate import run_isolated
+from ..execution.isolate import run_isolated
+from ..models.modelspec import ModelSpec
+from ..models.per_sample_conv import record_strategies
 
 AMP_DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 DEFAULT_WARMUP = {"cpu": 3, "cuda": 20}

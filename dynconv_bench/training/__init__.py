@@ -20,7 +20,7 @@ def train_model(backbone: str, variant: str, dataset: str, recipe: str | Recipe 
     import torch
 
     from ..data import dataset_info
-    from ..modelspec import ModelSpec
+    from ..models.modelspec import ModelSpec
 
     rec = get_recipe(recipe or default_recipe(dataset), **overrides)
     info = dataset_info(dataset, data_root)

@@ -39,7 +39,7 @@ def build_parser(prog: str = "python -m dynconv_bench.training") -> argparse.Arg
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m dynconv_bench.training") -> int:
     """Entry point; returns the exit code (0 ok, 1 failed run, 2 user error)."""
-    from ..cli import parse_config
+    from ..cli.common import parse_config
     from . import distributed as D
     from . import train_model
     from .recipes import RECIPES

@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from ..convert import set_progress
 from ..errors import UserError
-from ..layers import recomputing_batchnorm
-from ..variant import DynamicLayer, TrainingProgress
+from ..models.convert import set_progress
+from ..models.layers import recomputing_batchnorm
+from ..models.variant import DynamicLayer, TrainingProgress
 from . import distributed as D
 from .recipes import Recipe, get_recipe
 

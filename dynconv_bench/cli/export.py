@@ -1,12 +1,12 @@
-"""CLI subcommand `export`: write a deployed model as a checked ONNX file (loaded by dynconv_bench.cli)."""
+"""CLI subcommand `export`: write a deployed model as a checked ONNX file (a verb module of dynconv_bench.cli.main)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from .cli import _EXTENSIONS, command, parse_config
-from .errors import UserError, unknown_choice
+from ..errors import UserError, unknown_choice
+from .common import command, parse_config
 
 EXPORT_FORMATS = ("onnx",)
 
@@ -22,7 +22,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input-size", type=int, default=None, help="image side (default: the backbone's)")
 
 
-_EXTENSIONS.append(add_parsers)
 
 
 @command
@@ -30,10 +29,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Build, deploy, export and check; say ok only when onnxruntime matches eager at batch 1 and 4."""
     if args.format not in EXPORT_FORMATS:
         raise unknown_choice("export format", args.format, EXPORT_FORMATS)
-    from .backbones import default_input_size
-    from .convert import create_model, deploy
-    from .metrics.export import TOLERANCE, export_checked, first_line, require_onnx
-    from .suite import default_num_classes
+    from ..execution.suite import default_num_classes
+    from ..metrics.export import TOLERANCE, export_checked, first_line, require_onnx
+    from ..models.backbones import default_input_size
+    from ..models.convert import create_model, deploy
 
     require_onnx()
     out = Path(args.output)

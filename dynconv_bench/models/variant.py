@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from .errors import ConfigError, did_you_mean
+from ..errors import ConfigError, did_you_mean
 from .sites import ConvSite
 
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import pandas as pd
 
+from ..errors import UserError, unknown_choice
+from ..metrics.env import environment_key
 from .deploy_report import DEPLOY_NOTE, deploy_table
-from .errors import UserError, unknown_choice
-from .metrics.env import environment_key
 from .records import NOT_IN_LEADERBOARD, records_of, threads_of
 from .stats import welch_interval
 
@@ -26,7 +26,7 @@ BASELINE = "static"
 
 def load_results(store: Any, suite: str | None = None) -> pd.DataFrame:
     """Rows of the store (a ResultStore or a path) for `suite`, one per cell, with status ok or failed."""
-    from .store import ResultStore
+    from ..execution.store import ResultStore
 
     own = not isinstance(store, ResultStore)
     db = ResultStore(store, readonly=True) if own else store

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from .errors import UserError
+from ..errors import UserError
 from .suite import KEY_FIELDS
 
 SCHEMA_VERSION = 2

@@ -1,8 +1,8 @@
 """Run a function in a fresh Python subprocess, so allocator state and threads never leak.
 
-The child is a new interpreter (`python -m dynconv_bench.metrics.isolate`), not a fork: it imports
+The child is a new interpreter (`python -m dynconv_bench.execution.isolate`), not a fork: it imports
 only what the measurement needs and does not depend on how the parent's `__main__` was started.
-It dies with its parent, and it runs under the memory cap of the cell in flight (see dynconv_bench.limits).
+It dies with its parent, and it runs under the memory cap of the cell in flight (see dynconv_bench.execution.limits).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..limits import MemoryCap, active_cap, cap_bytes, rss_bytes
+from .limits import MemoryCap, active_cap, cap_bytes, rss_bytes
 
 _USE_ACTIVE = object()
 
@@ -36,7 +36,7 @@ def run_isolated(fn: Callable[..., dict[str, Any]], *args: Any, timeout: float |
     payload = pickle.dumps((fn.__module__, fn.__qualname__, args, kwargs, cap, device_cap, cuda, os.getpid()))
     with tempfile.TemporaryDirectory(prefix="dynconv_isolate_") as tmp:
         result_path = Path(tmp) / "result.pkl"
-        cmd = [sys.executable, "-m", "dynconv_bench.metrics.isolate", str(result_path)]
+        cmd = [sys.executable, "-m", "dynconv_bench.execution.isolate", str(result_path)]
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 env={**os.environ, "PYTHONWARNINGS": "ignore"})
         try:
@@ -57,7 +57,7 @@ def run_isolated(fn: Callable[..., dict[str, Any]], *args: Any, timeout: float |
 
 
 def _child(result_path: str) -> None:
-    from ..limits import MemoryGuard, die_with_parent
+    from .limits import MemoryGuard, die_with_parent
 
     module, qualname, args, kwargs, cap, device_cap, cuda, parent = pickle.loads(sys.stdin.buffer.read())
     die_with_parent(parent)

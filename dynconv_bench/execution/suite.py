@@ -11,9 +11,9 @@ from typing import Any
 
 import tomllib
 
-from .errors import UserError, did_you_mean, unknown_choice
-from .modelspec import ModelSpec
-from .options import EXPANDED, KINDS, MODES, OPTIONS, MeasureOptions, options_of
+from ..errors import UserError, did_you_mean, unknown_choice
+from ..measures.options import EXPANDED, KINDS, MODES, OPTIONS, MeasureOptions, options_of
+from ..models.modelspec import ModelSpec
 
 TOP_KEYS = ("name", "description", "backbones", "variants", "measure", "memory_cap")
 VARIANT_KEYS = ("name", "variant", "config", "preset")
@@ -87,7 +87,7 @@ class Suite:
     variants: list[tuple[str, str, dict[str, Any]]]  # (label, registered name, full config)
     measure: dict[str, list[dict[str, Any]]]  # kind -> option tables ([[measure.KIND]] gives several)
     presets: dict[str, str] = field(default_factory=dict)  # variant label -> preset name
-    memory_cap: str | int | float | None = None  # per-cell memory cap (see dynconv_bench.limits)
+    memory_cap: str | int | float | None = None  # per-cell memory cap (see dynconv_bench.execution.limits)
 
     def cells(self) -> list[Cell]:
         """Expand into cells: cheap kinds first so that a partial run already gives a leaderboard."""
@@ -115,7 +115,7 @@ def stable_hash(obj: Any) -> str:
 
 
 def _expand(opts: dict[str, Any], backbone: str) -> list[dict[str, Any]]:
-    from .backbones import default_input_size
+    from ..models.backbones import default_input_size
 
     base = {k: v for k, v in opts.items() if k not in ("backbones", "variants", *EXPANDED)}
     if "num_classes" in base and base["num_classes"] is None:
@@ -187,8 +187,8 @@ def load_suite(name_or_path: str | Path) -> Suite:
 def parse_suite(data: dict[str, Any], source: str = "<suite>", default_name: str = "suite",
                 path: Path | None = None) -> Suite:
     """Validate a suite given as a dict (the parsed TOML)."""
-    from .backbones import list_backbones
-    from .registry import get_variant, list_variants
+    from ..models.backbones import list_backbones
+    from ..models.registry import get_variant, list_variants
 
     _check_keys(data, TOP_KEYS, source, "")
     name = data.get("name", default_name)
@@ -260,7 +260,7 @@ def _str_list(value: Any, source: str, key: str, required: bool = False) -> list
 def _check_backbone(name: str, source: str, key: str, list_backbones: Any) -> None:
     import timm
 
-    from .registry import load_architectures
+    from ..models.registry import load_architectures
 
     load_architectures()
     if not timm.is_model(name):
@@ -341,7 +341,7 @@ def _parse_measure(kind: str, opts: Any, source: str, list_backbones: Any) -> di
     if kind == "accuracy":
         _check_accuracy(out, source, where)
     if kind == "deploy" and out["targets"] is not None:
-        from .metrics.export import TARGETS
+        from ..metrics.export import TARGETS
 
         out["targets"] = _str_list(out["targets"], source, f"{where}.targets")
         for t in out["targets"]:
@@ -351,8 +351,8 @@ def _parse_measure(kind: str, opts: Any, source: str, list_backbones: Any) -> di
 
 
 def _check_accuracy(out: dict[str, Any], source: str, where: str) -> None:
-    from .data import DATASETS
-    from .training import RECIPES
+    from ..data import DATASETS
+    from ..training import RECIPES
 
     out["datasets"] = _str_list(out["datasets"], source, f"{where}.datasets")
     for d in out["datasets"]:

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..models.per_sample_conv import CACHE_ENV
 from .executors import LocalExecutor, RayExecutor
 from .limits import DEFAULT_MEMORY_CAP, MemoryCap, parse_memory_cap
-from .per_sample_conv import CACHE_ENV
 from .store import HEARTBEAT_EVERY_S, ResultStore, this_owner
 from .suite import Cell, Suite, load_suite
 

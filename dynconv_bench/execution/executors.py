@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from .errors import UserError, unknown_choice
+from ..errors import UserError, unknown_choice
+from .isolate import run_isolated
 from .limits import MemoryCap, MemoryGuard
-from .metrics.isolate import run_isolated
 from .store import utcnow
 from .suite import Cell
 

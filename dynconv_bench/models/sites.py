@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from ..errors import unknown_choice
 from .conv_spec import ConvSpec
-from .errors import unknown_choice
 
 # Residual / inverted-residual block classes of timm and torchvision, matched by class name so
 # that any model built from such blocks is understood without importing its module.
@@ -162,7 +162,7 @@ def validate_policy(policy: object) -> None:
         try:
             re.compile(policy[3:])
         except re.error as exc:
-            from .errors import UserError
+            from ..errors import UserError
             raise UserError(f"policy {policy!r} is not a valid regular expression: {exc}") from None
         return
     if policy not in POLICIES:

@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .modelspec import ModelSpec
-from .options import MeasureOptions
+from ..measures.options import MeasureOptions
+from ..models.modelspec import ModelSpec
 from .store import utcnow
 from .suite import Cell
 
@@ -21,7 +21,7 @@ from .suite import Cell
 def environment() -> dict[str, Any]:
     """The environment of this process (cached: collected once per worker)."""
     try:
-        from .metrics.env import collect_environment
+        from ..metrics.env import collect_environment
 
         return collect_environment()
     except Exception as exc:  # the store still gets the basics
@@ -31,8 +31,8 @@ def environment() -> dict[str, Any]:
 
 
 def measure_params(spec: ModelSpec, o: MeasureOptions) -> dict[str, Any]:
-    from .convert import deploy
-    from .metrics.params import count_params
+    from ..metrics.params import count_params
+    from ..models.convert import deploy
 
     model = spec.build(o.num_classes)
     report = getattr(model, "dynconv_report", None)
@@ -44,7 +44,7 @@ def measure_params(spec: ModelSpec, o: MeasureOptions) -> dict[str, Any]:
 
 
 def measure_macs(spec: ModelSpec, o: MeasureOptions) -> dict[str, Any]:
-    from .metrics.flops import profile
+    from ..metrics.flops import profile
 
     model = spec.build(o.num_classes).eval()
     out = profile(model, input_size=tuple(o.input_size)).to_dict()
@@ -53,8 +53,8 @@ def measure_macs(spec: ModelSpec, o: MeasureOptions) -> dict[str, Any]:
 
 
 def measure_speed(spec: ModelSpec, o: MeasureOptions) -> dict[str, Any]:
-    from .convert import deploy
-    from .metrics import speed
+    from ..metrics import speed
+    from ..models.convert import deploy
 
     model = spec.build(o.num_classes)
     kw: dict[str, Any] = {"device": o.device, "threads": o.threads, "channels_last": o.channels_last,
@@ -71,16 +71,16 @@ def measure_speed(spec: ModelSpec, o: MeasureOptions) -> dict[str, Any]:
 
 
 def measure_memory(spec: ModelSpec, o: MeasureOptions) -> dict[str, Any]:
-    from .metrics.memory import peak_memory
+    from ..metrics.memory import peak_memory
 
     return peak_memory(spec, batch_size=o.batch_size, input_size=tuple(o.input_size), mode=o.mode, device=o.device,
                        num_classes=o.num_classes)
 
 
 def measure_accuracy(spec: ModelSpec, o: MeasureOptions) -> dict[str, Any]:
-    from .data import dataset_info
-    from .training import train_and_evaluate
-    from .training.recipes import default_recipe
+    from ..data import dataset_info
+    from ..training import train_and_evaluate
+    from ..training.recipes import default_recipe
 
     info = dataset_info(o.dataset, root=o.data_root)
     torch.manual_seed(o.seed)  # the same initial weights for the same seed
@@ -91,7 +91,7 @@ def measure_accuracy(spec: ModelSpec, o: MeasureOptions) -> dict[str, Any]:
         kw["epochs"] = o.epochs
     dataset: Any = o.dataset
     if o.train_samples:
-        from .training.recipes import get_recipe
+        from ..training.recipes import get_recipe
 
         size = kw.pop("image_size", None) or get_recipe(kw["recipe"]).image_size or info["image_size"]
         dataset = training_subset(o, info, size)
@@ -103,7 +103,7 @@ def training_subset(o: MeasureOptions, info: dict[str, Any], size: int) -> tuple
     """(a subset of `train_samples` training items drawn with the cell's seed, the full test split)."""
     from torch.utils.data import Subset
 
-    from .data import get_dataset
+    from ..data import get_dataset
 
     train = get_dataset(o.dataset, "train", o.data_root, image_size=size)  # the same data as the full-split path
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(o.seed)).tolist()
@@ -116,7 +116,7 @@ def training_subset(o: MeasureOptions, info: dict[str, Any], size: int) -> tuple
 def layer_latency(model: nn.Module, input_size: Sequence[int], batch_size: int = 1, repeats: int = 5,
                   warmup: int = 2) -> list[dict[str, Any]]:
     """Median forward time of every leaf module and converted layer, from hooks around each call."""
-    from .variant import DynamicLayer
+    from ..models.variant import DynamicLayer
 
     model = model.eval()
     targets = [(n, m) for n, m in model.named_modules()
@@ -151,7 +151,7 @@ def layer_latency(model: nn.Module, input_size: Sequence[int], batch_size: int =
 
 
 def measure_layers(spec: ModelSpec, o: MeasureOptions) -> dict[str, Any]:
-    from .convert import deploy
+    from ..models.convert import deploy
 
     model = deploy(spec.build(o.num_classes))
     layers = layer_latency(model, tuple(o.input_size), o.batch_size, o.repeats)
@@ -160,8 +160,8 @@ def measure_layers(spec: ModelSpec, o: MeasureOptions) -> dict[str, Any]:
 
 
 def measure_deploy(spec: ModelSpec, o: MeasureOptions) -> dict[str, Any]:
-    from .convert import deploy
-    from .metrics.export import TARGETS, calibrate_batchnorm, deploy_matrix
+    from ..metrics.export import TARGETS, calibrate_batchnorm, deploy_matrix
+    from ..models.convert import deploy
 
     model = spec.build(o.num_classes)
     calibrated = calibrate_batchnorm(model, tuple(o.input_size))  # outputs O(1), as in a trained model

@@ -6,8 +6,8 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import UserError, unknown_choice
-from .suite import KEY_FIELDS, Cell
+from ..errors import UserError, unknown_choice
+from ..execution.suite import KEY_FIELDS, Cell
 
 # the value of each kind that a comparison shows, and whether bigger is better
 HEADLINE = {"params": ("total", None), "macs": ("macs", None), "speed": ("throughput", True),

@@ -48,7 +48,7 @@ class ModelSpec:
             return create_model(self.backbone, self.variant, num_classes=num_classes, **cfg)
         import timm
 
-        from .errors import UserError
+        from ..errors import UserError
 
         if not timm.is_model(self.backbone):
             return create_model(self.backbone, self.variant, num_classes=num_classes, **cfg)  # its error message

@@ -14,7 +14,7 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError, unknown_choice
+from ..errors import UserError, unknown_choice
 from .variant import Variant
 
 VARIANT_GROUP = "dynconv_bench.variants"

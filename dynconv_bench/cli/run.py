@@ -1,4 +1,4 @@
-"""CLI subcommands `run`, `report`, `plot`, `suites` and `train` (loaded by dynconv_bench.cli)."""
+"""CLI subcommands `run`, `report`, `plot`, `suites` and `train` (a verb module of dynconv_bench.cli.main)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from .cli import _EXTENSIONS, command, db_path
-from .errors import UserError
-from .limits import DEFAULT_MEMORY_CAP
+from ..errors import UserError
+from ..execution.limits import DEFAULT_MEMORY_CAP
+from .common import command, db_path
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -54,11 +54,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("train_args", nargs="*")
 
 
-_EXTENSIONS.append(add_parsers)
 
 
 def _suite_rows(args: argparse.Namespace, suite: str | None):  # noqa: ANN202
-    from .report import default_suite, load_results
+    from ..reporting.report import default_suite, load_results
 
     df = load_results(db_path(args), suite)
     name = suite or default_suite(df)
@@ -68,10 +67,10 @@ def _suite_rows(args: argparse.Namespace, suite: str | None):  # noqa: ANN202
 @command
 def cmd_run(args: argparse.Namespace) -> int:
     """Validate and run a suite; print the leaderboard and where the plots are."""
-    from .executors import make_executor
-    from .runner import pending_cells, resolve_memory_cap, run_suite
-    from .store import ResultStore
-    from .suite import load_suite
+    from ..execution.executors import make_executor
+    from ..execution.runner import pending_cells, resolve_memory_cap, run_suite
+    from ..execution.store import ResultStore
+    from ..execution.suite import load_suite
 
     suite = load_suite(args.suite)  # every validation error surfaces before anything runs
     if args.timeout is not None and not args.subprocess:
@@ -97,8 +96,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                             only=args.only, progress=not args.no_progress, memory_cap=cap)
     print(summary.describe().splitlines()[0] + f" (run {summary.run_id})")
     _, df = _suite_rows(args, suite.name)
-    from .history import concurrency_note
-    from .report import render
+    from ..reporting.history import concurrency_note
+    from ..reporting.report import render
 
     print()
     print(render(df, "md", suite.name))
@@ -106,7 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if note:
         print(note)
     if not args.no_plots:
-        from .plots import make_plots
+        from ..reporting.plots import make_plots
 
         paths = make_plots(df, args.plots_dir, suite.name)
         pngs = [p for p in paths if p.suffix == ".png"]
@@ -123,8 +122,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 @command
 def cmd_report(args: argparse.Namespace) -> int:
     """Print or write the leaderboards of one suite (its latest result per cell), or compare two runs."""
-    from .history import concurrency_note
-    from .report import render
+    from ..reporting.history import concurrency_note
+    from ..reporting.report import render
 
     if args.runs or args.compare:
         text = _runs_text(args)
@@ -146,8 +145,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _runs_text(args: argparse.Namespace) -> str:
-    from .history import compare_runs, render_comparison
-    from .store import ResultStore
+    from ..execution.store import ResultStore
+    from ..reporting.history import compare_runs, render_comparison
 
     with ResultStore(db_path(args), readonly=True) as store:
         if args.runs:
@@ -165,7 +164,7 @@ def _runs_text(args: argparse.Namespace) -> str:
 
 
 def _cap_text(cap: object) -> str:
-    from .limits import cap_bytes
+    from ..execution.limits import cap_bytes
 
     if cap is None:
         return "none"
@@ -176,7 +175,7 @@ def _cap_text(cap: object) -> str:
 @command
 def cmd_plot(args: argparse.Namespace) -> int:
     """Write the figures of one suite."""
-    from .plots import make_plots
+    from ..reporting.plots import make_plots
 
     name, df = _suite_rows(args, args.suite)
     paths = make_plots(df, args.out_dir, name)
@@ -190,7 +189,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 @command
 def cmd_suites(args: argparse.Namespace) -> int:
     """List the suites that `run` finds by name."""
-    from .suite import list_suites, load_suite
+    from ..execution.suite import list_suites, load_suite
 
     for name in list_suites():
         try:
@@ -205,7 +204,7 @@ def cmd_suites(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """Delegate to `python -m dynconv_bench.training`."""
     try:
-        from .training.__main__ import main as train_main
+        from ..training.__main__ import main as train_main
     except ImportError:
         raise UserError("the training command is not available in this installation") from None
     return int(train_main(list(args.train_args), prog="dynconv-bench train") or 0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from .errors import UserError, did_you_mean, unknown_choice
-from .variant import Param
+from ..errors import UserError, did_you_mean, unknown_choice
+from ..models.variant import Param
 
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "bf16")

@@ -9,7 +9,7 @@ from typing import Any
 import timm
 from torch import nn
 
-from .errors import UserError, unknown_choice
+from ..errors import UserError, unknown_choice
 from .registry import get_variant, make_variant
 from .sites import ConvSite, find_conv_sites, select_sites, validate_policy
 from .variant import StageContext, TrainingProgress, Variant

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from ..errors import UserError
 
 DEFAULT_MEMORY_CAP = 0.8  # of the machine's memory (or of the cgroup limit, when lower)
 MemoryCap = int | float | None  # bytes (int), a fraction of the machine's memory (float), or no cap

@@ -1,0 +1,5 @@
+"""`python -m dynconv_bench.cli`."""
+
+from .main import main
+
+raise SystemExit(main())

@@ -1,0 +1,100 @@
+"""The `dynconv-bench` command line: one parser over a table of verb modules, a thin shell over the Python API.
+
+Each verb module (models, run, export) adds its subparsers and registers its commands with `common.command`;
+they import torch and timm only inside the commands, so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from ..errors import UserError
+from . import export, models, run
+from .common import COMMANDS, DB_ENV, DEFAULT_DB
+
+VERB_MODULES = (models, run, export)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dynconv-bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
+                        help="import a Python file that registers variants (repeatable)")
+    parser.add_argument("--db", default=None, help=f"results store (SQLite); default ${DB_ENV} or ./{DEFAULT_DB}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    for verbs in VERB_MODULES:
+        verbs.add_parsers(sub)
+    _accept_global_options_after_verb(parser, sub)
+    return parser
+
+
+LATE = "_late_"  # dest prefix of a global option given after the verb
+
+
+def _accept_global_options_after_verb(parser: argparse.ArgumentParser, sub: argparse._SubParsersAction) -> None:
+    """Let `dynconv-bench VERB ... --db X` mean `dynconv-bench --db X VERB ...` for every global option."""
+    globals_ = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    for subparser in sub.choices.values():
+        if "-" not in subparser.prefix_chars:
+            continue  # a pass-through command (train) hands every argument on
+        taken = set(subparser._option_string_actions)
+        for action in globals_:
+            if taken.isdisjoint(action.option_strings):
+                kwargs = {"action": "append"} if isinstance(action, argparse._AppendAction) else {}
+                subparser.add_argument(*action.option_strings, dest=LATE + action.dest, default=None,
+                                       metavar=action.metavar or action.dest.upper(), help=action.help, **kwargs)
+
+
+def _merge_late_options(args: argparse.Namespace) -> None:
+    """Fold global options given after the verb into the global ones (appended lists are joined)."""
+    for key, value in list(vars(args).items()):
+        if not key.startswith(LATE):
+            continue
+        delattr(args, key)
+        dest = key[len(LATE):]
+        if value is None:
+            continue
+        early = getattr(args, dest, None)
+        setattr(args, dest, early + value if isinstance(early, list) and isinstance(value, list) else value)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: user errors print one line and return 2; no traceback."""
+    parser = build_parser()
+
+    def error(message: str) -> None:  # argparse errors: one line, exit 2
+        sys.stderr.write(f"dynconv-bench: error: {message}\n")
+        raise SystemExit(2)
+
+    parser.error = error  # type: ignore[method-assign]
+    for action in parser._subparsers._group_actions if parser._subparsers else []:
+        for subparser in getattr(action, "choices", {}).values():
+            subparser.error = error  # type: ignore[method-assign]
+    args = parser.parse_args(argv)
+    _merge_late_options(args)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        from ..models.registry import load_plugin_file
+
+        for path in args.plugin:
+            load_plugin_file(path)
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        sys.stderr.write(f"dynconv-bench: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("dynconv-bench: interrupted\n")
+        return 130
+    except BrokenPipeError:  # `dynconv-bench report | head`: the reader left; stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout at exit
+        return 141
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

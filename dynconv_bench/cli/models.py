@@ -1,0 +1,87 @@
+"""CLI verbs `variants`, `backbones` and `convert`: what can be built, and what a conversion replaces."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .common import command, parse_config
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("variants", help="list registered variants")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    sub.add_parser("backbones", help="list standard backbones and registered architectures")
+    p = sub.add_parser("convert", help="convert a backbone and list the replaced layers")
+    p.add_argument("backbone")
+    p.add_argument("variant")
+    p.add_argument("config", nargs="*", help="variant config as key=value (preset=paper for a published one)")
+    p.add_argument("--num-classes", type=int, default=None, help="default: the backbone's own")
+
+
+@command
+def cmd_variants(args: argparse.Namespace) -> int:
+    """List registered variants: paper, every config key (type, default, range, help) and presets."""
+    from ..models.registry import get_variant, installation_problems, list_variants
+
+    for problem in installation_problems():
+        sys.stderr.write(f"dynconv-bench: warning: {problem}\n")
+    rows = [get_variant(n).describe() for n in list_variants()]
+    if args.format == "json":
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    for row in rows:
+        year = f" ({row['year']})" if row["year"] else ""
+        print(f"{row['name']}  {row['paper']}{year}")
+        for key, p in row["params"].items():
+            print(f"    {key:<16} {_param_summary(p)}")
+        for preset, backbones in row["presets"].items():
+            print(f"    preset={preset}: {', '.join(backbones)}")
+    return 0
+
+
+def _param_summary(p: dict) -> str:
+    """`int = 4, >= 1: help text` for one config key."""
+    text = f"{p['type']} = {p['default']!r}"
+    if "choices" in p:
+        text += f", one of {', '.join(map(str, p['choices']))}"
+    bounds = [f">= {p['min']}" if "min" in p else "", f"<= {p['max']}" if "max" in p else ""]
+    text += "".join(f", {b}" for b in bounds if b)
+    return f"{text}: {p['help']}" if p["help"] else text
+
+
+@command
+def cmd_backbones(args: argparse.Namespace) -> int:
+    """List the standard backbones and registered architectures."""
+    from ..models.backbones import default_input_size, list_backbones
+
+    for name in list_backbones():
+        print(f"{name:<28} input {'x'.join(map(str, default_input_size(name)))}")
+    print("(any other timm CNN name works too: see timm.list_models())")
+    return 0
+
+
+@command
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Convert a backbone with a variant and print which layers were replaced."""
+    import torch
+
+    from ..models.backbones import default_input_size
+    from ..models.convert import create_model
+
+    cfg = parse_config(args.config)  # may include preset=NAME
+    model = create_model(args.backbone, args.variant, num_classes=args.num_classes, **cfg)
+    report = model.dynconv_report
+    print(report.summary())
+    for name in report.converted:
+        print(f"  {name}")
+    size = default_input_size(args.backbone)
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, *size))
+    params = sum(p.numel() for p in model.parameters())
+    print(f"params {params:,}; output {tuple(out.shape)} for input {(2, *size)}")
+    return 0
+
+
