@@ -18,8 +18,7 @@ import torch
 from torch import nn
 
 from dynconv_bench.data import dataset_info
-from dynconv_bench.execution.cells import training_subset
-from dynconv_bench.measures.options import options_of
+from dynconv_bench.data import training_subset
 from dynconv_bench.models.layers import ChannelSE
 from dynconv_bench.models.modelspec import ModelSpec
 from dynconv_bench.training import train_and_evaluate
@@ -53,9 +52,8 @@ def main() -> int:
     for mode in args.modes:
         tops = []
         for seed in args.seeds:
-            o = options_of("accuracy", {"dataset": "synthetic", "seed": seed, "train_samples": 768})
             model = build(mode, seed, info["num_classes"], info.get("channels", 3))
-            out = train_and_evaluate(model, training_subset(o, info, 16), seed=seed, recipe="synthetic-quick",
+            out = train_and_evaluate(model, training_subset("synthetic", 768, seed, image_size=16), seed=seed, recipe="synthetic-quick",
                                      epochs=args.epochs, device="cpu")
             tops.append(out["top1"])
         print(f"| {mode} | " + " | ".join(f"{t:.2f}" for t in tops) + f" | {statistics.mean(tops):.2f} |", flush=True)

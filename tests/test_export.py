@@ -27,7 +27,7 @@ from dynconv_bench.metrics.export import (
     ort_session,
 )
 from dynconv_bench.models.convert import create_model, deploy
-from dynconv_bench.reporting.deploy_report import deploy_table
+from dynconv_bench.measures.deploy import deploy_table
 from dynconv_bench.reporting.report import render
 
 pytest.importorskip("onnxruntime")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from dynconv_bench.execution.cells import layer_latency
+from dynconv_bench.measures.layers import layer_latency
 from dynconv_bench.execution.executors import LocalExecutor
 from dynconv_bench.execution.runner import run_suite
 from dynconv_bench.execution.suite import parse_suite

@@ -57,9 +57,11 @@ def test_named_configs_and_hashes() -> None:
         "static-se", {"name": "se-r8", "variant": "static-se", "config": {"reduction": 8}}]))
     (l1, n1, c1), (l2, n2, c2) = suite.variants
     assert (l1, n1, l2, n2) == ("static-se", "static-se", "se-r8", "static-se")
-    assert c1["reduction"] == 4 and c2["reduction"] == 8  # defaults filled in by the variant
+    assert c1 == {} and c2 == {"reduction": 8}  # what the user wrote; defaults are resolved when built
     a, b = suite.cells()
     assert a.config_hash != b.config_hash
+    written_default = parse_suite(_with(variants=[{"variant": "static-se", "config": {"reduction": 4}}])).cells()[0]
+    assert written_default.config_hash == a.config_hash  # writing a default names the same cell
     assert stable_hash({"x": 1, "y": [1, 2]}) == stable_hash({"y": [1, 2], "x": 1})
     assert Cell.from_dict(a.to_dict()) == a and Cell.from_dict(a.to_dict()).key == a.key
 
@@ -145,7 +147,8 @@ def test_option_types_and_ranges_come_from_params(table: dict, message: str) -> 
 
 
 def test_cell_options_are_typed_with_one_set_of_defaults() -> None:
-    from dynconv_bench.measures.options import OPTIONS, SpeedOptions
+    from dynconv_bench.measures import get_kind, list_kinds
+    from dynconv_bench.measures.speed import SpeedOptions
 
     (cell,) = parse_suite(_with(measure={"speed": {"min_time": 0.5}})).cells()
     o = cell.opts
@@ -154,17 +157,61 @@ def test_cell_options_are_typed_with_one_set_of_defaults() -> None:
     assert o.deploy is True and o.warmup is None and o.num_classes == 10
     with pytest.raises(AttributeError, match="speed options have no 'dataset'"):
         o.dataset  # noqa: B018
-    for kind, cls in OPTIONS.items():  # every option documented: type and help
+    for kind in list_kinds():  # every option documented: type and help
+        cls = get_kind(kind).options
         assert cls.kind == kind and all(row["help"] and row["type"] for row in cls.describe())
 
 
 def test_preset_and_memory_cap_keys() -> None:
-    suite = parse_suite(_with(variants=["static", {"name": "se-paper", "variant": "static-se", "preset": "paper"}],
+    suite = parse_suite(_with(backbones=["resnet18"],
+                              variants=["static", {"name": "dna-paper", "variant": "kerneldna", "preset": "paper"}],
                               memory_cap="2GiB"))
     a, b = suite.cells()
     assert (a.preset, b.preset, suite.memory_cap) == (None, "paper", "2GiB")
     assert b.model_spec(["p.py"]).preset == "paper" and b.model_spec(["p.py"]).plugins == ("p.py",)
-    plain = Cell("s", "cifar_resnet8", "x", "static-se", b.config, "params", b.options)
+    plain = Cell("s", "resnet18", "x", "kerneldna", b.config, "params", b.options)
     assert b.config_hash != plain.config_hash and Cell.from_dict(b.to_dict()) == b
     with pytest.raises(UserError, match="my.toml: memory_cap: memory cap 'lots' must be bytes"):
         parse_suite(_with(memory_cap="lots"), source="my.toml")
+
+
+def test_a_preset_in_a_suite_builds_the_presets_model() -> None:
+    """Bug: defaults filled in at load overrode every preset key (ODConv paper R18 built 44.9M, not 11.9M)."""
+    from dynconv_bench import create_model
+
+    suite = parse_suite(_with(backbones=["resnet18"], measure={"params": {}},
+                              variants=[{"name": "od", "variant": "odconv", "preset": "paper"}]))
+    (cell,) = suite.cells()
+    built = cell.model_spec().build(1000)
+    direct = create_model("resnet18", "odconv", preset="paper")
+    count = sum(p.numel() for p in built.parameters())
+    assert count == sum(p.numel() for p in direct.parameters()) == 11_943_944
+    assert cell.stored_config == {"preset": "paper"}  # the store keeps what the user wrote, preset included
+    assert Cell.from_dict({**cell.to_dict(), "config": cell.stored_config, "preset": None}) == cell
+
+
+def test_explicit_config_keys_override_the_preset_in_a_suite() -> None:
+    suite = parse_suite(_with(backbones=["resnet18"], measure={"params": {}}, variants=[
+        {"name": "od", "variant": "odconv", "preset": "paper", "config": {"num_kernels": 1}}]))
+    model = suite.cells()[0].model_spec().build(1000)
+    assert {m.num_kernels for m in model.modules() if hasattr(m, "num_kernels")} == {1}
+
+
+@pytest.mark.parametrize("variants, backbones, message", [
+    ([{"variant": "odconv", "preset": "papr"}], ["resnet18"], "variants[0].preset: odconv: unknown preset 'papr'"),
+    ([{"variant": "static-se", "preset": "paper"}], ["resnet18"], "unknown preset 'paper'; valid presets: (none)"),
+    ([{"variant": "odconv", "preset": "paper"}], ["cifar_resnet8"], "no 'paper' preset for backbone 'cifar_resnet8'"),
+])
+def test_preset_names_are_checked_when_the_suite_loads(variants: list, backbones: list, message: str) -> None:
+    with pytest.raises(UserError) as info:
+        parse_suite(_with(backbones=backbones, variants=variants), source="my.toml")
+    assert message in str(info.value)
+
+
+def test_accuracy_overrides_are_checked_when_the_suite_loads() -> None:
+    with pytest.raises(UserError, match=r"measure.accuracy.overrides: .*unknown key 'lrr' \(did you mean 'lr'\?\)"):
+        parse_suite(_with(measure={"accuracy": {"overrides": {"lrr": 0.1}}}), source="my.toml")
+    with pytest.raises(UserError, match="measure.accuracy.overrides"):
+        parse_suite(_with(measure={"accuracy": {"overrides": {"lr": -1.0}}}), source="my.toml")
+    ok = parse_suite(_with(measure={"accuracy": {"overrides": {"lr": 0.05}}}))
+    assert ok.cells()[0].opts.overrides == {"lr": 0.05}

@@ -88,8 +88,15 @@ def test_report_notes_the_schedule_and_where_runs_ended():
             ("accuracy", "ok", "static", {"policy": "blocks"}, {"final_temperatures": []}),
             ("params", "ok", "dyconv", dynconv_bench.get_variant("dyconv").validate({}), {})]
     df = pd.DataFrame(rows, columns=["kind", "status", "variant", "config", "values"])
-    assert temperature_note(df) == ("Temperature schedules (accuracy runs): odconv 30 -> 1 over 10 epochs "
-                                    "(>= 200 iterations), at 18.4-24.8 when training ended.")
+    assert temperature_note(df) == ("Temperature schedules (accuracy runs): odconv schedule not recorded, "
+                                    "at 18.4-24.8 when training ended.")  # read from records, never from a guess
+    recorded = df.assign(values=[{**v, "temperature_schedules": ["30 -> 1 over 10 epochs (>= 200 iterations)"]}
+                                 if name == "odconv" else v for name, v in zip(df["variant"], df["values"])])
+    assert temperature_note(recorded) == ("Temperature schedules (accuracy runs): odconv 30 -> 1 over 10 epochs "
+                                          "(>= 200 iterations), at 18.4-24.8 when training ended.")
+    kw_old = pd.DataFrame([("accuracy", "ok", "kernelwarehouse", dynconv_bench.get_variant("kernelwarehouse").validate({}),
+                            {"final_temperatures": [0.1]})], columns=df.columns)
+    assert "-> 1" not in temperature_note(kw_old)  # bug: the fallback printed "-> 1" for a 1 -> 0 schedule
     assert temperature_note(df[df["variant"] == "static"]) == ""
     kw = pd.DataFrame([("accuracy", "ok", "kernelwarehouse", {}, {
         "final_temperatures": [0.9], "temperature_schedules": ["1 -> 0 over 20 epochs (>= 200 iterations)"]})],

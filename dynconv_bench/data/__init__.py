@@ -80,3 +80,17 @@ def num_classes_of(dataset: Dataset) -> int:
 
 
 __all__ = ["DATASETS", "dataset_info", "get_dataset", "num_classes_of"]
+
+
+def training_subset(name: str, size: int, seed: int, root: str | Path | None = None,
+                    image_size: int | None = None) -> tuple[Dataset, Dataset]:
+    """(`size` training items drawn with `seed`, the full test split) of a dataset: quick accuracy runs."""
+    import torch
+    from torch.utils.data import Subset
+
+    train = get_dataset(name, "train", root, image_size=image_size)  # the same data as the full-split path
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).tolist()
+    subset = Subset(train, order[:size])
+    subset.num_classes = num_classes_of(train)  # type: ignore[attr-defined]
+    subset.name = name  # type: ignore[attr-defined]
+    return subset, get_dataset(name, "test", root, image_size=image_size)

@@ -139,7 +139,7 @@ class ResultStore:
                 owner: str | None = None, heartbeat: str | None = None) -> int:
         if status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
-        row = (cell.suite, cell.backbone, cell.variant, cell.variant_name, _dumps(cell.config), cell.config_hash,
+        row = (cell.suite, cell.backbone, cell.variant, cell.variant_name, _dumps(cell.stored_config), cell.config_hash,
                cell.kind, _dumps(cell.options), cell.options_hash, _dumps(values), status, error,
                _dumps(environment), run_id, started, finished, owner, heartbeat)
         cur = self.conn.execute(f"INSERT INTO results ({', '.join(_q(c) for c in COLUMNS[1:])}) "

@@ -12,7 +12,8 @@ from typing import Any
 import tomllib
 
 from ..errors import UserError, did_you_mean, unknown_choice
-from ..measures.options import EXPANDED, KINDS, MODES, OPTIONS, MeasureOptions, options_of
+from ..measures import check_options, list_kinds, options_of
+from ..measures.options import EXPANDED, MODES, MeasureOptions
 from ..models.modelspec import ModelSpec
 
 TOP_KEYS = ("name", "description", "backbones", "variants", "measure", "memory_cap")
@@ -29,14 +30,15 @@ class Cell:
     backbone: str
     variant: str  # label in reports (a variant name, or a named configuration such as "odconv-4x")
     variant_name: str  # the registered variant
-    config: dict[str, Any] = field(hash=False)
+    config: dict[str, Any] = field(hash=False)  # what the user wrote: defaults and preset are resolved when built
     kind: str = "params"
     options: dict[str, Any] = field(default_factory=dict, hash=False)
     preset: str | None = None  # a variant's named configuration for the backbone (create_model(preset=...))
 
     @property
     def config_hash(self) -> str:
-        spec: dict[str, Any] = {"variant": self.variant_name, "config": self.config}
+        """Hash of the config with the variant's defaults filled in (so writing a default changes nothing)."""
+        spec: dict[str, Any] = {"variant": self.variant_name, "config": _with_defaults(self.variant_name, self.config)}
         if self.preset is not None:  # only then: hashes of cells without a preset stay what they were
             spec["preset"] = self.preset
         return stable_hash(spec)
@@ -64,13 +66,30 @@ class Cell:
                         if k in _LABEL_OPTIONS or (k == "device" and v != "cpu"))
         return f"{self.backbone}/{self.variant}/{self.kind}" + (f"[{opts}]" if opts else "")
 
+    @property
+    def stored_config(self) -> dict[str, Any]:
+        """The config as the store keeps it: what the user wrote, with the preset's name when there is one."""
+        return {**self.config, "preset": self.preset} if self.preset is not None else dict(self.config)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Cell:
-        return cls(**{k: d[k] for k in ("suite", "backbone", "variant", "variant_name", "config", "kind", "options")},
-                   preset=d.get("preset"))
+        """A cell from `to_dict()` or a store row (whose config carries the preset)."""
+        config = dict(d["config"] or {})
+        preset = d.get("preset") or config.pop("preset", None)
+        return cls(**{k: d[k] for k in ("suite", "backbone", "variant", "variant_name", "kind", "options")},
+                   config=config, preset=preset)
+
+
+def _with_defaults(variant: str, config: dict[str, Any]) -> dict[str, Any]:
+    from ..models.registry import get_variant
+
+    try:
+        return get_variant(variant).validate(config)
+    except Exception:  # a variant not registered in this process: hash what was written
+        return dict(config)
 
 
 _LABEL_OPTIONS = ("mode", "batch_size", "dataset", "seed")
@@ -84,7 +103,7 @@ class Suite:
     path: Path | None
     description: str
     backbones: list[str]
-    variants: list[tuple[str, str, dict[str, Any]]]  # (label, registered name, full config)
+    variants: list[tuple[str, str, dict[str, Any]]]  # (label, registered name, config as written)
     measure: dict[str, list[dict[str, Any]]]  # kind -> option tables ([[measure.KIND]] gives several)
     presets: dict[str, str] = field(default_factory=dict)  # variant label -> preset name
     memory_cap: str | int | float | None = None  # per-cell memory cap (see dynconv_bench.execution.limits)
@@ -93,7 +112,7 @@ class Suite:
         """Expand into cells: cheap kinds first so that a partial run already gives a leaderboard."""
         out: list[Cell] = []
         seen: set[tuple] = set()
-        for kind in KINDS:
+        for kind in list_kinds():
             for opts in self.measure.get(kind, []):
                 for backbone in opts["backbones"] or self.backbones:
                     for label, vname, cfg in self.variants:
@@ -198,9 +217,10 @@ def parse_suite(data: dict[str, Any], source: str = "<suite>", default_name: str
         _check_backbone(b, source, "backbones", list_backbones)
     variants = _parse_variants(data.get("variants"), source, get_variant, list_variants)
     measure = data.get("measure")
+    kinds = list_kinds()
     if not isinstance(measure, dict) or not measure:
-        raise UserError(f"{source}: [measure] must have at least one of {', '.join(f'[measure.{k}]' for k in KINDS)}")
-    _check_keys(measure, KINDS, source, "measure.")
+        raise UserError(f"{source}: [measure] must have at least one of {', '.join(f'[measure.{k}]' for k in kinds)}")
+    _check_keys(measure, kinds, source, "measure.")
     parsed = {}
     labels = [v[0] for v in variants]
     presets = {label: preset for label, preset in _presets(data.get("variants"), source)}
@@ -222,7 +242,25 @@ def parse_suite(data: dict[str, Any], source: str = "<suite>", default_name: str
                     if label not in labels:
                         raise UserError(f"{source}: measure.{kind}.variants: "
                                         f"{unknown_choice('variant', label, labels)}")
+    _check_presets(variants, presets, backbones, parsed, source)
     return Suite(name, path, str(data.get("description", "")), backbones, variants, parsed, presets, memory_cap)
+
+
+def _check_presets(variants: list[tuple[str, str, dict]], presets: dict[str, str], backbones: list[str],
+                   measure: dict[str, list[dict[str, Any]]], source: str) -> None:
+    """Every preset exists for every backbone its variant is measured on (not only when a cell fails)."""
+    from ..models.registry import get_variant
+
+    for i, (label, vname, _) in enumerate(variants):
+        if label not in presets:
+            continue
+        used = {b for tables in measure.values() for opts in tables
+                if opts["variants"] is None or label in opts["variants"] for b in opts["backbones"] or backbones}
+        for backbone in sorted(used):
+            try:
+                get_variant(vname).preset_config(presets[label], backbone)
+            except UserError as exc:
+                raise UserError(f"{source}: variants[{i}].preset: {exc}") from None
 
 
 def _presets(value: Any, source: str) -> list[tuple[str, str]]:
@@ -278,7 +316,7 @@ def _parse_variants(value: Any, source: str, get_variant: Any, list_variants: An
     for i, entry in enumerate(value):
         where = f"variants[{i}]"
         if entry == "*":
-            out.extend((n, n, get_variant(n).validate({})) for n in list_variants())
+            out.extend((n, n, {}) for n in list_variants())
             continue
         if isinstance(entry, str):
             entry = {"variant": entry}
@@ -293,12 +331,12 @@ def _parse_variants(value: Any, source: str, get_variant: Any, list_variants: An
             cfg = entry.get("config", {})
             if not isinstance(cfg, dict):
                 raise UserError(f"{where}.config must be a table of key = value")
-            full = cls.validate(cfg)
+            cls.validate(cfg)  # checked here; defaults and preset are resolved once, when the model is built
         except UserError as exc:
             raise type(exc)(f"{source}: {where}: {exc}") from None
         label = entry.get("name", vname)
         _check_type(label, str, source, f"{where}.name")
-        out.append((label, vname, full))
+        out.append((label, vname, dict(cfg)))
     labels = [v[0] for v in out]
     dupes = sorted({x for x in labels if labels.count(x) > 1})
     if dupes:
@@ -311,7 +349,7 @@ def _parse_measure(kind: str, opts: Any, source: str, list_backbones: Any) -> di
     if not isinstance(opts, dict):
         raise UserError(f"{source}: [{where}] must be a table")
     try:
-        out = OPTIONS[kind].validate(opts, where)  # types, ranges and choices of every scalar option
+        out = check_options(kind, opts, where)  # types, ranges, choices and the kind's own checks
     except UserError as exc:
         raise type(exc)(f"{source}: {exc}") from None
     if out["backbones"] is not None:
@@ -338,25 +376,5 @@ def _parse_measure(kind: str, opts: Any, source: str, list_backbones: Any) -> di
         for m in out["modes"]:
             if m not in MODES:
                 raise UserError(f"{source}: {where}.modes: {unknown_choice('mode', m, MODES)}")
-    if kind == "accuracy":
-        _check_accuracy(out, source, where)
-    if kind == "deploy" and out["targets"] is not None:
-        from ..metrics.export import TARGETS
-
-        out["targets"] = _str_list(out["targets"], source, f"{where}.targets")
-        for t in out["targets"]:
-            if t not in TARGETS:
-                raise UserError(f"{source}: {where}.targets: {unknown_choice('deploy target', t, TARGETS)}")
     return out
 
-
-def _check_accuracy(out: dict[str, Any], source: str, where: str) -> None:
-    from ..data import DATASETS
-    from ..training import RECIPES
-
-    out["datasets"] = _str_list(out["datasets"], source, f"{where}.datasets")
-    for d in out["datasets"]:
-        if d not in DATASETS:
-            raise UserError(f"{source}: {where}.datasets: {unknown_choice('dataset', d, DATASETS)}")
-    if out["recipe"] is not None and out["recipe"] not in RECIPES:
-        raise UserError(f"{source}: {where}.recipe: {unknown_choice('recipe', out['recipe'], RECIPES)}")

@@ -3,3 +3,22 @@ its leaderboard records and headline), found through a registry that plugins ext
 
 May import models, metrics, data and training; never execution, reporting or cli.
 """
+
+from .base import (
+                   KIND_GROUP,
+                   Kind,
+                   Metric,
+                   Record,
+                   Result,
+                   check_options,
+                   get_kind,
+                   list_kinds,
+                   metric_spec,
+                   options_of,
+                   record,
+                   records_of,
+                   register_kind,
+)
+
+__all__ = ["KIND_GROUP", "Kind", "Metric", "Record", "Result", "check_options", "get_kind", "list_kinds",
+           "metric_spec", "options_of", "record", "records_of", "register_kind"]

@@ -1,4 +1,4 @@
-"""The options of each measurement kind: one typed table of `Param`s (type, range, help, default) per kind."""
+"""Options shared by measurement kinds: the typed table base (`MeasureOptions`) and Params several kinds use."""
 
 from __future__ import annotations
 
@@ -14,19 +14,19 @@ MODES = ("inference", "train")
 # suite-table list keys and the cell option each value becomes when a table is expanded into cells
 EXPANDED = {"modes": "mode", "batch_sizes": "batch_size", "datasets": "dataset", "seeds": "seed"}
 
-_SELECT = {
+SELECT = {
     "backbones": Param(None, "measure only these backbones (default: the suite's)", type=list),
     "variants": Param(None, "measure only these variant labels (default: all of the suite's)", type=list),
 }
-_MODEL = {
+MODEL = {
     "num_classes": Param(None, "classifier outputs (default: the backbone's own, 10 for cifar_*)", type=int, min=1),
     "input_size": Param(None, "C, H, W or one side (default: the backbone's input size)", type=(list, int)),
 }
-_THREADS = Param(None, "torch intra-op threads for this cell (recorded; default: torch's)", type=int, min=1)
-_DEVICE = Param("cpu", "where the cell runs", type=str, choices=DEVICES)
-_BATCHES = Param([1], "batch sizes, one cell each", type=list)
-_MODES = Param(["inference"], "inference (forward) and/or train (forward, backward, SGD step)", type=list)
-_GPUS = Param(None, "GPUs a Ray task asks for (default: 1 for cuda cells)", type=(int, float), min=0)
+THREADS = Param(None, "torch intra-op threads for this cell (recorded; default: torch's)", type=int, min=1)
+DEVICE = Param("cpu", "where the cell runs", type=str, choices=DEVICES)
+BATCHES = Param([1], "batch sizes, one cell each", type=list)
+MODES_PARAM = Param(["inference"], "inference (forward) and/or train (forward, backward, SGD step)", type=list)
+GPUS = Param(None, "GPUs a Ray task asks for (default: 1 for cuda cells)", type=(int, float), min=0)
 
 
 class MeasureOptions:
@@ -85,81 +85,3 @@ class MeasureOptions:
 
 def _copy(value: Any) -> Any:
     return list(value) if isinstance(value, list) else dict(value) if isinstance(value, dict) else value
-
-
-class ParamsOptions(MeasureOptions):
-    kind = "params"
-    params = {**_SELECT, "num_classes": _MODEL["num_classes"]}
-
-
-class MacsOptions(MeasureOptions):
-    kind = "macs"
-    params = {**_SELECT, **_MODEL, "threads": _THREADS}
-
-
-class SpeedOptions(MeasureOptions):
-    kind = "speed"
-    params = {
-        **_SELECT, **_MODEL, "device": _DEVICE, "batch_sizes": _BATCHES, "modes": _MODES, "threads": _THREADS,
-        "precision": Param("fp32", "fp32, or autocast to fp16/bf16", type=str, choices=PRECISIONS),
-        "channels_last": Param(False, "channels_last memory format for model and input"),
-        "compile": Param(False, "torch.compile the model first"),
-        "warmup": Param(None, "untimed runs first (default: 3 on CPU, 20 on CUDA)", type=int, min=0),
-        "min_time": Param(None, "seconds of timed runs at least (default: 1.0)", type=float, min=0.0),
-        "min_runs": Param(None, "timed runs at least (default: 5)", type=int, min=1),
-        "deploy": Param(True, "time the deployed (folded) form in inference"),
-        "num_gpus": _GPUS,
-    }
-
-
-class MemoryOptions(MeasureOptions):
-    kind = "memory"
-    params = {**_SELECT, **_MODEL, "device": _DEVICE, "batch_sizes": _BATCHES, "modes": _MODES}
-
-
-class AccuracyOptions(MeasureOptions):
-    kind = "accuracy"
-    params = {
-        **_SELECT,
-        "datasets": Param(["digits"], "datasets, one cell each (see dynconv_bench.data)", type=list),
-        "recipe": Param(None, "training recipe (default: the dataset's quick recipe)", type=str),
-        "seeds": Param([0], "seeds, one cell each (initial weights and data order)", type=list),
-        "epochs": Param(None, "override the recipe's epochs", type=int, min=1),
-        "data_root": Param(None, "local folder of the dataset (cifar*, imagefolder)", type=str),
-        "device": _DEVICE,
-        "overrides": Param({}, "recipe settings to override, e.g. {image_size = 8}", type=dict),
-        "num_gpus": _GPUS,
-        "train_samples": Param(None, "train on a fixed random subset of this size (quick runs)", type=int, min=1),
-        "threads": _THREADS,
-    }
-
-
-class LayersOptions(MeasureOptions):
-    kind = "layers"
-    params = {
-        **_SELECT, **_MODEL,
-        "batch_size": Param(1, "batch size of the timed forwards", type=int, min=1),
-        "repeats": Param(5, "timed forwards (median per layer)", type=int, min=1),
-        "threads": _THREADS,
-    }
-
-
-class DeployOptions(MeasureOptions):
-    kind = "deploy"
-    params = {
-        **_SELECT, **_MODEL,
-        "targets": Param(None, "torch_export, onnx, compile, torchscript (default: all)", type=list),
-        "threads": _THREADS,
-        "min_time": Param(None, "seconds of timed onnxruntime and eager runs at least", type=float, min=0.0),
-    }
-
-
-OPTIONS: dict[str, type[MeasureOptions]] = {
-    c.kind: c for c in (ParamsOptions, MacsOptions, SpeedOptions, MemoryOptions, AccuracyOptions, LayersOptions,
-                        DeployOptions)}
-KINDS = tuple(OPTIONS)  # cheap kinds first: a partial run already gives a leaderboard
-
-
-def options_of(kind: str, options: Mapping[str, Any]) -> MeasureOptions:
-    """The typed options of one cell of `kind`."""
-    return OPTIONS[kind](options)

@@ -8,11 +8,7 @@ import pandas as pd
 
 from ..errors import UserError, unknown_choice
 from ..execution.suite import KEY_FIELDS, Cell
-
-# the value of each kind that a comparison shows, and whether bigger is better
-HEADLINE = {"params": ("total", None), "macs": ("macs", None), "speed": ("throughput", True),
-            "memory": ("peak_bytes", False), "accuracy": ("top1", True), "layers": ("total_ms", False)}
-TIMED = ("speed", "layers", "memory")
+from ..measures import get_kind, list_kinds
 
 
 def resolve_run(store: Any, run: str) -> str:
@@ -37,9 +33,12 @@ def compare_runs(store: Any, run_a: str, run_b: str) -> pd.DataFrame:
         rb = rows[b].get(key)
         if rb is None:
             continue
-        metric, _ = HEADLINE.get(ra["kind"], (None, None))
-        va, vb = (r["values"].get(metric) if metric and r["values"] else None for r in (ra, rb))
-        if not isinstance(va, (int, float)) or not isinstance(vb, (int, float)):
+        if ra["kind"] not in list_kinds():
+            continue
+        kind = get_kind(ra["kind"])
+        metric = kind.headline
+        va, vb = (kind.headline_of(r["values"]) for r in (ra, rb))
+        if va is None or vb is None:
             continue
         out.append({"suite": ra["suite"], "cell": Cell.from_dict(ra).label(), "metric": metric, "A": va, "B": vb,
                     "B / A": vb / va if va else float("nan")})
@@ -59,7 +58,7 @@ def render_comparison(df: pd.DataFrame, run_a: str, run_b: str) -> str:
 def concurrency_note(df: pd.DataFrame) -> str | None:
     """A line naming timed cells that were measured while another run measured on the same store."""
     hits = [f"{r.backbone}/{r.variant}/{r.kind}" for r in df.itertuples(index=False)
-            if r.kind in TIMED and isinstance(r.environment, dict) and r.environment.get("concurrent_runs")]
+            if r.kind in list_kinds() and get_kind(r.kind).timed and isinstance(r.environment, dict) and r.environment.get("concurrent_runs")]
     if not hits:
         return None
     return (f"note: {len(hits)} timed cell(s) were measured while another run used the machine, their times may "

@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .records import speed_setting  # noqa: E402
+from ..measures.speed import speed_setting  # noqa: E402
 from .report import (  # noqa: E402
     BASELINE,
     chance_levels,

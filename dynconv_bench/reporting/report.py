@@ -15,9 +15,8 @@ from typing import Any
 import pandas as pd
 
 from ..errors import UserError, unknown_choice
+from ..measures import get_kind, list_kinds, metric_spec, records_of
 from ..metrics.env import environment_key
-from .deploy_report import DEPLOY_NOTE, deploy_table
-from .records import NOT_IN_LEADERBOARD, records_of, threads_of
 from .stats import welch_interval
 
 FORMATS = ("md", "csv", "json", "html")
@@ -123,7 +122,7 @@ def leaderboards(df: pd.DataFrame, baseline: str = BASELINE) -> dict[str, pd.Dat
             f"{a.environment_id} ({describe_environment(a.environment)}) and {b.environment_id} "
             f"({describe_environment(b.environment)}); report each of environment_sections() apart")
     long = metric_rows(df)
-    long = long[~long["metric"].isin(NOT_IN_LEADERBOARD)]
+    long = long[[metric_spec(m).in_leaderboard for m in long["metric"]]]
     out: dict[str, pd.DataFrame] = {}
     for backbone in dict.fromkeys(df["backbone"]):
         part = long[long["backbone"] == backbone]
@@ -243,23 +242,33 @@ def chance_levels(df: pd.DataFrame) -> dict[str, float]:
 
 
 def temperature_note(df: pd.DataFrame) -> str:
-    """One line: each annealing variant's temperature schedule in the accuracy rows and where its runs ended."""
+    """One line: each annealing variant's temperature schedule as its accuracy rows recorded it, and where runs ended."""
     acc = df[(df["kind"] == "accuracy") & (df["status"] == "ok")]
     parts = []
     for variant, rows in acc.groupby("variant", sort=False):
         values = [v for v in rows["values"] if isinstance(v, dict)]
         described = sorted({s for v in values for s in v.get("temperature_schedules") or []})
-        cfg = rows["config"].iloc[0] if isinstance(rows["config"].iloc[0], dict) else {}
-        if not described and "anneal_unit" in cfg:  # rows stored before schedules were recorded
-            span = (f"{cfg['anneal_epochs']:g} epochs" if cfg["anneal_unit"] == "epoch"
-                    else f"{cfg['anneal_fraction']:g} of the run")
-            described = [f"{cfg['temperature']:g} -> 1 over {span} (>= {cfg['anneal_min_iters']} iterations)"]
-        if not described:
-            continue
         ends = [t for v in values for t in v.get("final_temperatures") or []]
+        if not described and not ends:
+            continue
+        described = described or ["schedule not recorded"]  # rows older than recorded schedules: never guess one
         end = f", at {min(ends):.3g}-{max(ends):.3g} when training ended" if ends else ""
         parts.append(f"{variant} {'; '.join(described)}{end}")
     return "Temperature schedules (accuracy runs): " + "; ".join(parts) + "." if parts else ""
+
+
+def threads_of(options: dict[str, Any] | None, values: dict[str, Any] | None) -> int | None:
+    """The torch thread count a cell ran with: measured (values) or requested (options)."""
+    for source in (values or {}, options or {}):
+        if isinstance(source, dict) and source.get("threads"):
+            return int(source["threads"])
+    return None
+
+
+def kind_sections(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame, str]]:
+    """The extra sections the measurement kinds add (title, table, note), e.g. deployability."""
+    kinds = set(df["kind"]) if not df.empty else set()
+    return [s for k in list_kinds() if k in kinds for s in [get_kind(k).section(df)] if s is not None]
 
 
 def failures(df: pd.DataFrame) -> pd.DataFrame:
@@ -315,9 +324,8 @@ def render(df: pd.DataFrame, fmt: str = "md", suite: str | None = None, images: 
                 "other_environments": [{"id": p.section.environment_id, "environment": p.footer(),
                                         "leaderboards": boards(p)} for p in parts[1:]],
                 "failed": json.loads(fails.to_json(orient="records"))}
-        deploy = deploy_table(df)
-        if not deploy.empty:
-            data["deployability"] = json.loads(deploy.reset_index().to_json(orient="records"))
+        for title_, table, _ in kind_sections(df):
+            data[title_.lower()] = json.loads(table.reset_index().to_json(orient="records"))
         return json.dumps(data, indent=2)
     if fmt == "md":
         lines = [f"# {title}", ""]
@@ -332,9 +340,8 @@ def render(df: pd.DataFrame, fmt: str = "md", suite: str | None = None, images: 
             for b, t in p.boards.items():
                 lines += [f"{level} {b}", "", format_table(t).to_markdown(), ""]
             lines += [p.footer(), ""]
-        deploy = deploy_table(df)
-        if not deploy.empty:
-            lines += ["## Deployability", "", deploy.to_markdown(), "", DEPLOY_NOTE, ""]
+        for title_, table, note in kind_sections(df):
+            lines += [f"## {title_}", "", table.to_markdown(), "", note, ""]
         if any(p.boards for p in parts):  # no ratio note under a report with no leaderboard (deploy only)
             lines.append(NOTE.format(b=BASELINE))
         if temperature_note(df):
@@ -343,7 +350,7 @@ def render(df: pd.DataFrame, fmt: str = "md", suite: str | None = None, images: 
             lines += ["", f"{len(fails)} failed cell(s):"]
             lines += [f"- {r.backbone}/{r.variant}/{r.kind}: {r.error}" for r in fails.itertuples()]
         return "\n".join(lines) + "\n"
-    return _html(title, parts, fails, images, temperature_note(df), deploy_table(df))
+    return _html(title, parts, fails, images, temperature_note(df), kind_sections(df))
 
 
 def _mixed_note(parts: list[_Part]) -> str:
@@ -352,7 +359,7 @@ def _mixed_note(parts: list[_Part]) -> str:
 
 
 def _html(title: str, parts: list[_Part], fails: pd.DataFrame, images: Sequence[Path], note: str = "",
-          deploy: pd.DataFrame | None = None) -> str:
+          sections: Sequence[tuple[str, pd.DataFrame, str]] = ()) -> str:
     style = ("body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;"
              "font-size:13px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f3f3f3}"
              "td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:1em 0}"
@@ -369,9 +376,9 @@ def _html(title: str, parts: list[_Part], fails: pd.DataFrame, images: Sequence[
         for b, t in p.boards.items():
             body += [f"<{tag}>{html.escape(b)}</{tag}>", format_table(t).to_html(escape=True, border=0)]
         body.append(f'<p class="foot">{html.escape(p.footer())}</p>')
-    if deploy is not None and not deploy.empty:
-        body += ["<h2>Deployability</h2>", deploy.to_html(escape=True, border=0),
-                 f'<p class="foot">{html.escape(DEPLOY_NOTE)}</p>']
+    for title_, table, note_ in sections:
+        body += [f"<h2>{html.escape(title_)}</h2>", table.to_html(escape=True, border=0),
+                 f'<p class="foot">{html.escape(note_)}</p>']
     for img in images:
         if Path(img).suffix == ".png" and Path(img).is_file():
             data = base64.b64encode(Path(img).read_bytes()).decode()

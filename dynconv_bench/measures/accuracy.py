@@ -1,0 +1,125 @@
+"""The `accuracy` kind: train with a recipe on an offline dataset and evaluate top-1 (and top-5) per seed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import UserError, unknown_choice
+from ..models.modelspec import ModelSpec
+from ..models.variant import Param
+from .base import Kind, Metric, Record, Result, record, register_kind
+from .options import DEVICE, GPUS, SELECT, THREADS, MeasureOptions
+
+
+class AccuracyOptions(MeasureOptions):
+    params = {
+        **SELECT,
+        "datasets": Param(["digits"], "datasets, one cell each (see dynconv_bench.data)", type=list),
+        "recipe": Param(None, "training recipe (default: the dataset's quick recipe)", type=str),
+        "seeds": Param([0], "seeds, one cell each (initial weights and data order)", type=list),
+        "epochs": Param(None, "override the recipe's epochs", type=int, min=1),
+        "data_root": Param(None, "local folder of the dataset (cifar*, imagefolder)", type=str),
+        "device": DEVICE,
+        "overrides": Param({}, "recipe settings to override, e.g. {image_size = 8}", type=dict),
+        "num_gpus": GPUS,
+        "train_samples": Param(None, "train on a fixed random subset of this size (quick runs)", type=int, min=1),
+        "threads": THREADS,
+    }
+
+
+@dataclass
+class AccuracyValues(Result):
+    """What `train_and_evaluate` returns: final top-1/top-5 in percent, loss, per-epoch history, schedules."""
+
+    top1: float | None = None
+    top5: float | None = None
+    loss: float | None = None
+    epochs: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_time_s: float = 0.0
+    seed: int | None = None
+    recipe: str | None = None
+    recipe_config: dict[str, Any] = field(default_factory=dict)
+    dataset: str | None = None
+    num_classes: int | None = None
+    train_size: int | None = None
+    test_size: int | None = None
+    world_size: int = 1
+    device: str = "cpu"
+    threads: int | None = None
+    temperature_schedules: list[str] = field(default_factory=list)
+    final_temperatures: list[float] = field(default_factory=list)
+
+
+@register_kind
+class Accuracy(Kind):
+    name = "accuracy"
+    order = 4
+    options = AccuracyOptions
+    result = AccuracyValues
+    headline = "top1"
+    metrics = {"top1": Metric(lambda d, u: f"top-1 {d.get('dataset')} ({u})", 4000, compare="points",
+                              higher_is_better=True),
+               "chance": Metric(lambda d, u: f"chance {d.get('dataset')} ({u})", 5000, compare="none",
+                                in_leaderboard=False)}
+
+    @classmethod
+    def measure(cls, spec: ModelSpec, opts: MeasureOptions) -> AccuracyValues:
+        import torch
+
+        from ..data import dataset_info, training_subset
+        from ..training import train_and_evaluate
+        from ..training.recipes import default_recipe, get_recipe
+
+        info = dataset_info(opts.dataset, root=opts.data_root)
+        torch.manual_seed(opts.seed)  # the same initial weights for the same seed
+        model = spec.build(info["num_classes"], info.get("channels", 3))
+        kw: dict[str, Any] = dict(opts.overrides or {})
+        kw["recipe"] = opts.recipe or default_recipe(opts.dataset)
+        if opts.epochs is not None:
+            kw["epochs"] = opts.epochs
+        dataset: Any = opts.dataset
+        if opts.train_samples:
+            size = kw.pop("image_size", None) or get_recipe(kw["recipe"]).image_size or info["image_size"]
+            dataset = training_subset(opts.dataset, opts.train_samples, opts.seed, opts.data_root, size)
+        out = train_and_evaluate(model, dataset, seed=opts.seed, data_root=opts.data_root, device=opts.device, **kw)
+        return AccuracyValues.from_values({**out, "threads": torch.get_num_threads()})
+
+    @classmethod
+    def records(cls, options: Mapping[str, Any], result: AccuracyValues) -> list[Record]:
+        """Top-1 in percent as `evaluate()` returns it, and the chance level 100 / classes where known."""
+        dataset = options.get("dataset") or result.dataset
+        classes = result.num_classes
+        return (record("top1", result.top1, "%", dataset=dataset, seed=options.get("seed"))
+                + record("chance", 100.0 / classes if classes else None, "%", dataset=dataset))
+
+    @classmethod
+    def check(cls, table: dict[str, Any], where: str) -> None:
+        """Datasets and recipe exist, and the overrides are keys of every recipe the table will use."""
+        from ..data import DATASETS
+        from ..errors import ConfigError
+        from ..training.recipes import RECIPES, default_recipe, get_recipe
+
+        datasets = table["datasets"]
+        if isinstance(datasets, str):
+            datasets = [datasets]
+        if not isinstance(datasets, list) or not datasets or not all(isinstance(d, str) for d in datasets):
+            raise UserError(f"{where}.datasets must be a non-empty list of names")
+        table["datasets"] = datasets
+        for d in datasets:
+            if d not in DATASETS:
+                raise UserError(f"{where}.datasets: {unknown_choice('dataset', d, DATASETS)}")
+        if table["recipe"] is not None and table["recipe"] not in RECIPES:
+            raise UserError(f"{where}.recipe: {unknown_choice('recipe', table['recipe'], RECIPES)}")
+        try:
+            recipes = [table["recipe"]] if table["recipe"] else [default_recipe(d) for d in datasets]
+        except ConfigError as exc:
+            raise UserError(f"{where}: {exc}") from None
+        for name in recipes:
+            try:
+                get_recipe(name, **(table["overrides"] or {}))
+            except (ConfigError, TypeError, ValueError) as exc:
+                raise UserError(f"{where}.overrides: {exc}") from None
+

@@ -1,0 +1,202 @@
+"""What a measurement kind is: its options, typed result, records and headline; the registry that finds kinds.
+
+A kind is one module (measures/speed.py, ...) defining a `Kind` subclass decorated with `@register_kind`.
+Third-party kinds register the same way from a module named in the entry point group `dynconv_bench.measures`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+from ..errors import UserError, unknown_choice
+from ..models.modelspec import ModelSpec
+from .options import MeasureOptions
+
+KIND_GROUP = "dynconv_bench.measures"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One measured (or exactly counted) value with its unit and what it was measured at."""
+
+    metric: str
+    value: float
+    unit: str
+    dims: tuple[tuple[str, Any], ...] = field(default=())
+
+    def dim(self, key: str, default: Any = None) -> Any:
+        return dict(self.dims).get(key, default)
+
+    @property
+    def label(self) -> str:
+        """The leaderboard column of this record (replicate dimensions such as the seed left out)."""
+        return metric_spec(self.metric).label(dict(self.dims), self.unit)
+
+    @property
+    def order(self) -> tuple[int, int]:
+        """Sort key of the column: cost, latency, throughput by mode and batch, memory, accuracy."""
+        d = dict(self.dims)
+        return metric_spec(self.metric).order, (1000 if d.get("mode") == "train" else 0) + int(d.get("batch_size") or 0)
+
+    @property
+    def compare(self) -> str:
+        """How a leaderboard compares it with the baseline: 'ratio', 'points' (difference) or 'none'."""
+        return metric_spec(self.metric).compare
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How a leaderboard shows one metric: column label from (dims, unit), sort order, comparison with baseline."""
+
+    label: Callable[[dict[str, Any], str], str]
+    order: int
+    compare: str = "ratio"  # 'ratio', 'points' or 'none'
+    in_leaderboard: bool = True  # False: reference levels and per-layer tables
+    higher_is_better: bool | None = None  # None: a cost with no better direction (params, MACs)
+
+
+def record(metric: str, value: Any, unit: str, **dims: Any) -> list[Record]:
+    """[Record] for a present value, [] for a missing one (old or failed rows lack keys)."""
+    if value is None:
+        return []
+    return [Record(metric, float(value), unit, tuple(sorted(dims.items())))]
+
+
+@dataclass
+class Result:
+    """Base of a kind's typed result: `to_values()` is what the store keeps, `from_values()` reads it back.
+
+    Keys a stored row has that the class does not (rows of older versions) are kept in `extra`.
+    """
+
+    status: str = "ok"
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_values(self) -> dict[str, Any]:
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        return {**self.extra, **values}
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any] | None) -> Result:
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        values = dict(values or {})
+        return cls(**{k: values.pop(k) for k in list(values) if k in names}, extra=values)
+
+
+class Kind:
+    """One measurement kind: subclass it in one module and decorate with `@register_kind`."""
+
+    name: ClassVar[str] = ""
+    order: ClassVar[int] = 100  # cells run cheap kinds first so a partial run already gives a leaderboard
+    options: ClassVar[type[MeasureOptions]] = MeasureOptions
+    result: ClassVar[type[Result]] = Result
+    metrics: ClassVar[dict[str, Metric]] = {}
+    headline: ClassVar[str | None] = None  # the result field `report --compare` shows
+    timed: ClassVar[bool] = False  # a wall-clock measurement that load on the machine can distort
+
+    @classmethod
+    def measure(cls, spec: ModelSpec, opts: MeasureOptions) -> Result:
+        """Measure one cell of this kind (exceptions become a failed cell)."""
+        raise NotImplementedError
+
+    @classmethod
+    def records(cls, options: Mapping[str, Any], result: Result) -> list[Record]:
+        """The leaderboard records of one stored result."""
+        return []
+
+    @classmethod
+    def check(cls, table: dict[str, Any], where: str) -> None:
+        """Kind-specific checks of a validated option table at suite load (UserError naming `where`)."""
+
+    @classmethod
+    def section(cls, df: Any) -> tuple[str, Any, str] | None:
+        """An extra report section (title, DataFrame, note) from the store's rows, or None."""
+        return None
+
+    @classmethod
+    def headline_of(cls, values: Mapping[str, Any] | None) -> float | None:
+        value = cls.result.from_values(values).to_values().get(cls.headline) if cls.headline else None
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+_KINDS: dict[str, type[Kind]] = {}
+_METRICS: dict[str, Metric] = {}
+_loaded = False
+
+
+def register_kind(cls: type[Kind]) -> type[Kind]:
+    """Class decorator: make a measurement kind known to suites, the runner, the store and reports."""
+    if not cls.name:
+        raise TypeError(f"{cls.__name__} needs a `name`")
+    clash = [m for m in cls.metrics if m in _METRICS and _KINDS.get(cls.name) is None]
+    if clash:
+        raise TypeError(f"kind {cls.name!r}: metric(s) {', '.join(clash)} belong to another kind")
+    cls.options.kind = cls.name
+    _KINDS[cls.name] = cls
+    _METRICS.update(cls.metrics)
+    return cls
+
+
+def _load() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    from . import accuracy, deploy, layers, macs, memory, params, speed  # noqa: F401  (built-ins register)
+
+    for ep in entry_points(group=KIND_GROUP):
+        try:
+            ep.load()
+        except Exception as exc:  # a broken plugin must not take the built-ins down
+            import warnings
+
+            warnings.warn(f"could not load measurement kind {ep.name!r} ({ep.value}): {exc}", stacklevel=2)
+
+
+def list_kinds() -> list[str]:
+    """Registered kinds, cheap ones first."""
+    _load()
+    return sorted(_KINDS, key=lambda k: (_KINDS[k].order, k))
+
+
+def get_kind(name: str) -> type[Kind]:
+    _load()
+    if name not in _KINDS:
+        raise unknown_choice("measurement kind", name, list_kinds())
+    return _KINDS[name]
+
+
+def metric_spec(metric: str) -> Metric:
+    _load()
+    return _METRICS.get(metric) or Metric(lambda d, u: f"{metric} ({u})", 9000)
+
+
+def records_of(kind: str, options: Mapping[str, Any] | None, values: Mapping[str, Any] | None) -> list[Record]:
+    """The records of one stored measurement ([] for an unknown kind or no values)."""
+    _load()
+    cls = _KINDS.get(kind)
+    if cls is None or not values:
+        return []
+    return cls.records(options or {}, cls.result.from_values(values))
+
+
+def options_of(kind: str, options: Mapping[str, Any]) -> MeasureOptions:
+    """The typed options of one cell of `kind`."""
+    return get_kind(kind).options(options)
+
+
+def check_options(kind: str, table: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The validated option table of `kind` (defaults + `table`), kind-specific checks included."""
+    cls = get_kind(kind)
+    out = cls.options.validate(table, where)
+    cls.check(out, where)
+    return out
+
+
+__all__ = ["KIND_GROUP", "Kind", "Metric", "Record", "Result", "UserError", "check_options", "get_kind",
+           "list_kinds", "metric_spec", "options_of", "record", "records_of", "register_kind"]

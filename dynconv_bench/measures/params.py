@@ -1,0 +1,64 @@
+"""The `params` kind: exact parameter counts of the trained and the deployed form, and how many convs converted."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..models.modelspec import ModelSpec
+from .base import Kind, Metric, Record, Result, record, register_kind
+from .options import MODEL, SELECT, MeasureOptions
+
+
+class ParamsOptions(MeasureOptions):
+    params = {**SELECT, "num_classes": MODEL["num_classes"]}
+
+
+@dataclass
+class ParamsResult(Result):
+    """Counts by category (a tensor shared by several modules counts once) of the model and its deployed form."""
+
+    total: int | None = None
+    trainable: int | None = None
+    conv: int | None = None
+    attention: int | None = None
+    modulation: int | None = None
+    norm: int | None = None
+    classifier: int | None = None
+    other: int | None = None
+    deployed: dict[str, int] = field(default_factory=dict)
+    converted_layers: int | None = None
+    total_convs: int | None = None
+
+
+@register_kind
+class Params(Kind):
+    name = "params"
+    order = 0
+    options = ParamsOptions
+    result = ParamsResult
+    headline = "total"
+    metrics = {"params": Metric(lambda d, u: f"params ({u})", 0),
+               "deployed_params": Metric(lambda d, u: f"deployed params ({u})", 1)}
+
+    @classmethod
+    def measure(cls, spec: ModelSpec, opts: MeasureOptions) -> ParamsResult:
+        from ..metrics.params import count_params
+        from ..models.convert import deploy
+
+        model = spec.build(opts.num_classes)
+        report = getattr(model, "dynconv_report", None)
+        out = ParamsResult(**count_params(model), deployed=count_params(deploy(model)))
+        if report is not None:
+            out.converted_layers, out.total_convs = len(report.converted), report.total_convs
+        return out
+
+    @classmethod
+    def records(cls, options: Mapping[str, Any], result: ParamsResult) -> list[Record]:
+        return (record("params", _millions(result.total), "M")
+                + record("deployed_params", _millions(result.deployed.get("total")), "M"))
+
+
+def _millions(value: Any) -> float | None:
+    return None if value is None else float(value) * 1e-6
