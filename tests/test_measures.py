@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import dynconv_bench
 from dynconv_bench.measures import Record, list_kinds, metric_spec, records_of
 from dynconv_bench.reporting.report import threads_of
 
@@ -76,3 +77,101 @@ def test_stored_rows_of_the_reference_results_stay_readable(tmp_path) -> None:  
     assert rows
     for row in rows:
         assert records_of(row["kind"], row["options"], row["values"]), (row["kind"], row["options"])
+
+
+# -- kinds: registry, typed results from real producers, a plugin kind installed by entry point ------------
+import json  # noqa: E402
+import re  # noqa: E402
+import sys  # noqa: E402
+
+from dynconv_bench.measures import get_kind  # noqa: E402
+from dynconv_bench.models.modelspec import ModelSpec  # noqa: E402
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "measure-kinds.md"
+QUICK_OPTIONS = {
+    "params": {"num_classes": 10},
+    "macs": {"num_classes": 10, "input_size": [3, 32, 32]},
+    "speed": {"num_classes": 10, "input_size": [3, 32, 32], "batch_size": 2, "mode": "inference", "min_time": 0.0,
+              "min_runs": 2, "warmup": 1},
+    "layers": {"num_classes": 10, "input_size": [3, 32, 32], "repeats": 1},
+    "accuracy": {"dataset": "digits", "seed": 0, "train_samples": 64, "epochs": 1,
+                 "overrides": {"image_size": 8, "batch_size": 32}},
+    "deploy": {"num_classes": 10, "input_size": [3, 32, 32], "targets": ["torchscript"], "min_time": 0.0},
+}
+
+
+def test_builtin_kinds_are_registered_cheap_first() -> None:
+    assert list_kinds()[:7] == ["params", "macs", "speed", "memory", "accuracy", "layers", "deploy"]
+    with pytest.raises(Exception, match="unknown measurement kind 'sped'"):
+        get_kind("sped")
+
+
+@pytest.mark.parametrize("kind", sorted(QUICK_OPTIONS))
+def test_results_of_real_producers_round_trip_through_the_store_format(kind: str) -> None:
+    """Every key a producer writes is a typed field (a renamed field lands in `extra` and fails here)."""
+    cls = get_kind(kind)
+    opts = cls.options(QUICK_OPTIONS[kind])
+    variant = "static" if kind in ("accuracy", "deploy") else "condconv"  # the format, not the variant, is tested
+    result = cls.measure(ModelSpec("cifar_resnet8", variant), opts)
+    assert type(result) is cls.result and result.status == "ok", result.error
+    assert result.extra == {}
+    stored = json.loads(json.dumps(result.to_values(), default=str))
+    back = cls.result.from_values(stored)
+    assert back.extra == {} and json.dumps(back.to_values(), default=str) == json.dumps(stored, default=str)
+    if kind != "deploy":  # deployability is a table of texts, not records
+        assert records_of(kind, opts.as_dict(), stored)
+    if cls.headline:
+        assert cls.headline_of(stored) is not None
+
+
+def _doc_example() -> str:
+    return re.search(r"```python\n(.*?)```", DOC.read_text(), re.S).group(1)
+
+
+@pytest.fixture
+def installed_param_bytes_kind(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
+    """The docs' example kind installed as a package with a `dynconv_bench.measures` entry point."""
+    from dynconv_bench.measures import base
+
+    pkg = tmp_path / "my_kinds"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "param_bytes.py").write_text(_doc_example())
+    dist = tmp_path / "my_kinds-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-kinds\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[dynconv_bench.measures]\nparam_bytes = my_kinds.param_bytes\n")
+    saved = (dict(base._KINDS), dict(base._METRICS))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    base._KINDS.clear()
+    base._METRICS.clear()
+    monkeypatch.setattr(base, "_loaded", False)
+    yield
+    base._KINDS.clear()
+    base._KINDS.update(saved[0])
+    base._METRICS.clear()
+    base._METRICS.update(saved[1])
+    sys.modules.pop("my_kinds.param_bytes", None)
+    sys.modules.pop("my_kinds", None)
+
+
+def test_a_kind_installed_by_entry_point_runs_through_suite_store_and_leaderboard(installed_param_bytes_kind,
+                                                                                    tmp_path) -> None:  # noqa: ANN001
+    from dynconv_bench.execution.runner import run_suite
+    from dynconv_bench.execution.store import ResultStore
+    from dynconv_bench.execution.suite import parse_suite
+    from dynconv_bench.reporting.report import leaderboards, load_results
+
+    assert "param_bytes" in list_kinds()
+    suite = parse_suite({"name": "pb", "backbones": ["cifar_resnet8"], "variants": ["static", "condconv"],
+                         "measure": {"param_bytes": {"num_classes": 10}}})
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        summary = run_suite(suite, store, progress=False)
+        assert summary.failed == []
+        df = load_results(store, "pb")
+    (board,) = leaderboards(df).values()
+    static_mib = board.loc["static", "weights (MiB)"]
+    model = dynconv_bench.create_model("cifar_resnet8", "static", num_classes=10)
+    expected = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()]) / 2**20
+    assert static_mib == pytest.approx(expected)
+    assert board.loc["condconv", "weights (MiB)"] > static_mib
