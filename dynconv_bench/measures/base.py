@@ -27,6 +27,8 @@ class Record:
     value: float
     unit: str
     dims: tuple[tuple[str, Any], ...] = field(default=())
+    flags: tuple[str, ...] = ()  # e.g. "load": measured while the machine was loaded beyond its cores
+    ratio: float | None = None  # the ratio to the baseline measured in the same cell (interleaved timing)
 
     def dim(self, key: str, default: Any = None) -> Any:
         return dict(self.dims).get(key, default)

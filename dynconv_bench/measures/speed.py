@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,8 +24,14 @@ class SpeedOptions(MeasureOptions):
         "min_time": Param(None, "seconds of timed runs at least (default: 1.0)", type=float, min=0.0),
         "min_runs": Param(None, "timed runs at least (default: 5)", type=int, min=1),
         "deploy": Param(True, "time the deployed (folded) form in inference"),
+        "interleave": Param(0, "rounds of round-robin timing with the baseline (static) in the same process, "
+                               "order reversed every other round; the ratio is taken per round (0: off)",
+                            type=int, min=0, max=1000),
         "num_gpus": GPUS,
     }
+
+
+BASELINE = "static"
 
 
 @dataclass
@@ -50,6 +58,18 @@ class SpeedValues(Result):
     compile: bool = False
     peak_memory_bytes: int | None = None
     strategies: dict[str, int] = field(default_factory=dict)  # per-sample conv strategy -> layers using it
+    rounds: int = 0  # interleaved rounds with the baseline (0: timed alone)
+    baseline_ratio: float | None = None  # median over rounds of baseline time / own time (> 1: faster)
+    baseline_ratio_min: float | None = None
+    baseline_ratio_max: float | None = None
+    load_avg: float | None = None  # the higher 1-minute load average of before and after the cell
+    cores: int | None = None
+    cpu_mhz: float | None = None
+
+    @property
+    def under_load(self) -> bool:
+        """Measured while the machine's load average exceeded its core count."""
+        return self.load_avg is not None and self.cores is not None and self.load_avg > self.cores
 
 
 def speed_setting(d: Mapping[str, Any]) -> str:
@@ -75,6 +95,17 @@ class Speed(Kind):
 
     @classmethod
     def measure(cls, spec: ModelSpec, opts: MeasureOptions) -> SpeedValues:
+        from ..metrics.interleave import machine_load
+
+        before = machine_load()
+        out = cls._interleaved(spec, opts) if opts.interleave else cls._alone(spec, opts)
+        after = machine_load()
+        loads = [x["load_avg"] for x in (before, after) if x["load_avg"] is not None]
+        out.load_avg, out.cores, out.cpu_mhz = (max(loads) if loads else None), after["cores"], after["cpu_mhz"]
+        return out
+
+    @classmethod
+    def _alone(cls, spec: ModelSpec, opts: MeasureOptions) -> SpeedValues:
         from ..metrics import speed
         from ..models.convert import deploy
 
@@ -92,12 +123,54 @@ class Speed(Kind):
         return SpeedValues.from_values(result.to_dict())
 
     @classmethod
+    def _interleaved(cls, spec: ModelSpec, opts: MeasureOptions) -> SpeedValues:
+        """Time this model and the baseline round-robin; own times pooled, ratio per round (median, min, max)."""
+        import dataclasses
+
+        from ..metrics import speed
+        from ..metrics.interleave import round_ratios, time_interleaved
+        from ..models.convert import deploy
+
+        dev = speed.resolve_device(opts.device)
+        dtype = speed.amp_dtype(None if opts.precision == "fp32" else opts.precision)
+        warmup = speed.DEFAULT_WARMUP[dev.type] if opts.warmup is None else opts.warmup
+        min_time = speed.DEFAULT_MIN_TIME[dev.type] if opts.min_time is None else opts.min_time
+        size = tuple(opts.input_size)
+        models = {"own": spec.build(opts.num_classes),
+                  "baseline": dataclasses.replace(spec, variant=BASELINE, config={}, preset=None).build(opts.num_classes)}
+        with speed.fixed_threads(opts.threads) as threads:
+            steps = {}
+            for name, model in models.items():
+                if opts.mode != "train" and opts.deploy:
+                    model = deploy(model)
+                steps[name] = speed._build_step(opts.mode, model, opts.batch_size, size, dev, opts.channels_last,
+                                                dtype, opts.compile, opts.num_classes, 0.01)
+            with speed.record_strategies() as used:
+                times = time_interleaved(steps, dev, opts.interleave, warmup, min_time, opts.min_runs or 1)
+        own = [t for r in times["own"] for t in r]
+        result = speed.SpeedResult("ok", None, opts.mode, opts.batch_size, size, str(dev), threads, warmup=warmup,
+                                   min_time=min_time, channels_last=opts.channels_last,
+                                   amp=None if dtype is None else opts.precision, compile=opts.compile)
+        speed._summarise(result, own)
+        calls = warmup + 1 + len(own) + len([t for r in times["baseline"] for t in r])
+        result.strategies = {k: max(1, n // max(1, calls)) for k, n in sorted(used.items())}
+        ratios = round_ratios(times["own"], times["baseline"])
+        out = SpeedValues.from_values(result.to_dict())
+        out.rounds = opts.interleave
+        out.baseline_ratio = statistics.median(ratios)
+        out.baseline_ratio_min, out.baseline_ratio_max = min(ratios), max(ratios)
+        return out
+
+    @classmethod
     def records(cls, options: Mapping[str, Any], result: SpeedValues) -> list[Record]:
         dims = {"device": options.get("device", "cpu"), "precision": options.get("precision", "fp32"),
                 "channels_last": bool(options.get("channels_last", False)),
                 "compile": bool(options.get("compile", False))}
         mode, batch = options.get("mode", "inference"), options.get("batch_size")
+        flags = ("load",) if result.under_load else ()
+        ratio = result.baseline_ratio
         out = record("throughput", result.throughput, "img/s", mode=mode, batch_size=batch, **dims)
         if batch == 1 and mode != "train":
             out += record("latency", result.latency_ms, "ms", batch_size=1, **dims)
-        return out
+        return [dataclasses.replace(r, flags=flags, ratio=ratio if r.metric == "throughput" else
+                                    (None if ratio is None else 1.0 / ratio)) for r in out]

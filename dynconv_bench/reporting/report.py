@@ -49,8 +49,8 @@ def default_suite(df: pd.DataFrame) -> str:
 
 DIM_COLUMNS = ("device", "precision", "channels_last", "compile", "mode", "batch_size", "dataset", "seed", "layer",
                "type")
-_LONG_COLUMNS = ["backbone", "variant", "id", "environment_id", "metric", "unit", "label", "compare", "order",
-                 "value", *DIM_COLUMNS]
+_LONG_COLUMNS = ["backbone", "variant", "id", "environment_id", "run_id", "metric", "unit", "label", "compare",
+                 "order", "value", "flags", "ratio", *DIM_COLUMNS]
 
 
 def metric_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -60,8 +60,9 @@ def metric_rows(df: pd.DataFrame) -> pd.DataFrame:
         env = environment_id(row.environment)
         for rec in records_of(row.kind, row.options, row.values):
             out.append({"backbone": row.backbone, "variant": row.variant, "id": row.id, "environment_id": env,
-                        "metric": rec.metric, "unit": rec.unit, "label": rec.label, "compare": rec.compare,
-                        "order": rec.order, "value": rec.value, **dict(rec.dims)})
+                        "run_id": getattr(row, "run_id", None), "metric": rec.metric, "unit": rec.unit,
+                        "label": rec.label, "compare": rec.compare, "order": rec.order, "value": rec.value,
+                        "flags": rec.flags, "ratio": rec.ratio, **dict(rec.dims)})
     return pd.DataFrame.from_records(out, columns=_LONG_COLUMNS)
 
 
@@ -160,8 +161,38 @@ def _add_metric(table: pd.DataFrame, label: str, sub: pd.DataFrame, compare: str
                          ("significant", lambda d: d.significant)):
             table[f"{label} vs {baseline} {col}"] = pd.Series(
                 {v: get(d) for v, d in diffs.items()}, dtype=object).reindex(table.index)
-    elif compare == "ratio" and base is not None and statistics.fmean(base) != 0:
-        table[f"{label} vs {baseline}"] = mean / statistics.fmean(base)
+    elif compare == "ratio":
+        ratio = _ratios(sub, baseline)
+        if ratio is not None:
+            table[f"{label} vs {baseline}"] = ratio.reindex(table.index)
+        elif base is not None and statistics.fmean(base) != 0:
+            table[f"{label} vs {baseline}"] = mean / statistics.fmean(base)
+    marks = _marks(sub, baseline)
+    if marks:
+        table[f"{label} marks"] = pd.Series(marks, dtype=object).reindex(table.index)
+
+
+def _ratios(sub: pd.DataFrame, baseline: str) -> pd.Series | None:
+    """Ratios to the baseline measured inside each cell (interleaved timing), when every row has one."""
+    if sub["ratio"].isna().any():
+        return None
+    return sub.groupby("variant")["ratio"].mean()
+
+
+def _marks(sub: pd.DataFrame, baseline: str) -> dict[str, str]:
+    """Per variant: `!` measured under load; `~` a timed value whose ratio compares rows of different runs."""
+    out: dict[str, str] = {}
+    base_runs = set(sub[sub["variant"] == baseline]["run_id"].dropna())
+    timed = metric_spec(sub["metric"].iloc[0]).higher_is_better is not None
+    for variant, rows in sub.groupby("variant"):
+        mark = "!" if any("load" in (f or ()) for f in rows["flags"]) else ""
+        own_runs = set(rows["run_id"].dropna())
+        if (timed and variant != baseline and base_runs and own_runs and own_runs != base_runs
+                and rows["ratio"].isna().any()):
+            mark += "~"
+        if mark:
+            out[variant] = mark
+    return out
 
 
 def format_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -181,11 +212,13 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
                 shown[f"{col} vs {baseline} (pts, 95% CI)"] = [_difference(v == baseline, *r) for v, *r in rows]
             continue
         ratio = table.get(f"{col} vs {baseline}")
+        marks = table.get(f"{col} marks", pd.Series(index=table.index, dtype=object))
+        marks = ["" if not isinstance(m, str) else m for m in marks]
         if ratio is not None:
-            shown[col] = [("-" if pd.isna(x) else f"{_num(x)} ({r:.2f}x)" if pd.notna(r) else _num(x))
-                          for x, r in zip(vals, ratio)]
+            shown[col] = [("-" if pd.isna(x) else f"{_num(x)} ({r:.2f}x){m}" if pd.notna(r) else f"{_num(x)}{m}")
+                          for x, r, m in zip(vals, ratio, marks)]
         else:
-            shown[col] = [_num(x) for x in vals]
+            shown[col] = [_num(x) + m if pd.notna(x) else "-" for x, m in zip(vals, marks)]
     return shown
 
 
@@ -275,7 +308,10 @@ def failures(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["status"] != "ok"][["backbone", "variant", "kind", "options", "error"]]
 
 
-NOTE = ("In brackets: the ratio to `{b}` measured in the same environment. Accuracy: mean ± sample std over "
+NOTE = ("In brackets: the ratio to `{b}`: for speed cells timed round-robin with `{b}` in one process "
+        "(`interleave` rounds) the median of the per-round ratios, else the ratio of rows measured in the same "
+        "environment. `!`: measured while the 1-minute load average exceeded the core count. `~`: a timed "
+        "value whose ratio compares rows of different runs. Accuracy: mean ± sample std over "
         "n seeds (std `-` for one seed); vs {b}: difference of means in points with its 95% confidence interval "
         "(Welch t over seeds), * where the interval excludes 0; no interval with fewer than 2 seeds a side.")
 
