@@ -61,9 +61,10 @@ def _output_space_fits(weight: object) -> bool:
     return isinstance(weight, KernelMixture) and weight.spatial is None
 
 
-def _fused_fits(x: torch.Tensor, weight: object, groups: int) -> bool:
+def _fused_fits(x: torch.Tensor, weight: object, groups: int, tuning: bool = False) -> bool:
+    """Whether the fused kernel can run here; the tuner weighs it only on CUDA (on CPU it is the test interpreter)."""
     from .triton_conv import runnable
-    return runnable(x, weight, groups)
+    return (not tuning or x.device.type == "cuda") and runnable(x, weight, groups)
 
 
 def _grouped(x, weight, bias, stride, padding, dilation, groups):  # noqa: ANN001, ANN202
@@ -288,8 +289,8 @@ def _choose(x, weight, bias, stride, padding, dilation, groups, mixture):  # noq
     shape = weight.bank.shape if mixture else weight.shape
     key = strategy_key(x, shape, stride, padding, dilation, groups, _kind(weight))
     candidates = tuple(s for s in STRATEGIES if (s != "output_space" or _output_space_fits(weight))
-                       and (s != "fused" or _fused_fits(x, weight, groups)))
-    if "fused" not in candidates and _fused_fits(x.detach(), _detached(weight), groups):
+                       and (s != "fused" or _fused_fits(x, weight, groups, tuning=True)))
+    if "fused" not in candidates and _fused_fits(x.detach(), _detached(weight), groups, tuning=True):
         key += "|autograd"  # the fused kernel is left out only under autograd: tune that set on its own
     if key in _CACHE:
         return _CACHE[key]

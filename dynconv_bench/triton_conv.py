@@ -32,7 +32,7 @@ try:
 except ImportError:  # CPU-only torch builds: the strategy is simply never a candidate
     triton = None
 
-__all__ = ["available", "fused_conv", "lowrank_conv", "prefers_fused", "runnable"]
+__all__ = ["available", "fused_conv", "lowrank_conv", "prefers_fused", "ready", "runnable"]
 
 _HALF = (torch.float16, torch.bfloat16)
 
@@ -53,30 +53,33 @@ def _needs_grad(*tensors: torch.Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
+def ready(x: torch.Tensor, *tensors: torch.Tensor | None) -> bool:
+    """Whether a fused kernel may run on x with these operands: a capable device, no autograd, no graph capture."""
+    return available(x.device) and x.dim() == 4 and x.dtype in (torch.float32, *_HALF) and not capturing_graph() \
+        and not _needs_grad(x, *tensors)
+
+
 def runnable(x: torch.Tensor, weight: object, groups: int) -> bool:
     """Whether the fused kernel can compute this per-sample conv (lazy kernels, forward only, a capable device)."""
-    if not available(x.device) or x.dim() != 4 or capturing_graph():
-        return False
     if isinstance(weight, KernelMixture):
         parts = (weight.attention, weight.bank, weight.bias_bank, weight.channel, weight.filter, weight.spatial)
     elif isinstance(weight, CellMixture):
         parts = (weight.attention, weight.cells)
     else:
         return False  # per-sample kernels already in memory: nothing left to fuse
-    return x.dtype in (torch.float32, *_HALF) and not _needs_grad(x, *parts)
+    return ready(x, *parts)
 
 
 def prefers_fused(x: torch.Tensor) -> bool:
-    """Whether a layer should hand its lazy kernel description to `per_sample_conv` rather than its own path.
+    """Whether a layer should hand its lazy kernel description to `per_sample_conv` rather than take its own path.
 
-    True when 'fused' is forced, or when tuning ('auto') on a device where the fused kernel can run without
-    autograd: the tuner then measures it against the other strategies.
+    Only without autograd (the fused kernel has no backward), and when 'fused' is forced or the strategy is
+    tuned ('auto') on CUDA: the tuner then measures the fused kernel against the other strategies.
     """
+    if torch.is_grad_enabled() or not ready(x):
+        return False
     forced = forced_strategy()
-    if forced == "fused":
-        return True
-    return forced is None and available(x.device) and x.device.type == "cuda" and not capturing_graph() \
-        and not _needs_grad(x)
+    return forced == "fused" or (forced is None and x.device.type == "cuda")
 
 
 # -- host side ----------------------------------------------------------------------------------------------
