@@ -241,19 +241,39 @@ def test_the_tuner_never_weighs_the_interpreter(interpreter):
     assert "fused" not in rec and sum(rec.values()) == 1
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("case", CASES + SLOW_CASES)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
-def test_more_shapes_and_half_precision(interpreter, case, dtype):
+def _check_dtype(case, dtype: torch.dtype, device: str) -> None:  # noqa: ANN001
     (cin, *_), geo = _geometry(case)
     mix = _mixture(case, 3, scales=True)
     x = torch.randn(3, cin, 11, 9)
-    out = _fused(x.to(dtype), mix, geo)
+    dev = KernelMixture(*(None if t is None else t.to(device) for t in (
+        mix.attention, mix.bank, mix.bias_bank, mix.channel, mix.filter, mix.spatial)))
+    out = _fused(x.to(device, dtype), dev, geo).cpu()
     ref = _reference(x, lambda b: _kernel_of(mix, b), *geo)
     assert out.dtype == dtype
     tol = 1e-4 if dtype == torch.float32 else 2e-2 * ref.abs().max().item()  # bf16/fp16 tiles, fp32 sums
     torch.testing.assert_close(out.float(), ref, rtol=tol, atol=tol)
-    torch.testing.assert_close(out[2:], _fused(x[2:].to(dtype), _one(mix, 2), geo))
+    torch.testing.assert_close(out[2:], _fused(x[2:].to(device, dtype), _one(dev, 2), geo).cpu())
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize("case", CASES + SLOW_CASES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_more_shapes_and_fp16(interpreter, case, dtype):
+    # bf16 is not checked here: Triton 3.8's interpreter gets bf16 x bf16 tl.dot wrong (errors ~1e10 on a
+    # 16x16 product of randn values), so bf16 is covered by the gpu tier below
+    _check_dtype(case, dtype, "cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize("case", CASES + SLOW_CASES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_shapes_and_half_precision_on_cuda(case, dtype, monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    _check_dtype(case, dtype, "cuda")
 
 
 @pytest.mark.gpu
