@@ -17,8 +17,7 @@ import statistics
 import torch
 from torch import nn
 
-from dynconv_bench.data import dataset_info
-from dynconv_bench.data import training_subset
+from dynconv_bench.data import dataset_info, training_subset
 from dynconv_bench.models.layers import ChannelSE
 from dynconv_bench.models.modelspec import ModelSpec
 from dynconv_bench.training import train_and_evaluate

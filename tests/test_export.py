@@ -16,6 +16,7 @@ from dynconv_bench.cli.main import main
 from dynconv_bench.errors import UserError
 from dynconv_bench.execution.cells import run_cell
 from dynconv_bench.execution.suite import Cell, parse_suite
+from dynconv_bench.measures.deploy import deploy_table
 from dynconv_bench.metrics.export import (
     TARGETS,
     TOLERANCE,
@@ -27,7 +28,6 @@ from dynconv_bench.metrics.export import (
     ort_session,
 )
 from dynconv_bench.models.convert import create_model, deploy
-from dynconv_bench.measures.deploy import deploy_table
 from dynconv_bench.reporting.report import render
 
 pytest.importorskip("onnxruntime")

@@ -118,7 +118,7 @@ def test_env_var_forces_a_strategy_and_bad_names_raise(monkeypatch):
         per_sample_conv(x, w, None, (1, 1), (0, 0), (1, 1), 1, strategy="output_space")  # no mixture: grouped
     assert rec == {"bmm": 1, "loop": 1, "grouped": 1}
     monkeypatch.setenv(psc.STRATEGY_ENV, "fast")
-    with pytest.raises(ValueError, match="grouped, loop, bmm, output_space, auto"):
+    with pytest.raises(ValueError, match="grouped, loop, bmm, output_space, fused, auto"):
         per_sample_conv(x, w, None, (1, 1), (0, 0), (1, 1), 1)
     with pytest.raises(ValueError, match="valid"):
         use_strategy("fast").__enter__()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from dynconv_bench.measures.layers import layer_latency
 from dynconv_bench.execution.executors import LocalExecutor
 from dynconv_bench.execution.runner import run_suite
 from dynconv_bench.execution.suite import parse_suite
+from dynconv_bench.measures.layers import layer_latency
 from dynconv_bench.reporting.plots import make_plots, pareto_front, plot_layer_breakdown, tradeoff_figure
 from dynconv_bench.reporting.report import environment_sections, load_results
 

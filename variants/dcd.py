@@ -30,7 +30,9 @@ from torch import nn
 
 from dynconv_bench import DynamicLayer, Param, Variant
 from dynconv_bench.models.conv_spec import ConvGeometry, ConvSpec
+from dynconv_bench.models.per_sample_conv import forced_strategy, match_memory_format
 from dynconv_bench.models.sites import ConvSite
+from dynconv_bench.models.triton_conv import lowrank_conv, prefers_fused
 
 __all__ = ["DCD", "DCDConv2d", "latent_dim"]
 
@@ -83,6 +85,8 @@ class DCDConv2d(ConvGeometry, DynamicLayer, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lam, phi = self.dynamics(x)
         c = self.conv
+        if c.groups == 1 and forced_strategy() == "fused" and prefers_fused(x):
+            return self._fused(x, lam, phi)
         out = F.conv2d(x, c.weight, None, c.stride, c.padding, c.dilation, c.groups)
         out = out * lam.view(*lam.shape, 1, 1).to(out.dtype)
         z = self.q(self._centre(x))
@@ -92,6 +96,14 @@ class DCDConv2d(ConvGeometry, DynamicLayer, nn.Module):
         if c.bias is not None:
             out = out + c.bias.view(1, -1, 1, 1).to(out.dtype)
         return out
+
+    def _fused(self, x: torch.Tensor, lam: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+        """The same sum in one Triton kernel: Lambda-scaled W0 conv plus (P Phi)(Q^T x) at the centre tap."""
+        c = self.conv
+        pr = torch.matmul(self.p.weight.flatten(1), phi.to(self.p.weight.dtype)).transpose(1, 2)  # (B, L, C_out)
+        q = self.q.weight.flatten(1).t()  # (C_in, L)
+        out = lowrank_conv(x, c.weight, c.bias, lam, q, pr, c.stride, c.padding, c.dilation)
+        return match_memory_format(out, x, exact=True)
 
     def param_categories(self) -> dict[str, str]:
         """W0 is the conv; P and Q are the static factors of the dynamic residual."""

@@ -12,8 +12,9 @@ from torch import nn
 
 from dynconv_bench import DynamicLayer, Param, StageContext, Variant
 from dynconv_bench.models.conv_spec import ConvGeometry, ConvSpec
-from dynconv_bench.models.layers import ChannelSE, SEConv
+from dynconv_bench.models.layers import ChannelSE, SEConv, scaled_input_conv
 from dynconv_bench.models.sites import ConvSite
+from dynconv_bench.models.triton_conv import prefers_fused
 
 __all__ = ["KernelDNA", "KernelDNAConv", "adapter_sites", "share_kernel"]
 
@@ -51,7 +52,10 @@ class KernelDNAConv(ConvGeometry, DynamicLayer, nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.se is not None:
-            x = x * self.se(x)
+            scale = self.se(x)
+            if prefers_fused(x):  # the SE scale applied to the kernel's input columns inside the conv
+                return scaled_input_conv(self.geometry, x, scale, self.modulated_weight(), self.bias)
+            x = x * scale
         return self.geometry.conv2d(x, self.modulated_weight(), self.bias)
 
     def param_categories(self) -> dict[str, str]:

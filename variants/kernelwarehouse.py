@@ -42,7 +42,7 @@ from torch import nn
 from dynconv_bench import ConfigError, DynamicLayer, Param, StageContext, Variant
 from dynconv_bench.models.conv_spec import ConvGeometry, ConvSpec
 from dynconv_bench.models.layers import batchnorm_any_batch
-from dynconv_bench.models.per_sample_conv import per_sample_conv
+from dynconv_bench.models.per_sample_conv import CellMixture, per_sample_conv
 from dynconv_bench.models.sites import ConvSite
 
 from ._temperature import TemperatureSchedule, temperature_params
@@ -132,18 +132,16 @@ class KWConv2d(ConvGeometry, DynamicLayer, nn.Module):
             a = (1.0 - tau) * a + tau * self.beta.to(a.dtype)
         return a[..., :-1]
 
+    def cell_mixture(self, x: torch.Tensor) -> CellMixture:
+        """Per-sample kernels as cell attentions over the warehouse (assembled only where a strategy needs them)."""
+        return CellMixture(self.attention(x), self.warehouse, self.layout, self.kernel_size)
+
     def kernels(self, x: torch.Tensor) -> torch.Tensor:
         """Per-sample kernels (B, C_out, C_in/groups, kh, kw) assembled from the warehouse."""
-        b = x.shape[0]
-        a = self.attention(x)
-        cells = self.warehouse.reshape(self.warehouse.shape[0], -1)
-        w = torch.mm(a.reshape(-1, a.shape[-1]).to(cells.dtype), cells)  # (B*m, c_o*c_i)
-        gs, go, gi, co, ci = self.layout
-        w = w.view(b, gs, go, gi, co, ci).permute(0, 2, 4, 3, 5, 1)
-        return w.reshape(b, self.out_channels, gi * ci, *self.kernel_size)
+        return self.cell_mixture(x).weight()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.kernels(x)
+        weight = self.cell_mixture(x)
         x, padding = self.geometry.pad(x)
         out = per_sample_conv(x, weight, None, self.stride, padding, self.dilation, self.groups)
         if self.bias is not None:

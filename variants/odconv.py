@@ -15,8 +15,9 @@ from dynconv_bench import Param, Variant
 from dynconv_bench.models.layers import batchnorm_any_batch
 from dynconv_bench.models.per_sample_conv import capturing_graph, conv_output_size, match_memory_format
 from dynconv_bench.models.sites import ConvSite
+from dynconv_bench.models.triton_conv import prefers_fused
 
-from ._dynamic import DynamicConv2d, aggregate_kernels
+from ._dynamic import DynamicConv2d, KernelMixture, aggregate_kernels
 from ._temperature import TemperatureSchedule, temperature_params
 
 
@@ -83,6 +84,8 @@ class ODConv2d(DynamicConv2d):
         # while a graph is captured, no branch on the batch size (torch.export keeps the batch dynamic)
         capturing = capturing_graph()
         per_sample = kernel is not None or spatial is not None or (b == 1 and not capturing)
+        if per_sample and prefers_fused(x):  # all four attentions in one lazy kernel: the tuner picks how to run it
+            return self._conv(x, KernelMixture(kernel, self.weight, self.bias, channel, filt, spatial))
         if not capturing and spatial is not None and b > 1 and self._cheaper_on_columns(x):
             out = self._conv_columns(x, channel, spatial, kernel)
         elif per_sample and not capturing and self._cheaper_on_kernel(x):

@@ -10,9 +10,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .conv_spec import ConvGeometry, ConvSpec
+from .per_sample_conv import KernelMixture, per_sample_conv
+from .triton_conv import prefers_fused
 from .variant import DynamicLayer
 
-__all__ = ["ChannelSE", "ConvGeometry", "ConvSpec", "SEConv", "batchnorm_any_batch", "recomputing_batchnorm"]
+__all__ = ["ChannelSE", "ConvGeometry", "ConvSpec", "SEConv", "batchnorm_any_batch", "recomputing_batchnorm",
+           "scaled_input_conv"]
 
 
 def batchnorm_any_batch(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
@@ -80,4 +83,20 @@ class SEConv(ConvGeometry, DynamicLayer, nn.Module):
         self.geometry = ConvSpec.from_conv(conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x * self.se(x))
+        scale = self.se(x)
+        if prefers_fused(x):
+            return scaled_input_conv(self.geometry, x, scale, self.conv.weight, self.conv.bias)
+        return self.conv(x * scale)
+
+
+def scaled_input_conv(geometry: ConvSpec, x: torch.Tensor, scale: torch.Tensor, weight: torch.Tensor,
+                      bias: torch.Tensor | None) -> torch.Tensor:
+    """conv(x * scale) with per-sample input-channel scales (B, C_in, 1, 1), as one shared-kernel mixture.
+
+    The per-sample conv tuner then weighs the unfused form (output_space: scale, then the dense conv) against
+    the fused kernel, which applies the scale to its weight tiles instead of a pass over x.
+    """
+    x, padding = geometry.pad(x)
+    mix = KernelMixture(None, weight.unsqueeze(0), None if bias is None else bias.unsqueeze(0),
+                        channel=scale.reshape(x.shape[0], -1))
+    return per_sample_conv(x, mix, None, geometry.stride, padding, geometry.dilation, geometry.groups)

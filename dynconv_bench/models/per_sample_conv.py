@@ -3,8 +3,11 @@
 - `grouped`: one grouped conv with the batch folded into channels (groups = B * groups);
 - `loop`: B plain convs, one per sample;
 - `bmm`: unfold (im2col) and one batched matmul;
-- `output_space`: only for a `KernelMixture` (W_b = sum_k a_bk W_k, as CondConv and DyConv): one dense conv
-  with the K kernels stacked along C_out, then the attention-weighted sum over K (K x the MACs, one conv).
+- `output_space`: only for a `KernelMixture` (W_b = sum_k a_bk W_k, as CondConv and DyConv) without spatial
+  scaling: one dense conv with the K kernels stacked along C_out, then the attention-weighted sum over K;
+- `fused`: a Triton implicit-GEMM conv that mixes each weight tile on the fly from a `KernelMixture` or a
+  `CellMixture` (dynconv_bench.triton_conv); CUDA (or the CPU interpreter) and inference only: where it cannot
+  run (autograd, no triton, per-sample kernels given as a tensor) a forced 'fused' runs 'grouped'.
 
 `auto` (the default) times the applicable strategies once per key (shapes, geometry, dtype, device, threads)
 and caches the fastest in memory and, when `DYNCONV_BENCH_STRATEGY_CACHE` (or `set_strategy_cache`) names a
@@ -21,45 +24,19 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from .conv_spec import _reversed_twice
+from .mixtures import CellMixture, KernelMixture, aggregate_kernels  # noqa: F401 (variants import them from here)
 
-STRATEGIES = ("grouped", "loop", "bmm", "output_space")
+STRATEGIES = ("grouped", "loop", "bmm", "output_space", "fused")
 STRATEGY_ENV = "DYNCONV_BENCH_STRATEGY"
 CACHE_ENV = "DYNCONV_BENCH_STRATEGY_CACHE"
 
 Padding = tuple[int, int] | str
-
-
-@dataclass(frozen=True)
-class KernelMixture:
-    """Per-sample kernels given lazily as attention (B, K) over a bank (K, C_out, C_in/g, kh, kw) and its biases."""
-
-    attention: torch.Tensor
-    bank: torch.Tensor
-    bias_bank: torch.Tensor | None = None
-
-    def weight(self) -> torch.Tensor:
-        return aggregate_kernels(self.attention, self.bank)
-
-    def bias(self) -> torch.Tensor | None:
-        return None if self.bias_bank is None else self.attention.to(self.bias_bank.dtype) @ self.bias_bank
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        """Sample i's kernel alone (the loop strategy aggregates each just before its conv, while in cache)."""
-        return (self.attention[i].to(self.bank.dtype) @ self.bank.reshape(self.bank.shape[0], -1)
-                ).view(self.bank.shape[1:])
-
-
-def aggregate_kernels(attention: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
-    """Per-sample kernels sum_k attention[b, k] * bank[k] as one matmul: (B, K) x (K, ...) -> (B, ...)."""
-    flat = torch.mm(attention.to(bank.dtype), bank.reshape(bank.shape[0], -1))  # autocast still applies
-    return flat.view(attention.shape[0], *bank.shape[1:])
 
 
 def _channels_last(x: torch.Tensor) -> bool:
@@ -73,9 +50,21 @@ def conv_output_size(height: int, width: int, kernel: tuple[int, int], stride: t
                  for n, k, s, p, d in zip((height, width), kernel, stride, padding, dilation))
 
 
-def match_memory_format(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Hand the next layer the memory format it was given."""
-    return out.contiguous(memory_format=torch.channels_last) if _channels_last(x) else out
+def match_memory_format(out: torch.Tensor, x: torch.Tensor, exact: bool = False) -> torch.Tensor:
+    """Hand the next layer the memory format it was given (`exact`: contiguous too, when x was)."""
+    if _channels_last(x):
+        return out.contiguous(memory_format=torch.channels_last)
+    return out.contiguous() if exact else out
+
+
+def _output_space_fits(weight: object) -> bool:
+    return isinstance(weight, KernelMixture) and weight.spatial is None
+
+
+def _fused_fits(x: torch.Tensor, weight: object, groups: int, tuning: bool = False) -> bool:
+    """Whether the fused kernel can run here; the tuner weighs it only on CUDA (on CPU it is the test interpreter)."""
+    from .triton_conv import runnable
+    return (not tuning or x.device.type == "cuda") and runnable(x, weight, groups)
 
 
 def _grouped(x, weight, bias, stride, padding, dilation, groups):  # noqa: ANN001, ANN202
@@ -108,6 +97,12 @@ def _bmm(x, weight, bias, stride, padding, dilation, groups):  # noqa: ANN001, A
 
 
 def _output_space(x, mix: KernelMixture, stride, padding, dilation, groups):  # noqa: ANN001, ANN202
+    if mix.channel is not None:  # exact: scaling input channels = scaling the kernel's input columns
+        x = x * mix.channel.view(*mix.channel.shape, 1, 1).to(x.dtype)
+    if mix.attention is None:  # one shared kernel: the dense conv itself (SE's unfused form)
+        bias = None if mix.bias_bank is None or mix.filter is not None else mix.bias_bank[0]
+        out = F.conv2d(x, mix.bank[0], bias, stride, padding, dilation, groups)
+        return _filter_and_bias(out, mix, None if bias is not None else mix.bias())
     k, cout = mix.bank.shape[:2]
     cog = cout // groups
     bank = mix.bank
@@ -121,9 +116,15 @@ def _output_space(x, mix: KernelMixture, stride, padding, dilation, groups):  # 
         out = out.view(b, h, w, cout).permute(0, 3, 1, 2)
     else:
         out = torch.matmul(a, y.reshape(b, groups, k, cog * h * w)).view(b, cout, h, w)
-    bias = mix.bias()
+    return _filter_and_bias(out, mix, mix.bias())
+
+
+def _filter_and_bias(out: torch.Tensor, mix: KernelMixture, bias: torch.Tensor | None) -> torch.Tensor:
+    b, cout = out.shape[:2]
+    if mix.filter is not None:
+        out = out * mix.filter.view(b, cout, 1, 1).to(out.dtype)
     if bias is not None:
-        out = out + bias.view(b, cout, 1, 1).to(out.dtype)
+        out = out + bias.reshape(b, cout, 1, 1).to(out.dtype)
     return out
 
 
@@ -134,10 +135,13 @@ def _run(strategy: str, x: torch.Tensor, weight: torch.Tensor | KernelMixture, b
          stride: tuple[int, int], padding: Padding, dilation: tuple[int, int], groups: int) -> torch.Tensor:
     if strategy == "output_space":
         return _output_space(x, weight, stride, padding, dilation, groups)
+    if strategy == "fused":
+        from .triton_conv import fused_conv
+        return match_memory_format(fused_conv(x, weight, stride, padding, dilation, groups), x, exact=True)
     if strategy == "loop" and isinstance(weight, KernelMixture):
         # weight[i] aggregates one sample's kernel at a time: never all B kernels in memory at once
         return _loop(x, weight, weight.bias(), stride, padding, dilation, groups)
-    if isinstance(weight, KernelMixture):
+    if isinstance(weight, (KernelMixture, CellMixture)):
         weight, bias = weight.weight(), weight.bias()
     return _RUN[strategy](x, weight, bias, stride, padding, dilation, groups)
 
@@ -147,17 +151,19 @@ def per_sample_conv(x: torch.Tensor, weight: torch.Tensor | KernelMixture, bias:
                     strategy: str | None = None) -> torch.Tensor:
     """Convolve sample b of `x` with weight[b] (B, C_out, C_in/g, kh, kw) and bias[b] (B, C_out).
 
-    `weight` may be a `KernelMixture` (then `bias` must be None: the mixture carries it). `strategy` is one of
-    STRATEGIES or 'auto'; None means the forced strategy (env var / `use_strategy`) or 'auto'.
+    `weight` may be a `KernelMixture` (then `bias` must be None: the mixture carries it) or a `CellMixture`.
+    `strategy` is one of STRATEGIES or 'auto'; None means the forced strategy (env var / `use_strategy`) or 'auto'.
     """
     mixture = isinstance(weight, KernelMixture)
-    if mixture and bias is not None:
+    if isinstance(weight, (KernelMixture, CellMixture)) and bias is not None:
         raise ValueError("pass the bias of a KernelMixture in its bias_bank, not as `bias`")
     stride, dilation = tuple(stride), tuple(dilation)
     padding = padding if isinstance(padding, str) else tuple(padding)
     chosen = strategy or forced_strategy() or "auto"
-    if chosen == "output_space" and not mixture:
-        chosen = "grouped"  # output-space aggregation needs the kernel mixture itself
+    if chosen == "output_space" and not _output_space_fits(weight):
+        chosen = "grouped"  # output-space aggregation needs the kernel mixture itself, without per-tap scales
+    if chosen == "fused" and not _fused_fits(x, weight, groups):
+        chosen = "grouped"  # no triton device, autograd, or per-sample kernels already in memory
     if chosen == "auto":
         chosen = _choose(x, weight, bias, stride, padding, dilation, groups, mixture)
     elif chosen not in STRATEGIES:
@@ -250,12 +256,26 @@ def _write_file(path: Path, key: str, choice: str) -> None:
     os.replace(tmp, path)
 
 
+def _kind(weight: object) -> str:
+    """The form of the kernels: 'kernels' (a tensor), 'cells', or 'mixture'/'shared' plus the scales it carries."""
+    if isinstance(weight, CellMixture):
+        return "cells"
+    if not isinstance(weight, KernelMixture):
+        return "kernels"
+    scales = [n for n in ("channel", "filter", "spatial") if getattr(weight, n) is not None]
+    return "+".join(["mixture" if weight.attention is not None else "shared", *scales])
+
+
 def strategy_key(x: torch.Tensor, weight_shape: tuple[int, ...], stride: tuple[int, int], padding: Padding,
-                 dilation: tuple[int, int], groups: int, mixture: bool) -> str:
-    """What a tuned choice depends on: shapes, geometry, dtype (and autocast), memory format, device, threads."""
+                 dilation: tuple[int, int], groups: int, mixture: bool | str) -> str:
+    """What a tuned choice depends on: shapes, geometry, dtype (and autocast), memory format, device, threads.
+
+    `mixture`: True for a plain KernelMixture, False for kernels in a tensor, or the kind's name (see `_kind`).
+    """
     dev = x.device.type
     amp = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
-    parts = (tuple(x.shape), tuple(weight_shape), "mixture" if mixture else "kernels", stride, padding, dilation,
+    kind = mixture if isinstance(mixture, str) else "mixture" if mixture else "kernels"
+    parts = (tuple(x.shape), tuple(weight_shape), kind, stride, padding, dilation,
              groups, str(x.dtype).replace("torch.", ""), f"autocast={amp}".replace("torch.", ""),
              "channels_last" if _channels_last(x) else "contiguous", str(x.device), f"threads={torch.get_num_threads()}")
     return "|".join(str(p).replace(" ", "") for p in parts)
@@ -267,7 +287,11 @@ def _choose(x, weight, bias, stride, padding, dilation, groups, mixture):  # noq
     if x.shape[0] == 1:
         return "loop"  # one plain conv with the sample's kernel: nothing can beat it
     shape = weight.bank.shape if mixture else weight.shape
-    key = strategy_key(x, shape, stride, padding, dilation, groups, mixture)
+    key = strategy_key(x, shape, stride, padding, dilation, groups, _kind(weight))
+    candidates = tuple(s for s in STRATEGIES if (s != "output_space" or _output_space_fits(weight))
+                       and (s != "fused" or _fused_fits(x, weight, groups, tuning=True)))
+    if "fused" not in candidates and _fused_fits(x.detach(), _detached(weight), groups, tuning=True):
+        key += "|autograd"  # the fused kernel is left out only under autograd: tune that set on its own
     if key in _CACHE:
         return _CACHE[key]
     path = _cache_file()
@@ -275,7 +299,6 @@ def _choose(x, weight, bias, stride, padding, dilation, groups, mixture):  # noq
     if stored is not None:
         _CACHE[key] = stored
         return stored
-    candidates = STRATEGIES if mixture else STRATEGIES[:3]
     choice = _tune(candidates, x, weight, bias, stride, padding, dilation, groups)
     _CACHE[key] = choice
     if path is not None:
@@ -297,10 +320,7 @@ def capturing_graph() -> bool:
     return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or compiling() or exporting()
 
 
-def _detached(weight: torch.Tensor | KernelMixture) -> torch.Tensor | KernelMixture:
-    if isinstance(weight, KernelMixture):
-        bb = None if weight.bias_bank is None else weight.bias_bank.detach()
-        return KernelMixture(weight.attention.detach(), weight.bank.detach(), bb)
+def _detached(weight: torch.Tensor | KernelMixture | CellMixture) -> torch.Tensor | KernelMixture | CellMixture:
     return weight.detach()
 
 
