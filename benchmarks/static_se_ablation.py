@@ -15,11 +15,11 @@ import argparse
 import statistics
 
 import torch
+from dynconv_bench_variants._se import ChannelSE
 from torch import nn
 
 from dynconv_bench.cells import training_subset
 from dynconv_bench.data import dataset_info
-from dynconv_bench.layers import ChannelSE
 from dynconv_bench.modelspec import ModelSpec
 from dynconv_bench.options import options_of
 from dynconv_bench.training import train_and_evaluate

@@ -3,7 +3,7 @@
 - `grouped`: one grouped conv with the batch folded into channels (groups = B * groups);
 - `loop`: B plain convs, one per sample;
 - `bmm`: unfold (im2col) and one batched matmul;
-- `output_space`: only for a `KernelMixture` (W_b = sum_k a_bk W_k, as CondConv and DyConv): one dense conv
+- `output_space`: only for a `KernelMixture` (W_b = sum_k a_bk W_k): one dense conv
   with the K kernels stacked along C_out, then the attention-weighted sum over K (K x the MACs, one conv).
 
 `auto` (the default) times the applicable strategies once per key (shapes, geometry, dtype, device, threads)

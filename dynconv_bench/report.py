@@ -248,12 +248,7 @@ def temperature_note(df: pd.DataFrame) -> str:
     parts = []
     for variant, rows in acc.groupby("variant", sort=False):
         values = [v for v in rows["values"] if isinstance(v, dict)]
-        described = sorted({s for v in values for s in v.get("temperature_schedules") or []})
-        cfg = rows["config"].iloc[0] if isinstance(rows["config"].iloc[0], dict) else {}
-        if not described and "anneal_unit" in cfg:  # rows stored before schedules were recorded
-            span = (f"{cfg['anneal_epochs']:g} epochs" if cfg["anneal_unit"] == "epoch"
-                    else f"{cfg['anneal_fraction']:g} of the run")
-            described = [f"{cfg['temperature']:g} -> 1 over {span} (>= {cfg['anneal_min_iters']} iterations)"]
+        described = sorted({s for v in values for s in v.get("temperature_schedules") or []})  # as trained
         if not described:
             continue
         ends = [t for v in values for t in v.get("final_temperatures") or []]

@@ -252,7 +252,7 @@ def test_kerneldna_child(spatial: bool, filt: bool, se: bool) -> None:
 
 
 def test_static_se_layer() -> None:
-    from dynconv_bench.layers import SEConv
+    from dynconv_bench_variants._se import SEConv
 
     geo = GEOS["k3-s2-g4"]
     layer = SEConv(geo.conv(), reduction=4)

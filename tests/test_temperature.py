@@ -83,8 +83,9 @@ def test_report_notes_the_schedule_and_where_runs_ended():
     from dynconv_bench.report import temperature_note
 
     cfg = dynconv_bench.get_variant("odconv").validate({})
-    rows = [("accuracy", "ok", "odconv", cfg, {"final_temperatures": [18.4]}),
-            ("accuracy", "ok", "odconv", cfg, {"final_temperatures": [24.8]}),
+    schedule = {"temperature_schedules": ["30 -> 1 over 10 epochs (>= 200 iterations)"]}  # what training records
+    rows = [("accuracy", "ok", "odconv", cfg, {"final_temperatures": [18.4], **schedule}),
+            ("accuracy", "ok", "odconv", cfg, {"final_temperatures": [24.8], **schedule}),
             ("accuracy", "ok", "static", {"policy": "blocks"}, {"final_temperatures": []}),
             ("params", "ok", "dyconv", dynconv_bench.get_variant("dyconv").validate({}), {})]
     df = pd.DataFrame(rows, columns=["kind", "status", "variant", "config", "values"])

@@ -175,16 +175,15 @@ def _resolve_datasets(dataset: str | tuple[Dataset, Dataset], data_root: str | N
 
 
 def _temperatures(model: nn.Module) -> list[float]:
-    """The distinct temperatures that converted layers annealing one reached (empty when none anneals)."""
-    temps = {getattr(m, "temperature", None) for m in model.modules() if isinstance(m, DynamicLayer)}
-    return sorted(round(float(t), 6) for t in temps if isinstance(t, (int, float)))
+    """The distinct values the converted layers' scheduled quantities reached (`DynamicLayer.schedule_value`)."""
+    values = {m.schedule_value() for m in model.modules() if isinstance(m, DynamicLayer)}
+    return sorted(round(float(v), 6) for v in values if v is not None)
 
 
 def _schedules(model: nn.Module) -> list[str]:
-    """The distinct annealing temperature schedules of the converted layers, described."""
-    found = {m.schedule.describe() for m in model.modules()
-             if isinstance(m, DynamicLayer) and getattr(getattr(m, "schedule", None), "anneals", False)}
-    return sorted(found)
+    """The distinct schedules the converted layers anneal, described (`DynamicLayer.schedule_description`)."""
+    found = {m.schedule_description() for m in model.modules() if isinstance(m, DynamicLayer)}
+    return sorted(d for d in found if d)
 
 
 def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
