@@ -10,6 +10,7 @@ uncounted matmul, an unsupported op) fails here.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import pytest
@@ -70,6 +71,13 @@ GEOS = {
 }
 
 
+def _matrix(names: tuple[str, ...], cases: list[tuple], default: set[tuple]) -> pytest.MarkDecorator:
+    """Parametrize over `cases`; those not in `default` run in the slow tier (the default run stays quick)."""
+    params = [pytest.param(*c, id="-".join(map(str, c)), marks=[] if c in default else [pytest.mark.slow])
+              for c in cases]
+    return pytest.mark.parametrize(names, params)
+
+
 def _count(layer: nn.Module, geo: Geo, strategy: str = "grouped") -> tuple[int, int]:
     """(conv MACs, overhead MACs) per image of `layer` alone, as the profiler counts them."""
     prof = profile(nn.Sequential(layer), (geo.cin, geo.hw, geo.hw), batch_size=geo.batch, strategy=strategy)
@@ -78,6 +86,7 @@ def _count(layer: nn.Module, geo: Geo, strategy: str = "grouped") -> tuple[int, 
     return prof.conv_macs, prof.overhead_macs
 
 
+@functools.cache
 def _static_conv_macs(geo: Geo) -> int:
     prof = profile(nn.Sequential(geo.conv()), (geo.cin, geo.hw, geo.hw), batch_size=geo.batch)
     assert prof.conv_macs == prof.macs == geo.conv_macs  # the static twin, counted the same way
@@ -112,10 +121,14 @@ def _mixture_work(geo: Geo, k: int, strategy: str) -> int:
     return aggregation + _per_sample_conv_extra(geo, strategy, geo.bias, k, mixture=True)
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
-@pytest.mark.parametrize("geo", list(GEOS.values()), ids=list(GEOS))
-def test_condconv_every_strategy(geo: Geo, strategy: str) -> None:
-    k = 3
+# default run: every strategy with a bias, output_space (its sum per group) and grouped on a grouped conv
+MIXTURE_CASES = [(g, s) for g in GEOS for s in STRATEGIES]
+MIXTURE_DEFAULT = {("k3-bias", s) for s in STRATEGIES} | {("k3-s2-g4", "output_space"), ("k3-s2-g4", "grouped")}
+
+
+@_matrix(("geo_id", "strategy"), MIXTURE_CASES, MIXTURE_DEFAULT)
+def test_condconv_every_strategy(geo_id: str, strategy: str) -> None:
+    geo, k = GEOS[geo_id], 3
     layer = condconv.CondConv2d(geo.conv(), num_kernels=k)
     routing = geo.cin * geo.hw_in + geo.cin * k + k  # GAP, linear, sigmoid
     _assert_path(layer, geo, strategy, routing + _mixture_work(geo, k, strategy))
@@ -131,10 +144,9 @@ def test_condconv_block_follower_pays_no_routing() -> None:
     assert rows.loc["1", "overhead_macs"] == 3 * 12 * 12 * 9 + 3 * 12  # the mixture alone, no routing
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
-@pytest.mark.parametrize("geo", list(GEOS.values()), ids=list(GEOS))
-def test_dyconv_every_strategy(geo: Geo, strategy: str) -> None:
-    k = 4
+@_matrix(("geo_id", "strategy"), MIXTURE_CASES, MIXTURE_DEFAULT)
+def test_dyconv_every_strategy(geo_id: str, strategy: str) -> None:
+    geo, k = GEOS[geo_id], 4
     layer = dyconv.DyConv2d(geo.conv(), num_kernels=k, reduction=4, temperature=5.0)
     hidden = geo.cin // 4
     attention = geo.cin * geo.hw_in + geo.cin * hidden + hidden + hidden * k + 2 * k  # GAP, fc, relu, fc, /tau, softmax
@@ -173,15 +185,22 @@ def _odconv_expected(geo: Geo, k: int, path: str, strategy: str) -> int:
     return work + maps_tail
 
 
+# ODConv also skips its filter head on depthwise convs, and at batch 1 a shared kernel is per-sample too
+ODCONV_GEOS = {**GEOS, "dw3": Geo(8, 8, 3, groups=8), "k1-b1": Geo(8, 16, 1, padding=0, bias=True, batch=1)}
 ODCONV_PATHS = [("columns", "k3-bias", 1), ("columns", "k3-bias", 4), ("kernel", "k3-bias", 1),
-                ("kernel", "k3-s2-g4", 4), ("kernel", "k1-bias", 4), ("maps", "k3-bias", 1), ("maps", "k3-s2-g4", 4),
-                ("maps", "k1-bias", 4)]
+                ("kernel", "k3-s2-g4", 4), ("kernel", "k1-bias", 4), ("kernel", "dw3", 4), ("kernel", "k1-b1", 1),
+                ("maps", "k3-bias", 1), ("maps", "k3-s2-g4", 4), ("maps", "k1-bias", 4), ("maps", "dw3", 1),
+                ("maps", "k1-b1", 1)]
 
 
-@pytest.mark.parametrize("strategy", ["grouped", "loop", "bmm"])
-@pytest.mark.parametrize(("path", "geo_id", "k"), ODCONV_PATHS)
+# default run: every path with one grouped conv per batch, and bmm (its bias op) where a per-sample conv has a bias
+ODCONV_CASES = [(*p, s) for p in ODCONV_PATHS for s in ("grouped", "loop", "bmm")]
+ODCONV_DEFAULT = {(*p, "grouped") for p in ODCONV_PATHS} | {("kernel", "k3-bias", 1, "bmm"), ("kernel", "k1-b1", 1, "bmm")}
+
+
+@_matrix(("path", "geo_id", "k", "strategy"), ODCONV_CASES, ODCONV_DEFAULT)
 def test_odconv_every_path(path: str, geo_id: str, k: int, strategy: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    geo = GEOS[geo_id]
+    geo = ODCONV_GEOS[geo_id]
     layer = _odconv_layer(geo, k, path, monkeypatch)
     expected = _odconv_attention(geo, k, layer.attention.fc.out_channels) + _odconv_expected(geo, k, path, strategy)
     _assert_path(layer, geo, strategy, expected)
@@ -206,9 +225,8 @@ def test_odconv_late_stage_counts_every_sample_of_its_gemm(k: int) -> None:
 
 
 # -- KernelWarehouse: cells mixed into the sample's kernel, then a per-sample conv ---------------------------
-@pytest.mark.parametrize("strategy", STRATEGIES)
-@pytest.mark.parametrize("tau", [1.0, 0.0])
-def test_kernelwarehouse_every_strategy(strategy: str, tau: float) -> None:
+@_matrix(("tau", "strategy"), [(t, s) for t in (1.0, 0.0) for s in STRATEGIES], {(1.0, "grouped"), (0.0, "bmm")})
+def test_kernelwarehouse_every_strategy(tau: float, strategy: str) -> None:
     geo = GEOS["k3-bias"]
     co, ci = 4, 8
     m = 9 * (geo.cout // co) * (geo.cin // ci)  # mixtures: one per cell of the kernel
