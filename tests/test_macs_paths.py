@@ -284,19 +284,45 @@ def test_profile_rejects_an_unknown_strategy() -> None:
         profile(nn.Sequential(nn.Conv2d(3, 4, 1)), (3, 4, 4), strategy="auto")
 
 
+def _odconv_path_taken(layer: odconv.ODConv2d, x: torch.Tensor) -> str:
+    """The path ODConv2d.forward takes on `x` (eager), from the layer's own decisions."""
+    spatial, many = layer.attention.spatial_fc is not None, layer.num_kernels > 1
+    if spatial and x.shape[0] > 1 and layer._cheaper_on_columns(x):
+        return "columns"
+    per_sample = many or spatial or x.shape[0] == 1
+    return "kernel" if per_sample and layer._cheaper_on_kernel(x) else "maps"
+
+
 @pytest.mark.slow
-def test_odconv_1x_resnet18_counts_its_late_stage_as_it_runs() -> None:
+@pytest.mark.parametrize("k", [1, 4])
+def test_odconv_resnet18_every_layer_counts_the_path_it_takes(k: int) -> None:
+    # issue 19 bug 5: ODConv 1x counted 1,626M MACs, fewer than static's 1,821M
     import dynconv_bench
 
     static = profile(dynconv_bench.create_model("resnet18", "static"))
-    prof = profile(dynconv_bench.create_model("resnet18", "odconv", num_kernels=1))
+    model = dynconv_bench.create_model("resnet18", "odconv", num_kernels=k)
+    prof = profile(model)
     assert prof.unsupported == {}
-    assert prof.conv_macs == static.conv_macs and prof.overhead_macs > 0
-    assert prof.macs == static.macs + prof.overhead_macs
+    assert prof.conv_macs == static.conv_macs and prof.macs == static.macs + prof.overhead_macs
+    shapes: dict[str, tuple] = {}
+    layers = {n: model.get_submodule(n) for n in model.dynconv_report.converted}
+    hooks = [m.register_forward_pre_hook(lambda mod, a, n=n: shapes.__setitem__(n, tuple(a[0].shape)))
+             for n, m in layers.items()]
+    with torch.no_grad():
+        model.eval()(torch.randn(prof.batch_size, 3, 224, 224))
+    for h in hooks:
+        h.remove()
     rows = prof.breakdown.set_index("name")
-    late = {"layer4.0.conv1": Geo(256, 512, 3, stride=2, hw=14)}
-    late.update({n: Geo(512, 512, 3, hw=7) for n in ("layer4.0.conv2", "layer4.1.conv1", "layer4.1.conv2")})
-    for name, geo in late.items():  # the layers on the columns path (512 outputs >= 2 x 49 positions)
-        hidden = max(geo.cin // 16, 16)
-        expected = _odconv_attention(geo, 1, hidden) + _odconv_expected(geo, 1, "columns", "grouped")
-        assert rows.loc[name, "overhead_macs"] == expected, name
+    paths, total = [], 0
+    for name, layer in layers.items():
+        b, c, h, w = shapes[name]
+        geo = Geo(c, layer.out_channels, layer.kernel_size[0], layer.stride[0], layer.padding[0], layer.groups,
+                  layer.bias is not None, hw=h, batch=b)
+        path = _odconv_path_taken(layer, torch.empty(shapes[name]))
+        expected = (_odconv_attention(geo, k, layer.attention.fc.out_channels)
+                    + _odconv_expected(geo, k, path, "grouped"))
+        assert rows.loc[name, "overhead_macs"] == expected, (name, path)
+        paths.append(path)
+        total += expected
+    assert prof.overhead_macs == total
+    assert paths.count("columns") == 4  # layer4's 3x3 convs: 512 outputs >= 2 x 49 positions
