@@ -15,10 +15,10 @@ import argparse
 import statistics
 
 import torch
+from dynconv_bench_variants._se import ChannelSE
 from torch import nn
 
 from dynconv_bench.data import dataset_info, training_subset
-from dynconv_bench.models.layers import ChannelSE
 from dynconv_bench.models.modelspec import ModelSpec
 from dynconv_bench.training import train_and_evaluate
 

@@ -1,4 +1,4 @@
-"""dynconv-bench: dynamic convolutions (KernelDNA, CondConv, DyConv, ODConv) behind one interface."""
+"""dynconv-bench: dynamic convolutions (variants, all plugins) and static baselines behind one interface."""
 
 from __future__ import annotations
 

@@ -8,12 +8,12 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
+from dynconv_bench_variants._se import SEConv
 from dynconv_bench_variants.kerneldna import KernelDNA, KernelDNAConv, share_kernel
 from torch import nn
 
 import dynconv_bench
 from dynconv_bench import ConfigError, convert, create_model, deploy
-from dynconv_bench.models.layers import SEConv
 from dynconv_bench.models.sites import find_conv_sites, select_sites
 
 

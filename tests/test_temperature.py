@@ -83,16 +83,16 @@ def test_report_notes_the_schedule_and_where_runs_ended():
     from dynconv_bench.reporting.report import temperature_note
 
     cfg = dynconv_bench.get_variant("odconv").validate({})
-    rows = [("accuracy", "ok", "odconv", cfg, {"final_temperatures": [18.4]}),
-            ("accuracy", "ok", "odconv", cfg, {"final_temperatures": [24.8]}),
+    schedule = {"temperature_schedules": ["30 -> 1 over 10 epochs (>= 200 iterations)"]}  # what training records
+    rows = [("accuracy", "ok", "odconv", cfg, {"final_temperatures": [18.4], **schedule}),
+            ("accuracy", "ok", "odconv", cfg, {"final_temperatures": [24.8], **schedule}),
             ("accuracy", "ok", "static", {"policy": "blocks"}, {"final_temperatures": []}),
             ("params", "ok", "dyconv", dynconv_bench.get_variant("dyconv").validate({}), {})]
     df = pd.DataFrame(rows, columns=["kind", "status", "variant", "config", "values"])
-    assert temperature_note(df) == ("Temperature schedules (accuracy runs): odconv schedule not recorded, "
-                                    "at 18.4-24.8 when training ended.")  # read from records, never from a guess
-    recorded = df.assign(values=[{**v, "temperature_schedules": ["30 -> 1 over 10 epochs (>= 200 iterations)"]}
-                                 if name == "odconv" else v for name, v in zip(df["variant"], df["values"])])
-    assert temperature_note(recorded) == ("Temperature schedules (accuracy runs): odconv 30 -> 1 over 10 epochs "
+    unrecorded = df.assign(values=[{k: x for k, x in v.items() if k != "temperature_schedules"} for v in df["values"]])
+    assert temperature_note(unrecorded) == ("Temperature schedules (accuracy runs): odconv schedule not recorded, "
+                                            "at 18.4-24.8 when training ended.")  # never a guessed schedule
+    assert temperature_note(df) == ("Temperature schedules (accuracy runs): odconv 30 -> 1 over 10 epochs "
                                           "(>= 200 iterations), at 18.4-24.8 when training ended.")
     kw_old = pd.DataFrame([("accuracy", "ok", "kernelwarehouse", dynconv_bench.get_variant("kernelwarehouse").validate({}),
                             {"final_temperatures": [0.1]})], columns=df.columns)

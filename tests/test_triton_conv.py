@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from dynconv_bench_variants._se import SEConv
 from torch import nn
 
 from dynconv_bench.models import per_sample_conv as psc
-from dynconv_bench.models.layers import SEConv
 from dynconv_bench.models.per_sample_conv import (
     CellMixture,
     KernelMixture,

@@ -11,18 +11,17 @@ import math
 import torch
 from torch import nn
 
-from dynconv_bench import DynamicLayer
 from dynconv_bench.models.conv_spec import ConvGeometry, ConvSpec
 from dynconv_bench.models.per_sample_conv import KernelMixture, aggregate_kernels, per_sample_conv
 
 __all__ = ["DynamicConv2d", "KernelMixture", "aggregate_kernels", "per_sample_conv"]
 
-from ._temperature import TemperatureSchedule
+from ._temperature import AnnealedLayer, TemperatureSchedule
 
 KERNEL_INITS = ("fan_out", "fan_out_grouped")
 
 
-class DynamicConv2d(ConvGeometry, DynamicLayer, nn.Module):
+class DynamicConv2d(ConvGeometry, AnnealedLayer, nn.Module):
     """Base of the K-kernel dynamic convs: the replaced conv's geometry, the kernel bank and the schedule.
 
     Subclasses compute per-sample attention and call `_conv`.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dynconv_bench import Param
+from dynconv_bench import DynamicLayer, Param
 
 UNITS = ("epoch", "fraction")
 # Anneal over at least this many optimiser steps. ODConv (and its official layer) trains badly when the
@@ -102,3 +102,16 @@ class TemperatureSchedule:
         span = f"{self.epochs:g} epochs" if self.unit == "epoch" else f"{self.fraction:g} of the run"
         floor = f" (>= {self.min_iters} iterations)" if self.min_iters else ""
         return f"{self.start:g} -> {self.end:g} over {span}{floor}"
+
+
+class AnnealedLayer(DynamicLayer):
+    """A converted layer annealing `temperature` by its `schedule`: tells the training records both."""
+
+    schedule: TemperatureSchedule
+    temperature: float
+
+    def schedule_description(self) -> str | None:
+        return self.schedule.describe() if self.schedule.anneals else None
+
+    def schedule_value(self) -> float | None:
+        return float(self.temperature)

@@ -45,6 +45,7 @@ class DyConv2d(DynamicConv2d):
         return self._conv(x, KernelMixture(pi, self.weight, self.bias))
 
 
+_IMAGENET = {"workers": 8, "image_size": 224, "dataset": "imagefolder"}
 _PAPER = {"num_kernels": 4, "reduction": 4, "temperature": 30.0, "policy": "no-stem"}
 
 
@@ -61,12 +62,20 @@ class DyConv(Variant):
         "policy": Param("no-stem", "which convs become dynamic", type=str),
     }
     # the paper's K=4, reduction 4, every conv but the stem, tau 30 -> 1 over the first 10 epochs
-    # (of 100 for ResNet, 300 for MobileNetV2: see training/recipes.py)
+    # (of 100 for ResNet, 300 for MobileNetV2: see `recipes`)
     presets = {"paper": {
         "resnet18": {**_PAPER, "anneal_fraction": 10 / 100},
         "mobilenetv2_100": {**_PAPER, "anneal_fraction": 10 / 300},
         "mobilenetv2_050": {**_PAPER, "anneal_fraction": 10 / 300},
     }}
+    recipes = {
+        "dyconv-resnet": {"epochs": 100, "batch_size": 256, "lr": 0.1, "weight_decay": 1e-4, "schedule": "step",
+                          "milestones": (30, 60, 90), **_IMAGENET,
+                          "source": "DyConv (Chen et al. 2020): ResNet, lr /10 at 30/60/90; temperature 30->1 over "
+                                    "10 epochs"},
+        "dyconv-mobilenetv2": {"epochs": 300, "batch_size": 256, "lr": 0.05, "weight_decay": 4e-5, **_IMAGENET,
+                               "source": "DyConv (Chen et al. 2020): MobileNetV2, cosine"},
+    }
 
     def convert_conv(self, site: ConvSite) -> nn.Module:
         c = self.cfg

@@ -12,9 +12,11 @@ from torch import nn
 
 from dynconv_bench import DynamicLayer, Param, StageContext, Variant
 from dynconv_bench.models.conv_spec import ConvGeometry, ConvSpec
-from dynconv_bench.models.layers import ChannelSE, SEConv, scaled_input_conv
+from dynconv_bench.models.layers import scaled_input_conv
 from dynconv_bench.models.sites import ConvSite
 from dynconv_bench.models.triton_conv import prefers_fused
+
+from ._se import ChannelSE, SEConv
 
 __all__ = ["KernelDNA", "KernelDNAConv", "adapter_sites", "share_kernel"]
 
@@ -101,6 +103,7 @@ def share_kernel(parent: nn.Conv2d, child: nn.Conv2d | None = None, **kw: object
     return KernelDNAConv(parent, **kw)  # type: ignore[arg-type]
 
 
+_IMAGENET = {"workers": 8, "image_size": 224, "dataset": "imagefolder"}
 _PAPER_ADAPTER = {"reduction": 4, "spatial": True, "filter": True, "se": True, "parent": "last"}
 
 
@@ -126,6 +129,15 @@ class KernelDNA(Variant):
         "resnet18": {**_PAPER_ADAPTER, "policy": r"re:^layer[34]\.\d+\.conv[12]$"},
         "resnet50": {**_PAPER_ADAPTER, "policy": r"re:^layer[34]\.\d+\.conv2$"},
     }}
+    # the official release's ImageNet training (SGD momentum 0.9, cosine, no label smoothing, no temperature)
+    recipes = {
+        "kerneldna-resnet18": {"epochs": 90, "batch_size": 256, "lr": 0.1, "weight_decay": 1e-4, **_IMAGENET,
+                               "source": "KernelDNA official release: ResNet18"},
+        "kerneldna-resnet50": {"epochs": 300, "batch_size": 256, "lr": 0.1, "weight_decay": 1e-4, "warmup_epochs": 20,
+                               **_IMAGENET, "source": "KernelDNA official release: ResNet50"},
+        "kerneldna-mobilenetv2": {"epochs": 150, "batch_size": 256, "lr": 0.05, "weight_decay": 4e-5, **_IMAGENET,
+                                  "source": "KernelDNA official release: MobileNetV2"},
+    }
 
     def convert_stage(self, ctx: StageContext) -> dict[str, nn.Module]:
         kw = {k: self.cfg[k] for k in ("spatial", "filter", "se", "reduction")}

@@ -39,13 +39,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dynconv_bench import ConfigError, DynamicLayer, Param, StageContext, Variant
+from dynconv_bench import ConfigError, Param, StageContext, Variant
 from dynconv_bench.models.conv_spec import ConvGeometry, ConvSpec
 from dynconv_bench.models.layers import batchnorm_any_batch
 from dynconv_bench.models.per_sample_conv import CellMixture, per_sample_conv
 from dynconv_bench.models.sites import ConvSite
 
-from ._temperature import TemperatureSchedule, temperature_params
+from ._temperature import AnnealedLayer, TemperatureSchedule, temperature_params
 
 __all__ = ["KernelWarehouse", "KWConv2d", "assign_cells", "warehouse_keys"]
 
@@ -75,7 +75,7 @@ def assign_cells(num_mixtures: int, num_cells: int, start: int, cell_num_ratio: 
     return beta, start
 
 
-class KWConv2d(ConvGeometry, DynamicLayer, nn.Module):
+class KWConv2d(ConvGeometry, AnnealedLayer, nn.Module):
     """A conv whose kernel is assembled per sample from cells of a (shared) warehouse."""
 
     def __init__(self, conv: nn.Conv2d, warehouse: nn.Parameter, start_cell: int, cell_num_ratio: float = 1.0,

@@ -156,6 +156,7 @@ class ODConv2d(DynamicConv2d):
         return scale.view(b, self.out_channels, cin_g, 1, 1)
 
 
+_IMAGENET = {"workers": 8, "image_size": 224, "dataset": "imagefolder"}
 # epochs of the official recipes (tau 30 -> 1 over the first 10 of them)
 _PAPER_EPOCHS = {"resnet18": 100, "resnet50": 100, "mobilenetv2_100": 150, "mobilenetv2_050": 150}
 
@@ -183,6 +184,14 @@ class ODConv(Variant):
     # the official release: "paper" is ODConv 1x (its default kernel_num=1), "paper-4x" the 4-kernel model
     presets = {name: {backbone: {**_paper(backbone), "num_kernels": k} for backbone in _PAPER_EPOCHS}
                for name, k in (("paper", 1), ("paper-4x", 4))}
+    recipes = {
+        "odconv-resnet": {"epochs": 100, "batch_size": 256, "lr": 0.1, "weight_decay": 1e-4, "schedule": "step",
+                          "milestones": (30, 60, 90), **_IMAGENET,
+                          "source": "ODConv official release: ResNet18/50, lr /10 at 30/60/90; temperature 30->1 "
+                                    "over 10 epochs"},
+        "odconv-mobilenetv2": {"epochs": 150, "batch_size": 256, "lr": 0.05, "weight_decay": 4e-5, **_IMAGENET,
+                               "source": "ODConv official release: MobileNetV2, cosine"},
+    }
 
     def convert_conv(self, site: ConvSite) -> nn.Module:
         c = self.cfg

@@ -5,8 +5,8 @@ from __future__ import annotations
 from torch import nn
 
 from dynconv_bench import Param, StageContext, Variant
-from dynconv_bench.models.layers import SEConv
 
+from ._se import SEConv
 from .kerneldna import KernelDNA, adapter_sites
 
 SITES = ("kerneldna", "all")

@@ -28,7 +28,7 @@ class Cell:
 
     suite: str
     backbone: str
-    variant: str  # label in reports (a variant name, or a named configuration such as "odconv-4x")
+    variant: str  # label in reports (a variant name, or a named configuration such as "<variant>-4x")
     variant_name: str  # the registered variant
     config: dict[str, Any] = field(hash=False)  # what the user wrote: defaults and preset are resolved when built
     kind: str = "params"

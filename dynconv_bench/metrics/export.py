@@ -56,8 +56,8 @@ def calibrate_batchnorm(model: nn.Module, input_size: Sequence[int], batches: in
     """Set every BatchNorm's running statistics to the mean over `batches` random batches (train-mode passes).
 
     A freshly initialised network in eval mode normalises with mean 0 / variance 1 and its outputs
-    drift to 1e-28 or blow up with depth (MobileNetV2: ODConv 7e-28, CondConv differences of 0.05
-    between batch sizes): no numerical comparison means anything there. Calibrated, outputs are O(1)
+    drift to 1e-28 or blow up with depth (MobileNetV2 with dynamic convs: outputs of 7e-28, differences of
+    0.05 between batch sizes): no numerical comparison means anything there. Calibrated, outputs are O(1)
     as in a trained model. Returns the number of BatchNorms calibrated; the model's mode is restored.
     """
     gen = torch.Generator().manual_seed(seed)

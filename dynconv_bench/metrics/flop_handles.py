@@ -1,8 +1,8 @@
 """fvcore op handles for everything a model here runs, so that no op is skipped or ignored.
 
 Conventions (one multiply-add = 1 MAC, like fvcore and the papers' "MAdds"):
-- conv, linear, matmul/bmm/einsum: the multiply-adds of the contraction (fvcore's formulas); a
-  grouped conv costs C_out * C_in/groups * kh * kw per output position, so a per-sample conv run with
+- conv, linear, matmul/bmm/einsum: the multiply-adds of the contraction (matmul-like ops over their
+  broadcast batch: fvcore's matmul formula takes the batch of the first operand only); a grouped conv costs C_out * C_in/groups * kh * kw per output position, so a per-sample conv run with
   the batch folded into the channels (groups = B * g) is counted correctly;
 - elementwise arithmetic and activations (add, mul, div, sub, relu, sigmoid, hardswish, silu, gelu,
   softmax, ...): 1 per output element (0 for 0-d results: the tracer's shape arithmetic);
@@ -10,7 +10,8 @@ Conventions (one multiply-add = 1 MAC, like fvcore and the papers' "MAdds"):
   group/layer/instance norm keep fvcore's estimate (5 per element with affine, 4 without);
 - reductions and pooling: adaptive_avg_pool / mean / sum: 1 per input element; avg/max pooling:
   kernel area per output element;
-- views, reshapes, indexing, concatenation, copies, dropout (eval), tensor creation: 0 (supported).
+- views, reshapes, indexing, concatenation, copies (im2col / unfold included), dropout (eval), tensor
+  creation: 0 (supported).
 """
 
 from __future__ import annotations
@@ -22,14 +23,13 @@ from typing import Any
 from fvcore.nn.jit_analysis import _IGNORED_OPS
 from fvcore.nn.jit_handles import (
     addmm_flop_jit,
-    bmm_flop_jit,
     conv_flop_jit,
     einsum_flop_jit,
     get_shape,
     linear_flop_jit,
-    matmul_flop_jit,
     norm_flop_counter,
 )
+from torch import broadcast_shapes
 
 Handle = Callable[[list[Any], list[Any]], float]
 
@@ -112,6 +112,21 @@ def conv_any(inputs: list[Any], outputs: list[Any]) -> float:
     return conv_flop_jit(inputs, outputs)["conv"]
 
 
+def matmul_handle(inputs: list[Any], outputs: list[Any]) -> float:
+    """`aten::matmul/mm/bmm(a, b)`: n * k * m per product over the broadcast batch dims (vectors as 1-row/column)."""
+    a, b = list(get_shape(inputs[0])), list(get_shape(inputs[1]))
+    a = [1, *a] if len(a) == 1 else a
+    b = [*b, 1] if len(b) == 1 else b
+    if a[-1] != b[-2]:
+        raise ValueError(f"matmul of shapes {a} and {b}: inner dimensions differ")
+    return prod(broadcast_shapes(tuple(a[:-2]), tuple(b[:-2]))) * a[-2] * a[-1] * b[-1]
+
+
+def baddbmm_handle(inputs: list[Any], outputs: list[Any]) -> float:
+    """`aten::baddbmm(c, a, b, ...)`: the product's multiply-adds (the added term rides on them, as in addmm)."""
+    return matmul_handle(inputs[1:3], outputs)
+
+
 ELEMENTWISE = [
     "add", "add_", "sub", "sub_", "rsub", "mul", "mul_", "div", "div_", "neg", "abs", "reciprocal",
     "pow", "sqrt", "rsqrt", "exp", "log", "square", "addcmul", "addcdiv", "where", "lerp",
@@ -134,7 +149,7 @@ FREE = sorted({op.split("::", 1)[1] for op in _IGNORED_OPS} | {
     "pixel_unshuffle", "channel_shuffle", "roll", "flip", "contiguous", "as_strided", "resolve_conj",
     "resolve_neg", "scalar_tensor", "tensor", "sort", "topk", "argmax", "argmin", "index_select",
     "scatter", "scatter_", "zero_", "new_ones", "new_tensor", "__getitem__", "__or__", "__not__",
-    "detach_", "requires_grad_", "set_",
+    "detach_", "requires_grad_", "set_", "im2col", "unfold",
 } - set(ELEMENTWISE) - set(REDUCTIONS))
 
 
@@ -148,8 +163,8 @@ def default_handles() -> dict[str, Handle]:
         "aten::_convolution": conv_any,
         "aten::conv1d": conv_handle, "aten::conv2d": conv_handle, "aten::conv3d": conv_handle,
         "aten::convolution": conv_handle,
-        "aten::addmm": addmm_flop_jit, "aten::bmm": bmm_flop_jit, "aten::baddbmm": bmm_flop_jit,
-        "aten::mm": matmul_flop_jit, "aten::matmul": matmul_flop_jit, "aten::linear": linear_flop_jit,
+        "aten::addmm": addmm_flop_jit, "aten::bmm": matmul_handle, "aten::baddbmm": baddbmm_handle,
+        "aten::mm": matmul_handle, "aten::matmul": matmul_handle, "aten::linear": linear_flop_jit,
         "aten::einsum": einsum_flop_jit,
         "aten::batch_norm": batch_norm_handle,
         "aten::group_norm": norm_flop_counter(2), "aten::layer_norm": norm_flop_counter(2),

@@ -29,7 +29,7 @@ with warnings.catch_warnings():  # fvcore.nn scripts a loss at import; torch dep
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
     from fvcore.nn import FlopCountAnalysis
 
-from ..models.per_sample_conv import eager_paths, use_strategy
+from ..models.per_sample_conv import STRATEGIES, eager_paths, use_strategy
 from ..models.variant import DynamicLayer
 from .flop_handles import default_handles
 from .params import _outermost_dynamic, count_params
@@ -131,10 +131,18 @@ def _module_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def profile(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224), batch_size: int = 2) -> Profile:
-    """Count parameters and per-image MACs of `model` on a batch of `batch_size` random inputs."""
+def profile(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224), batch_size: int = 2,
+            strategy: str = "grouped") -> Profile:
+    """Count parameters and per-image MACs of `model` on a batch of `batch_size` random inputs.
+
+    `strategy` is the per-sample conv strategy the counted forward runs: 'grouped' (the default) counts the
+    method's work; another of `per_sample_conv.STRATEGIES` counts what that strategy adds (e.g. output_space's
+    K-fold conv).
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown per-sample conv strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
     try:
         first = next(model.parameters())
         device, dtype = first.device, first.dtype
@@ -152,12 +160,12 @@ def profile(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224), batch
         analysis.set_op_handle(**default_handles())
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         logging.getLogger("fvcore.nn.jit_analysis").setLevel(logging.ERROR)
-        # MACs are the method's, not an execution strategy's: trace the per-sample convs as one grouped conv;
-        # layers take the paths eager runs (not the batch-independent ones an export would capture)
-        with _record_output_sizes(dynamic) as sizes, use_strategy("grouped"), eager_paths():  # one forward
+        # MACs are the method's, not an autotuner's pick: the per-sample convs run one given strategy (by default
+        # one grouped conv); layers take the paths eager runs (not the batch-independent ones an export captures)
+        with _record_output_sizes(dynamic) as sizes, use_strategy(strategy), eager_paths():  # one forward
             total = analysis.total()
         if any(not v for v in sizes.values()):  # a layer the trace did not call through its hooks
-            with _record_output_sizes(dynamic) as sizes, torch.no_grad(), use_strategy("grouped"):
+            with _record_output_sizes(dynamic) as sizes, torch.no_grad(), use_strategy(strategy):
                 model(x)
         by_module = analysis.by_module()
         by_op = analysis.by_operator()

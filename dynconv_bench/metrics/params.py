@@ -8,7 +8,7 @@ Categories (each parameter lands in exactly one, first match wins):
 - attention: everything else inside a submodule of a converted layer (routing, SE, attention heads,
   their norms), and the convs/linears of attention modules the backbone already has (e.g. SE);
 - modulation: the remaining parameters held directly by a converted layer or by the module that holds
-  its kernel (static, input-independent modulation such as KernelDNA's spatial/filter scales);
+  its kernel (static, input-independent modulation such as learned spatial/filter scales);
 - norm: parameters of normalisation layers outside converted layers;
 - other: the rest (e.g. a linear layer that is not the classifier, position embeddings).
 

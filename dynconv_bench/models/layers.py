@@ -11,11 +11,8 @@ from torch import nn
 
 from .conv_spec import ConvGeometry, ConvSpec
 from .per_sample_conv import KernelMixture, per_sample_conv
-from .triton_conv import prefers_fused
-from .variant import DynamicLayer
 
-__all__ = ["ChannelSE", "ConvGeometry", "ConvSpec", "SEConv", "batchnorm_any_batch", "recomputing_batchnorm",
-           "scaled_input_conv"]
+__all__ = ["ConvGeometry", "ConvSpec", "batchnorm_any_batch", "recomputing_batchnorm", "scaled_input_conv"]
 
 
 def batchnorm_any_batch(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
@@ -51,42 +48,6 @@ def recomputing_batchnorm(model: nn.Module) -> Iterator[int]:
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
         model.train(was_training)
-
-
-class ChannelSE(nn.Module):
-    """SE-style channel attention as KernelDNA uses it: returns the per-sample channel scales.
-
-    GAP -> 1x1 conv (C -> C/reduction, no bias) -> BN -> ReLU -> 1x1 conv (with bias) -> sigmoid.
-    """
-
-    def __init__(self, channels: int, reduction: int = 4, min_channels: int = 1) -> None:
-        super().__init__()
-        hidden = max(channels // reduction, min_channels)
-        self.reduce = nn.Conv2d(channels, hidden, 1, bias=False)
-        self.bn = nn.BatchNorm2d(hidden)
-        self.expand = nn.Conv2d(hidden, channels, 1, bias=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = F.adaptive_avg_pool2d(x, 1)
-        s = F.relu(batchnorm_any_batch(self.bn, self.reduce(s)))
-        return torch.sigmoid(self.expand(s))
-
-
-class SEConv(ConvGeometry, DynamicLayer, nn.Module):
-    """A conv whose input channels are first scaled by a ChannelSE (the `static-se` baseline)."""
-
-    def __init__(self, conv: nn.Conv2d, reduction: int = 4, min_channels: int = 1,
-                 se: ChannelSE | None = None) -> None:
-        super().__init__()
-        self.se = se if se is not None else ChannelSE(conv.in_channels, reduction, min_channels)
-        self.conv = conv
-        self.geometry = ConvSpec.from_conv(conv)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self.se(x)
-        if prefers_fused(x):
-            return scaled_input_conv(self.geometry, x, scale, self.conv.weight, self.conv.bias)
-        return self.conv(x * scale)
 
 
 def scaled_input_conv(geometry: ConvSpec, x: torch.Tensor, scale: torch.Tensor, weight: torch.Tensor,

@@ -1,4 +1,4 @@
-"""Per-sample kernels described lazily: a mixture of K kernels (CondConv, DyConv, ODConv, SE) or of cells (KernelWarehouse).
+"""Per-sample kernels described lazily: a mixture of K kernels (optionally scaled per sample) or of warehouse cells.
 
 `per_sample_conv` takes either in place of a (B, C_out, C_in/g, kh, kw) tensor; its strategies materialise the
 kernels (all at once, or one sample at a time) or, the fused one, never do.
@@ -17,7 +17,7 @@ __all__ = ["CellMixture", "KernelMixture", "aggregate_kernels"]
 class KernelMixture:
     """Per-sample kernels given lazily as attention (B, K) over a bank (K, C_out, C_in/g, kh, kw) and its biases.
 
-    Attention None means the one kernel bank[0] for every sample. ODConv's and SE's per-sample scales of
+    Attention None means the one kernel bank[0] for every sample. Per-sample scales of
     input channels (B, C_in), output channels (B, C_out) and taps (B, kh, kw) multiply the kernel (not the bias).
     """
 
@@ -72,7 +72,7 @@ class KernelMixture:
 
 @dataclass(frozen=True)
 class CellMixture:
-    """KernelWarehouse's per-sample kernels, lazily: cell attention (B, m, n) over cells (n, c_o, c_i, 1, 1).
+    """Per-sample kernels assembled from warehouse cells, lazily: cell attention (B, m, n) over cells (n, c_o, c_i, 1, 1).
 
     `layout` is (kh*kw, C_out/c_o, (C_in/g)/c_i, c_o, c_i): mixture index (tap, out block, in block).
     """

@@ -3,10 +3,10 @@
 - `grouped`: one grouped conv with the batch folded into channels (groups = B * groups);
 - `loop`: B plain convs, one per sample;
 - `bmm`: unfold (im2col) and one batched matmul;
-- `output_space`: only for a `KernelMixture` (W_b = sum_k a_bk W_k, as CondConv and DyConv) without spatial
+- `output_space`: only for a `KernelMixture` (W_b = sum_k a_bk W_k) without spatial
   scaling: one dense conv with the K kernels stacked along C_out, then the attention-weighted sum over K;
 - `fused`: a Triton implicit-GEMM conv that mixes each weight tile on the fly from a `KernelMixture` or a
-  `CellMixture` (dynconv_bench.triton_conv); CUDA (or the CPU interpreter) and inference only: where it cannot
+  `CellMixture` (dynconv_bench.models.triton_conv); CUDA (or the CPU interpreter) and inference only: where it cannot
   run (autograd, no triton, per-sample kernels given as a tensor) a forced 'fused' runs 'grouped'.
 
 `auto` (the default) times the applicable strategies once per key (shapes, geometry, dtype, device, threads)

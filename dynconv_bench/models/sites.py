@@ -18,8 +18,9 @@ BLOCK_CLASS_PATTERN = re.compile(
     r"(BasicBlock|Bottleneck|BottleneckBlock|InvertedResidual|DepthwiseSeparableConv|EdgeResidual|"
     r"CondConvResidual|UniversalInvertedResidual|ResidualBlock|DarkBlock|RepVggBlock|ConvNeXtBlock)$"
 )
+# Attention modules of timm, by class name; any other module says so with a class attribute conv_role = "attention"
 ATTENTION_CLASS_PATTERN = re.compile(r"(SqueezeExcite|SEModule|EffectiveSEModule|EcaModule|CbamModule|"
-                                     r"ChannelAttn|ChannelSE|SpatialAttn|GatherExcite|SelectiveKernel)", re.I)
+                                     r"ChannelAttn|SpatialAttn|GatherExcite|SelectiveKernel)", re.I)
 SHORTCUT_SEGMENTS = {"downsample", "shortcut", "skip", "conv_shortcut"}
 
 
@@ -73,7 +74,8 @@ def find_conv_sites(model: nn.Module) -> list[ConvSite]:
             mod = modules.get(prefix)
             if mod is None:
                 continue
-            if not block and ATTENTION_CLASS_PATTERN.search(type(mod).__name__):
+            if not block and (ATTENTION_CLASS_PATTERN.search(type(mod).__name__)
+                              or getattr(mod, "conv_role", None) == "attention"):
                 attention = True
             if _is_block(mod):
                 block = prefix  # keep going up: the outermost block wins
@@ -135,7 +137,7 @@ POLICIES: dict[str, tuple[PolicyFn, str]] = {
     "blocks": (lambda s, _: s.role == "block", "convs inside residual/inverted-residual blocks, no shortcut"),
     "blocks+head": (lambda s, _: s.role in ("block", "head"), "block convs and the head conv after the last block"),
     "blocks-kxk": (lambda s, _: s.role == "block" and max(s.kernel_size) > 1, "block convs with kernels larger than 1x1"),
-    "last-3-stages": (_last_stages(3), "block convs of the last three stages (EfficientNet-CondConv layers)"),
+    "last-3-stages": (_last_stages(3), "block convs of the last three stages"),
 }
 
 

@@ -4,12 +4,12 @@ Each program computes an output tile of (rows of one sample's H_out*W_out, C_out
 reducing over (kh, kw, C_in/groups). Its weight tile is built in registers from the sample's attention, so no
 per-sample kernel is ever written to memory:
 
-- mixture (CondConv, DyConv, ODConv, SE): sum_k a_bk W_k (or one shared W), times ODConv's spatial (per tap) and
+- mixture: sum_k a_bk W_k (or one shared W), times optional per-sample spatial (per tap) and
   in-channel scales; the out-channel scale multiplies the accumulator, then the mixed bias is added;
-- cells (KernelWarehouse): each (out, in, tap) element sums the warehouse cells with the attention row of the
+- cells (a kernel warehouse): each (out, in, tap) element sums the warehouse cells with the attention row of the
   cell it lies in (per-element gather: any tile size, any cell shape);
-- low rank (DCD): diag(lambda) W0 plus P Phi Q^T on the centre tap, computed as x Q then (P Phi)^T per tile;
-  dense convs only (DCD's residual is dense across groups, a grouped reduction never sees the other groups).
+- low rank (dynamic decomposition): diag(lambda) W0 plus P Phi Q^T on the centre tap, computed as x Q then (P Phi)^T per tile;
+  dense convs only (the low-rank residual is dense across groups, a grouped reduction never sees the other groups).
 
 Forward only: the strategy is never chosen when autograd needs a gradient (see `runnable`). fp32 runs the dots
 in TF32 when torch.backends.cuda.matmul.allow_tf32 is set; bf16/fp16 tiles accumulate in fp32. On CPU the
@@ -164,7 +164,7 @@ def fused_conv(x: torch.Tensor, weight: KernelMixture | CellMixture, stride: tup
 def lowrank_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, scale: torch.Tensor,
                  q: torch.Tensor, pr: torch.Tensor, stride: tuple[int, int], padding: tuple[int, int],
                  dilation: tuple[int, int]) -> torch.Tensor:
-    """DCD's conv, scale * conv(x, W0) + (P Phi) (Q^T x at the centre tap) + bias, in one kernel (groups = 1).
+    """The dynamic-decomposition conv, scale * conv(x, W0) + (P Phi) (Q^T x at the centre tap) + bias, in one kernel (groups = 1).
 
     `q` is Q (C_in, L); `pr` holds each sample's P Phi transposed, (B, L, C_out); `scale` is Lambda (B, C_out).
     """
@@ -222,7 +222,7 @@ def _conv_kernel(x_ptr, out_ptr, att_ptr, bank_ptr, bias_ptr, chan_ptr, filt_ptr
                     a = tl.load(att_ptr + b * NUM_K + k)
                     w_off = ((k * KH * KW + t) * CIN_G + c[:, None]) * C_OUT + n[None, :]
                     wt += a * tl.load(bank_ptr + w_off, mask=w_ok, other=0.0).to(tl.float32)
-            else:  # KernelWarehouse: the element (n, c, tap) lies in cell mixture (tap, n // CELL_O, c // CELL_I)
+            else:  # warehouse cells: the element (n, c, tap) lies in cell mixture (tap, n // CELL_O, c // CELL_I)
                 mix = (t * GO + n[None, :] // CELL_O) * GI + c[:, None] // CELL_I
                 a_row = att_ptr + (b * (KH * KW * GO * GI) + mix) * NUM_CELLS
                 cell_off = (n[None, :] % CELL_O) * CELL_I + c[:, None] % CELL_I
@@ -235,7 +235,7 @@ def _conv_kernel(x_ptr, out_ptr, att_ptr, bank_ptr, bias_ptr, chan_ptr, filt_ptr
                 wt = wt * tl.load(chan_ptr + b * C_IN + g * CIN_G + c, mask=c_ok, other=0.0)[:, None]
             acc = tl.dot(xt, wt.to(xt.dtype), acc, input_precision=PREC)
             if HAS_LOWRANK:
-                if t == (KH // 2) * KW + KW // 2:  # DCD's residual reads the centre tap only
+                if t == (KH // 2) * KW + KW // 2:  # the low-rank residual reads the centre tap only
                     qt = tl.load(q_ptr + c[:, None] * RANK + lr[None, :], mask=c_ok[:, None] & (lr[None, :] < RANK),
                                  other=0.0)
                     z = tl.dot(xt, qt.to(xt.dtype), z, input_precision=PREC)

@@ -85,7 +85,8 @@ class Variant:
     Subclasses set the class attributes and override `convert_conv` (per-layer variants) or
     `convert_stage` (variants whose layers share state across a stage). `name` is set by the
     registry from the entry point of a packaged variant; a plugin file sets it itself.
-    `presets` maps a preset name (e.g. "paper") to {backbone: config} of published configurations.
+    `presets` maps a preset name (e.g. "paper") to {backbone: config} of published configurations;
+    `recipes` maps a training recipe name to the fields of its `training.Recipe` (the papers' own schedules).
     """
 
     name: ClassVar[str] = ""
@@ -93,6 +94,7 @@ class Variant:
     year: ClassVar[int | None] = None
     params: ClassVar[dict[str, Param]] = {}
     presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
+    recipes: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, **cfg: Any) -> None:
         self.cfg = self.validate(cfg)
@@ -209,11 +211,21 @@ class DynamicLayer:
 
     `set_progress(progress)` is called by the training loop after every step with a
     TrainingProgress (a float: the fraction of training done, plus `.iteration`, `.epoch`,
-    `.iters_per_epoch`, `.total_iters`); `deploy_module()` returns the inference form.
+    `.iters_per_epoch`, `.total_iters`); `deploy_module()` returns the inference form. A layer whose
+    schedule anneals something (e.g. a softmax temperature) describes it in `schedule_description()` and
+    reports its current value in `schedule_value()`; training records both with each result.
     """
 
     def set_progress(self, fraction: float) -> None:  # pragma: no cover - default no-op
         pass
+
+    def schedule_description(self) -> str | None:
+        """What this layer anneals over training, e.g. '30 -> 1 over 10 epochs' (None: nothing anneals)."""
+        return None
+
+    def schedule_value(self) -> float | None:
+        """The current value of this layer's scheduled quantity (None: it has none)."""
+        return None
 
     def deploy_module(self) -> nn.Module:
         return self  # type: ignore[return-value]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import time
@@ -18,12 +19,18 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from ..errors import UserError
 from ..models.convert import set_progress
 from ..models.layers import recomputing_batchnorm
+from ..models.per_sample_conv import forced_strategy, use_strategy
 from ..models.variant import DynamicLayer, TrainingProgress
 from . import distributed as D
 from .recipes import Recipe, get_recipe
 
 CHECKPOINT_NAME = "last.pt"
 ProgressFn = Callable[[int, int, dict], None]
+# Per-sample conv strategies differ in summation order, so an autotuned (timed, cached) choice would make the
+# trajectory depend on the machine's load and the strategy cache: training and evaluation run a fixed one.
+# output_space runs a kernel mixture as one dense conv over its K kernels (cifar_resnet20 at 8x8, batch 64, one
+# CPU thread: a training step 32-34 ms vs 105-122 ms grouped); other per-sample kernels fall back to grouped.
+TRAINING_STRATEGY = "output_space"
 
 
 class Diverged(RuntimeError):
@@ -51,6 +58,20 @@ def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...]
     return [int(hit[:, :min(k, maxk)].any(dim=1).sum()) for k in ks]
 
 
+def training_strategy() -> str:
+    """The per-sample conv strategy training and evaluation run: the one the user forces, else TRAINING_STRATEGY."""
+    return forced_strategy() or TRAINING_STRATEGY
+
+
+def _fixed_strategy(fn: Callable) -> Callable:
+    """Run `fn` with `training_strategy()` forced: no timing, no strategy cache."""
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with use_strategy(training_strategy()):
+            return fn(*args, **kwargs)
+    return run
+
+
 def _autocast(device: str, amp: bool) -> contextlib.AbstractContextManager:
     if not amp:
         return contextlib.nullcontext()
@@ -58,6 +79,7 @@ def _autocast(device: str, amp: bool) -> contextlib.AbstractContextManager:
     return torch.autocast(dev, dtype=torch.float16 if dev == "cuda" else torch.bfloat16)
 
 
+@_fixed_strategy
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 256, device: str = "cpu", amp: bool = False,
              num_classes: int | None = None, info: D.DistInfo | None = None, workers: int = 0) -> dict[str, Any]:
@@ -84,6 +106,7 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 256, device: 
             "loss": sums[0].item() / n, "count": int(sums[3].item())}
 
 
+@_fixed_strategy
 @torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, dataset: Dataset, batch_size: int, batches: int, device: str,
                           amp: bool = False, info: D.DistInfo | None = None, workers: int = 0) -> int:
@@ -152,22 +175,22 @@ def _resolve_datasets(dataset: str | tuple[Dataset, Dataset], data_root: str | N
 
 
 def _temperatures(model: nn.Module) -> list[float]:
-    """The distinct temperatures that converted layers annealing one reached (empty when none anneals)."""
-    temps = {getattr(m, "temperature", None) for m in model.modules() if isinstance(m, DynamicLayer)}
-    return sorted(round(float(t), 6) for t in temps if isinstance(t, (int, float)))
+    """The distinct values the converted layers' scheduled quantities reached (`DynamicLayer.schedule_value`)."""
+    values = {m.schedule_value() for m in model.modules() if isinstance(m, DynamicLayer)}
+    return sorted(round(float(v), 6) for v in values if v is not None)
 
 
 def _schedules(model: nn.Module) -> list[str]:
-    """The distinct annealing temperature schedules of the converted layers, described."""
-    found = {m.schedule.describe() for m in model.modules()
-             if isinstance(m, DynamicLayer) and getattr(getattr(m, "schedule", None), "anneals", False)}
-    return sorted(found)
+    """The distinct schedules the converted layers anneal, described (`DynamicLayer.schedule_description`)."""
+    found = {m.schedule_description() for m in model.modules() if isinstance(m, DynamicLayer)}
+    return sorted(d for d in found if d)
 
 
 def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return (int(seed) * 1_000_003 + epoch * 9_973 + rank * 101) % (2 ** 63)
 
 
+@_fixed_strategy
 def train_and_evaluate(model: nn.Module, dataset: str | tuple[Dataset, Dataset], recipe: str | Recipe = "digits-quick",
                        seed: int = 0, data_root: str | None = None, device: str = "cpu", epochs: int | None = None,
                        checkpoint_dir: str | os.PathLike | None = None, progress: ProgressFn | None = None,
@@ -177,7 +200,8 @@ def train_and_evaluate(model: nn.Module, dataset: str | tuple[Dataset, Dataset],
     Keys: status ("ok"/"failed"), error, top1, top5 (None with <= 5 classes), loss, epochs, history,
     train_time_s, seed (plus recipe, dataset, num_classes, world_size, device). With `checkpoint_dir`
     the state is saved after every epoch and a rerun resumes from it. Under torchrun (process group
-    initialised) the model is wrapped in DDP, `batch_size` is global and metrics are all-reduced.
+    initialised) the model is wrapped in DDP, `batch_size` is global and metrics are all-reduced. Per-sample convs
+    run one fixed strategy (`training_strategy()`, recorded as `strategy`), never an autotuned one.
     """
     rec = get_recipe(recipe, **overrides)
     if epochs is not None:
@@ -192,7 +216,7 @@ def train_and_evaluate(model: nn.Module, dataset: str | tuple[Dataset, Dataset],
                               "epochs": 0, "history": [], "train_time_s": 0.0, "seed": seed, "recipe": rec.name,
                               "recipe_config": rec.to_dict(), "dataset": name, "num_classes": num_classes,
                               "train_size": len(train_ds), "test_size": len(test_ds),
-                              "world_size": info.world_size, "device": dev}
+                              "world_size": info.world_size, "device": dev, "strategy": training_strategy()}
 
     model.to(dev)
     net = D.wrap_model(model, info)

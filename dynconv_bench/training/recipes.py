@@ -1,9 +1,10 @@
-"""Named training recipes: the papers' ImageNet schedules and quick CPU recipes."""
+"""Named training recipes: quick CPU recipes here, the papers' ImageNet schedules from the variants that declare them."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,7 +96,7 @@ class Recipe:
         return d
 
 
-RECIPES: dict[str, Recipe] = {r.name: r for r in [
+_OWN: dict[str, Recipe] = {r.name: r for r in [
     # Quick CPU recipes: a few epochs of a small CIFAR-style ResNet at 32x32.
     # digits: the scans' own 8x8 resolution (what the suites use; 1/16 of the cost of 32x32)
     Recipe("digits-quick", epochs=6, batch_size=64, lr=0.1, weight_decay=5e-4, warmup_epochs=1.0,
@@ -104,32 +105,46 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            bn_recalibration_batches=20, dataset="synthetic", source="this project (quick CPU comparison)"),
     Recipe("cifar-resnet", epochs=160, batch_size=128, lr=0.1, weight_decay=1e-4, schedule="step",
            milestones=(80, 120), dataset="cifar10", source="He et al. 2016, CIFAR-10 ResNet schedule"),
-    # ImageNet recipes of the papers / official releases (VARIANTS.md).
-    Recipe("kerneldna-resnet18", epochs=90, batch_size=256, lr=0.1, weight_decay=1e-4, workers=8,
-           image_size=224, dataset="imagefolder", source="KernelDNA official release: ResNet18"),
-    Recipe("kerneldna-resnet50", epochs=300, batch_size=256, lr=0.1, weight_decay=1e-4, warmup_epochs=20,
-           workers=8, image_size=224, dataset="imagefolder", source="KernelDNA official release: ResNet50"),
-    Recipe("kerneldna-mobilenetv2", epochs=150, batch_size=256, lr=0.05, weight_decay=4e-5, workers=8,
-           image_size=224, dataset="imagefolder", source="KernelDNA official release: MobileNetV2"),
-    Recipe("dyconv-resnet", epochs=100, batch_size=256, lr=0.1, weight_decay=1e-4, schedule="step",
-           milestones=(30, 60, 90), workers=8, image_size=224, dataset="imagefolder",
-           source="DyConv (Chen et al. 2020): ResNet, lr /10 at 30/60/90; temperature 30->1 over 10 epochs"),
-    Recipe("dyconv-mobilenetv2", epochs=300, batch_size=256, lr=0.05, weight_decay=4e-5, workers=8,
-           image_size=224, dataset="imagefolder", source="DyConv (Chen et al. 2020): MobileNetV2, cosine"),
-    Recipe("odconv-resnet", epochs=100, batch_size=256, lr=0.1, weight_decay=1e-4, schedule="step",
-           milestones=(30, 60, 90), workers=8, image_size=224, dataset="imagefolder",
-           source="ODConv official release: ResNet18/50, lr /10 at 30/60/90; temperature 30->1 over 10 epochs"),
-    Recipe("odconv-mobilenetv2", epochs=150, batch_size=256, lr=0.05, weight_decay=4e-5, workers=8,
-           image_size=224, dataset="imagefolder", source="ODConv official release: MobileNetV2, cosine"),
 ]}
+
+
+class _Recipes(Mapping[str, Recipe]):
+    """The recipes above and those each registered variant declares in `Variant.recipes` (its papers' recipes)."""
+
+    def _all(self) -> dict[str, Recipe]:
+        from ..models.registry import get_variant, list_variants
+
+        out = dict(_OWN)
+        for variant in list_variants():
+            for name, fields in get_variant(variant).recipes.items():
+                if name in out:
+                    raise ConfigError(f"variant {variant} declares recipe {name!r}, which another recipe already has")
+                try:
+                    out[name] = Recipe(name, **fields)
+                except TypeError as exc:
+                    raise ConfigError(f"variant {variant}: recipe {name!r}: {exc}") from None
+        return out
+
+    def __getitem__(self, name: str) -> Recipe:
+        return self._all()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+RECIPES: Mapping[str, Recipe] = _Recipes()
 
 
 def get_recipe(recipe: str | Recipe, **overrides: Any) -> Recipe:
     """A named (or given) recipe with `overrides` applied."""
     if isinstance(recipe, str):
-        if recipe not in RECIPES:
-            raise unknown_choice("recipe", recipe, RECIPES)
-        recipe = RECIPES[recipe]
+        recipes = dict(RECIPES)
+        if recipe not in recipes:
+            raise unknown_choice("recipe", recipe, recipes)
+        recipe = recipes[recipe]
     return recipe.replace(**overrides) if overrides else recipe
 
 
