@@ -215,3 +215,14 @@ def test_accuracy_overrides_are_checked_when_the_suite_loads() -> None:
         parse_suite(_with(measure={"accuracy": {"overrides": {"lr": -1.0}}}), source="my.toml")
     ok = parse_suite(_with(measure={"accuracy": {"overrides": {"lr": 0.05}}}))
     assert ok.cells()[0].opts.overrides == {"lr": 0.05}
+
+
+def test_the_suite_reference_in_docs_is_generated_from_the_option_schema() -> None:
+    """docs/suites.md is `render()`: adding or changing an option without regenerating it fails here."""
+    from pathlib import Path
+
+    from dynconv_bench.execution.suite_reference import render
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "suites.md"
+    assert doc.read_text() == render(), "regenerate: python -m dynconv_bench.execution.suite_reference > docs/suites.md"
+    assert "| `interleave` | int | `0` |" in render()  # each kind's options, from its Param table
