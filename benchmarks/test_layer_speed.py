@@ -25,7 +25,7 @@ def converted_layer(variant: str, channels: int, size: int) -> tuple[nn.Module, 
     """The last converted layer of a two-block stage, and an input of the shape it sees."""
     stage = nn.Sequential(OrderedDict(layer=nn.Sequential(BasicBlock(channels, channels),
                                                           BasicBlock(channels, channels))))
-    dynconv_bench.models.convert(stage, variant)
+    dynconv_bench.convert(stage, variant)
     names = stage.dynconv_report.converted or ["layer.1.conv2"]
     layer = stage.get_submodule(names[-1])
     seen: dict[str, torch.Tensor] = {}

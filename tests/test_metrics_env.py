@@ -10,7 +10,7 @@ import fvcore  # noqa: F401
 import timm
 import torch
 
-from dynconv_bench.metrics.env import PROJECT_ROOT, collect_environment
+from dynconv_bench.metrics.env import collect_environment
 
 
 def test_environment_has_every_field_and_is_json():
@@ -32,7 +32,20 @@ def test_threads_reflect_the_current_setting():
         torch.set_num_threads(before)
 
 
-def test_git_commit_is_the_projects_head():
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True)
-    expected = head.stdout.strip() if head.returncode == 0 else None
-    assert collect_environment()["git_commit"] == expected
+def test_git_commit_and_dirty_flag_of_a_repository(tmp_path):
+    """A commit made here is the one recorded; an edit to a tracked file sets git_dirty; no repository: None."""
+    from dynconv_bench.metrics.env import git_commit
+
+    def git(*args):
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    assert git_commit(tmp_path) == {"git_commit": None, "git_dirty": None}
+    git("init", "-q")
+    (tmp_path / "f.txt").write_text("a")
+    git("add", "f.txt")
+    git("commit", "-q", "-m", "one")
+    made = git("log", "-1", "--format=%H")
+    assert git_commit(tmp_path) == {"git_commit": made, "git_dirty": False}
+    (tmp_path / "f.txt").write_text("b")
+    assert git_commit(tmp_path) == {"git_commit": made, "git_dirty": True}

@@ -98,10 +98,29 @@ def test_bad_settings_are_user_errors(tiny):
         measure_inference(tiny, 1, (3, 32, 32), threads=0)
 
 
-def test_bf16_autocast_and_channels_last_run_on_cpu(tiny):
-    res = measure_inference(tiny, 2, (3, 32, 32), amp="bf16", channels_last=True, warmup=0, min_time=0.0,
-                            min_runs=1)
-    assert res.ok and res.amp == "bf16" and res.channels_last
+class _Probe(nn.Module):
+    """Logs (in a class attribute: the harness times a copy) the autocast dtype and input format at each forward."""
+
+    log: list[tuple[object, bool]] = []
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        amp = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+        type(self).log.append((amp, x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()))
+        return self.conv(x).mean((2, 3))
+
+
+def test_bf16_autocast_and_channels_last_reach_the_timed_forward():
+    _Probe.log.clear()
+    res = measure_inference(_Probe(), 2, (3, 16, 16), amp="bf16", channels_last=True, warmup=0, min_time=0.0,
+                            min_runs=2)
+    assert res.ok and set(_Probe.log) == {(torch.bfloat16, True)} and len(_Probe.log) >= 2
+    _Probe.log.clear()
+    assert measure_inference(_Probe(), 2, (3, 16, 16), warmup=0, min_time=0.0, min_runs=2).ok
+    assert set(_Probe.log) == {(None, False)}
 
 
 def test_time_runs_stops_at_min_runs_and_max_runs():
