@@ -78,6 +78,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     cap = resolve_memory_cap(suite, args.memory_cap)
     executor = make_executor(args.executor, subprocess=args.subprocess, timeout=args.timeout,
                              address=args.ray_address, num_cpus=args.num_cpus, num_gpus=args.num_gpus)
+    plugged = _plugin_variants(suite)
+    if plugged:
+        print(f"suite {suite.name}: variants from plugins: {plugged}")
     if args.dry_run:  # read-only, and no store file is created when there is none
         path = Path(db_path(args))
         store = ResultStore(path, readonly=True) if path.exists() else None
@@ -161,6 +164,14 @@ def _runs_text(args: argparse.Namespace) -> str:
     if args.format == "html":
         return df.to_html(index=False)
     return render_comparison(df, *args.compare)
+
+
+def _plugin_variants(suite: object) -> str:
+    """`name (source), ...` of the suite's variants that a plugin file or package registered."""
+    from ..models.registry import plugin_source
+
+    names = dict.fromkeys(c.variant_name for c in suite.cells())  # type: ignore[attr-defined]
+    return ", ".join(f"{n} ({src})" for n in names if (src := plugin_source(n)))
 
 
 def _cap_text(cap: object) -> str:
