@@ -13,6 +13,10 @@ from ..execution.suite import KEY_FIELDS, Cell
 HEADLINE = {"params": ("total", None), "macs": ("macs", None), "speed": ("throughput", True),
             "memory": ("peak_bytes", False), "accuracy": ("top1", True), "layers": ("total_ms", False)}
 TIMED = ("speed", "layers", "memory")
+# how a comparison shows each headline value: name, unit and the scale from the stored number
+SHOWN = {"total": ("params", "M", 1e-6), "macs": ("MACs", "M", 1e-6), "throughput": ("throughput", "img/s", 1.0),
+         "peak_bytes": ("peak memory", "MiB", 2.0 ** -20), "top1": ("top-1", "%", 1.0),
+         "total_ms": ("sum of layer times", "ms", 1.0)}
 
 
 def resolve_run(store: Any, run: str) -> str:
@@ -29,7 +33,7 @@ def resolve_run(store: Any, run: str) -> str:
 
 
 def compare_runs(store: Any, run_a: str, run_b: str) -> pd.DataFrame:
-    """Cells measured ok in both runs: headline value in each and the ratio B / A (same cell key)."""
+    """Cells measured ok in both runs: headline value in each (in `unit`) and the ratio B / A (same cell key)."""
     a, b = resolve_run(store, run_a), resolve_run(store, run_b)
     rows = {run: {tuple(r[f] for f in KEY_FIELDS): r for r in store.rows(run_id=run, status="ok")} for run in (a, b)}
     out = []
@@ -41,18 +45,24 @@ def compare_runs(store: Any, run_a: str, run_b: str) -> pd.DataFrame:
         va, vb = (r["values"].get(metric) if metric and r["values"] else None for r in (ra, rb))
         if not isinstance(va, (int, float)) or not isinstance(vb, (int, float)):
             continue
-        out.append({"suite": ra["suite"], "cell": Cell.from_dict(ra).label(), "metric": metric, "A": va, "B": vb,
-                    "B / A": vb / va if va else float("nan")})
+        name, unit, scale = SHOWN.get(metric, (metric, "", 1.0))
+        better = {True: "higher", False: "lower"}.get(HEADLINE[ra["kind"]][1], "")
+        out.append({"suite": ra["suite"], "cell": Cell.from_dict(ra).label(), "metric": name, "unit": unit,
+                    "A": va * scale, "B": vb * scale, "B / A": vb / va if va else float("nan"), "better": better})
     if not out:
         raise UserError(f"runs {a} and {b} have no cell measured ok in both")
     return pd.DataFrame(out)
 
 
 def render_comparison(df: pd.DataFrame, run_a: str, run_b: str) -> str:
-    """A markdown table of `compare_runs`."""
-    lines = [f"# runs {run_a} (A) vs {run_b} (B)", "", "| cell | metric | A | B | B / A |", "|---|---|---:|---:|---:|"]
+    """A markdown table of `compare_runs`: values rounded, with their units."""
+    from .report import _num
+
+    lines = [f"# runs {run_a} (A) vs {run_b} (B)", "", "| cell | metric | A | B | B / A | better |",
+             "|---|---|---:|---:|---:|---|"]
     for r in df.to_dict("records"):
-        lines.append(f"| {r['cell']} | {r['metric']} | {r['A']:.6g} | {r['B']:.6g} | {r['B / A']:.3f} |")
+        a, b = (f"{_num(r[k])} {r['unit']}".strip() for k in ("A", "B"))
+        lines.append(f"| {r['cell']} | {r['metric']} | {a} | {b} | {r['B / A']:.3f}x | {r['better'] or '-'} |")
     return "\n".join(lines) + "\n"
 
 

@@ -39,8 +39,13 @@ class Record:
 
     @property
     def compare(self) -> str:
-        """How a leaderboard compares it with the baseline: 'ratio', 'points' (difference) or 'none'."""
+        """How a leaderboard compares it with the baseline: 'ratio', 'speedup' (baseline / value), 'points'
+        (difference) or 'none'."""
         return _COMPARE.get(self.metric, "ratio")
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric not in _LOWER_IS_BETTER
 
 
 def record(metric: str, value: Any, unit: str, **dims: Any) -> list[Record]:
@@ -134,7 +139,7 @@ def _memory_label(d: dict[str, Any], unit: str) -> str:
 _LABELS: dict[str, Callable[[dict[str, Any], str], str]] = {
     "params": lambda d, u: f"params ({u})",
     "deployed_params": lambda d, u: f"deployed params ({u})",
-    "macs": lambda d, u: f"MACs ({u})",
+    "macs": lambda d, u: f"MACs trained form ({u})",
     "overhead": lambda d, u: f"overhead ({u})",
     "latency": lambda d, u: f"latency {speed_setting(d)} b{d.get('batch_size')} ({u})",
     "throughput": lambda d, u: (f"{'train' if d.get('mode') == 'train' else 'infer'} {speed_setting(d)} "
@@ -146,4 +151,5 @@ _LABELS: dict[str, Callable[[dict[str, Any], str], str]] = {
 }
 _ORDER = {"params": 0, "deployed_params": 1, "macs": 2, "overhead": 3, "latency": 5, "throughput": 10,
           "peak_memory": 3000, "top1": 4000, "chance": 5000, "layer_time": 6000}
-_COMPARE = {"overhead": "none", "top1": "points", "chance": "none", "layer_time": "none"}
+_COMPARE = {"overhead": "none", "top1": "points", "chance": "none", "layer_time": "none", "latency": "speedup"}
+_LOWER_IS_BETTER = {"params", "deployed_params", "macs", "overhead", "latency", "peak_memory", "layer_time"}

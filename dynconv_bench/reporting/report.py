@@ -51,7 +51,7 @@ def default_suite(df: pd.DataFrame) -> str:
 DIM_COLUMNS = ("device", "precision", "channels_last", "compile", "mode", "batch_size", "dataset", "seed", "layer",
                "type")
 _LONG_COLUMNS = ["backbone", "variant", "id", "environment_id", "metric", "unit", "label", "compare", "order",
-                 "value", *DIM_COLUMNS]
+                 "higher_is_better", "value", *DIM_COLUMNS]
 
 
 def metric_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -62,7 +62,8 @@ def metric_rows(df: pd.DataFrame) -> pd.DataFrame:
         for rec in records_of(row.kind, row.options, row.values):
             out.append({"backbone": row.backbone, "variant": row.variant, "id": row.id, "environment_id": env,
                         "metric": rec.metric, "unit": rec.unit, "label": rec.label, "compare": rec.compare,
-                        "order": rec.order, "value": rec.value, **dict(rec.dims)})
+                        "order": rec.order, "higher_is_better": rec.higher_is_better, "value": rec.value,
+                        **dict(rec.dims)})
     return pd.DataFrame.from_records(out, columns=_LONG_COLUMNS)
 
 
@@ -110,7 +111,8 @@ def environment_sections(df: pd.DataFrame) -> list[Section]:
 def leaderboards(df: pd.DataFrame, baseline: str = BASELINE) -> dict[str, pd.DataFrame]:
     """One numeric table per backbone of rows from ONE environment: variants as rows.
 
-    Each metric is followed by its ratio to `baseline` (`... vs static`). Accuracy holds the mean
+    Each metric is followed by its ratio to `baseline` (`... vs static`; latency by the speed-up, `baseline`'s
+    latency over the row's: `... speed-up vs static`). Accuracy holds the mean
     over seeds with `... std` (NaN for one seed) and `... n`, then the difference of means to the
     baseline in points with its 95% Welch interval (`... CI low`, `... CI high`, `... significant`).
     Rows from several environments are refused: their ratios would compare machines, not variants.
@@ -135,10 +137,11 @@ def leaderboards(df: pd.DataFrame, baseline: str = BASELINE) -> dict[str, pd.Dat
             variants.insert(0, baseline)
         table = pd.DataFrame(index=pd.Index(variants, name="variant"))
         compare: dict[str, str] = {}
+        higher: dict[str, bool] = {}
         for label, sub in sorted(part.groupby("label", sort=False), key=lambda kv: (kv[1]["order"].iloc[0], kv[0])):
-            compare[label] = sub["compare"].iloc[0]
+            compare[label], higher[label] = sub["compare"].iloc[0], bool(sub["higher_is_better"].iloc[0])
             _add_metric(table, label, sub, compare[label], baseline)
-        table.attrs.update(baseline=baseline, compare=compare)
+        table.attrs.update(baseline=baseline, compare=compare, higher_is_better=higher)
         out[backbone] = table
     return out
 
@@ -157,17 +160,23 @@ def _add_metric(table: pd.DataFrame, label: str, sub: pd.DataFrame, compare: str
         diffs = {v: welch_interval(x, base) for v, x in values.items() if v != baseline}
         table[f"{label} vs {baseline} (pts)"] = pd.Series(
             {baseline: 0.0, **{v: d.diff for v, d in diffs.items()}}).reindex(table.index)
-        for col, get in (("CI low", lambda d: d.low), ("CI high", lambda d: d.high),
-                         ("significant", lambda d: d.significant)):
+        for col, get in (("CI low", lambda d: d.low), ("CI high", lambda d: d.high),  # None: no interval
+                         ("significant", lambda d: None if d.low is None else d.significant)):
             table[f"{label} vs {baseline} {col}"] = pd.Series(
                 {v: get(d) for v, d in diffs.items()}, dtype=object).reindex(table.index)
     elif compare == "ratio" and base is not None and statistics.fmean(base) != 0:
         table[f"{label} vs {baseline}"] = mean / statistics.fmean(base)
+    elif compare == "speedup" and base is not None:
+        table[f"{label} speed-up vs {baseline}"] = statistics.fmean(base) / mean
 
 
 def format_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Strings for reading: `value (ratio x)`; accuracy `mean ± std (n=..)` and `+pts [CI]*`; missing `-`."""
+    """Strings for reading: `value (ratio x)`; accuracy `mean ± std (n=..)` and `+pts [CI]*`; missing `-`.
+
+    The header of a column with ratios says which way is better (latency's ratio is a speed-up).
+    """
     baseline = table.attrs.get("baseline", BASELINE)
+    higher = table.attrs.get("higher_is_better", {})
     shown = pd.DataFrame(index=table.index)
     for col, compare in table.attrs.get("compare", {}).items():
         vals = table[col]
@@ -181,10 +190,11 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
                            table[f"{vs} significant"])
                 shown[f"{col} vs {baseline} (pts, 95% CI)"] = [_difference(v == baseline, *r) for v, *r in rows]
             continue
-        ratio = table.get(f"{col} vs {baseline}")
+        ratio = table.get(f"{col} speed-up vs {baseline}" if compare == "speedup" else f"{col} vs {baseline}")
         if ratio is not None:
-            shown[col] = [("-" if pd.isna(x) else f"{_num(x)} ({r:.2f}x)" if pd.notna(r) else _num(x))
-                          for x, r in zip(vals, ratio)]
+            way = "speed-up" if compare == "speedup" else f"{'higher' if higher.get(col, True) else 'lower'} is better"
+            shown[f"{col}, x: {way}"] = [("-" if pd.isna(x) else f"{_num(x)} ({r:.2f}x)" if pd.notna(r) else _num(x))
+                                         for x, r in zip(vals, ratio)]
         else:
             shown[col] = [_num(x) for x in vals]
     return shown
@@ -266,7 +276,8 @@ def failures(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["status"] != "ok"][["backbone", "variant", "kind", "options", "error"]]
 
 
-NOTE = ("In brackets: the ratio to `{b}` measured in the same environment. Accuracy: mean ± sample std over "
+NOTE = ("In brackets (x): the ratio to `{b}` measured in the same environment; each header says which way is "
+        "better, and latency's is the speed-up ({b}'s latency / the row's). Accuracy: mean ± sample std over "
         "n seeds (std `-` for one seed); vs {b}: difference of means in points with its 95% confidence interval "
         "(Welch t over seeds), * where the interval excludes 0; no interval with fewer than 2 seeds a side.")
 
