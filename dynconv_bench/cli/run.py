@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 from ..errors import UserError
@@ -37,7 +38,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--suite", default=None, help="suite to report (default: the most recent)")
     p.add_argument("--format", choices=["md", "csv", "json", "html"], default="md")
     p.add_argument("--output", "-o", default=None, help="file to write (default: stdout)")
-    p.add_argument("--plots-dir", default=None, help="embed the PNGs of this folder in the HTML report")
+    p.add_argument("--plots-dir", default=None,
+                   help="html: embed the PNGs of this folder (default: figures made for the page in a temporary folder)")
+    p.add_argument("--no-plots", action="store_true", help="html: no figures")
     p.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"), default=None,
                    help="headline value of each cell in two runs and the ratio B / A (run ids or prefixes)")
     p.add_argument("--runs", action="store_true", help="list the runs in the store (ids for --compare)")
@@ -132,8 +135,16 @@ def cmd_report(args: argparse.Namespace) -> int:
         text = _runs_text(args)
     else:
         name, df = _suite_rows(args, args.suite)
-        images = sorted(Path(args.plots_dir).glob("*.png")) if args.plots_dir else []
-        text = render(df, args.format, name, images)
+        if args.format == "html" and not args.plots_dir and not args.no_plots:
+            from ..reporting.plots import make_plots
+
+            with tempfile.TemporaryDirectory(prefix="dynconv-report-") as tmp:  # read into the page, then gone
+                text = render(df, args.format, name, [p for p in make_plots(df, tmp, name) if p.suffix == ".png"])
+        else:
+            if args.plots_dir and not Path(args.plots_dir).is_dir():
+                raise UserError(f"plots folder does not exist: {args.plots_dir}")
+            images = sorted(Path(args.plots_dir).glob("*.png")) if args.plots_dir and not args.no_plots else []
+            text = render(df, args.format, name, images)
         note = concurrency_note(df) if args.format == "md" else None
         text += f"\n{note}\n" if note else ""
     if args.output and args.output != "-":

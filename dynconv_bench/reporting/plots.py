@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -62,11 +63,17 @@ def _save(fig: Any, out_dir: Path, stem: str, env: str, caption: str = "", backb
 
 
 def _finish(fig: Any, env: str, caption: str = "") -> None:
-    """Caption and environment line under the axes, then the final layout (labels are placed after it)."""
-    fig.text(0.01, 0.005, env, fontsize=6.5, color="#555555", ha="left", va="bottom", wrap=True)
-    if caption:
-        fig.text(0.01, 0.04, caption, fontsize=7.5, ha="left", va="bottom", wrap=True)
-    fig.tight_layout(rect=(0, 0.1 if caption else 0.04, 1, 1))
+    """Caption and environment line under the axes (wrapped to the figure's width), then the final layout."""
+    height = fig.get_figheight() * 72.0  # points
+    width = fig.get_figwidth() * 72.0
+    y = 0.005
+    for text, size, color in ((env, 6.5, "#555555"), (caption, 7.5, "#222222")):
+        if not text:
+            continue
+        lines = textwrap.wrap(text, width=int(width / (0.62 * size)))  # DejaVu Sans: about 0.6 em a character
+        fig.text(0.01, y, "\n".join(lines), fontsize=size, color=color, ha="left", va="bottom")
+        y += len(lines) * size * 1.3 / height + 0.008
+    fig.tight_layout(rect=(0, y, 1, 1))
 
 
 def interval_halfwidths(std: Sequence[float], n: Sequence[int], level: float = 0.95) -> list[float]:

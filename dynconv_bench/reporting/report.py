@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import html
 import json
 import statistics
 from collections.abc import Sequence
@@ -354,7 +352,7 @@ def render(df: pd.DataFrame, fmt: str = "md", suite: str | None = None, images: 
             lines += ["", f"{len(fails)} failed cell(s):"]
             lines += [f"- {r.backbone}/{r.variant}/{r.kind}: {r.error}" for r in fails.itertuples()]
         return "\n".join(lines) + "\n"
-    return _html(title, parts, fails, images, temperature_note(df), deploy_table(df))
+    return _html(title, parts, fails, images, deploy_table(df))
 
 
 def _mixed_note(parts: list[_Part]) -> str:
@@ -362,41 +360,11 @@ def _mixed_note(parts: list[_Part]) -> str:
             f"torch, timm); each section compares only rows of one environment, latest first.")
 
 
-def _html(title: str, parts: list[_Part], fails: pd.DataFrame, images: Sequence[Path], note: str = "",
+def _html(title: str, parts: list[_Part], fails: pd.DataFrame, images: Sequence[Path],
           deploy: pd.DataFrame | None = None) -> str:
-    style = ("body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;"
-             "font-size:13px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f3f3f3}"
-             "td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:1em 0}"
-             ".foot{color:#666;font-size:12px}")
-    body = [f"<h1>{html.escape(title)}</h1>"]
-    if len(parts) > 1:
-        body.append(f"<p>{html.escape(_mixed_note(parts))}</p>")
-    for p in parts:
-        tag = "h2"
-        if len(parts) > 1:
-            body.append(f"<h2>Environment {p.section.environment_id}: "
-                        f"{html.escape(describe_environment(p.section.environment))}</h2>")
-            tag = "h3"
-        for b, t in p.boards.items():
-            body += [f"<{tag}>{html.escape(b)}</{tag}>", format_table(t).to_html(escape=True, border=0)]
-        body.append(f'<p class="foot">{html.escape(p.footer())}</p>')
-    if deploy is not None and not deploy.empty:
-        body += ["<h2>Deployability</h2>", deploy.to_html(escape=True, border=0),
-                 f'<p class="foot">{html.escape(DEPLOY_NOTE)}</p>']
-    for img in images:
-        if Path(img).suffix == ".png" and Path(img).is_file():
-            data = base64.b64encode(Path(img).read_bytes()).decode()
-            body.append(f'<img alt="{html.escape(Path(img).stem)}" src="data:image/png;base64,{data}">')
-    if not fails.empty:
-        body.append(f"<h2>Failed cells ({len(fails)})</h2><ul>")
-        body += [f"<li>{html.escape(f'{r.backbone}/{r.variant}/{r.kind}: {r.error}')}</li>" for r in fails.itertuples()]
-        body.append("</ul>")
-    if any(p.boards for p in parts):
-        body.append(f'<p class="foot">{html.escape(NOTE.format(b=BASELINE))}</p>')
-    if note:
-        body.append(f'<p class="foot">{html.escape(note)}</p>')
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+    from .html_report import leaderboard_page  # it imports this module
+
+    return leaderboard_page(title, parts, fails, images, deploy)
 
 
 def write_report(df: pd.DataFrame, out_dir: str | Path, formats: Sequence[str] = FORMATS, suite: str | None = None,
