@@ -138,7 +138,9 @@ def leaderboard_page(title: str, parts: list[Any], fails: pd.DataFrame, images: 
             mine = [f for f in figures if f.backbone == b and f.environment in (env_id, "" if i == 0 else env_id)]
             placed.update(f.path for f in mine)
             rows = p.section.rows[p.section.rows["backbone"] == b]
-            body = [table_html(format_table(t)), note_html(NOTE.format(b=BASELINE), temperature_note(rows))]
+            shown = format_table(t)
+            compared = any(", x: " in c or f" vs {BASELINE} " in c for c in shown.columns)  # else no ratio to explain
+            body = [table_html(shown), note_html(NOTE.format(b=BASELINE) if compared else "", temperature_note(rows))]
             if len(parts) == 1:
                 body.append(note_html(p.footer()))
             if mine:
