@@ -53,3 +53,18 @@ def test_cells_measured_elsewhere_leave_the_estimate() -> None:
     progress.skip(cells[4])  # another run claimed it
     assert _run(progress, clock, cells[3], 50.0) == 3 * 50.0  # the params cells borrow the accuracy mean
     assert _run(progress, clock, cells[0], 2.0) == 2 * 2.0 and progress.total == 4
+
+
+def test_the_terminal_bar_shows_the_same_estimate(monkeypatch) -> None:  # noqa: ANN001
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("CI", raising=False)
+    clock, stream = FakeClock(), Terminal()
+    cells = _cells()
+    progress = Progress(cells, "t", True, stream, clock=clock)
+    _run(progress, clock, cells[0], 1.0)
+    progress.start(cells[1])
+    assert "1/5 [" in stream.getvalue() and stream.getvalue().endswith(", ETA 0:04; cifar_resnet8/v1/params]")
+    progress.close()

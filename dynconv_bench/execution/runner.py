@@ -183,7 +183,7 @@ class Progress:
             from tqdm import tqdm
 
             self.bar = tqdm(total=self.total, desc=desc, unit="cell", file=stream, dynamic_ncols=True,
-                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}] {postfix}")
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
 
     def eta(self) -> float | None:
         """Seconds the cells still to run should take; None before any cell has finished."""
