@@ -64,7 +64,8 @@ def test_make_plots_writes_png_and_svg(tmp_path) -> None:  # noqa: ANN001
     assert "inference throughput, cpu, batch 16 (images/s) (higher is better)" in svg  # the largest batch's record
     assert "95% t interval over seeds" in svg and "Error bars: 95% Student t interval of the mean over 2 seeds" in svg
     meta = Image.open(tmp_path / "plots" / "p_acc-vs-params_cifar-resnet8_digits.png").text
-    assert meta["Backbone"] == "cifar_resnet8" and meta["Title"] == "cifar_resnet8 on digits: accuracy vs params"
+    assert (meta["Suite"], meta["Backbone"], meta["Title"]) == ("p", "cifar_resnet8",
+                                                                "cifar_resnet8 on digits: accuracy vs params")
     assert meta["Description"].startswith("Error bars: 95% Student t interval of the mean over 2 seeds.")
 
 

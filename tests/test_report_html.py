@@ -104,16 +104,19 @@ def test_cli_embeds_figures_by_default(store: Path, tmp_path) -> None:  # noqa: 
     assert main(["--db", str(store), "report", "--format", "html", "--plots-dir", str(tmp_path / "no")]) == 2
 
 
-def test_figures_without_a_backbone_go_under_other_figures(store: Path, tmp_path) -> None:  # noqa: ANN001
+def test_untagged_figures_go_under_other_figures_and_other_suites_stay_out(store: Path, tmp_path) -> None:  # noqa: ANN001
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots()
     ax.plot([1, 2])
     fig.savefig(tmp_path / "mine.png")
     plt.close(fig)
-    doc = _parse(render(load_results(store, "h"), "html", "h", [tmp_path / "mine.png"]))
+    df = load_results(store, "h")
+    others = [p for p in make_plots(df.assign(suite="other"), tmp_path, "other") if p.suffix == ".png"]
+    assert len(others) == 4  # the same backbones, tagged with suite "other": a shared plots folder
+    doc = _parse(render(df, "html", "h", [tmp_path / "mine.png", *others]))
     other = [s for s in doc.iter("section") if s.get("id") == "other-figures"]
-    assert len(other) == 1 and other[0].find(".//img").get("alt") == "mine"
+    assert len(other) == 1 and [i.get("alt") for i in doc.iter("img")] == ["mine"]
     assert [a.get("href") for a in doc.find(".//nav").iter("a")][-1] == "#other-figures"
 
 

@@ -32,11 +32,12 @@ STYLE = (
 
 @dataclass(frozen=True)
 class Figure:
-    """A PNG to embed, with the title, caption, backbone and environment id it carries (empty when unknown)."""
+    """A PNG to embed, with the title, caption, suite, backbone and environment id it carries (empty: unknown)."""
 
     path: Path
     title: str
     caption: str
+    suite: str
     backbone: str
     environment: str
 
@@ -51,7 +52,7 @@ def read_figures(paths: Sequence[Path]) -> list[Figure]:
             continue
         with Image.open(path) as img:
             meta = dict(getattr(img, "text", {}) or {})
-        out.append(Figure(path, meta.get("Title") or path.stem, meta.get("Description", ""),
+        out.append(Figure(path, meta.get("Title") or path.stem, meta.get("Description", ""), meta.get("Suite", ""),
                           meta.get("Backbone", ""), meta.get("Environment", "")))
     return out
 
@@ -119,12 +120,15 @@ def note_html(*texts: Any) -> str:
 
 
 def leaderboard_page(title: str, parts: list[Any], fails: pd.DataFrame, images: Sequence[Path],
-                     deploy: pd.DataFrame | None = None) -> str:
-    """The page: per environment and backbone a section with its table, the notes on it and its figures."""
+                     deploy: pd.DataFrame | None = None, suites: Sequence[str] = ()) -> str:
+    """The page: per environment and backbone a section with its table, the notes on it and its figures.
+
+    Figures tagged with a suite not in `suites` are left out (a plots folder holds every suite's).
+    """
     from .deploy_report import DEPLOY_NOTE
     from .report import BASELINE, NOTE, _mixed_note, describe_environment, format_table, temperature_note
 
-    figures = read_figures(images)
+    figures = [f for f in read_figures(images) if not f.suite or not suites or f.suite in suites]
     placed: set[Path] = set()
     intro = [_mixed_note(parts)] if len(parts) > 1 else []
     sections: list[Section] = []

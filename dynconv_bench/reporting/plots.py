@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +43,14 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
 
 
-def _save(fig: Any, out_dir: Path, stem: str, env: str, caption: str = "", backbone: str | None = None,
-          environment_id: str | None = None, finished: bool = False) -> list[Path]:
-    """Write PNG and SVG; the PNG carries title, caption, backbone and environment id as text chunks (for HTML)."""
+def _save(fig: Any, out_dir: Path, stem: str, env: str, caption: str = "", tags: Mapping[str, str] | None = None,
+          finished: bool = False) -> list[Path]:
+    """Write PNG and SVG; the PNG carries title, caption and `tags` (Suite, Environment, Backbone) as text chunks:
+    the HTML report places each figure by them."""
     if not finished:
         _finish(fig, env, caption)
     title = fig.axes[0].get_title() if fig.axes else stem
-    meta = {"Title": title, "Description": caption, "Backbone": backbone or "", "Environment": environment_id or ""}
+    meta = {**(tags or {}), "Title": title, "Description": caption}
     paths = []
     for fmt in FORMATS:
         path = out_dir / f"{stem}.{fmt}"
@@ -147,7 +148,7 @@ def _count(ns: list[int]) -> str:
 
 def plot_tradeoff(points: pd.DataFrame, x_label: str, y_label: str, title: str, out_dir: Path, stem: str, env: str,
                   higher_x_better: bool = False, log_x: bool = False, chance: float | None = None,
-                  backbone: str | None = None, environment_id: str | None = None) -> list[Path]:
+                  tags: Mapping[str, str] | None = None) -> list[Path]:
     """Write `tradeoff_figure` as PNG and SVG."""
     points = points.dropna(subset=["x", "y"])
     if points.empty:
@@ -155,7 +156,7 @@ def plot_tradeoff(points: pd.DataFrame, x_label: str, y_label: str, title: str, 
     fig = tradeoff_figure(points, x_label, y_label, title, higher_x_better, log_x, chance, env)
     half = interval_halfwidths(points["std"].tolist(), points["n"].tolist())
     caption = tradeoff_caption(points, y_label, chance, accuracy_limits(points["y"].tolist(), half))
-    return _save(fig, out_dir, stem, env, caption, backbone, environment_id, finished=True)
+    return _save(fig, out_dir, stem, env, caption, tags, finished=True)
 
 
 def _speed_axis(rec: pd.Series) -> str:
@@ -206,7 +207,8 @@ def label_collisions(ax: Any, texts: list[Any], xs: list[float], ys: list[float]
 
 
 def plot_throughput_vs_batch(long: pd.DataFrame, backbone: str, out_dir: Path, env: str,
-                             mode: str = "inference", prefix: str = "", environment_id: str | None = None) -> list[Path]:
+                             mode: str = "inference", prefix: str = "", tags: Mapping[str, str] | None = None
+                             ) -> list[Path]:
     """Throughput (images/s) against batch size, one line per variant, one figure per device setting."""
     part = long[(long["backbone"] == backbone) & (long["metric"] == "throughput") & (long["mode"] == mode)]
     part = part.assign(setting=[speed_setting(r) for _, r in part.iterrows()])
@@ -231,12 +233,12 @@ def plot_throughput_vs_batch(long: pd.DataFrame, backbone: str, out_dir: Path, e
         caption = (f"{mode.capitalize()} throughput of each variant at each batch size: the median of the timed runs "
                    f"of one cell; {BASELINE} in black.")
         paths += _save(fig, out_dir, f"{prefix}throughput-vs-batch_{_slug(backbone)}_{_slug(setting)}_{mode}", env,
-                       caption, backbone, environment_id)
+                       caption, {**(tags or {}), "Backbone": backbone})
     return paths
 
 
 def plot_layer_breakdown(layers: list[dict[str, Any]], title: str, out_dir: Path, stem: str, env: str,
-                         top: int = 20, backbone: str | None = None, environment_id: str | None = None) -> list[Path]:
+                         top: int = 20, tags: Mapping[str, str] | None = None) -> list[Path]:
     """Horizontal bars of the slowest layers (median forward time), the rest summed as one bar."""
     df = pd.DataFrame(layers)
     if df.empty:
@@ -266,7 +268,7 @@ def plot_layer_breakdown(layers: list[dict[str, Any]], title: str, out_dir: Path
     ax.grid(axis="x", alpha=0.3)
     caption = (f"Median forward time per call of the {len(head)} slowest layers"
                + (f"; the other {len(rest)} summed in grey." if not rest.empty else "."))
-    return _save(fig, out_dir, stem, env, caption, backbone, environment_id)
+    return _save(fig, out_dir, stem, env, caption, tags)
 
 
 def make_plots(df: pd.DataFrame, out_dir: str | Path, suite: str | None = None) -> list[Path]:
@@ -280,11 +282,11 @@ def make_plots(df: pd.DataFrame, out_dir: str | Path, suite: str | None = None) 
     paths: list[Path] = []
     for i, section in enumerate(environment_sections(df)):
         prefix = (f"{_slug(suite)}_" if suite else "") + (f"env-{section.environment_id}_" if i else "")
-        paths += _section_plots(section.rows, out, prefix, section.environment_id)
+        paths += _section_plots(section.rows, out, prefix, {"Suite": suite or "", "Environment": section.environment_id})
     return [p for p in paths if p.suffix in (".png", ".svg")]
 
 
-def _section_plots(df: pd.DataFrame, out: Path, prefix: str, environment_id: str | None = None) -> list[Path]:
+def _section_plots(df: pd.DataFrame, out: Path, prefix: str, tags: Mapping[str, str]) -> list[Path]:
     env = environment_summary(df)
     long = metric_rows(df)
     chance = chance_levels(df)
@@ -305,16 +307,15 @@ def _section_plots(df: pd.DataFrame, out: Path, prefix: str, environment_id: str
                 paths += plot_tradeoff(points, x_label, f"top-1 on {dataset} (%)",
                                        f"{backbone} on {dataset}: accuracy vs {tag}", out,
                                        f"{prefix}acc-vs-{tag}_{_slug(backbone)}_{_slug(dataset)}", env, higher,
-                                       chance=chance.get(str(dataset)), backbone=backbone,
-                                       environment_id=environment_id)
+                                       chance=chance.get(str(dataset)), tags={**tags, "Backbone": backbone})
         for mode in ("inference", "train"):
-            paths += plot_throughput_vs_batch(long, backbone, out, env, mode, prefix, environment_id)
+            paths += plot_throughput_vs_batch(long, backbone, out, env, mode, prefix, tags)
     layers = long[long["metric"] == "layer_time"]
     for (backbone, variant, _), rows in layers.groupby(["backbone", "variant", "id"], sort=False):
         title = f"{backbone} / {variant}: per-layer latency (batch {int(rows['batch_size'].iloc[0])}, deployed)"
         table = [{"layer": r.layer, "type": r.type, "time_ms": r.value} for r in rows.itertuples()]
         paths += plot_layer_breakdown(table, title, out, f"{prefix}layers_{_slug(backbone)}_{_slug(variant)}", env,
-                                      backbone=backbone, environment_id=environment_id)
+                                      tags={**tags, "Backbone": backbone})
     return paths
 
 

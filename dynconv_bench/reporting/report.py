@@ -352,7 +352,7 @@ def render(df: pd.DataFrame, fmt: str = "md", suite: str | None = None, images: 
             lines += ["", f"{len(fails)} failed cell(s):"]
             lines += [f"- {r.backbone}/{r.variant}/{r.kind}: {r.error}" for r in fails.itertuples()]
         return "\n".join(lines) + "\n"
-    return _html(title, parts, fails, images, deploy_table(df))
+    return _html(title, parts, fails, images, deploy_table(df), list(dict.fromkeys(df["suite"])))
 
 
 def _mixed_note(parts: list[_Part]) -> str:
@@ -361,10 +361,10 @@ def _mixed_note(parts: list[_Part]) -> str:
 
 
 def _html(title: str, parts: list[_Part], fails: pd.DataFrame, images: Sequence[Path],
-          deploy: pd.DataFrame | None = None) -> str:
+          deploy: pd.DataFrame | None = None, suites: Sequence[str] = ()) -> str:
     from .html_report import leaderboard_page  # it imports this module
 
-    return leaderboard_page(title, parts, fails, images, deploy)
+    return leaderboard_page(title, parts, fails, images, deploy, suites)
 
 
 def write_report(df: pd.DataFrame, out_dir: str | Path, formats: Sequence[str] = FORMATS, suite: str | None = None,
