@@ -148,12 +148,11 @@ def _chromium() -> str | None:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(_chromium() is None, reason="no chromium (apt-get install chromium)")
 @pytest.mark.parametrize("width", [800, 1400])
 def test_in_headless_chromium_no_cell_wraps_and_the_page_fits(width: int, page: tuple[str, list[Path]],
                                                               tmp_path) -> None:  # noqa: ANN001
     browser = _chromium()
-    if browser is None:
-        pytest.skip("no chromium (apt-get install chromium)")
     text, _ = page
     path = tmp_path / "page.html"
     path.write_text(text.replace("</body>", PROBE + "</body>"))
