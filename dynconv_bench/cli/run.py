@@ -135,16 +135,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         text = _runs_text(args)
     else:
         name, df = _suite_rows(args, args.suite)
-        if args.format == "html" and not args.plots_dir and not args.no_plots:
-            from ..reporting.plots import make_plots
-
-            with tempfile.TemporaryDirectory(prefix="dynconv-report-") as tmp:  # read into the page, then gone
-                text = render(df, args.format, name, [p for p in make_plots(df, tmp, name) if p.suffix == ".png"])
-        else:
-            if args.plots_dir and not Path(args.plots_dir).is_dir():
-                raise UserError(f"plots folder does not exist: {args.plots_dir}")
-            images = sorted(Path(args.plots_dir).glob("*.png")) if args.plots_dir and not args.no_plots else []
-            text = render(df, args.format, name, images)
+        text = render(df, args.format, name) if args.format != "html" else _html_page(args, df, name)
         note = concurrency_note(df) if args.format == "md" else None
         text += f"\n{note}\n" if note else ""
     if args.output and args.output != "-":
@@ -156,6 +147,21 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _html_page(args: argparse.Namespace, df: object, name: str) -> str:
+    """The HTML report with the PNGs of --plots-dir, or figures made for it in a temporary folder."""
+    from ..reporting.plots import make_plots
+    from ..reporting.report import render
+
+    if args.no_plots:
+        return render(df, "html", name)
+    if args.plots_dir:
+        if not Path(args.plots_dir).is_dir():
+            raise UserError(f"plots folder does not exist: {args.plots_dir}")
+        return render(df, "html", name, sorted(Path(args.plots_dir).glob("*.png")))
+    with tempfile.TemporaryDirectory(prefix="dynconv-report-") as tmp:  # read into the page, then gone
+        return render(df, "html", name, [p for p in make_plots(df, tmp, name) if p.suffix == ".png"])
 
 
 def _runs_text(args: argparse.Namespace) -> str:
