@@ -2,13 +2,41 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import ConfigError, UserError
-from .models.convert import ConversionReport, convert, create_model, deploy, set_progress
-from .models.registry import get_variant, list_variants, load_plugin_file, register_variant
-from .models.sites import ConvSite, find_conv_sites
-from .models.variant import DynamicLayer, Param, StageContext, TrainingProgress, Variant
+
+if TYPE_CHECKING:
+    from .models.convert import ConversionReport, convert, create_model, deploy, set_progress
+    from .models.registry import get_variant, list_variants, load_plugin_file, register_variant
+    from .models.sites import ConvSite, find_conv_sites
+    from .models.variant import DynamicLayer, Param, StageContext, TrainingProgress, Variant
 
 __version__ = "0.1.0"
+
+# The public names that need torch and timm, imported on first use: `dynconv-bench --help` and the
+# reporting verbs start without them.
+_LAZY = {
+    "models.convert": ("ConversionReport", "convert", "create_model", "deploy", "set_progress"),
+    "models.registry": ("get_variant", "list_variants", "load_plugin_file", "register_variant"),
+    "models.sites": ("ConvSite", "find_conv_sites"),
+    "models.variant": ("DynamicLayer", "Param", "StageContext", "TrainingProgress", "Variant"),
+}
+_MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_MODULE_OF))
 
 
 def profile(model, input_size=(3, 224, 224), **kwargs):  # noqa: ANN001, ANN201
@@ -23,4 +51,3 @@ __all__ = [
     "Variant", "convert", "create_model", "deploy", "find_conv_sites", "get_variant", "list_variants",
     "load_plugin_file", "profile", "register_variant", "set_progress", "TrainingProgress",
 ]
-

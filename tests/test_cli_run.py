@@ -154,6 +154,6 @@ def test_history_runs_and_compare(tmp_path, write_suite, capsys) -> None:  # noq
     assert main(["--db", db, "report", "--compare", runs[0][:6], runs[1], "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert {r["cell"] for r in rows} == {"cifar_resnet8/static/params", "cifar_resnet8/static-se/params"}
-    assert all(r["metric"] == "total" and r["A"] == r["B"] > 0 and r["B / A"] == 1.0 for r in rows)  # exact counts
+    assert all(r["metric"] == "params" and r["unit"] == "M" and r["A"] == r["B"] > 0 and r["B / A"] == 1.0 for r in rows)  # exact counts
     assert main(["--db", db, "report", "--compare", runs[0], "nope"]) == 2
     assert "unknown run 'nope'" in capsys.readouterr().err

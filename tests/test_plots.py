@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import pytest
+from PIL import Image
 
 from dynconv_bench.execution.executors import LocalExecutor
 from dynconv_bench.execution.runner import run_suite
 from dynconv_bench.execution.suite import parse_suite
 from dynconv_bench.measures.layers import layer_latency
-from dynconv_bench.reporting.plots import make_plots, pareto_front, plot_layer_breakdown, tradeoff_figure
+from dynconv_bench.reporting.plots import (
+    interval_halfwidths,
+    label_collisions,
+    make_plots,
+    pareto_front,
+    plot_layer_breakdown,
+    tradeoff_figure,
+)
 from dynconv_bench.reporting.report import environment_sections, load_results
 
 
@@ -52,11 +62,19 @@ def test_make_plots_writes_png_and_svg(tmp_path) -> None:  # noqa: ANN001
     assert "Pareto front" in svg and "static-se" in svg and "host box" in svg
     svg = (tmp_path / "plots" / "p_acc-vs-throughput_cifar-resnet8_digits.svg").read_text()
     assert "inference throughput, cpu, batch 16 (images/s) (higher is better)" in svg  # the largest batch's record
-    assert "error bars: ±1 std over 2 seeds" in svg
+    assert "95% t interval over seeds" in svg and "Error bars: 95% Student t interval of the mean over 2 seeds" in svg
+    meta = Image.open(tmp_path / "plots" / "p_acc-vs-params_cifar-resnet8_digits.png").text
+    assert (meta["Suite"], meta["Backbone"], meta["Title"]) == ("p", "cifar_resnet8",
+                                                                "cifar_resnet8 on digits: accuracy vs params")
+    assert meta["Description"].startswith("Error bars: 95% Student t interval of the mean over 2 seeds.")
 
 
 def _points(ys: list[float], xs: list[float], std: float = 1.0, n: int = 3) -> pd.DataFrame:
     return pd.DataFrame({"x": xs, "y": ys, "std": std, "n": n}, index=[f"v{i}" for i in range(len(xs))])
+
+
+def _words(text) -> str:  # noqa: ANN001
+    return " ".join(text.get_text().split())
 
 
 def _legend(fig) -> list[str]:  # noqa: ANN001
@@ -66,19 +84,55 @@ def _legend(fig) -> list[str]:  # noqa: ANN001
 def test_front_line_only_when_the_front_has_two_points() -> None:
     fig = tradeoff_figure(_points([95.0, 94.0, 93.0], [1.0, 2.0, 3.0]), "params (M)", "top-1 (%)", "t")
     assert "Pareto front" not in _legend(fig)  # v0 is cheaper and better than both others: a front of one point
-    assert sorted(_legend(fig)) == ["dominated", "error bars: ±1 std over 3 seeds", "on the Pareto front"]
+    assert sorted(_legend(fig)) == ["95% t interval over seeds", "dominated", "on the Pareto front"]
     fig = tradeoff_figure(_points([93.0, 95.0], [1.0, 2.0]), "params (M)", "top-1 (%)", "t")
     assert "Pareto front" in _legend(fig) and "dominated" not in _legend(fig)
 
 
-def test_accuracy_axis_starts_at_chance_and_marks_it() -> None:
-    fig = tradeoff_figure(_points([95.0, 97.0], [1.0, 2.0]), "params (M)", "top-1 (%)", "t", chance=10.0)
+def test_accuracy_axis_is_zoomed_to_the_data_and_the_caption_names_chance() -> None:
+    points = _points([95.0, 97.0], [1.0, 2.0], std=1.0, n=3)
+    fig = tradeoff_figure(points, "params (M)", "top-1 on digits (%)", "t", chance=10.0)
     low, high = fig.axes[0].get_ylim()
-    assert low <= 10.0 and high >= 100.0  # a 2-point spread is 2 % of an axis from chance to 100
-    assert "chance (10.0%)" in _legend(fig)
+    half = 4.302653 * 1.0 / 3 ** 0.5  # t(0.975, df 2) from the table: the 95% interval of a mean of 3
+    assert 95.0 - half - 1.5 < low < 95.0 - half and 97.0 + half < high < 97.0 + half + 1.5  # not chance..100
+    assert "chance (10.0%)" not in _legend(fig)  # far below the zoomed axis: named in the caption instead
+    caption = "Chance (100 / classes): 10.0% top-1 on digits (below the axis, which is zoomed to the data)."
+    assert any(_words(t).endswith(caption) for t in fig.texts)  # wrapped to the figure's width
+    assert any("Error bars: 95% Student t interval of the mean over 3 seeds." in _words(t) for t in fig.texts)
+    bars = fig.axes[0].containers[0].lines[2][0].get_segments()  # the error bar segments, bottom to top
+    assert [y for s in bars for y in s[:, 1]] == pytest.approx([95.0 - half, 95.0 + half, 97.0 - half, 97.0 + half])
     fig = tradeoff_figure(_points([95.0, 97.0], [1.0, 2.0], std=float("nan"), n=1), "p", "top-1 (%)", "t")
-    assert fig.axes[0].get_ylim()[0] <= 0.0 and not any("error bars" in t for t in _legend(fig))  # one seed: no bars
+    assert not any("interval" in t for t in _legend(fig))  # one seed: no bars
     assert fig.axes[0].get_ylabel() == "top-1 (%), mean over 1 seed"
+    assert any("No error bars: one seed per variant. Chance level not recorded." in _words(t) for t in fig.texts)
+    near = tradeoff_figure(_points([12.0, 15.0], [1.0, 2.0], std=0.5), "p", "top-1 (%)", "t", chance=10.0)
+    assert "chance (10.0%)" in _legend(near)  # within the data's range: drawn
+
+
+def test_interval_halfwidths_use_student_t() -> None:
+    # t(0.975, 1) = 12.7062, t(0.975, 4) = 2.7764 (table); n = 1 or a missing std: no interval
+    got = interval_halfwidths([2.0, 1.0, 1.0, float("nan")], [2, 5, 1, 3])
+    assert got[:2] == pytest.approx([12.7062 * 2.0 / 2 ** 0.5, 2.7764 / 5 ** 0.5], rel=1e-4)
+    assert all(math.isnan(x) for x in got[2:])
+
+
+NAMES = ["static", "static-se", "kerneldna", "condconv", "dyconv", "odconv", "kernelwarehouse", "dcd"]
+
+
+@pytest.mark.parametrize("xs, ys", [
+    ([0.078, 0.078, 0.0781, 0.0785, 0.30, 0.12, 0.085, 0.35], [95.2, 95.3, 95.25, 95.4, 96.9, 95.6, 94.1, 96.5]),
+    ([1.0, 1.002, 1.004, 1.006, 1.008, 1.01, 1.012, 1.05], [95.0, 95.1, 95.0, 95.1, 95.0, 95.1, 95.0, 95.1]),
+])
+def test_labels_touch_neither_each_other_nor_a_foreign_point(xs: list, ys: list) -> None:
+    fig = tradeoff_figure(pd.DataFrame({"x": xs, "y": ys, "std": 0.3, "n": 3}, index=NAMES), "p", "top-1 (%)", "t")
+    ax = fig.axes[0]
+    texts = [t for t in ax.texts if t.get_text() in NAMES]
+    assert sorted(t.get_text() for t in texts) == sorted(NAMES)
+    assert label_collisions(ax, texts, xs, ys) == []
+    # the check itself: labels left on their points collide
+    for t, x, y in zip(texts, xs, ys):
+        t.set_position((x, y))
+    assert label_collisions(ax, texts, xs, ys)
 
 
 def test_each_environment_gets_its_own_figures(tmp_path) -> None:  # noqa: ANN001

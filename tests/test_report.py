@@ -67,7 +67,7 @@ def test_leaderboard_values_and_ratios(results: pd.DataFrame) -> None:
     assert b.loc["static-se", "params (M)"] == pytest.approx(1.25)
     assert b.loc["static-se", "params (M) vs static"] == pytest.approx(1.25)
     assert b.loc["static", "params (M) vs static"] == pytest.approx(1.0)
-    assert b.loc["static-se", "MACs (M)"] == pytest.approx(40.4)
+    assert b.loc["static-se", "MACs trained form (M)"] == pytest.approx(40.4)
     assert b.loc["static-se", "overhead (% MACs)"] == pytest.approx(100 * 0.4 / 40.4)
     assert b.loc["static-se", "infer cpu b8 (img/s)"] == pytest.approx(640.0)
     assert b.loc["static-se", "infer cpu b8 (img/s) vs static"] == pytest.approx(0.8)

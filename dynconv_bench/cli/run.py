@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 from ..errors import UserError
@@ -37,7 +38,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--suite", default=None, help="suite to report (default: the most recent)")
     p.add_argument("--format", choices=["md", "csv", "json", "html"], default="md")
     p.add_argument("--output", "-o", default=None, help="file to write (default: stdout)")
-    p.add_argument("--plots-dir", default=None, help="embed the PNGs of this folder in the HTML report")
+    p.add_argument("--plots-dir", default=None,
+                   help="html: embed the PNGs of this folder (default: figures made for the page in a temporary folder)")
+    p.add_argument("--no-plots", action="store_true", help="html: no figures")
     p.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"), default=None,
                    help="headline value of each cell in two runs and the ratio B / A (run ids or prefixes)")
     p.add_argument("--runs", action="store_true", help="list the runs in the store (ids for --compare)")
@@ -78,6 +81,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     cap = resolve_memory_cap(suite, args.memory_cap)
     executor = make_executor(args.executor, subprocess=args.subprocess, timeout=args.timeout,
                              address=args.ray_address, num_cpus=args.num_cpus, num_gpus=args.num_gpus)
+    plugged = _plugin_variants(suite)
+    if plugged:
+        print(f"suite {suite.name}: variants from plugins: {plugged}")
     if args.dry_run:  # read-only, and no store file is created when there is none
         path = Path(db_path(args))
         store = ResultStore(path, readonly=True) if path.exists() else None
@@ -129,8 +135,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         text = _runs_text(args)
     else:
         name, df = _suite_rows(args, args.suite)
-        images = sorted(Path(args.plots_dir).glob("*.png")) if args.plots_dir else []
-        text = render(df, args.format, name, images)
+        text = render(df, args.format, name) if args.format != "html" else _html_page(args, df, name)
         note = concurrency_note(df) if args.format == "md" else None
         text += f"\n{note}\n" if note else ""
     if args.output and args.output != "-":
@@ -142,6 +147,21 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _html_page(args: argparse.Namespace, df: object, name: str) -> str:
+    """The HTML report with the PNGs of --plots-dir, or figures made for it in a temporary folder."""
+    from ..reporting.plots import make_plots
+    from ..reporting.report import render
+
+    if args.no_plots:
+        return render(df, "html", name)
+    if args.plots_dir:
+        if not Path(args.plots_dir).is_dir():
+            raise UserError(f"plots folder does not exist: {args.plots_dir}")
+        return render(df, "html", name, sorted(Path(args.plots_dir).glob("*.png")))
+    with tempfile.TemporaryDirectory(prefix="dynconv-report-") as tmp:  # read into the page, then gone
+        return render(df, "html", name, [p for p in make_plots(df, tmp, name) if p.suffix == ".png"])
 
 
 def _runs_text(args: argparse.Namespace) -> str:
@@ -161,6 +181,14 @@ def _runs_text(args: argparse.Namespace) -> str:
     if args.format == "html":
         return df.to_html(index=False)
     return render_comparison(df, *args.compare)
+
+
+def _plugin_variants(suite: object) -> str:
+    """`name (source), ...` of the suite's variants that a plugin file or package registered."""
+    from ..models.registry import plugin_source
+
+    names = dict.fromkeys(c.variant_name for c in suite.cells())  # type: ignore[attr-defined]
+    return ", ".join(f"{n} ({src})" for n in names if (src := plugin_source(n)))
 
 
 def _cap_text(cap: object) -> str:

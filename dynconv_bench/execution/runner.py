@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import statistics
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,7 +104,7 @@ def run_suite(suite: Suite | str | Path, store: ResultStore | str | Path, force:
         after_id = db.conn.execute("SELECT MAX(id) FROM results").fetchone()[0] or 0
         todo, summary.skipped = pending_cells(suite, db, force, only)
         summary.total = len(todo) + summary.skipped
-        bar = Progress(len(todo), suite.name, progress, stream or sys.stderr)
+        bar = Progress(todo, suite.name, progress, stream or sys.stderr)
 
         def on_start(cell: Cell) -> bool:
             claim = db.claim(cell, summary.run_id, owner, after_id=after_id if force else None)
@@ -161,44 +163,68 @@ class _Heartbeat:
 
 
 class Progress:
-    """Per-cell progress with ETA: a bar on a terminal, one plain line per cell otherwise (logs, CI)."""
+    """Per-cell progress with ETA: a bar on a terminal, one plain line per cell otherwise (logs, CI).
 
-    def __init__(self, total: int, desc: str, enabled: bool, stream: Any) -> None:
-        self.total, self.desc, self.enabled, self.stream = total, desc, enabled, stream
-        self.n, self.t0 = 0, time.monotonic()
-        self.cell_t0 = self.t0
+    The ETA sums, over the kinds of the cells still to run, their count times the mean duration of the
+    finished cells of that kind (of all finished cells while none of the kind has finished), so that a
+    run of quick params cells followed by slow accuracy cells is not promised to end in seconds.
+    """
+
+    def __init__(self, cells: Sequence[Cell], desc: str, enabled: bool, stream: Any,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.desc, self.enabled, self.stream, self.clock = desc, enabled, stream, clock
+        self.left: Counter[str] = Counter(c.kind for c in cells)
+        self.took: dict[str, list[float]] = {}
+        self.total, self.n = len(cells), 0
+        self.started: dict[tuple, float] = {}
         self.tty = enabled and hasattr(stream, "isatty") and stream.isatty() and not os.environ.get("CI")
         self.bar = None
         if self.tty:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=desc, unit="cell", file=stream, dynamic_ncols=True,
-                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}")
+            self.bar = tqdm(total=self.total, desc=desc, unit="cell", file=stream, dynamic_ncols=True,
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+
+    def eta(self) -> float | None:
+        """Seconds the cells still to run should take; None before any cell has finished."""
+        every = [t for times in self.took.values() for t in times]
+        if not every:
+            return None if sum(self.left.values()) else 0.0
+        overall = statistics.fmean(every)
+        return sum(n * (statistics.fmean(self.took[k]) if self.took.get(k) else overall)
+                   for k, n in self.left.items())
+
+    def _eta_text(self) -> str:
+        eta = self.eta()
+        return "ETA ?" if eta is None else f"ETA {_duration(eta)}"
 
     def start(self, cell: Cell) -> None:
-        self.cell_t0 = time.monotonic()
+        self.started[cell.key] = self.clock()
         if self.bar is not None:
-            self.bar.set_postfix_str(cell.label(), refresh=True)
+            self.bar.set_postfix_str(f"{self._eta_text()}; {cell.label()}", refresh=True)
 
     def skip(self, cell: Cell) -> None:
         self.total -= 1
+        self.left[cell.kind] -= 1
         if self.bar is not None:
             self.bar.total = self.total
             self.bar.refresh()
 
     def done(self, cell: Cell, result: dict[str, Any]) -> None:
         self.n += 1
+        now = self.clock()
+        took = now - self.started.pop(cell.key, now)
+        self.left[cell.kind] -= 1
+        self.took.setdefault(cell.kind, []).append(took)
         failed = result["status"] != "ok"
         if self.bar is not None:
             if failed:
                 self.bar.write(f"FAILED {cell.label()}: {result.get('error')}")
+            self.bar.set_postfix_str(self._eta_text(), refresh=False)
             self.bar.update(1)
         elif self.enabled:
-            now = time.monotonic()
-            eta = (now - self.t0) / self.n * (self.total - self.n)
             status = f"FAILED: {result.get('error')}" if failed else "ok"
-            self.stream.write(f"[{self.n}/{self.total}] {cell.label()} {status} ({now - self.cell_t0:.1f} s; "
-                              f"ETA {_duration(eta)})\n")
+            self.stream.write(f"[{self.n}/{self.total}] {cell.label()} {status} ({took:.1f} s; {self._eta_text()})\n")
             self.stream.flush()
 
     def close(self) -> None:

@@ -162,18 +162,20 @@ def default_num_classes(backbone: str) -> int:
 
 
 def resolve_suite_path(name_or_path: str | Path) -> Path:
-    """`NAME` -> ./suites/NAME.toml or the bundled suites/NAME.toml; a path is used as it is."""
+    """`NAME` -> ./suites/NAME.toml, ./NAME.toml or the bundled suites/NAME.toml; a path is used as it is."""
     text = str(name_or_path)
     path = Path(text)
     if path.suffix == ".toml" or "/" in text or path.is_file():
         if not path.is_file():
             raise UserError(f"suite file not found: {path}")
         return path
-    for folder in (Path.cwd() / "suites", bundled_suites_dir()):
+    folders = (Path.cwd() / "suites", Path.cwd(), bundled_suites_dir())
+    for folder in folders:
         candidate = folder / f"{text}.toml"
         if candidate.is_file():
             return candidate
-    raise unknown_choice("suite", text, list_suites())
+    error = unknown_choice("suite", text, list_suites())
+    raise UserError(f"{error} (looked for {text}.toml in {', '.join(map(str, folders))})")
 
 
 def bundled_suites_dir() -> Path:

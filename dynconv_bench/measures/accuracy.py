@@ -60,8 +60,8 @@ class Accuracy(Kind):
     options = AccuracyOptions
     result = AccuracyValues
     headline = "top1"
-    metrics = {"top1": Metric(lambda d, u: f"top-1 {d.get('dataset')} ({u})", 4000, compare="points",
-                              higher_is_better=True),
+    headline_shown = ("top-1", "%", 1.0, True)
+    metrics = {"top1": Metric(lambda d, u: f"top-1 {d.get('dataset')} ({u})", 4000, compare="points"),
                "chance": Metric(lambda d, u: f"chance {d.get('dataset')} ({u})", 5000, compare="none",
                                 in_leaderboard=False)}
 

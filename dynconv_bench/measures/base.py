@@ -46,8 +46,12 @@ class Record:
 
     @property
     def compare(self) -> str:
-        """How a leaderboard compares it with the baseline: 'ratio', 'points' (difference) or 'none'."""
+        """How a leaderboard compares it with the baseline: 'ratio', 'speedup', 'points' or 'none'."""
         return metric_spec(self.metric).compare
+
+    @property
+    def higher_is_better(self) -> bool:
+        return metric_spec(self.metric).higher_is_better
 
 
 @dataclass(frozen=True)
@@ -56,9 +60,10 @@ class Metric:
 
     label: Callable[[dict[str, Any], str], str]
     order: int
-    compare: str = "ratio"  # 'ratio', 'points' or 'none'
+    compare: str = "ratio"  # 'ratio', 'speedup' (baseline / value), 'points' (difference) or 'none'
     in_leaderboard: bool = True  # False: reference levels and per-layer tables
-    higher_is_better: bool | None = None  # None: a cost with no better direction (params, MACs)
+    higher_is_better: bool = True
+    timed: bool = False  # a wall-clock figure: load on the machine and other runs distort it
 
 
 def record(metric: str, value: Any, unit: str, **dims: Any) -> list[Record]:
@@ -99,6 +104,7 @@ class Kind:
     result: ClassVar[type[Result]] = Result
     metrics: ClassVar[dict[str, Metric]] = {}
     headline: ClassVar[str | None] = None  # the result field `report --compare` shows
+    headline_shown: ClassVar[tuple[str, str, float, bool | None]] = ("", "", 1.0, None)  # name, unit, scale, higher?
     timed: ClassVar[bool] = False  # a wall-clock measurement that load on the machine can distort
 
     @classmethod

@@ -79,9 +79,10 @@ class Layers(Kind):
     options = LayersOptions
     result = LayersValues
     headline = "total_ms"
+    headline_shown = ("sum of layer times", "ms", 1.0, False)
     timed = True
     metrics = {"layer_time": Metric(lambda d, u: f"{d.get('layer')} ({d.get('type')}, {u})", 6000, compare="none",
-                                    in_leaderboard=False)}
+                                    in_leaderboard=False, higher_is_better=False, timed=True)}
 
     @classmethod
     def measure(cls, spec: ModelSpec, opts: MeasureOptions) -> LayersValues:

@@ -40,8 +40,9 @@ class Macs(Kind):
     options = MacsOptions
     result = MacsResult
     headline = "macs"
-    metrics = {"macs": Metric(lambda d, u: f"MACs trained form ({u})", 2),
-               "overhead": Metric(lambda d, u: f"overhead ({u})", 3, compare="none")}
+    headline_shown = ("MACs", "M", 1e-6, False)
+    metrics = {"macs": Metric(lambda d, u: f"MACs trained form ({u})", 2, higher_is_better=False),
+               "overhead": Metric(lambda d, u: f"overhead ({u})", 3, compare="none", higher_is_better=False)}
 
     @classmethod
     def measure(cls, spec: ModelSpec, opts: MeasureOptions) -> MacsResult:

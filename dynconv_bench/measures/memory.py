@@ -44,8 +44,9 @@ class Memory(Kind):
     options = MemoryOptions
     result = MemoryValues
     headline = "peak_bytes"
+    headline_shown = ("peak memory", "MiB", 2.0 ** -20, False)
     timed = True  # a concurrent run on the machine changes what the process sees
-    metrics = {"peak_memory": Metric(_memory_label, 3000, higher_is_better=False)}
+    metrics = {"peak_memory": Metric(_memory_label, 3000, higher_is_better=False, timed=True)}
 
     @classmethod
     def measure(cls, spec: ModelSpec, opts: MeasureOptions) -> MemoryValues:

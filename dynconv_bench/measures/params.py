@@ -39,8 +39,9 @@ class Params(Kind):
     options = ParamsOptions
     result = ParamsResult
     headline = "total"
-    metrics = {"params": Metric(lambda d, u: f"params ({u})", 0),
-               "deployed_params": Metric(lambda d, u: f"deployed params ({u})", 1)}
+    headline_shown = ("params", "M", 1e-6, False)
+    metrics = {"params": Metric(lambda d, u: f"params ({u})", 0, higher_is_better=False),
+               "deployed_params": Metric(lambda d, u: f"deployed params ({u})", 1, higher_is_better=False)}
 
     @classmethod
     def measure(cls, spec: ModelSpec, opts: MeasureOptions) -> ParamsResult:

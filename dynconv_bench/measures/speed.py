@@ -85,12 +85,13 @@ class Speed(Kind):
     options = SpeedOptions
     result = SpeedValues
     headline = "throughput"
+    headline_shown = ("throughput", "img/s", 1.0, True)
     timed = True
     metrics = {
         "latency": Metric(lambda d, u: f"latency {speed_setting(d)} b{d.get('batch_size')} ({u})", 5,
-                          higher_is_better=False),
+                          compare="speedup", higher_is_better=False, timed=True),
         "throughput": Metric(lambda d, u: (f"{'train' if d.get('mode') == 'train' else 'infer'} {speed_setting(d)} "
-                                           f"b{d.get('batch_size')} ({u})"), 10, higher_is_better=True),
+                                           f"b{d.get('batch_size')} ({u})"), 10, timed=True),
     }
 
     @classmethod
@@ -172,5 +173,4 @@ class Speed(Kind):
         out = record("throughput", result.throughput, "img/s", mode=mode, batch_size=batch, **dims)
         if batch == 1 and mode != "train":
             out += record("latency", result.latency_ms, "ms", batch_size=1, **dims)
-        return [dataclasses.replace(r, flags=flags, ratio=ratio if r.metric == "throughput" else
-                                    (None if ratio is None else 1.0 / ratio)) for r in out]
+        return [dataclasses.replace(r, flags=flags, ratio=ratio) for r in out]  # latency's: the speed-up too

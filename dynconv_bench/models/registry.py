@@ -22,6 +22,9 @@ ARCHITECTURE_GROUP = "dynconv_bench.architectures"
 GROUPS = (VARIANT_GROUP, ARCHITECTURE_GROUP)
 
 _VARIANTS: dict[str, type[Variant]] = {}
+_PLUGIN_FILES: dict[str, Path] = {}  # module name given to a loaded plugin file -> the file
+_PACKAGES: dict[type, str] = {}  # variant class -> the distribution whose entry point registered it
+THIS_DISTRIBUTION = "dynconv-bench"  # its entry points are the built-in variants
 _entry_points_loaded = False
 _architectures_loaded = False
 
@@ -50,6 +53,7 @@ def _register_entry_point(ep: EntryPoint) -> None:
         return
     obj.name = ep.name  # the entry point is the one source of a packaged variant's name
     _VARIANTS[ep.name] = obj
+    _PACKAGES[obj] = getattr(ep.dist, "name", None) or ep.value.split(":")[0]
 
 
 def _load_entry_points() -> None:
@@ -83,22 +87,42 @@ def architecture_modules() -> list[str]:
 
 
 def load_plugin_file(path: str | Path) -> list[str]:
-    """Import a Python file that registers variants; return the names it added."""
+    """Import a Python file that registers variants; return the names it registered.
+
+    A file that registers no variant is a UserError: it is almost always the wrong file or a missing decorator.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"plugin file not found: {path}")
-    before = set(_all())
+    before = dict(_all())
     mod_name = f"dynconv_bench_plugin_{path.stem}_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(mod_name, path)
     if spec is None or spec.loader is None:
         raise UserError(f"cannot import plugin file {path} (is it a .py file?)")
     module = importlib.util.module_from_spec(spec)
     sys.modules[mod_name] = module
+    _PLUGIN_FILES[mod_name] = path
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
         raise UserError(f"plugin file {path} failed to import: {type(exc).__name__}: {exc}") from None
-    return sorted(set(_all()) - before)
+    # new names, and names the file registered again (a second load of the same file is not "nothing")
+    names = sorted(n for n, cls in _VARIANTS.items() if before.get(n) is not cls or cls.__module__ == mod_name)
+    if not names:
+        raise UserError(f"plugin file {path} registered no variant: decorate a Variant subclass with "
+                        f"@register_variant (see docs/plugin-api.md)")
+    return names
+
+
+def plugin_source(name: str) -> str | None:
+    """Where a registered variant comes from: its plugin file, package or module; None for a built-in."""
+    cls = get_variant(name)
+    if cls.__module__ in _PLUGIN_FILES:
+        return str(_PLUGIN_FILES[cls.__module__])
+    package = _PACKAGES.get(cls)
+    if package is not None:
+        return None if package.replace("_", "-").lower() == THIS_DISTRIBUTION else f"package {package}"
+    return cls.__module__
 
 
 def _all() -> dict[str, type[Variant]]:

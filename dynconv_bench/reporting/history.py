@@ -25,7 +25,7 @@ def resolve_run(store: Any, run: str) -> str:
 
 
 def compare_runs(store: Any, run_a: str, run_b: str) -> pd.DataFrame:
-    """Cells measured ok in both runs: headline value in each and the ratio B / A (same cell key)."""
+    """Cells measured ok in both runs: headline value in each (in `unit`) and the ratio B / A (same cell key)."""
     a, b = resolve_run(store, run_a), resolve_run(store, run_b)
     rows = {run: {tuple(r[f] for f in KEY_FIELDS): r for r in store.rows(run_id=run, status="ok")} for run in (a, b)}
     out = []
@@ -33,25 +33,30 @@ def compare_runs(store: Any, run_a: str, run_b: str) -> pd.DataFrame:
         rb = rows[b].get(key)
         if rb is None:
             continue
-        if ra["kind"] not in list_kinds():
+        if ra["kind"] not in list_kinds() or not get_kind(ra["kind"]).headline:
             continue
         kind = get_kind(ra["kind"])
-        metric = kind.headline
         va, vb = (kind.headline_of(r["values"]) for r in (ra, rb))
         if va is None or vb is None:
             continue
-        out.append({"suite": ra["suite"], "cell": Cell.from_dict(ra).label(), "metric": metric, "A": va, "B": vb,
-                    "B / A": vb / va if va else float("nan")})
+        name, unit, scale, higher = kind.headline_shown
+        better = {True: "higher", False: "lower"}.get(higher, "")
+        out.append({"suite": ra["suite"], "cell": Cell.from_dict(ra).label(), "metric": name, "unit": unit,
+                    "A": va * scale, "B": vb * scale, "B / A": vb / va if va else float("nan"), "better": better})
     if not out:
         raise UserError(f"runs {a} and {b} have no cell measured ok in both")
     return pd.DataFrame(out)
 
 
 def render_comparison(df: pd.DataFrame, run_a: str, run_b: str) -> str:
-    """A markdown table of `compare_runs`."""
-    lines = [f"# runs {run_a} (A) vs {run_b} (B)", "", "| cell | metric | A | B | B / A |", "|---|---|---:|---:|---:|"]
+    """A markdown table of `compare_runs`: values rounded, with their units."""
+    from .report import _num
+
+    lines = [f"# runs {run_a} (A) vs {run_b} (B)", "", "| cell | metric | A | B | B / A | better |",
+             "|---|---|---:|---:|---:|---|"]
     for r in df.to_dict("records"):
-        lines.append(f"| {r['cell']} | {r['metric']} | {r['A']:.6g} | {r['B']:.6g} | {r['B / A']:.3f} |")
+        a, b = (f"{_num(r[k])} {r['unit']}".strip() for k in ("A", "B"))
+        lines.append(f"| {r['cell']} | {r['metric']} | {a} | {b} | {r['B / A']:.3f}x | {r['better'] or '-'} |")
     return "\n".join(lines) + "\n"
 
 

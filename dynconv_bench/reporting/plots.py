@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from .report import (  # noqa: E402
     environment_summary,
     metric_rows,
 )
+from .stats import t_quantile  # noqa: E402
 
 FORMATS = ("png", "svg")
 
@@ -40,33 +43,80 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
 
 
-def _save(fig: Any, out_dir: Path, stem: str, env: str) -> list[Path]:
-    fig.text(0.01, 0.005, env, fontsize=6.5, color="#555555", ha="left", va="bottom", wrap=True)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+def _save(fig: Any, out_dir: Path, stem: str, env: str, caption: str = "", tags: Mapping[str, str] | None = None,
+          finished: bool = False) -> list[Path]:
+    """Write PNG and SVG; the PNG carries title, caption and `tags` (Suite, Environment, Backbone) as text chunks:
+    the HTML report places each figure by them."""
+    if not finished:
+        _finish(fig, env, caption)
+    title = fig.axes[0].get_title() if fig.axes else stem
+    meta = {**(tags or {}), "Title": title, "Description": caption}
     paths = []
     for fmt in FORMATS:
         path = out_dir / f"{stem}.{fmt}"
-        fig.savefig(path, dpi=150 if fmt == "png" else None)
+        if fmt == "png":
+            fig.savefig(path, dpi=150, metadata=meta)
+        else:
+            fig.savefig(path, metadata={"Title": title, "Description": caption})
         paths.append(path)
     plt.close(fig)
     return paths
 
 
+def _finish(fig: Any, env: str, caption: str = "") -> None:
+    """Caption and environment line under the axes (wrapped to the figure's width), then the final layout."""
+    height = fig.get_figheight() * 72.0  # points
+    width = fig.get_figwidth() * 72.0
+    y = 0.005
+    for text, size, color in ((env, 6.5, "#555555"), (caption, 7.5, "#222222")):
+        if not text:
+            continue
+        lines = textwrap.wrap(text, width=int(width / (0.62 * size)))  # DejaVu Sans: about 0.6 em a character
+        fig.text(0.01, y, "\n".join(lines), fontsize=size, color=color, ha="left", va="bottom")
+        y += len(lines) * size * 1.3 / height + 0.008
+    fig.tight_layout(rect=(0, y, 1, 1))
+
+
+def interval_halfwidths(std: Sequence[float], n: Sequence[int], level: float = 0.95) -> list[float]:
+    """Half-width of the Student t interval of each mean (std over n seeds); NaN where n < 2 or std is missing."""
+    return [t_quantile(0.5 + level / 2.0, int(k) - 1) * float(s) / math.sqrt(int(k))
+            if pd.notna(k) and int(k) >= 2 and pd.notna(s) else float("nan") for s, k in zip(std, n)]
+
+
+def accuracy_limits(ys: Sequence[float], half: Sequence[float]) -> tuple[float, float]:
+    """The y range of an accuracy plot: the means and their intervals, padded for the labels."""
+    low = min(y - (0.0 if pd.isna(h) else h) for y, h in zip(ys, half))
+    high = max(y + (0.0 if pd.isna(h) else h) for y, h in zip(ys, half))
+    pad = max(0.15 * (high - low), 0.5)  # half a point at least when all means agree
+    return max(low - pad, 0.0), min(high + pad, 100.0 + pad / 2)
+
+
+def tradeoff_caption(points: pd.DataFrame, y_label: str, chance: float | None = None,
+                     shown: tuple[float, float] | None = None) -> str:
+    """What the error bars are and where chance lies (guessing: 100 / classes)."""
+    ns = sorted({int(n) for n, s in zip(points["n"], points["std"]) if pd.notna(s) and int(n) >= 2})
+    bars = (f"Error bars: 95% Student t interval of the mean over {_count(ns)} seeds." if ns
+            else "No error bars: one seed per variant.")
+    if chance is None:
+        return f"{bars} Chance level not recorded."
+    where = "dotted line" if shown is not None and shown[0] <= chance <= shown[1] else "below the axis, which is zoomed to the data"
+    return f"{bars} Chance (100 / classes): {chance:.1f}% {y_label.split(' (')[0]} ({where})."
+
+
 def tradeoff_figure(points: pd.DataFrame, x_label: str, y_label: str, title: str, higher_x_better: bool = False,
-                    log_x: bool = False, chance: float | None = None) -> Any:
+                    log_x: bool = False, chance: float | None = None, env: str = "") -> Any:
     """Accuracy against a cost or speed: columns x, y (mean over seeds), std and n; the Pareto front marked.
 
-    The y axis runs from chance (or 0) to 100 so that a small spread looks small; error bars are
-    +-1 sample std over seeds, and the legend says so.
+    The y axis is zoomed to the means and their 95% t intervals; the caption names the chance level.
     """
-    fig, ax = plt.subplots(figsize=(7, 4.8))
+    fig, ax = plt.subplots(figsize=(8, 5))
     xs, ys = points["x"].tolist(), points["y"].tolist()
+    half = interval_halfwidths(points["std"].tolist(), points["n"].tolist())
     front = pareto_front(xs, ys, higher_x_better)
     on = [i in front for i in range(len(xs))]
-    ns = sorted({int(n) for n, s in zip(points["n"], points["std"]) if pd.notna(s)})
-    if ns:
-        ax.errorbar(xs, ys, yerr=points["std"].fillna(0.0).tolist(), fmt="none", ecolor="#999999", capsize=3,
-                    zorder=1, label=f"error bars: ±1 std over {_count(ns)} seeds")
+    if any(pd.notna(h) for h in half):
+        ax.errorbar(xs, ys, yerr=[0.0 if pd.isna(h) else h for h in half], fmt="none", ecolor="#999999", capsize=3,
+                    zorder=1, label="95% t interval over seeds")
     if len(front) > 1:
         ax.plot([xs[i] for i in front], [ys[i] for i in front], "--", color="tab:red", lw=1.2, zorder=1,
                 label="Pareto front")
@@ -74,20 +124,21 @@ def tradeoff_figure(points: pd.DataFrame, x_label: str, y_label: str, title: str
         sel = [i for i in range(len(xs)) if on[i] == flag]
         if sel:
             ax.scatter([xs[i] for i in sel], [ys[i] for i in sel], c=color, s=45, zorder=2, label=label)
-    low = 0.0 if chance is None else chance
-    if chance is not None:
+    shown = accuracy_limits(ys, half)
+    ax.set_ylim(*shown)
+    if chance is not None and shown[0] <= chance <= shown[1]:
         ax.axhline(chance, color="#777777", ls=":", lw=1.0, zorder=0, label=f"chance ({chance:.1f}%)")
-    spread = (points["y"] - points["std"].fillna(0.0)).min()
-    ax.set_ylim(min(low, spread) - 2.0, 101.0)
     if log_x:
         ax.set_xscale("log")
-    _label_points(ax, list(points.index), xs, ys)
     ax.set_xlabel(f"{x_label} ({'higher' if higher_x_better else 'lower'} is better)")
     every = sorted({int(n) for n in points["n"]})
     ax.set_ylabel(f"{y_label}, mean over {_count(every)} seed{'s' if every[-1] > 1 else ''}")
     ax.set_title(title)
+    ax.margins(x=0.1)  # room for the labels of the outermost points
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0.0)  # beside: no label under it
+    _finish(fig, env, tradeoff_caption(points, y_label, chance, shown))
+    _label_points(ax, list(points.index), xs, ys)
     return fig
 
 
@@ -96,13 +147,16 @@ def _count(ns: list[int]) -> str:
 
 
 def plot_tradeoff(points: pd.DataFrame, x_label: str, y_label: str, title: str, out_dir: Path, stem: str, env: str,
-                  higher_x_better: bool = False, log_x: bool = False, chance: float | None = None) -> list[Path]:
+                  higher_x_better: bool = False, log_x: bool = False, chance: float | None = None,
+                  tags: Mapping[str, str] | None = None) -> list[Path]:
     """Write `tradeoff_figure` as PNG and SVG."""
     points = points.dropna(subset=["x", "y"])
     if points.empty:
         return []
-    fig = tradeoff_figure(points, x_label, y_label, title, higher_x_better, log_x, chance)
-    return _save(fig, out_dir, stem, env)
+    fig = tradeoff_figure(points, x_label, y_label, title, higher_x_better, log_x, chance, env)
+    half = interval_halfwidths(points["std"].tolist(), points["n"].tolist())
+    caption = tradeoff_caption(points, y_label, chance, accuracy_limits(points["y"].tolist(), half))
+    return _save(fig, out_dir, stem, env, caption, tags, finished=True)
 
 
 def _speed_axis(rec: pd.Series) -> str:
@@ -111,33 +165,50 @@ def _speed_axis(rec: pd.Series) -> str:
 
 
 def _label_points(ax: Any, names: list[str], xs: list[float], ys: list[float]) -> None:
-    """Label each point, trying a few offsets so that labels do not overlap each other."""
-    fig = ax.figure
-    fig.canvas.draw()
-    placed: list[tuple[float, float, float, float]] = []
-    offsets = [(6, 6), (6, -14), (-8, 6), (-8, -14), (6, 18), (6, -26), (-8, 18), (-8, -26)]
-    for name, x, y in zip(names, xs, ys):
-        px, py = ax.transData.transform((x, y)) * 72.0 / fig.dpi  # in points
-        w, h = 5.2 * len(name), 9.0
-        choice = offsets[0]
-        for dx, dy in offsets:
-            left = px + dx - (w if dx < 0 else 0)
-            box = (left, py + dy, left + w, py + dy + h)
-            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
-                choice = (dx, dy)
-                break
-        dx, dy = choice
-        left = px + dx - (w if dx < 0 else 0)
-        placed.append((left, py + dy, left + w, py + dy + h))
-        # a label pushed away from its point by others gets a thin line to it
-        lead = None if (dx, dy) == offsets[0] else {"arrowstyle": "-", "color": "#aaaaaa", "lw": 0.6}
-        ax.annotate(name, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=8,
-                    ha="right" if dx < 0 else "left", fontweight="bold" if name == BASELINE else "normal",
-                    arrowprops=lead)
+    """Label each point; adjustText moves the labels off each other and off every point (a line leads back).
+
+    adjustText is iterative and gives no guarantee: where labels still touch, it runs again with more room.
+    """
+    from adjustText import adjust_text
+
+    texts = [ax.text(x, y, name, fontsize=8, fontweight="bold" if name == BASELINE else "normal")
+             for name, x, y in zip(names, xs, ys)]
+    tries = ((1.3, 1.8), (1.6, 2.2), (2.0, 2.8))
+    for k, expand in enumerate(tries):
+        for text, x, y in zip(texts, xs, ys):  # every try starts from the points
+            text.set_position((x, y))
+        _, leads = adjust_text(texts, x=xs, y=ys, ax=ax, expand=expand, force_static=(0.4, 0.8),
+                               force_text=(0.4, 0.8), min_arrow_len=0,
+                               arrowprops={"arrowstyle": "-", "color": "#999999", "lw": 0.6})
+        if k == len(tries) - 1 or not label_collisions(ax, texts, xs, ys):
+            return
+        for lead in leads:
+            lead.remove()
+
+
+def label_collisions(ax: Any, texts: list[Any], xs: list[float], ys: list[float],
+                     marker_size: float = 45.0) -> list[tuple[str, str]]:
+    """Pairs (label, what it touches): another label, a point other than its own (marker radius included), or
+    the axes' edge."""
+    renderer = ax.figure.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    radius = math.sqrt(marker_size) / 2 * ax.figure.dpi / 72.0
+    points = ax.transData.transform(list(zip(xs, ys)))
+    frame = ax.get_window_extent(renderer)
+    out = []
+    for i, box in enumerate(boxes):
+        name = texts[i].get_text()
+        out += [(name, texts[j].get_text()) for j in range(i + 1, len(boxes)) if box.overlaps(boxes[j])]
+        out += [(name, f"point {texts[j].get_text()}") for j, (px, py) in enumerate(points)
+                if j != i and box.x0 - radius < px < box.x1 + radius and box.y0 - radius < py < box.y1 + radius]
+        if not frame.padded(2.0).contains(box.x0, box.y0) or not frame.padded(2.0).contains(box.x1, box.y1):
+            out.append((name, "axes edge"))
+    return out
 
 
 def plot_throughput_vs_batch(long: pd.DataFrame, backbone: str, out_dir: Path, env: str,
-                             mode: str = "inference", prefix: str = "") -> list[Path]:
+                             mode: str = "inference", prefix: str = "", tags: Mapping[str, str] | None = None
+                             ) -> list[Path]:
     """Throughput (images/s) against batch size, one line per variant, one figure per device setting."""
     part = long[(long["backbone"] == backbone) & (long["metric"] == "throughput") & (long["mode"] == mode)]
     part = part.assign(setting=[speed_setting(r) for _, r in part.iterrows()])
@@ -159,12 +230,15 @@ def plot_throughput_vs_batch(long: pd.DataFrame, backbone: str, out_dir: Path, e
         ax.set_title(f"{backbone}: {mode} throughput, {setting}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, ncol=2)
-        paths += _save(fig, out_dir, f"{prefix}throughput-vs-batch_{_slug(backbone)}_{_slug(setting)}_{mode}", env)
+        caption = (f"{mode.capitalize()} throughput of each variant at each batch size: the median of the timed runs "
+                   f"of one cell; {BASELINE} in black.")
+        paths += _save(fig, out_dir, f"{prefix}throughput-vs-batch_{_slug(backbone)}_{_slug(setting)}_{mode}", env,
+                       caption, {**(tags or {}), "Backbone": backbone})
     return paths
 
 
 def plot_layer_breakdown(layers: list[dict[str, Any]], title: str, out_dir: Path, stem: str, env: str,
-                         top: int = 20) -> list[Path]:
+                         top: int = 20, tags: Mapping[str, str] | None = None) -> list[Path]:
     """Horizontal bars of the slowest layers (median forward time), the rest summed as one bar."""
     df = pd.DataFrame(layers)
     if df.empty:
@@ -192,7 +266,9 @@ def plot_layer_breakdown(layers: list[dict[str, Any]], title: str, out_dir: Path
     total = float(df["time_ms"].sum())
     ax.set_title(f"{title}\nsum of layer times {total:.2f} ms")
     ax.grid(axis="x", alpha=0.3)
-    return _save(fig, out_dir, stem, env)
+    caption = (f"Median forward time per call of the {len(head)} slowest layers"
+               + (f"; the other {len(rest)} summed in grey." if not rest.empty else "."))
+    return _save(fig, out_dir, stem, env, caption, tags)
 
 
 def make_plots(df: pd.DataFrame, out_dir: str | Path, suite: str | None = None) -> list[Path]:
@@ -206,11 +282,11 @@ def make_plots(df: pd.DataFrame, out_dir: str | Path, suite: str | None = None) 
     paths: list[Path] = []
     for i, section in enumerate(environment_sections(df)):
         prefix = (f"{_slug(suite)}_" if suite else "") + (f"env-{section.environment_id}_" if i else "")
-        paths += _section_plots(section.rows, out, prefix)
+        paths += _section_plots(section.rows, out, prefix, {"Suite": suite or "", "Environment": section.environment_id})
     return [p for p in paths if p.suffix in (".png", ".svg")]
 
 
-def _section_plots(df: pd.DataFrame, out: Path, prefix: str) -> list[Path]:
+def _section_plots(df: pd.DataFrame, out: Path, prefix: str, tags: Mapping[str, str]) -> list[Path]:
     env = environment_summary(df)
     long = metric_rows(df)
     chance = chance_levels(df)
@@ -218,7 +294,7 @@ def _section_plots(df: pd.DataFrame, out: Path, prefix: str) -> list[Path]:
     for backbone in dict.fromkeys(long["backbone"]):
         part = long[long["backbone"] == backbone]
         xs = [(part[part["metric"] == "params"], "params (M)", "params", False),
-              (part[part["metric"] == "macs"], "MACs (M, per image)", "macs", False)]
+              (part[part["metric"] == "macs"], "MACs (M per image, trained form)", "macs", False)]
         speed = _largest_batch(part[(part["metric"] == "throughput") & (part["mode"] == "inference")])
         if not speed.empty:
             xs.append((speed, _speed_axis(speed.iloc[0]), "throughput", True))
@@ -231,14 +307,15 @@ def _section_plots(df: pd.DataFrame, out: Path, prefix: str) -> list[Path]:
                 paths += plot_tradeoff(points, x_label, f"top-1 on {dataset} (%)",
                                        f"{backbone} on {dataset}: accuracy vs {tag}", out,
                                        f"{prefix}acc-vs-{tag}_{_slug(backbone)}_{_slug(dataset)}", env, higher,
-                                       chance=chance.get(str(dataset)))
+                                       chance=chance.get(str(dataset)), tags={**tags, "Backbone": backbone})
         for mode in ("inference", "train"):
-            paths += plot_throughput_vs_batch(long, backbone, out, env, mode, prefix)
+            paths += plot_throughput_vs_batch(long, backbone, out, env, mode, prefix, tags)
     layers = long[long["metric"] == "layer_time"]
     for (backbone, variant, _), rows in layers.groupby(["backbone", "variant", "id"], sort=False):
         title = f"{backbone} / {variant}: per-layer latency (batch {int(rows['batch_size'].iloc[0])}, deployed)"
         table = [{"layer": r.layer, "type": r.type, "time_ms": r.value} for r in rows.itertuples()]
-        paths += plot_layer_breakdown(table, title, out, f"{prefix}layers_{_slug(backbone)}_{_slug(variant)}", env)
+        paths += plot_layer_breakdown(table, title, out, f"{prefix}layers_{_slug(backbone)}_{_slug(variant)}", env,
+                                      tags={**tags, "Backbone": backbone})
     return paths
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import html
 import json
 import statistics
 from collections.abc import Sequence
@@ -50,7 +48,7 @@ def default_suite(df: pd.DataFrame) -> str:
 DIM_COLUMNS = ("device", "precision", "channels_last", "compile", "mode", "batch_size", "dataset", "seed", "layer",
                "type")
 _LONG_COLUMNS = ["backbone", "variant", "id", "environment_id", "run_id", "metric", "unit", "label", "compare",
-                 "order", "value", "flags", "ratio", *DIM_COLUMNS]
+                 "order", "higher_is_better", "value", "flags", "ratio", *DIM_COLUMNS]
 
 
 def metric_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -61,8 +59,9 @@ def metric_rows(df: pd.DataFrame) -> pd.DataFrame:
         for rec in records_of(row.kind, row.options, row.values):
             out.append({"backbone": row.backbone, "variant": row.variant, "id": row.id, "environment_id": env,
                         "run_id": getattr(row, "run_id", None), "metric": rec.metric, "unit": rec.unit,
-                        "label": rec.label, "compare": rec.compare, "order": rec.order, "value": rec.value,
-                        "flags": rec.flags, "ratio": rec.ratio, **dict(rec.dims)})
+                        "label": rec.label, "compare": rec.compare, "order": rec.order,
+                        "higher_is_better": rec.higher_is_better, "value": rec.value, "flags": rec.flags,
+                        "ratio": rec.ratio, **dict(rec.dims)})
     return pd.DataFrame.from_records(out, columns=_LONG_COLUMNS)
 
 
@@ -110,7 +109,8 @@ def environment_sections(df: pd.DataFrame) -> list[Section]:
 def leaderboards(df: pd.DataFrame, baseline: str = BASELINE) -> dict[str, pd.DataFrame]:
     """One numeric table per backbone of rows from ONE environment: variants as rows.
 
-    Each metric is followed by its ratio to `baseline` (`... vs static`). Accuracy holds the mean
+    Each metric is followed by its ratio to `baseline` (`... vs static`; latency by the speed-up, `baseline`'s
+    latency over the row's: `... speed-up vs static`). Accuracy holds the mean
     over seeds with `... std` (NaN for one seed) and `... n`, then the difference of means to the
     baseline in points with its 95% Welch interval (`... CI low`, `... CI high`, `... significant`).
     Rows from several environments are refused: their ratios would compare machines, not variants.
@@ -135,10 +135,11 @@ def leaderboards(df: pd.DataFrame, baseline: str = BASELINE) -> dict[str, pd.Dat
             variants.insert(0, baseline)
         table = pd.DataFrame(index=pd.Index(variants, name="variant"))
         compare: dict[str, str] = {}
+        higher: dict[str, bool] = {}
         for label, sub in sorted(part.groupby("label", sort=False), key=lambda kv: (kv[1]["order"].iloc[0], kv[0])):
-            compare[label] = sub["compare"].iloc[0]
+            compare[label], higher[label] = sub["compare"].iloc[0], bool(sub["higher_is_better"].iloc[0])
             _add_metric(table, label, sub, compare[label], baseline)
-        table.attrs.update(baseline=baseline, compare=compare)
+        table.attrs.update(baseline=baseline, compare=compare, higher_is_better=higher)
         out[backbone] = table
     return out
 
@@ -157,16 +158,17 @@ def _add_metric(table: pd.DataFrame, label: str, sub: pd.DataFrame, compare: str
         diffs = {v: welch_interval(x, base) for v, x in values.items() if v != baseline}
         table[f"{label} vs {baseline} (pts)"] = pd.Series(
             {baseline: 0.0, **{v: d.diff for v, d in diffs.items()}}).reindex(table.index)
-        for col, get in (("CI low", lambda d: d.low), ("CI high", lambda d: d.high),
-                         ("significant", lambda d: d.significant)):
+        for col, get in (("CI low", lambda d: d.low), ("CI high", lambda d: d.high),  # None: no interval
+                         ("significant", lambda d: None if d.low is None else d.significant)):
             table[f"{label} vs {baseline} {col}"] = pd.Series(
                 {v: get(d) for v, d in diffs.items()}, dtype=object).reindex(table.index)
-    elif compare == "ratio":
-        ratio = _ratios(sub, baseline)
+    elif compare in ("ratio", "speedup"):
+        column = f"{label} speed-up vs {baseline}" if compare == "speedup" else f"{label} vs {baseline}"
+        ratio = _ratios(sub, baseline)  # measured inside each cell (interleaved timing) where every row has one
         if ratio is not None:
-            table[f"{label} vs {baseline}"] = ratio.reindex(table.index)
+            table[column] = ratio.reindex(table.index)
         elif base is not None and statistics.fmean(base) != 0:
-            table[f"{label} vs {baseline}"] = mean / statistics.fmean(base)
+            table[column] = statistics.fmean(base) / mean if compare == "speedup" else mean / statistics.fmean(base)
     marks = _marks(sub, baseline)
     if marks:
         table[f"{label} marks"] = pd.Series(marks, dtype=object).reindex(table.index)
@@ -183,7 +185,7 @@ def _marks(sub: pd.DataFrame, baseline: str) -> dict[str, str]:
     """Per variant: `!` measured under load; `~` a timed value whose ratio compares rows of different runs."""
     out: dict[str, str] = {}
     base_runs = set(sub[sub["variant"] == baseline]["run_id"].dropna())
-    timed = metric_spec(sub["metric"].iloc[0]).higher_is_better is not None
+    timed = metric_spec(sub["metric"].iloc[0]).timed
     for variant, rows in sub.groupby("variant"):
         mark = "!" if any("load" in (f or ()) for f in rows["flags"]) else ""
         own_runs = set(rows["run_id"].dropna())
@@ -196,8 +198,12 @@ def _marks(sub: pd.DataFrame, baseline: str) -> dict[str, str]:
 
 
 def format_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Strings for reading: `value (ratio x)`; accuracy `mean ± std (n=..)` and `+pts [CI]*`; missing `-`."""
+    """Strings for reading: `value (ratio x)`; accuracy `mean ± std (n=..)` and `+pts [CI]*`; missing `-`.
+
+    The header of a column with ratios says which way is better (latency's ratio is a speed-up).
+    """
     baseline = table.attrs.get("baseline", BASELINE)
+    higher = table.attrs.get("higher_is_better", {})
     shown = pd.DataFrame(index=table.index)
     for col, compare in table.attrs.get("compare", {}).items():
         vals = table[col]
@@ -211,12 +217,13 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
                            table[f"{vs} significant"])
                 shown[f"{col} vs {baseline} (pts, 95% CI)"] = [_difference(v == baseline, *r) for v, *r in rows]
             continue
-        ratio = table.get(f"{col} vs {baseline}")
-        marks = table.get(f"{col} marks", pd.Series(index=table.index, dtype=object))
-        marks = ["" if not isinstance(m, str) else m for m in marks]
+        ratio = table.get(f"{col} speed-up vs {baseline}" if compare == "speedup" else f"{col} vs {baseline}")
+        marks = ["" if not isinstance(m, str) else m
+                 for m in table.get(f"{col} marks", pd.Series(index=table.index, dtype=object))]
         if ratio is not None:
-            shown[col] = [("-" if pd.isna(x) else f"{_num(x)} ({r:.2f}x){m}" if pd.notna(r) else f"{_num(x)}{m}")
-                          for x, r, m in zip(vals, ratio, marks)]
+            way = "speed-up" if compare == "speedup" else f"{'higher' if higher.get(col, True) else 'lower'} is better"
+            shown[f"{col}, x: {way}"] = [("-" if pd.isna(x) else f"{_num(x)} ({r:.2f}x){m}" if pd.notna(r)
+                                          else f"{_num(x)}{m}") for x, r, m in zip(vals, ratio, marks)]
         else:
             shown[col] = [_num(x) + m if pd.notna(x) else "-" for x, m in zip(vals, marks)]
     return shown
@@ -308,10 +315,11 @@ def failures(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["status"] != "ok"][["backbone", "variant", "kind", "options", "error"]]
 
 
-NOTE = ("In brackets: the ratio to `{b}`: for speed cells timed round-robin with `{b}` in one process "
-        "(`interleave` rounds) the median of the per-round ratios, else the ratio of rows measured in the same "
-        "environment. `!`: measured while the 1-minute load average exceeded the core count. `~`: a timed "
-        "value whose ratio compares rows of different runs. Accuracy: mean ± sample std over "
+NOTE = ("In brackets (x): the ratio to `{b}`; each header says which way is better, and latency's is the "
+        "speed-up ({b}'s latency / the row's). Speed cells timed round-robin with `{b}` in one process "
+        "(`interleave` rounds) show the median of their per-round ratios; other ratios compare rows measured in "
+        "the same environment. `!`: measured while the 1-minute load average exceeded the core count; `~`: a "
+        "timed ratio between rows of different runs. Accuracy: mean ± sample std over "
         "n seeds (std `-` for one seed); vs {b}: difference of means in points with its 95% confidence interval "
         "(Welch t over seeds), * where the interval excludes 0; no interval with fewer than 2 seeds a side.")
 
@@ -386,7 +394,7 @@ def render(df: pd.DataFrame, fmt: str = "md", suite: str | None = None, images: 
             lines += ["", f"{len(fails)} failed cell(s):"]
             lines += [f"- {r.backbone}/{r.variant}/{r.kind}: {r.error}" for r in fails.itertuples()]
         return "\n".join(lines) + "\n"
-    return _html(title, parts, fails, images, temperature_note(df), kind_sections(df))
+    return _html(title, parts, fails, images, kind_sections(df), list(dict.fromkeys(df["suite"])))
 
 
 def _mixed_note(parts: list[_Part]) -> str:
@@ -394,41 +402,11 @@ def _mixed_note(parts: list[_Part]) -> str:
             f"torch, timm); each section compares only rows of one environment, latest first.")
 
 
-def _html(title: str, parts: list[_Part], fails: pd.DataFrame, images: Sequence[Path], note: str = "",
-          sections: Sequence[tuple[str, pd.DataFrame, str]] = ()) -> str:
-    style = ("body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;"
-             "font-size:13px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f3f3f3}"
-             "td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:1em 0}"
-             ".foot{color:#666;font-size:12px}")
-    body = [f"<h1>{html.escape(title)}</h1>"]
-    if len(parts) > 1:
-        body.append(f"<p>{html.escape(_mixed_note(parts))}</p>")
-    for p in parts:
-        tag = "h2"
-        if len(parts) > 1:
-            body.append(f"<h2>Environment {p.section.environment_id}: "
-                        f"{html.escape(describe_environment(p.section.environment))}</h2>")
-            tag = "h3"
-        for b, t in p.boards.items():
-            body += [f"<{tag}>{html.escape(b)}</{tag}>", format_table(t).to_html(escape=True, border=0)]
-        body.append(f'<p class="foot">{html.escape(p.footer())}</p>')
-    for title_, table, note_ in sections:
-        body += [f"<h2>{html.escape(title_)}</h2>", table.to_html(escape=True, border=0),
-                 f'<p class="foot">{html.escape(note_)}</p>']
-    for img in images:
-        if Path(img).suffix == ".png" and Path(img).is_file():
-            data = base64.b64encode(Path(img).read_bytes()).decode()
-            body.append(f'<img alt="{html.escape(Path(img).stem)}" src="data:image/png;base64,{data}">')
-    if not fails.empty:
-        body.append(f"<h2>Failed cells ({len(fails)})</h2><ul>")
-        body += [f"<li>{html.escape(f'{r.backbone}/{r.variant}/{r.kind}: {r.error}')}</li>" for r in fails.itertuples()]
-        body.append("</ul>")
-    if any(p.boards for p in parts):
-        body.append(f'<p class="foot">{html.escape(NOTE.format(b=BASELINE))}</p>')
-    if note:
-        body.append(f'<p class="foot">{html.escape(note)}</p>')
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+def _html(title: str, parts: list[_Part], fails: pd.DataFrame, images: Sequence[Path],
+          sections: Sequence[tuple[str, pd.DataFrame, str]] = (), suites: Sequence[str] = ()) -> str:
+    from .html_report import leaderboard_page  # it imports this module
+
+    return leaderboard_page(title, parts, fails, images, sections, suites)
 
 
 def write_report(df: pd.DataFrame, out_dir: str | Path, formats: Sequence[str] = FORMATS, suite: str | None = None,

@@ -1,0 +1,161 @@
+"""The HTML leaderboard page: contents, then per backbone its table, the notes that explain it and its figures.
+
+Self-contained (styles inline, figures as data URIs). Figures find their section through the text chunks that
+`plots._save` writes into each PNG (backbone and environment id); a PNG without them goes under "Other figures".
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
+    "h1{font-size:1.5em}h2{margin-top:2em}p,li,figcaption{overflow-wrap:anywhere}"
+    ".scroll{overflow-x:auto;max-width:100%;margin:.5em 0}"  # a wide table scrolls inside, the page does not
+    "table{border-collapse:collapse;font-size:13px}"
+    "th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+    "td{white-space:nowrap}th{background:#f3f3f3;vertical-align:bottom;min-width:5em}"
+    "td:first-child,th:first-child{text-align:left}"
+    ".figures{display:flex;flex-wrap:wrap;gap:1em 2em;align-items:flex-start}"
+    "figure{margin:0;flex:1 1 400px;max-width:640px;min-width:0}figure img{width:100%;height:auto}"
+    "figcaption{font-size:12px;color:#444}.note{color:#555;font-size:12px;max-width:80em}"
+)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A PNG to embed, with the title, caption, suite, backbone and environment id it carries (empty: unknown)."""
+
+    path: Path
+    title: str
+    caption: str
+    suite: str
+    backbone: str
+    environment: str
+
+
+def read_figures(paths: Sequence[Path]) -> list[Figure]:
+    """The PNGs among `paths` with their text chunks (PIL reads them; matplotlib depends on it)."""
+    from PIL import Image
+
+    out = []
+    for path in map(Path, paths):
+        if path.suffix != ".png" or not path.is_file():
+            continue
+        with Image.open(path) as img:
+            meta = dict(getattr(img, "text", {}) or {})
+        out.append(Figure(path, meta.get("Title") or path.stem, meta.get("Description", ""), meta.get("Suite", ""),
+                          meta.get("Backbone", ""), meta.get("Environment", "")))
+    return out
+
+
+def anchor(*parts: str) -> str:
+    """An id for a section: the parts, lower-case, with runs of other characters as one hyphen."""
+    return re.sub(r"[^a-z0-9]+", "-", "-".join(parts).lower()).strip("-")
+
+
+def table_html(table: pd.DataFrame) -> str:
+    """A table in a horizontally scrolling box; the row labels are a plain first column (one header row)."""
+    flat = table.reset_index()
+    return f'<div class="scroll">{flat.to_html(index=False, escape=True, border=0)}</div>'
+
+
+def figure_html(fig: Figure) -> str:
+    data = base64.b64encode(fig.path.read_bytes()).decode()
+    caption = f"<b>{html.escape(fig.title)}.</b> {html.escape(fig.caption)}".strip()
+    return (f'<figure><img alt="{html.escape(fig.title)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{caption}</figcaption></figure>")
+
+
+def figures_html(figures: Sequence[Figure]) -> str:
+    return '<div class="figures">' + "".join(map(figure_html, figures)) + "</div>"
+
+
+@dataclass
+class Section:
+    """One heading of the page: its id, level and title, and its HTML body."""
+
+    id: str
+    level: int
+    title: str
+    body: list[str]
+
+
+def page(title: str, intro: Sequence[str], sections: Sequence[Section]) -> str:
+    """The whole page: title, intro paragraphs, a table of contents, then the sections."""
+    toc: list[str] = []
+    levels: list[int] = []  # the levels of the open lists; the last item of each is still open
+    for s in sections:
+        if not levels or s.level > levels[-1]:
+            toc.append("<ul>")
+            levels.append(s.level)
+        else:
+            toc.append("</li>")
+            while len(levels) > 1 and s.level < levels[-1]:
+                toc.append("</ul></li>")
+                levels.pop()
+        toc.append(f'<li><a href="#{s.id}">{html.escape(s.title)}</a>')
+    toc.append("</li></ul>" * len(levels))
+    toc = ["<nav><h2>Contents</h2>", *toc, "</nav>"]
+    body = [f"<h1>{html.escape(title)}</h1>", *(f'<p class="note">{html.escape(t)}</p>' for t in intro),
+            "".join(toc)]
+    for s in sections:
+        body.append(f'<section id="{s.id}"><h{s.level}>{html.escape(s.title)}</h{s.level}>{"".join(s.body)}'
+                    f"</section>")
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def note_html(*texts: Any) -> str:
+    return "".join(f'<p class="note">{html.escape(str(t))}</p>' for t in texts if t)
+
+
+def leaderboard_page(title: str, parts: list[Any], fails: pd.DataFrame, images: Sequence[Path],
+                     sections_: Sequence[tuple[str, pd.DataFrame, str]] = (), suites: Sequence[str] = ()) -> str:
+    """The page: per environment and backbone a section with its table, the notes on it and its figures.
+
+    Figures tagged with a suite not in `suites` are left out (a plots folder holds every suite's).
+    """
+    from .report import BASELINE, NOTE, _mixed_note, describe_environment, format_table, temperature_note
+
+    figures = [f for f in read_figures(images) if not f.suite or not suites or f.suite in suites]
+    placed: set[Path] = set()
+    intro = [_mixed_note(parts)] if len(parts) > 1 else []
+    sections: list[Section] = []
+    for i, p in enumerate(parts):
+        env_id, level = p.section.environment_id, 2
+        if len(parts) > 1:
+            heading = f"Environment {env_id}: {describe_environment(p.section.environment)}"
+            sections.append(Section(anchor("env", env_id), 2, heading, [note_html(p.footer())]))
+            level = 3
+        for b, t in p.boards.items():
+            mine = [f for f in figures if f.backbone == b and f.environment in (env_id, "" if i == 0 else env_id)]
+            placed.update(f.path for f in mine)
+            rows = p.section.rows[p.section.rows["backbone"] == b]
+            shown = format_table(t)
+            compared = any(", x: " in c or f" vs {BASELINE} " in c for c in shown.columns)  # else no ratio to explain
+            body = [table_html(shown), note_html(NOTE.format(b=BASELINE) if compared else "", temperature_note(rows))]
+            if len(parts) == 1:
+                body.append(note_html(p.footer()))
+            if mine:
+                body.append(figures_html(mine))
+            sections.append(Section(anchor("env", env_id, b) if len(parts) > 1 else anchor(b), level, b, body))
+    for title_, table, note_ in sections_:  # the sections measurement kinds add (e.g. deployability)
+        sections.append(Section(title_.lower().replace(" ", "-"), 2, title_, [table_html(table), note_html(note_)]))
+    rest = [f for f in figures if f.path not in placed]
+    if rest:
+        sections.append(Section("other-figures", 2, "Other figures", [figures_html(rest)]))
+    if not fails.empty:
+        items = "".join(f"<li>{html.escape(f'{r.backbone}/{r.variant}/{r.kind}: {r.error}')}</li>"
+                        for r in fails.itertuples())
+        sections.append(Section("failed", 2, f"Failed cells ({len(fails)})", [f"<ul>{items}</ul>"]))
+    return page(title, intro, sections)
