@@ -123,7 +123,7 @@ def leaderboards(df: pd.DataFrame, baseline: str = BASELINE) -> dict[str, pd.Dat
             f"{a.environment_id} ({describe_environment(a.environment)}) and {b.environment_id} "
             f"({describe_environment(b.environment)}); report each of environment_sections() apart")
     long = metric_rows(df)
-    long = long[[metric_spec(m).in_leaderboard for m in long["metric"]]]
+    long = long[long["metric"].map(lambda m: metric_spec(m).in_leaderboard).astype(bool)]
     out: dict[str, pd.DataFrame] = {}
     for backbone in dict.fromkeys(df["backbone"]):
         part = long[long["backbone"] == backbone]
