@@ -62,11 +62,14 @@ def measure_speed(spec: ModelSpec, o: MeasureOptions) -> dict[str, Any]:
     for key in ("warmup", "min_time", "min_runs"):  # None: the harness's per-device default
         if getattr(o, key) is not None:
             kw[key] = getattr(o, key)
+    graph = bool(getattr(o, "cuda_graph", False))
+    if graph:
+        speed.check_cuda_graph(o.mode, speed.resolve_device(o.device), o.compile)
     if o.mode == "train":
         result = speed.measure_train_step(model, o.batch_size, tuple(o.input_size), o.num_classes, **kw)
     else:
         result = speed.measure_inference(deploy(model) if o.deploy else model, o.batch_size, tuple(o.input_size),
-                                         **kw)
+                                         cuda_graph=graph, **kw)
     return result.to_dict()
 
 

@@ -65,6 +65,8 @@ def macs_records(options: Mapping[str, Any], values: Mapping[str, Any]) -> list[
 def speed_records(options: Mapping[str, Any], values: Mapping[str, Any]) -> list[Record]:
     dims = {"device": options.get("device", "cpu"), "precision": options.get("precision", "fp32"),
             "channels_last": bool(options.get("channels_last", False)), "compile": bool(options.get("compile", False))}
+    if options.get("cuda_graph"):  # replays of a captured graph: a column apart from the eager one
+        dims["cuda_graph"] = True
     mode, batch = options.get("mode", "inference"), options.get("batch_size")
     out = record("throughput", values.get("throughput"), "img/s", mode=mode, batch_size=batch, **dims)
     if batch == 1 and mode != "train":
@@ -121,9 +123,14 @@ def _scaled(value: Any, scale: float) -> float | None:
 
 
 def speed_setting(d: Mapping[str, Any]) -> str:
-    """Device, precision and options of a speed record, e.g. `cpu`, `cuda bf16 cl compiled`."""
+    """Device, precision and options of a speed record, e.g. `cpu`, `cuda bf16 cl compiled`, `cuda graph`."""
     prec = "" if d.get("precision", "fp32") == "fp32" else f" {d['precision']}"
-    return f"{d.get('device', 'cpu')}{prec}{' cl' if d.get('channels_last') else ''}{' compiled' if d.get('compile') else ''}"
+    return (f"{d.get('device', 'cpu')}{prec}{' cl' if d.get('channels_last') else ''}"
+            f"{' compiled' if d.get('compile') else ''}{' graph' if _is_set(d.get('cuda_graph')) else ''}")
+
+
+def _is_set(flag: Any) -> bool:
+    return flag is not None and flag == flag and bool(flag)  # a dimension absent from a frame's row is NaN
 
 
 def _memory_label(d: dict[str, Any], unit: str) -> str:
