@@ -163,10 +163,9 @@ def test_cuda_memory_in_process_counts_what_the_step_allocates() -> None:
 
 def test_memory_cells_repeat_exactly_and_free_the_device() -> None:
     kw = {"input_size": (3, 64, 64), "device": "cuda", "num_classes": 10}
-    torch.cuda.empty_cache()
-    held = torch.cuda.memory_allocated()
     first = peak_memory("resnet18", "condconv", batch_size=8, **kw)
     other = peak_memory("resnet18", "odconv", batch_size=32, mode="train", **kw)
+    held = torch.cuda.memory_allocated()  # library workspaces made by the first cells stay, and nothing else
     second = peak_memory("resnet18", "condconv", batch_size=8, **kw)
     assert first["status"] == other["status"] == second["status"] == "ok", (first, other, second)
     assert first["peak_bytes"] == second["peak_bytes"] > 0
