@@ -16,6 +16,15 @@ from dynconv_bench.per_sample_conv import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():  # noqa: ANN202
+    """Tiny forwards: one thread (two spinning OpenMP threads on a busy machine are many times slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("op", [
     lambda x: x.sum().item(), lambda x: x.tolist(), lambda x: x.cpu(), lambda x: x.numpy(),
     lambda x: bool(x.sum() > 0), lambda x: int(x[0]), lambda x: float(x[0]), lambda x: x.nonzero(),
