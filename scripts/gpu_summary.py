@@ -27,7 +27,8 @@ def _pytest_line(log: Path | None) -> str:
     if log is None or not log.is_file():
         return "GPU test tier: not run"
     lines = [ln.strip("= \n") for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
-    done = [ln for ln in lines if " in " in ln and any(w in ln for w in ("passed", "failed", "error", "skipped"))]
+    done = [ln for ln in lines if (" in " in ln and any(w in ln for w in ("passed", "failed", "error", "skipped")))
+            or ln.startswith("stopped at the")]  # gpu-check.sh's note when its time limit ended the run
     return f"GPU test tier: {done[-1] if done else 'no result line (see ' + str(log) + ')'}"
 
 

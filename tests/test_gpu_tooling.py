@@ -70,6 +70,8 @@ def test_summary_table_puts_eager_and_graph_side_by_side(tmp_path) -> None:  # n
     assert rows["condconv"] == ["condconv", "40", "3.2", "0.8", "1000", "(0.50x)", "-", "-"]
     assert any(line.startswith("  FAILED condconv memory") and line.endswith("boom") for line in text)
     assert len(text) <= 24  # one screen
+    log.write_text("....F\n= stopped at the 210 s limit =\n")
+    assert summary(tmp_path / "s.sqlite", log).splitlines()[1] == "GPU test tier: stopped at the 210 s limit"
 
 
 def test_repacked_wheel_installs_the_installed_files(tmp_path) -> None:  # noqa: ANN001
