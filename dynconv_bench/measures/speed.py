@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import UserError
 from ..models.modelspec import ModelSpec
 from ..models.variant import Param
 from .base import Kind, Metric, Record, Result, record, register_kind
@@ -24,6 +25,8 @@ class SpeedOptions(MeasureOptions):
         "min_time": Param(None, "seconds of timed runs at least (default: 1.0)", type=float, min=0.0),
         "min_runs": Param(None, "timed runs at least (default: 5)", type=int, min=1),
         "deploy": Param(True, "time the deployed (folded) form in inference"),
+        "cuda_graph": Param(False, "inference on CUDA: time replays of the forward captured in a CUDA graph "
+                                   "(the GPU work without Python and launch overhead)"),
         "interleave": Param(0, "rounds of round-robin timing with the baseline (static) in the same process, "
                                "order reversed every other round; the ratio is taken per round (0: off)",
                             type=int, min=0, max=1000),
@@ -58,6 +61,7 @@ class SpeedValues(Result):
     compile: bool = False
     peak_memory_bytes: int | None = None
     strategies: dict[str, int] = field(default_factory=dict)  # per-sample conv strategy -> layers using it
+    cuda_graph: bool = False  # replays of a captured CUDA graph were timed
     rounds: int = 0  # interleaved rounds with the baseline (0: timed alone)
     baseline_ratio: float | None = None  # median over rounds of baseline time / own time (> 1: faster)
     baseline_ratio_min: float | None = None
@@ -73,9 +77,14 @@ class SpeedValues(Result):
 
 
 def speed_setting(d: Mapping[str, Any]) -> str:
-    """Device, precision and options of a speed record, e.g. `cpu`, `cuda bf16 cl compiled`."""
+    """Device, precision and options of a speed record, e.g. `cpu`, `cuda bf16 cl compiled`, `cuda graph`."""
     prec = "" if d.get("precision", "fp32") == "fp32" else f" {d['precision']}"
-    return f"{d.get('device', 'cpu')}{prec}{' cl' if d.get('channels_last') else ''}{' compiled' if d.get('compile') else ''}"
+    return (f"{d.get('device', 'cpu')}{prec}{' cl' if d.get('channels_last') else ''}"
+            f"{' compiled' if d.get('compile') else ''}{' graph' if _is_set(d.get('cuda_graph')) else ''}")
+
+
+def _is_set(flag: Any) -> bool:
+    return flag is not None and flag == flag and bool(flag)  # a dimension absent from a frame's row is NaN
 
 
 @register_kind
@@ -99,6 +108,8 @@ class Speed(Kind):
         from ..metrics.interleave import machine_load
 
         before = machine_load()
+        if opts.interleave and opts.cuda_graph:
+            raise UserError("speed: interleave and cuda_graph cannot be combined yet; time graphs alone")
         out = cls._interleaved(spec, opts) if opts.interleave else cls._alone(spec, opts)
         after = machine_load()
         loads = [x["load_avg"] for x in (before, after) if x["load_avg"] is not None]
@@ -117,10 +128,13 @@ class Speed(Kind):
             if getattr(opts, key) is not None:
                 kw[key] = getattr(opts, key)
         size = tuple(opts.input_size)
+        if opts.cuda_graph:
+            speed.check_cuda_graph(opts.mode, speed.resolve_device(opts.device), opts.compile)
         if opts.mode == "train":
             result = speed.measure_train_step(model, opts.batch_size, size, opts.num_classes, **kw)
         else:
-            result = speed.measure_inference(deploy(model) if opts.deploy else model, opts.batch_size, size, **kw)
+            result = speed.measure_inference(deploy(model) if opts.deploy else model, opts.batch_size, size,
+                                             cuda_graph=opts.cuda_graph, **kw)
         return SpeedValues.from_values(result.to_dict())
 
     @classmethod
@@ -167,6 +181,8 @@ class Speed(Kind):
         dims = {"device": options.get("device", "cpu"), "precision": options.get("precision", "fp32"),
                 "channels_last": bool(options.get("channels_last", False)),
                 "compile": bool(options.get("compile", False))}
+        if options.get("cuda_graph"):  # replays of a captured graph: a column apart from the eager one
+            dims["cuda_graph"] = True
         mode, batch = options.get("mode", "inference"), options.get("batch_size")
         flags = ("load",) if result.under_load else ()
         ratio = result.baseline_ratio

@@ -1,4 +1,4 @@
-"""Peak memory of one forward (or one training step), measured in a fresh subprocess.
+"""Peak memory of one forward (or one training step): on CPU in a fresh subprocess, on CUDA in this process.
 
 CPU method: in a spawned process, build the model, the input and (for training) the optimizer, run
 the garbage collector, reset the kernel's peak-RSS mark (`/proc/self/clear_refs` <- "5", Linux) and
@@ -7,8 +7,10 @@ cross-entropy, backward, SGD with momentum) and read the peak RSS (`VmHWM`). pea
 the activations, gradients, optimizer state and workspaces the step needs on top of the built model.
 Where the mark cannot be reset, the `ru_maxrss` delta is used (then the model build's own peak may
 hide a smaller step peak; `method` says which was used).
-CUDA method: `torch.cuda.max_memory_allocated` after resetting the allocator's peak (bytes the step
-allocates on top of the model and input).
+CUDA method: in this process (a subprocess per cell cost ~10 s of CUDA start-up), one unmeasured step,
+then `torch.cuda.max_memory_allocated` after emptying the cache and resetting the allocator's peak: bytes
+the step allocates on top of the model and input. The allocator counts exactly what is allocated, whatever
+ran before, so no fresh process is needed; the model, input and cache are freed afterwards.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..errors import UserError
 from ..execution.isolate import run_isolated
@@ -50,38 +53,58 @@ def _maxrss_bytes() -> int:
 
 def _worker(spec: ModelSpec, batch_size: int, input_size: tuple[int, ...], mode: str, device: str,
             num_classes: int, threads: int | None) -> dict[str, Any]:
-    if threads is not None:
-        torch.set_num_threads(threads)
     dev = torch.device(device)
     out: dict[str, Any] = {"status": "failed", "error": None, "peak_bytes": None, "mode": mode,
                            "device": str(dev), "batch_size": batch_size, "input_size": list(input_size),
-                           "threads": torch.get_num_threads(), "backbone": spec.backbone, "variant": spec.variant}
+                           "threads": None, "backbone": spec.backbone, "variant": spec.variant}
     if dev.type == "cuda" and not torch.cuda.is_available():
         out["error"] = "CUDA requested but torch.cuda.is_available() is False (no GPU or no CUDA driver)"
         return out
-    model = spec.build(num_classes=num_classes).to(dev)
+    before = torch.get_num_threads()
+    try:  # restored: on CUDA this runs in the caller's process
+        if threads is not None:
+            torch.set_num_threads(threads)
+        out["threads"] = torch.get_num_threads()
+        model = spec.build(num_classes=num_classes)
+        return {**out, **measure_model(model, batch_size, input_size, mode, dev, num_classes)}
+    finally:
+        torch.set_num_threads(before)
+
+
+def measure_model(model: nn.Module, batch_size: int, input_size: tuple[int, ...], mode: str, dev: torch.device,
+                  num_classes: int) -> dict[str, Any]:
+    """{status, error, peak_bytes, baseline_bytes, peak_total_bytes, method} of one step of `model` on `dev`.
+
+    On CUDA one unmeasured step runs first (eval forward, or forward+backward without an optimizer step):
+    per-sample strategies are tuned and library workspaces (cuBLAS, per thread) exist before the peak is
+    reset, so no cell's figure depends on what ran before it in the process.
+    """
+    model = model.to(dev)
     x = torch.randn(batch_size, *input_size, device=dev)
     y = torch.randint(0, num_classes, (batch_size,), device=dev)
-    opt = None
-    if mode == "train":
-        model.train()
-        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    else:
-        model.eval()
-    gc.collect()
     cuda = dev.type == "cuda"
-    if cuda:
-        torch.cuda.synchronize(dev)
-        torch.cuda.reset_peak_memory_stats(dev)
-        before = torch.cuda.memory_allocated(dev)
-        method = "cuda max_memory_allocated"
-    elif _reset_peak_rss() and _status_kib("VmHWM") is not None:
-        before = _status_kib("VmRSS") * 1024
-        method = "VmHWM after clear_refs"
-    else:
-        before = _maxrss_bytes()
-        method = "ru_maxrss delta"
     try:
+        if cuda:
+            _unmeasured_step(model, x, y, mode)
+        opt = None
+        if mode == "train":
+            model.train()
+            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        else:
+            model.eval()
+        gc.collect()
+        if cuda:
+            torch.cuda.synchronize(dev)
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(dev)
+            before = torch.cuda.memory_allocated(dev)
+            method = "cuda max_memory_allocated"
+        elif _reset_peak_rss() and _status_kib("VmHWM") is not None:
+            before = _status_kib("VmRSS") * 1024
+            method = "VmHWM after clear_refs"
+        else:
+            before = _maxrss_bytes()
+            method = "ru_maxrss delta"
         if opt is not None:
             opt.zero_grad(set_to_none=True)
             F.cross_entropy(model(x), y).backward()
@@ -97,28 +120,59 @@ def _worker(spec: ModelSpec, batch_size: int, input_size: tuple[int, ...], mode:
         else:
             peak = _maxrss_bytes()
     except Exception as exc:  # e.g. out of memory: a failed result
-        out["error"] = f"{type(exc).__name__}: {exc}"[:2000]
-        return out
-    out.update(status="ok", peak_bytes=max(int(peak - before), 0), baseline_bytes=int(before),
-               peak_total_bytes=int(peak), method=method)
-    return out
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000], "peak_bytes": None}
+    return {"status": "ok", "error": None, "peak_bytes": max(int(peak - before), 0), "baseline_bytes": int(before),
+            "peak_total_bytes": int(peak), "method": method}
+
+
+def _unmeasured_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mode: str) -> None:
+    if mode == "train":
+        model.train()
+        F.cross_entropy(model(x), y).backward()
+        model.zero_grad(set_to_none=True)
+    else:
+        with torch.inference_mode():
+            model.eval()(x)
+
+
+def _in_process(spec: ModelSpec, batch_size: int, input_size: tuple[int, ...], mode: str, device: str,
+                num_classes: int, threads: int | None) -> dict[str, Any]:
+    try:
+        return _worker(spec, batch_size, input_size, mode, device, num_classes, threads)
+    except Exception as exc:  # e.g. an unknown variant: a failed result, as from the subprocess
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000]}
+    finally:
+        gc.collect()  # the model, its input and any out-of-memory traceback are gone: hand their memory back
+        if device.startswith("cuda") and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def in_subprocess(device: str, isolate: bool | None = None) -> bool:
+    """Whether a measurement runs in a fresh subprocess: `isolate`, or by default on CPU only."""
+    return not str(device).startswith("cuda") if isolate is None else isolate
 
 
 def peak_memory(model: ModelSpec | str, variant: str = "static", cfg: dict[str, Any] | None = None,
                 batch_size: int = 1, input_size: tuple[int, ...] = (3, 224, 224), mode: str = "inference",
                 device: str = "cpu", num_classes: int = 1000, threads: int | None = None,
-                plugins: tuple[str, ...] = (), timeout: float | None = None) -> dict[str, Any]:
-    """Peak extra memory of one forward / training step in a fresh subprocess (see module doc).
+                plugins: tuple[str, ...] = (), timeout: float | None = None,
+                isolate: bool | None = None) -> dict[str, Any]:
+    """Peak extra memory of one forward / training step (see module doc).
 
     `model` is a ModelSpec, or a backbone name converted by `variant` with `cfg` (`plugins` register it).
+    `isolate`: measure in a fresh subprocess (default on CPU; `timeout` applies there) or in this process
+    (default on CUDA).
     """
     spec = model if isinstance(model, ModelSpec) else ModelSpec(model, variant, cfg or {}, tuple(plugins))
     if mode not in ("inference", "train"):
         raise UserError(f"unknown mode {mode!r}; valid: inference, train")
     if batch_size < 1:
         raise UserError(f"batch_size must be >= 1, got {batch_size}")
-    out = run_isolated(_worker, spec, batch_size, tuple(input_size), mode, device, num_classes, threads,
-                       timeout=timeout, cuda=device.startswith("cuda"))
+    args = (spec, batch_size, tuple(input_size), mode, device, num_classes, threads)
+    if in_subprocess(device, isolate):
+        out = run_isolated(_worker, *args, timeout=timeout, cuda=device.startswith("cuda"))
+    else:
+        out = _in_process(*args)
     out.setdefault("peak_bytes", None)
     out.setdefault("mode", mode)
     out.setdefault("batch_size", batch_size)

@@ -3,7 +3,10 @@
 CPU: the thread count is fixed with `torch.set_num_threads` (and restored afterwards), warm-up runs,
 then `time.perf_counter` around each run until both `min_time` seconds and `min_runs` runs are done.
 CUDA: `cudnn.benchmark`, CUDA events around each run (synchronised), optional channels_last, AMP
-(fp16/bf16) and `torch.compile`; peak memory from the CUDA caching allocator. `strategies` counts the
+(fp16/bf16) and `torch.compile`; peak memory from the CUDA caching allocator. `cuda_graph=True` (inference):
+the warm-up runs eagerly on a side stream (per-sample strategies and cuDNN algorithms chosen), then one
+forward is captured in a CUDA graph and its replays are timed: the GPU work alone, without Python and
+kernel-launch overhead (what dominates eager batch-1 latency). `strategies` counts the
 per-sample conv layers by the execution strategy they ran with (see `dynconv_bench.models.per_sample_conv`).
 One run = one forward of a batch (inference) or one forward+backward+SGD step (training).
 The caller's model is never modified: training steps, channels_last and moves to another device work on a
@@ -33,6 +36,7 @@ from ..models.per_sample_conv import record_strategies
 AMP_DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 DEFAULT_WARMUP = {"cpu": 3, "cuda": 20}
 DEFAULT_MIN_TIME = {"cpu": 1.0, "cuda": 1.0}
+GRAPH_WARMUP_REPLAYS = 3
 
 
 @dataclass
@@ -59,6 +63,7 @@ class SpeedResult:
     channels_last: bool = False
     amp: str | None = None
     compile: bool = False
+    cuda_graph: bool = False
     peak_memory_bytes: int | None = None
     strategies: dict[str, int] = field(default_factory=dict)  # per-sample conv strategy -> layers using it
     times_s: list[float] = field(default_factory=list, repr=False)
@@ -163,16 +168,29 @@ def _error_text(exc: BaseException) -> str:
     return text if len(text) <= 2000 else text[:2000] + " ..."
 
 
+def check_cuda_graph(mode: str, dev: torch.device, compile: bool) -> None:
+    """UserError unless a CUDA graph can time this: inference on a CUDA device, without torch.compile."""
+    if dev.type != "cuda":
+        raise UserError(f"cuda_graph needs device 'cuda' (CUDA graphs replay GPU work only), got {str(dev)!r}")
+    if mode != "inference":
+        raise UserError("cuda_graph times inference only; use mode 'inference' or cuda_graph = false")
+    if compile:
+        raise UserError("cuda_graph and compile together are not supported; set one of them")
+
+
 def _measure(mode: str, model: nn.Module, batch_size: int, input_size: tuple[int, ...], device: str,
              threads: int | None, warmup: int | None, min_time: float | None, min_runs: int, max_runs: int,
-             channels_last: bool, amp: str | None, compile: bool, num_classes: int | None, lr: float) -> SpeedResult:
+             channels_last: bool, amp: str | None, compile: bool, num_classes: int | None, lr: float,
+             cuda_graph: bool = False) -> SpeedResult:
     dev = resolve_device(device)
     dtype = amp_dtype(amp)
+    if cuda_graph:
+        check_cuda_graph(mode, dev, compile)
     warmup = DEFAULT_WARMUP[dev.type] if warmup is None else warmup
     min_time = DEFAULT_MIN_TIME[dev.type] if min_time is None else min_time
     result = SpeedResult("failed", None, mode, batch_size, tuple(input_size), str(dev), None, warmup=warmup,
                          min_time=min_time, channels_last=channels_last, amp=amp if dtype else None,
-                         compile=compile)
+                         compile=compile, cuda_graph=cuda_graph)
     if dev.type == "cuda" and not torch.cuda.is_available():
         result.error = "CUDA requested but torch.cuda.is_available() is False (no GPU or no CUDA driver)"
         return result
@@ -186,8 +204,12 @@ def _measure(mode: str, model: nn.Module, batch_size: int, input_size: tuple[int
             step = _build_step(mode, model, batch_size, input_size, dev, channels_last, dtype, compile,
                                num_classes, lr)
             with record_strategies() as used:
-                times = time_runs(step, dev, warmup, min_time, min_runs, max_runs)
-            steps = warmup + len(times)
+                if cuda_graph:  # Python runs in the warm-up and the capture only
+                    step, steps = capture_cuda_graph(step, dev, warmup), warmup + 1
+                    times = time_runs(step, dev, GRAPH_WARMUP_REPLAYS, min_time, min_runs, max_runs)
+                else:
+                    times = time_runs(step, dev, warmup, min_time, min_runs, max_runs)
+                    steps = warmup + len(times)
             result.strategies = {k: n // steps for k, n in sorted(used.items())}
             _summarise(result, times)
             result.status = "ok"
@@ -201,6 +223,27 @@ def _measure(mode: str, model: nn.Module, batch_size: int, input_size: tuple[int
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
     return result
+
+
+def capture_cuda_graph(step: Callable[[], Any], dev: torch.device, warmup: int) -> Callable[[], Any]:
+    """Run `step` `warmup` times on a side stream, capture one call in a CUDA graph; returns its replay.
+
+    The replay returns the captured call's output tensors, refreshed in place by every replay.
+    """
+    side = torch.cuda.Stream(dev)
+    side.wait_stream(torch.cuda.current_stream(dev))
+    with torch.cuda.stream(side):  # eager warm-up off the default stream, as PyTorch's CUDA graph notes advise
+        for _ in range(max(warmup, 1)):
+            step()
+    torch.cuda.current_stream(dev).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = step()
+
+    def replay() -> Any:
+        graph.replay()
+        return out
+    return replay
 
 
 def _on_device(model: nn.Module, dev: torch.device) -> bool:
@@ -252,10 +295,14 @@ def _build_step(mode: str, model: nn.Module, batch_size: int, input_size: tuple[
 def measure_inference(model: nn.Module, batch_size: int, input_size: tuple[int, ...] = (3, 224, 224),
                       device: str = "cpu", threads: int | None = None, warmup: int | None = None,
                       min_time: float | None = None, channels_last: bool = False, amp: str | None = None,
-                      compile: bool = False, min_runs: int = 5, max_runs: int = 100_000) -> SpeedResult:
-    """Time forward passes of a batch (eval mode, inference_mode); failures become a failed result."""
+                      compile: bool = False, min_runs: int = 5, max_runs: int = 100_000,
+                      cuda_graph: bool = False) -> SpeedResult:
+    """Time forward passes of a batch (eval mode, inference_mode); failures become a failed result.
+
+    `cuda_graph=True` times replays of a captured CUDA graph (CUDA only: UserError on another device).
+    """
     return _measure("inference", model, batch_size, input_size, device, threads, warmup, min_time, min_runs,
-                    max_runs, channels_last, amp, compile, None, 0.0)
+                    max_runs, channels_last, amp, compile, None, 0.0, cuda_graph)
 
 
 def measure_train_step(model: nn.Module, batch_size: int, input_size: tuple[int, ...] = (3, 224, 224),

@@ -299,6 +299,8 @@ def _choose(x, weight, bias, stride, padding, dilation, groups, mixture):  # noq
     if stored is not None:
         _CACHE[key] = stored
         return stored
+    if x.is_cuda and torch.cuda.is_current_stream_capturing():
+        return "bmm"  # a CUDA graph records this shape untuned (no warm-up saw it): timing would sync
     choice = _tune(candidates, x, weight, bias, stride, padding, dilation, groups)
     _CACHE[key] = choice
     if path is not None:

@@ -45,10 +45,9 @@ def default_suite(df: pd.DataFrame) -> str:
     return str(df.sort_values("finished")["suite"].iloc[-1])
 
 
-DIM_COLUMNS = ("device", "precision", "channels_last", "compile", "mode", "batch_size", "dataset", "seed", "layer",
-               "type")
+# the columns every long table has; each record's dimensions (device, batch_size, dataset, ...) add their own
 _LONG_COLUMNS = ["backbone", "variant", "id", "environment_id", "run_id", "metric", "unit", "label", "compare",
-                 "order", "higher_is_better", "value", "flags", "ratio", *DIM_COLUMNS]
+                 "order", "higher_is_better", "value", "flags", "ratio", "device", "mode", "batch_size", "dataset"]
 
 
 def metric_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -62,7 +61,8 @@ def metric_rows(df: pd.DataFrame) -> pd.DataFrame:
                         "label": rec.label, "compare": rec.compare, "order": rec.order,
                         "higher_is_better": rec.higher_is_better, "value": rec.value, "flags": rec.flags,
                         "ratio": rec.ratio, **dict(rec.dims)})
-    return pd.DataFrame.from_records(out, columns=_LONG_COLUMNS)
+    dims = sorted({k for row in out for k in row} - set(_LONG_COLUMNS))
+    return pd.DataFrame.from_records(out, columns=_LONG_COLUMNS + dims)
 
 
 # -- environments ---------------------------------------------------------------------------------
