@@ -3,8 +3,9 @@
 Two comparisons, each at every batch size (default 1 and 16, 224x224, fp32, CPU):
 - `plugin`: the deployed `kerneldna` plug-in on ResNet-18 vs `static` and `static-se`;
 - `arch`: each paper architecture (deployed) vs its static timm backbone.
-The models of one comparison are timed in interleaved rounds (A, B, C, A, B, C, ...), so that
-drift in a shared machine's load hits them alike; a ratio is reported both as the ratio of median
+The models of one comparison are timed round-robin by the library's timer
+(dynconv_bench.metrics.interleave: A, B, C, then C, B, A, ...), so that drift in a shared machine's
+load hits them alike; a ratio is reported both as the ratio of median
 throughputs and as the median of the per-round ratios.
 
     python benchmarks/kerneldna_speed.py --threads 2 --rounds 7 [--json out.json]
@@ -16,13 +17,13 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from typing import Any
 
 import torch
 from torch import nn
 
 import dynconv_bench
+from dynconv_bench.metrics.interleave import round_ratios, time_interleaved
 
 PLUGIN = {"resnet18 static": ("resnet18", "static"), "resnet18 static-se": ("resnet18", "static-se"),
           "resnet18 kerneldna": ("resnet18", "kerneldna")}
@@ -35,46 +36,33 @@ def build(backbone: str, variant: str = "static") -> nn.Module:
     return dynconv_bench.deploy(dynconv_bench.create_model(backbone, variant))
 
 
-def _run(model: nn.Module, x: torch.Tensor, iters: int) -> float:
-    """Seconds per batch over `iters` consecutive forwards."""
-    start = time.perf_counter()
-    for _ in range(iters):
-        model(x)
-    return (time.perf_counter() - start) / iters
-
-
 @torch.inference_mode()
 def measure(models: dict[str, nn.Module], batch_size: int, rounds: int, round_time: float,
-            input_size: tuple[int, int, int] = (3, 224, 224), warmup: int = 2) -> dict[str, list[float]]:
-    """Per-round seconds per batch of each model, the models interleaved within every round."""
+            input_size: tuple[int, int, int] = (3, 224, 224), warmup: int = 2) -> dict[str, list[list[float]]]:
+    """Per-run seconds per batch of each model in each round, timed round-robin by the library's timer
+    (about `round_time` seconds per model per round, at least one run; order reversed every other round)."""
     x = torch.randn(batch_size, *input_size)
-    iters = {}
-    for name, model in models.items():
-        for _ in range(warmup):
-            model(x)
-        iters[name] = max(1, round(round_time / _run(model, x, 1)))
-    times: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(rounds):
-        for name, model in models.items():
-            times[name].append(_run(model, x, iters[name]))
-    return times
+    steps = {name: (lambda m=model: m(x)) for name, model in models.items()}
+    return time_interleaved(steps, torch.device("cpu"), rounds, warmup, round_time * rounds, min_runs=1)
 
 
-def summarize(times: dict[str, list[float]], batch_size: int, baselines: dict[str, str]) -> list[dict[str, Any]]:
-    """Rows with median latency, IQR, throughput, and ratios against each model's baseline."""
+def summarize(times: dict[str, list[list[float]]], batch_size: int,
+              baselines: dict[str, str]) -> list[dict[str, Any]]:
+    """Rows with median latency and IQR over rounds (a round's time: its median run), throughput, and
+    ratios against each model's baseline: of the medians, and the median of the per-round ratios."""
+    per_round = {name: [statistics.median(r) for r in rounds] for name, rounds in times.items()}
     rows = []
-    for name, ts in times.items():
-        q = statistics.quantiles(ts, n=4) if len(ts) > 1 else [ts[0]] * 3
+    for name, ts in per_round.items():
+        q = statistics.quantiles(ts, n=4, method="inclusive") if len(ts) > 1 else [ts[0]] * 3
         med = statistics.median(ts)
         row: dict[str, Any] = {"model": name, "batch_size": batch_size, "rounds": len(ts),
                                "latency_ms": 1e3 * med, "iqr_ms": 1e3 * (q[2] - q[0]),
                                "throughput": batch_size / med}
         base = baselines.get(name)
         if base is not None:
-            tb = times[base]
             row["vs"] = base
-            row["ratio_of_medians"] = statistics.median(tb) / med
-            row["median_round_ratio"] = statistics.median(b / t for b, t in zip(tb, ts))
+            row["ratio_of_medians"] = statistics.median(per_round[base]) / med
+            row["median_round_ratio"] = statistics.median(round_ratios(times[name], times[base]))
         rows.append(row)
     return rows
 
@@ -99,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("plugin", "arch"), default=None, help="run one comparison only")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
+    if args.rounds < 1 or args.round_time < 0 or args.image_size < 1:
+        parser.error("--rounds and --image-size must be >= 1, --round-time >= 0")
 
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)

@@ -1,7 +1,8 @@
 """CPU inference throughput of our CondConv / DyConv / ODConv against the official implementations.
 
-ResNet18 at 224x224, batch 1 and 16, eval mode, fp32. Each pair is timed interleaved in one run
-(alternating order each round) and compared by the ratio of median times; before timing, the official
+ResNet18 at 224x224, batch 1 and 16, eval mode, fp32. Each pair is timed round-robin in one process with
+the library's timer (dynconv_bench.metrics.interleave: order reversed every other round) and compared by
+the median over rounds of the per-round time ratio; before timing, the official
 model's weights are loaded into ours and the outputs compared, so both compute the same function.
 
     python benchmarks/official_speed.py --odconv /path/to/OSVAI/ODConv \
@@ -20,7 +21,6 @@ import importlib.util
 import json
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from timm.layers import CondConv2d as TimmCondConv2d
 from torch import nn
 
 import dynconv_bench
+from dynconv_bench.metrics.interleave import round_ratios, time_interleaved
 from dynconv_bench.models.sites import find_conv_sites, select_sites
 
 
@@ -113,45 +114,33 @@ def load_into_ours(ours: nn.Module, official: nn.Module) -> None:
     ours.load_state_dict(out)
 
 
-# -- timing -------------------------------------------------------------------------------------
-def _time_once(fn: Callable[[], object], min_time: float) -> tuple[float, float]:
-    """Wall-clock and process CPU seconds per call, over as many calls as fit in `min_time` (at least one)."""
-    n, start, cpu_start = 0, time.perf_counter(), time.process_time()
-    while True:
-        fn()
-        n += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_time:
-            return elapsed / n, (time.process_time() - cpu_start) / n
-
-
+# -- timing (the library's round-robin timer) -----------------------------------------------------
 def compare(ours: nn.Module, official: nn.Module, batch: int, rounds: int, min_time: float) -> dict:
-    """Interleaved timing of two models on one input: medians, spreads and throughput ratios.
+    """Interleaved timing of two models on one input: medians and spreads over rounds, per-round ratios.
 
-    Wall-clock time is the measure asked for; process CPU time is recorded beside it because on a
+    Each round times each model for `min_time` seconds (at least one call), the order reversed every other
+    round. Wall-clock time is the measure asked for; process CPU time is recorded beside it because on a
     shared, oversubscribed CPU the wall clock mostly measures waiting for a core.
     """
     x = torch.randn(batch, 3, 224, 224)
     models = {"ours": ours.eval(), "official": official.eval()}
-    wall: dict[str, list[float]] = {k: [] for k in models}
-    cpu: dict[str, list[float]] = {k: [] for k in models}
+    steps = {k: (lambda m=m: m(x)) for k, m in models.items()}
+    cpu: dict[str, list[float]] = {}
     with torch.inference_mode():
-        for m in models.values():  # warm-up
-            m(x)
-            m(x)
-        for r in range(rounds):
-            for k in (list(models) if r % 2 == 0 else list(models)[::-1]):
-                w, c = _time_once(lambda m=models[k]: m(x), min_time)
-                wall[k].append(w)
-                cpu[k].append(c)
+        wall = time_interleaved(steps, torch.device("cpu"), rounds, warmup=1, min_time=min_time * rounds,
+                                min_runs=1, cpu_times=cpu)
     out: dict = {"batch_size": batch, "rounds": rounds}
     for k in models:
-        med = statistics.median(wall[k])
-        q = statistics.quantiles(wall[k], n=4) if len(wall[k]) > 1 else [med, med, med]
-        out[k] = {"median_s": med, "iqr_s": q[2] - q[0], "min_s": min(wall[k]), "max_s": max(wall[k]),
+        per_round = [statistics.median(r) for r in wall[k]]
+        med = statistics.median(per_round)
+        q = statistics.quantiles(per_round, n=4, method="inclusive") if len(per_round) > 1 else [med, med, med]
+        out[k] = {"median_s": med, "iqr_s": q[2] - q[0], "min_s": min(per_round), "max_s": max(per_round),
                   "throughput": batch / med, "cpu_median_s": statistics.median(cpu[k])}
-    out["ratio_ours_over_official"] = out["ours"]["throughput"] / out["official"]["throughput"]
-    out["cpu_ratio_ours_over_official"] = out["official"]["cpu_median_s"] / out["ours"]["cpu_median_s"]
+    ratios = round_ratios(wall["ours"], wall["official"])  # official time / ours per round: > 1, ours faster
+    cpu_ratios = round_ratios([[c] for c in cpu["ours"]], [[c] for c in cpu["official"]])
+    out["ratio_ours_over_official"] = statistics.median(ratios)
+    out["ratio_min"], out["ratio_max"] = min(ratios), max(ratios)
+    out["cpu_ratio_ours_over_official"] = statistics.median(cpu_ratios)
     return out
 
 
@@ -161,11 +150,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dyconv", type=Path, default=None, help="kaijieshi7/Dynamic-convolution-Pytorch dynamic_conv.py")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
-    ap.add_argument("--rounds", type=int, default=9, help="interleaved samples per model")
+    ap.add_argument("--rounds", type=int, default=9, help="interleaved rounds (samples) per model")
     ap.add_argument("--min-time", type=float, default=0.0, help="seconds per timed sample (0: one call)")
-    ap.add_argument("--only", nargs="+", default=None, help="subset of: odconv4x odconv1x condconv dyconv")
+    ap.add_argument("--only", nargs="+", default=None, choices=("odconv4x", "odconv1x", "condconv", "dyconv"),
+                    help="subset of the pairs")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args(argv)
+    if args.rounds < 1 or args.min_time < 0:
+        ap.error("--rounds must be >= 1 and --min-time >= 0")
+    wants_odconv = not args.only or {"odconv1x", "odconv4x"} & set(args.only)
+    if wants_odconv and not (args.odconv / "models" / "od_resnet.py").is_file():
+        ap.error(f"--odconv {args.odconv}: not a checkout of OSVAI/ODConv (no models/od_resnet.py)")
+    if args.dyconv is not None and not args.dyconv.is_file():
+        ap.error(f"--dyconv {args.dyconv}: no such file (kaijieshi7/Dynamic-convolution-Pytorch dynamic_conv.py)")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,16 +15,23 @@ from .speed import time_runs
 
 
 def time_interleaved(steps: dict[str, Callable[[], Any]], device: torch.device, rounds: int, warmup: int,
-                     min_time: float, min_runs: int) -> dict[str, list[list[float]]]:
+                     min_time: float, min_runs: int,
+                     cpu_times: dict[str, list[float]] | None = None) -> dict[str, list[list[float]]]:
     """Per-run seconds of each step per round: every step is warmed up, then each round times every step
-    for `min_time / rounds` seconds (at least `min_runs` runs), in reversed order every other round."""
+    for `min_time / rounds` seconds (at least `min_runs` runs), in reversed order every other round.
+
+    `cpu_times`, when given, receives each step's process CPU seconds per run, one mean per round.
+    """
     names = list(steps)
     for name in names:
         time_runs(steps[name], device, warmup, 0.0, 1)
     out: dict[str, list[list[float]]] = {n: [] for n in names}
     for r in range(rounds):
         for name in (names if r % 2 == 0 else names[::-1]):
+            cpu_start = time.process_time()
             out[name].append(time_runs(steps[name], device, 0, min_time / rounds, min_runs))
+            if cpu_times is not None:
+                cpu_times.setdefault(name, []).append((time.process_time() - cpu_start) / len(out[name][-1]))
     return out
 
 
