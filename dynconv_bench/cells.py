@@ -40,6 +40,8 @@ def measure_params(spec: ModelSpec, o: MeasureOptions) -> dict[str, Any]:
     if report is not None:
         out["converted_layers"] = len(report.converted)
         out["total_convs"] = report.total_convs
+        out["no_layer_converted"] = report.nothing_converted
+        out["no_conversion_reason"] = report.reason
     return out
 
 
