@@ -83,7 +83,7 @@ def _reference(layer: KWConv2d, x: torch.Tensor) -> torch.Tensor:
         for pos in range(gs):  # mixture order: kernel position, then output group, then input group
             for og in range(go):
                 for ig in range(gi):
-                    cell = sum(a[b, j, c] * layer.warehouse[c, :, :, 0, 0] for c in range(a.shape[-1]))
+                    cell = sum(a[b, j, c] * layer.warehouse[c] for c in range(a.shape[-1]))
                     w[og * co:(og + 1) * co, ig * ci:(ig + 1) * ci, pos // kw, pos % kw] = cell
                     j += 1
         outs.append(F.conv2d(x[b:b + 1], w, layer.bias, layer.stride, layer.padding, layer.dilation, layer.groups))

@@ -145,6 +145,16 @@ class KernelDNA(Variant):
                 for child, parent in adapter_sites(ctx, self.cfg["parent"], self.cfg["require_saving"], **kw)}
 
 
+    def why_nothing_converted(self, stages: list[StageContext]) -> str:
+        n = sum(len(ctx.sites) for ctx in stages)
+        pairs = sum(len(g) - 1 for ctx in stages for g in ctx.groups() if len(g) > 1)
+        if not pairs:
+            return (f"KernelDNA found no shareable pairs: no two of the {n} selected convs in one stage ({len(stages)} "
+                    "stages) have the same shape, stride, dilation and groups")
+        return (f"KernelDNA found {pairs} shareable convs, but no adapter is smaller than the kernel it would "
+                "replace (require_saving=True)")
+
+
 def adapter_sites(ctx: StageContext, parent: str = "last", require_saving: bool = True,
                   **child_kw: object) -> list[tuple[ConvSite, ConvSite]]:
     """(child, parent) sites of one stage where the plug-in derives a child from a parent kernel.

@@ -26,26 +26,32 @@ Which convs share a warehouse (the release builds this into its models; here fro
   ("auto") is kind on a model with depthwise convs, else stage. One warehouse for depthwise and dense
   convs together would cut cells to the depthwise width (1 input channel) and give each layer an
   attention of millions of logits.
+Beyond the release (any timm CNN): a warehouse whose members' widths share only a small divisor (GhostNet's
+92-, 100- and 240-channel ghost modules share 4) would cut kernels into thousands of tiny cells and give each
+layer an attention of millions of logits (16 GB on ghostnet_100); such a group is split, first fit, into
+warehouses whose cells cut no member into more than `max_mixtures` (32, the release's largest; groups within
+it, every released one included, stay whole). Sizes are planned from the sites first and a group over
+`max_group_mb` is refused before anything is allocated.
 The release's MobileNetV2 also converts the stem (`policy="all"`); its ResNets do not (the default).
 Not implemented: the release's `nonlocal_basis_ratio` < 1 (off in every released config).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dynconv_bench import ConfigError, Param, StageContext, Variant
+from dynconv_bench import Param, StageContext, UserError, Variant
 from dynconv_bench.models.conv_spec import ConvGeometry, ConvSpec
 from dynconv_bench.models.layers import batchnorm_any_batch
 from dynconv_bench.models.per_sample_conv import CellMixture, per_sample_conv
 from dynconv_bench.models.sites import ConvSite
 
 from ._temperature import AnnealedLayer, TemperatureSchedule, temperature_params
+from ._warehouse_plan import attention_width, plan_warehouses
 
 __all__ = ["KernelWarehouse", "KWConv2d", "assign_cells", "warehouse_keys"]
 
@@ -85,14 +91,14 @@ class KWConv2d(ConvGeometry, AnnealedLayer, nn.Module):
         self.geometry = ConvSpec.from_conv(conv)
         self.warehouse = warehouse  # the same Parameter in every layer of the warehouse: counted once
         self.bias = conv.bias
-        num_cells, co, ci = warehouse.shape[:3]
+        num_cells, co, ci = warehouse.shape
         kh, kw = self.kernel_size
         cin_g = self.in_channels // self.groups
         if self.out_channels % co or cin_g % ci:
             raise ValueError(f"cells ({co}, {ci}) do not tile a kernel ({self.out_channels}, {cin_g})")
         self.layout = (kh * kw, self.out_channels // co, cin_g // ci, co, ci)
         self.num_mixtures = kh * kw * (self.out_channels // co) * (cin_g // ci)
-        hidden = max(int(self.in_channels * reduction), min_channels)
+        hidden = attention_width(self.in_channels, reduction, min_channels)
         self.fc1 = nn.Linear(self.in_channels, hidden, bias=False)
         self.norm = nn.BatchNorm2d(hidden)  # on (B, hidden, 1, 1): the release's BatchNorm1d, batch-1 safe
         self.fc2 = nn.Linear(hidden, self.num_mixtures * (num_cells + 1))
@@ -114,7 +120,8 @@ class KWConv2d(ConvGeometry, AnnealedLayer, nn.Module):
         """Kaiming-normal (fan_out) initialisation of the cells this layer starts from."""
         if self.end_cell > self.start_cell:
             cells = self.warehouse.data[self.start_cell:self.end_cell]
-            nn.init.kaiming_normal_(cells.view(-1, *cells.shape[2:]), mode="fan_out", nonlinearity="relu")
+            # viewed as (cells * c_o, c_i, 1, 1): the fan-out the release's initialisation sees
+            nn.init.kaiming_normal_(cells.view(-1, cells.shape[-1], 1, 1), mode="fan_out", nonlinearity="relu")
 
     def set_progress(self, progress: float) -> None:
         """tau follows the schedule (by default 1 -> 0 over the first 20 epochs, as the release)."""
@@ -156,7 +163,7 @@ class KWConv2d(ConvGeometry, AnnealedLayer, nn.Module):
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"groups={self.groups}, cells={tuple(self.warehouse.shape[:3])}, mixtures={self.num_mixtures}")
+                f"groups={self.groups}, cells={tuple(self.warehouse.shape)}, mixtures={self.num_mixtures}")
 
 
 def _block_input_channels(sites: Sequence[ConvSite]) -> int:
@@ -237,6 +244,10 @@ class KernelWarehouse(Variant):
                          choices=("auto", "stage", "kind", "position")),
         "handover": Param("auto", "which convs of a stage's first block use the previous stage's warehouse",
                           choices=("auto", "input", "block", "none")),
+        "max_mixtures": Param(32, "split a warehouse whose cells (at cell ratios 1) would cut a member's kernel into "
+                                  "more than this many (the release's largest: 32); 0 never splits", min=0),
+        "max_group_mb": Param(1024.0, "refuse (before allocating) a warehouse whose cells and member attention "
+                                      "exceed this many MiB", type=float, min=0.0),
         "policy": Param("no-stem", "which convs get kernels from a warehouse", type=str),
     }
 
@@ -255,36 +266,28 @@ class KernelWarehouse(Variant):
         if not sites:
             return {}
         c = self.cfg
-        keys = warehouse_keys(sites, c["handover"], c["sharing"])
         groups: dict[tuple, list[ConvSite]] = {}
-        for key, site in zip(keys, sites):
+        for key, site in zip(warehouse_keys(sites, c["handover"], c["sharing"]), sites):
             groups.setdefault(key, []).append(site)
-        warehouses = {key: self._make_warehouse(members) for key, members in groups.items()}
-        next_cell = dict.fromkeys(groups, 0)
+        plans = plan_warehouses(groups, c)
+        limit = c["max_group_mb"] * 2**20
+        over = [p for p in plans if p.nbytes(p.members[0].conv.weight.element_size()) > limit]
+        if over:  # refuse before allocating anything; name the largest group
+            worst = max(over, key=lambda p: p.numel)
+            more = f" (and {len(over) - 1} more over the bound)" if len(over) > 1 else ""
+            raise UserError(f"{self.name or 'kernelwarehouse'}: {worst.describe()}, over max_group_mb="
+                            f"{c['max_group_mb']:g}{more}; raise max_group_mb, or split warehouses further (sharing="
+                            f"'position', a smaller max_mixtures) or use fewer cells (cell_num_ratio < 1)")
         out: dict[str, nn.Module] = {}
-        for key, site in zip(keys, sites):
-            layer = KWConv2d(site.conv, warehouses[key], next_cell[key], c["cell_num_ratio"], c["reduction"],
-                             c["min_channels"], TemperatureSchedule.from_config(c, end=0.0))
-            layer.init_own_cells()
-            next_cell[key] = layer.end_cell
-            out[site.name] = layer
+        for plan in plans:
+            ref = plan.members[0].conv.weight
+            # 3-D (cells, c_o, c_i): Module.to(memory_format=...) converts only 4-D and 5-D tensors
+            warehouse = nn.Parameter(torch.randn(plan.num_cells, *plan.cell, device=ref.device, dtype=ref.dtype))
+            next_cell = 0
+            for site in plan.members:
+                layer = KWConv2d(site.conv, warehouse, next_cell, c["cell_num_ratio"], c["reduction"],
+                                 c["min_channels"], TemperatureSchedule.from_config(c, end=0.0))
+                layer.init_own_cells()
+                next_cell = layer.end_cell
+                out[site.name] = layer
         return out
-
-    def _make_warehouse(self, members: list[ConvSite]) -> nn.Parameter:
-        c = self.cfg
-        gcd_out = math.gcd(*(s.out_channels for s in members))
-        gcd_in = math.gcd(*(s.in_channels // s.groups for s in members))
-        co = max(int(gcd_out * c["cell_outplane_ratio"]), 1)
-        ci = max(int(gcd_in * c["cell_inplane_ratio"]), 1)
-        if gcd_out % co or gcd_in % ci:
-            raise ConfigError(f"{self.name}: cells of {co}x{ci} channels do not tile layers whose widths have gcds "
-                              f"{gcd_out}x{gcd_in}; choose cell_outplane_ratio/cell_inplane_ratio = 1/k")
-        mixtures = [(s.out_channels // co) * (s.in_channels // s.groups // ci) * s.kernel_size[0] * s.kernel_size[1]
-                    for s in members]
-        # at least the cells the starting assignment hands out (equal in every released setting)
-        needed = 0
-        for m in mixtures:
-            needed = assign_cells(m, 0, needed, c["cell_num_ratio"])[1]
-        num_cells = max(int(sum(mixtures) * c["cell_num_ratio"]), needed, 1)
-        ref = members[0].conv.weight
-        return nn.Parameter(torch.randn(num_cells, co, ci, 1, 1, device=ref.device, dtype=ref.dtype))

@@ -16,6 +16,7 @@ class Static(Variant):
     """The unmodified backbone: every conv stays a plain nn.Conv2d."""
 
     paper = "baseline (unmodified backbone)"
+    converts_layers = False
     params = {"policy": Param("blocks", "accepted for symmetry; nothing is converted", type=str)}
 
 
@@ -41,3 +42,8 @@ class StaticSE(Variant):
                                                          KernelDNA.params["require_saving"].default,
                                                          reduction=self.cfg["reduction"], **kw)]
         return {site.name: SEConv(site.conv, self.cfg["reduction"], self.cfg["min_channels"]) for site in sites}
+
+    def why_nothing_converted(self, stages: list[StageContext]) -> str:
+        if self.cfg["sites"] == "kerneldna":
+            return f"its SE sites are KernelDNA's children, and {KernelDNA().why_nothing_converted(stages)}"
+        return super().why_nothing_converted(stages)

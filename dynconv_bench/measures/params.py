@@ -30,6 +30,8 @@ class ParamsResult(Result):
     deployed: dict[str, int] = field(default_factory=dict)
     converted_layers: int | None = None
     total_convs: int | None = None
+    no_layer_converted: bool | None = None  # the variant converted nothing on this backbone (see the reason)
+    no_conversion_reason: str | None = None
 
 
 @register_kind
@@ -53,6 +55,7 @@ class Params(Kind):
         out = ParamsResult(**count_params(model), deployed=count_params(deploy(model)))
         if report is not None:
             out.converted_layers, out.total_convs = len(report.converted), report.total_convs
+            out.no_layer_converted, out.no_conversion_reason = report.nothing_converted, report.reason
         return out
 
     @classmethod

@@ -24,10 +24,17 @@ class ConversionReport:
     converted: list[str] = field(default_factory=list)
     eligible: list[str] = field(default_factory=list)
     total_convs: int = 0
+    reason: str | None = None  # why nothing was converted; None when something was, or by design (static)
+
+    @property
+    def nothing_converted(self) -> bool:
+        """True when a variant meant to convert layers converted none (the model then equals its backbone)."""
+        return self.reason is not None
 
     def summary(self) -> str:
-        return (f"{self.variant}: converted {len(self.converted)} of {self.total_convs} convs "
+        text = (f"{self.variant}: converted {len(self.converted)} of {self.total_convs} convs "
                 f"({len(self.eligible)} selected by policy {self.config.get('policy', 'all')!r})")
+        return text + (f"; no layer converted: {self.reason}" if self.reason else "")
 
 
 def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
@@ -56,9 +63,21 @@ def convert(model: nn.Module, variant: str | Variant = "static", **cfg: Any) -> 
     var.finalize(model)
     order = {s.name: s.index for s in sites}
     converted = sorted(replacements, key=lambda n: order.get(n, -1))
-    report = ConversionReport(var.name, dict(var.cfg), converted, [s.name for s in chosen], len(sites))
+    reason = None
+    if not converted and var.converts_layers:
+        reason = _why_nothing_converted(var, sites, chosen, stages)
+    report = ConversionReport(var.name, dict(var.cfg), converted, [s.name for s in chosen], len(sites), reason)
     model.dynconv_report = report  # type: ignore[assignment]
     return model
+
+
+def _why_nothing_converted(var: Variant, sites: list[ConvSite], chosen: list[ConvSite],
+                           stages: list[StageContext]) -> str:
+    if not sites:
+        return "the model has no Conv2d layer"
+    if not chosen:
+        return f"policy {var.policy()!r} selects none of the model's {len(sites)} convs"
+    return var.why_nothing_converted(stages)
 
 
 def create_model(backbone: str, variant: str | Variant = "static", num_classes: int | None = 1000,

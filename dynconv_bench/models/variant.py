@@ -95,6 +95,7 @@ class Variant:
     params: ClassVar[dict[str, Param]] = {}
     presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
     recipes: ClassVar[dict[str, dict[str, Any]]] = {}
+    converts_layers: ClassVar[bool] = True  # False for a baseline that converts nothing by design
 
     def __init__(self, **cfg: Any) -> None:
         self.cfg = self.validate(cfg)
@@ -160,6 +161,11 @@ class Variant:
     def convert_conv(self, site: ConvSite) -> nn.Module | None:
         """Return the module that replaces one conv (None leaves it as it is)."""
         return None
+
+    def why_nothing_converted(self, stages: list[StageContext]) -> str:
+        """Why `convert_model` replaced none of the selected convs (shown when a conversion converts nothing)."""
+        n = sum(len(ctx.sites) for ctx in stages)
+        return f"{self.name or type(self).__name__} replaced none of the {n} convs its policy selects"
 
     def finalize(self, model: nn.Module) -> None:
         """Hook run once after all replacements (e.g. to tie shared state)."""
