@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import pytest
-from dynconv_bench.options import options_of
 from torch import nn
 
 from dynconv_bench import create_model
-from dynconv_bench.execution.cells import measure_params
+from dynconv_bench.measures import get_kind, options_of
 from dynconv_bench.models.convert import convert
 from dynconv_bench.models.modelspec import ModelSpec
 
 
 def _params(backbone: str, variant: str, **config) -> dict:
-    return measure_params(ModelSpec(backbone, variant, config), options_of("params", {"num_classes": 10}))
+    return get_kind("params").measure(ModelSpec(backbone, variant, config),
+                                      options_of("params", {"num_classes": 10})).to_values()
 
 
 @pytest.mark.parametrize("backbone", ["densenet121", "ese_vovnet19b_dw"])
@@ -55,3 +55,21 @@ def test_kerneldna_names_pairs_that_an_adapter_would_not_save():
                     "kerneldna", policy="all")
     assert model.dynconv_report.reason == ("KernelDNA found 1 shareable convs, but no adapter is smaller than the "
                                            "kernel it would replace (require_saving=True)")
+
+
+def test_the_leaderboard_says_which_rows_converted_nothing_and_why(tmp_path) -> None:  # noqa: ANN001
+    """A variant that converts nothing would otherwise sit on the leaderboard as an exact copy of static."""
+    from dynconv_bench.execution.runner import run_suite
+    from dynconv_bench.execution.store import ResultStore
+    from dynconv_bench.execution.suite import parse_suite
+    from dynconv_bench.reporting.report import load_results, render
+
+    suite = parse_suite({"name": "nc", "backbones": ["densenet121"], "variants": ["static", "kerneldna"],
+                         "measure": {"params": {"num_classes": 10}}})
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        run_suite(suite, store, progress=False)
+        df = load_results(store, "nc")
+    md = render(df, "md", "nc")
+    line = next(ln for ln in md.splitlines() if ln.startswith("No layer converted"))
+    assert "kerneldna on densenet121 (" in line and "static on" not in line
+    assert "No layer converted" in render(df, "html", "nc")

@@ -281,6 +281,18 @@ def chance_levels(df: pd.DataFrame) -> dict[str, float]:
     return {str(d): float(v) for d, v in chance.groupby("dataset")["value"].max().items()}
 
 
+def conversion_note(df: pd.DataFrame) -> str:
+    """One line naming the variants that converted no layer of a backbone, and why (their rows are static)."""
+    params = df[(df["kind"] == "params") & (df["status"] == "ok")]
+    parts = []
+    for r in params.itertuples(index=False):
+        v = r.values if isinstance(r.values, dict) else {}
+        if v.get("no_layer_converted"):
+            parts.append(f"{r.variant} on {r.backbone} ({v.get('no_conversion_reason') or 'no reason recorded'})")
+    return ("No layer converted, so these rows measure the unconverted model: " + "; ".join(parts) + "."
+            if parts else "")
+
+
 def temperature_note(df: pd.DataFrame) -> str:
     """One line: each annealing variant's temperature schedule as its accuracy rows recorded it, and where runs ended."""
     acc = df[(df["kind"] == "accuracy") & (df["status"] == "ok")]
@@ -383,6 +395,8 @@ def render(df: pd.DataFrame, fmt: str = "md", suite: str | None = None, images: 
                 level = "###"
             for b, t in p.boards.items():
                 lines += [f"{level} {b}", "", format_table(t).to_markdown(), ""]
+                note = conversion_note(p.section.rows[p.section.rows["backbone"] == b])
+                lines += [note, ""] if note else []
             lines += [p.footer(), ""]
         for title_, table, note in kind_sections(df):
             lines += [f"## {title_}", "", table.to_markdown(), "", note, ""]
