@@ -63,7 +63,7 @@ class Cell:
 
     def label(self) -> str:
         opts = ",".join(f"{k}={v}" for k, v in self.options.items()
-                        if k in _LABEL_OPTIONS or (k == "device" and v != "cpu"))
+                        if k in _LABEL_OPTIONS or (k in _LABEL_UNLESS and v != _LABEL_UNLESS[k]))
         return f"{self.backbone}/{self.variant}/{self.kind}" + (f"[{opts}]" if opts else "")
 
     @property
@@ -93,6 +93,7 @@ def _with_defaults(variant: str, config: dict[str, Any]) -> dict[str, Any]:
 
 
 _LABEL_OPTIONS = ("mode", "batch_size", "dataset", "seed")
+_LABEL_UNLESS = {"device": "cpu", "precision": "fp32", "channels_last": False, "cuda_graph": False}  # shown when set
 
 
 @dataclass
