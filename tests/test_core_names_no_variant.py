@@ -16,7 +16,7 @@ from torch import nn
 
 import dynconv_bench
 from dynconv_bench.data import get_dataset
-from dynconv_bench.reporting.report import temperature_note
+from dynconv_bench.measures.accuracy import temperature_note
 from dynconv_bench.training import RECIPES, train_and_evaluate
 
 CORE = Path(dynconv_bench.__file__).parent

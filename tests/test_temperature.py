@@ -80,7 +80,7 @@ def test_training_progress_is_the_fraction_with_the_iteration():
 def test_report_notes_the_schedule_and_where_runs_ended():
     import pandas as pd
 
-    from dynconv_bench.reporting.report import temperature_note
+    from dynconv_bench.measures.accuracy import temperature_note
 
     cfg = dynconv_bench.get_variant("odconv").validate({})
     schedule = {"temperature_schedules": ["30 -> 1 over 10 epochs (>= 200 iterations)"]}  # what training records

@@ -88,6 +88,10 @@ class Accuracy(Kind):
         return AccuracyValues.from_values({**out, "threads": torch.get_num_threads()})
 
     @classmethod
+    def note(cls, df: Any) -> str:
+        return temperature_note(df)
+
+    @classmethod
     def records(cls, options: Mapping[str, Any], result: AccuracyValues) -> list[Record]:
         """Top-1 in percent as `evaluate()` returns it, and the chance level 100 / classes where known."""
         dataset = options.get("dataset") or result.dataset
@@ -123,3 +127,18 @@ class Accuracy(Kind):
             except (ConfigError, TypeError, ValueError) as exc:
                 raise UserError(f"{where}.overrides: {exc}") from None
 
+
+def temperature_note(df: Any) -> str:
+    """One line: each annealing variant's temperature schedule as its accuracy rows recorded it, and where runs ended."""
+    acc = df[(df["kind"] == "accuracy") & (df["status"] == "ok")]
+    parts = []
+    for variant, rows in acc.groupby("variant", sort=False):
+        values = [v for v in rows["values"] if isinstance(v, dict)]
+        described = sorted({s for v in values for s in v.get("temperature_schedules") or []})
+        ends = [t for v in values for t in v.get("final_temperatures") or []]
+        if not described and not ends:
+            continue
+        described = described or ["schedule not recorded"]  # rows older than recorded schedules: never guess one
+        end = f", at {min(ends):.3g}-{max(ends):.3g} when training ended" if ends else ""
+        parts.append(f"{variant} {'; '.join(described)}{end}")
+    return "Temperature schedules (accuracy runs): " + "; ".join(parts) + "." if parts else ""

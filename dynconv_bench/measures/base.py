@@ -122,6 +122,11 @@ class Kind:
         """Kind-specific checks of a validated option table at suite load (UserError naming `where`)."""
 
     @classmethod
+    def note(cls, df: Any) -> str:
+        """A line a report prints under the tables of these rows (store rows as a DataFrame), or ''."""
+        return ""
+
+    @classmethod
     def section(cls, df: Any) -> tuple[str, Any, str] | None:
         """An extra report section (title, DataFrame, note) from the store's rows, or None."""
         return None

@@ -59,6 +59,10 @@ class Params(Kind):
         return out
 
     @classmethod
+    def note(cls, df: Any) -> str:
+        return conversion_note(df)
+
+    @classmethod
     def records(cls, options: Mapping[str, Any], result: ParamsResult) -> list[Record]:
         return (record("params", _millions(result.total), "M")
                 + record("deployed_params", _millions(result.deployed.get("total")), "M"))
@@ -66,3 +70,15 @@ class Params(Kind):
 
 def _millions(value: Any) -> float | None:
     return None if value is None else float(value) * 1e-6
+
+
+def conversion_note(df: Any) -> str:
+    """One line naming the variants that converted no layer of a backbone, and why (their rows are static)."""
+    params = df[(df["kind"] == "params") & (df["status"] == "ok")]
+    parts = []
+    for r in params.itertuples(index=False):
+        v = r.values if isinstance(r.values, dict) else {}
+        if v.get("no_layer_converted"):
+            parts.append(f"{r.variant} on {r.backbone} ({v.get('no_conversion_reason') or 'no reason recorded'})")
+    return ("No layer converted, so these rows measure the unconverted model: " + "; ".join(parts) + "."
+            if parts else "")

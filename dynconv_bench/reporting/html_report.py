@@ -125,15 +125,7 @@ def leaderboard_page(title: str, parts: list[Any], fails: pd.DataFrame, images: 
 
     Figures tagged with a suite not in `suites` are left out (a plots folder holds every suite's).
     """
-    from .report import (
-        BASELINE,
-        NOTE,
-        _mixed_note,
-        conversion_note,
-        describe_environment,
-        format_table,
-        temperature_note,
-    )
+    from .report import BASELINE, NOTE, _mixed_note, describe_environment, format_table, kind_notes
 
     figures = [f for f in read_figures(images) if not f.suite or not suites or f.suite in suites]
     placed: set[Path] = set()
@@ -151,8 +143,7 @@ def leaderboard_page(title: str, parts: list[Any], fails: pd.DataFrame, images: 
             rows = p.section.rows[p.section.rows["backbone"] == b]
             shown = format_table(t)
             compared = any(", x: " in c or f" vs {BASELINE} " in c for c in shown.columns)  # else no ratio to explain
-            body = [table_html(shown), note_html(NOTE.format(b=BASELINE) if compared else "", conversion_note(rows),
-                                                 temperature_note(rows))]
+            body = [table_html(shown), note_html(NOTE.format(b=BASELINE) if compared else "", *kind_notes(rows))]
             if len(parts) == 1:
                 body.append(note_html(p.footer()))
             if mine:

@@ -281,40 +281,18 @@ def chance_levels(df: pd.DataFrame) -> dict[str, float]:
     return {str(d): float(v) for d, v in chance.groupby("dataset")["value"].max().items()}
 
 
-def conversion_note(df: pd.DataFrame) -> str:
-    """One line naming the variants that converted no layer of a backbone, and why (their rows are static)."""
-    params = df[(df["kind"] == "params") & (df["status"] == "ok")]
-    parts = []
-    for r in params.itertuples(index=False):
-        v = r.values if isinstance(r.values, dict) else {}
-        if v.get("no_layer_converted"):
-            parts.append(f"{r.variant} on {r.backbone} ({v.get('no_conversion_reason') or 'no reason recorded'})")
-    return ("No layer converted, so these rows measure the unconverted model: " + "; ".join(parts) + "."
-            if parts else "")
-
-
-def temperature_note(df: pd.DataFrame) -> str:
-    """One line: each annealing variant's temperature schedule as its accuracy rows recorded it, and where runs ended."""
-    acc = df[(df["kind"] == "accuracy") & (df["status"] == "ok")]
-    parts = []
-    for variant, rows in acc.groupby("variant", sort=False):
-        values = [v for v in rows["values"] if isinstance(v, dict)]
-        described = sorted({s for v in values for s in v.get("temperature_schedules") or []})
-        ends = [t for v in values for t in v.get("final_temperatures") or []]
-        if not described and not ends:
-            continue
-        described = described or ["schedule not recorded"]  # rows older than recorded schedules: never guess one
-        end = f", at {min(ends):.3g}-{max(ends):.3g} when training ended" if ends else ""
-        parts.append(f"{variant} {'; '.join(described)}{end}")
-    return "Temperature schedules (accuracy runs): " + "; ".join(parts) + "." if parts else ""
-
-
 def threads_of(options: dict[str, Any] | None, values: dict[str, Any] | None) -> int | None:
     """The torch thread count a cell ran with: measured (values) or requested (options)."""
     for source in (values or {}, options or {}):
         if isinstance(source, dict) and source.get("threads"):
             return int(source["threads"])
     return None
+
+
+def kind_notes(df: pd.DataFrame) -> list[str]:
+    """The notes the measurement kinds make on these rows (e.g. schedules, conversions that did nothing)."""
+    kinds = set(df["kind"]) if not df.empty else set()
+    return [n for k in list_kinds() if k in kinds for n in [get_kind(k).note(df)] if n]
 
 
 def kind_sections(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame, str]]:
@@ -395,15 +373,13 @@ def render(df: pd.DataFrame, fmt: str = "md", suite: str | None = None, images: 
                 level = "###"
             for b, t in p.boards.items():
                 lines += [f"{level} {b}", "", format_table(t).to_markdown(), ""]
-                note = conversion_note(p.section.rows[p.section.rows["backbone"] == b])
-                lines += [note, ""] if note else []
+                for note in kind_notes(p.section.rows[p.section.rows["backbone"] == b]):
+                    lines += [note, ""]
             lines += [p.footer(), ""]
         for title_, table, note in kind_sections(df):
             lines += [f"## {title_}", "", table.to_markdown(), "", note, ""]
         if any(p.boards for p in parts):  # no ratio note under a report with no leaderboard (deploy only)
             lines.append(NOTE.format(b=BASELINE))
-        if temperature_note(df):
-            lines += ["", temperature_note(df)]
         if not fails.empty:
             lines += ["", f"{len(fails)} failed cell(s):"]
             lines += [f"- {r.backbone}/{r.variant}/{r.kind}: {r.error}" for r in fails.itertuples()]
