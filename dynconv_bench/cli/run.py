@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
-from ..execution.limits import DEFAULT_MEMORY_CAP
 from .common import command, db_path
 
 
@@ -29,9 +28,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="validate the suite and list the pending cells (writes nothing)")
     p.add_argument("--memory-cap", default=None, metavar="CAP",
-                   help="memory cap per cell: bytes (4GiB, 512MB), a fraction of the machine's memory (0.5, 50%%) "
-                        f"or none (default: the suite's memory_cap, else {DEFAULT_MEMORY_CAP:g}); "
-                        "a cell over it fails, the run goes on")
+                   help="memory cap per cell (resident memory of the process; GPU memory on CUDA): bytes with a "
+                        "unit (4GiB, 512MB), a fraction of the machine's memory (0.5, 50%%) or none; at least 64 MiB "
+                        "(default: the suite's memory_cap, else what is available now less a reserve of 15%% of the "
+                        "machine's memory and at least 2 GiB, at most 80%% of it); a cell over it fails, the run goes on")
 
     p = sub.add_parser("report", help="leaderboards from the results store")
     p.add_argument("--suite", default=None, help="suite to report (default: the most recent)")

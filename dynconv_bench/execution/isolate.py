@@ -1,6 +1,6 @@
 """Run a function in a fresh Python subprocess, so allocator state and threads never leak.
 
-The child is a new interpreter (`python -m dynconv_bench.execution.isolate`), not a fork: it imports
+The child is a new interpreter (`python -c _BOOT`), not a fork: it imports
 only what the measurement needs and does not depend on how the parent's `__main__` was started.
 It dies with its parent, and it runs under the memory cap of the cell in flight (see dynconv_bench.execution.limits).
 """
@@ -20,6 +20,18 @@ from typing import Any
 from .limits import MemoryCap, active_cap, cap_bytes, rss_bytes
 
 _USE_ACTIVE = object()
+# The child's first statements, before its slow imports (torch, timm): on Linux, die with the parent from the start.
+_BOOT = ("import sys\n"
+         "if sys.platform.startswith('linux'):\n"
+         "    import ctypes, os, signal\n"
+         "    try:\n"
+         "        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG\n"
+         "    except (OSError, AttributeError):\n"
+         "        pass\n"
+         "    if os.getppid() != int(sys.argv[1]):\n"
+         "        os._exit(1)\n"
+         "from dynconv_bench.execution.isolate import _child\n"
+         "_child(sys.argv[2])\n")
 
 
 def run_isolated(fn: Callable[..., dict[str, Any]], *args: Any, timeout: float | None = None,
@@ -36,7 +48,7 @@ def run_isolated(fn: Callable[..., dict[str, Any]], *args: Any, timeout: float |
     payload = pickle.dumps((fn.__module__, fn.__qualname__, args, kwargs, cap, device_cap, cuda, os.getpid()))
     with tempfile.TemporaryDirectory(prefix="dynconv_isolate_") as tmp:
         result_path = Path(tmp) / "result.pkl"
-        cmd = [sys.executable, "-m", "dynconv_bench.execution.isolate", str(result_path)]
+        cmd = [sys.executable, "-c", _BOOT, str(os.getpid()), str(result_path)]
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 env={**os.environ, "PYTHONWARNINGS": "ignore"})
         try:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..models.per_sample_conv import CACHE_ENV
 from .executors import LocalExecutor, RayExecutor
-from .limits import DEFAULT_MEMORY_CAP, MemoryCap, parse_memory_cap
+from .limits import MemoryCap, default_memory_cap, parse_memory_cap
 from .store import HEARTBEAT_EVERY_S, ResultStore, this_owner
 from .suite import Cell, Suite, load_suite
 
@@ -62,11 +62,11 @@ def pending_cells(suite: Suite, store: ResultStore | None, force: bool = False, 
 
 
 def resolve_memory_cap(suite: Suite, memory_cap: Any = None) -> MemoryCap:
-    """The cap of this run's cells: the argument, else the suite's `memory_cap`, else DEFAULT_MEMORY_CAP."""
+    """The cap of this run's cells: the argument, else the suite's `memory_cap`, else `default_memory_cap()`."""
     for value in (memory_cap, suite.memory_cap):
         if value is not None:
             return parse_memory_cap(value)
-    return DEFAULT_MEMORY_CAP
+    return default_memory_cap()
 
 
 def strategy_cache_path(store_path: str | Path) -> Path:
