@@ -6,8 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import UserError
-from .common import command, db_path
+from ..errors import UserError, unknown_choice
+from .common import bounded_float, check_output_file, command, db_path
+
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -18,10 +20,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="run only cells of this kind, backbone or variant (repeatable)")
     p.add_argument("--executor", choices=["local", "ray"], default="local")
     p.add_argument("--subprocess", action="store_true", help="local executor: each cell in its own process")
-    p.add_argument("--timeout", type=float, default=None, help="per-cell time limit in s (with --subprocess)")
+    p.add_argument("--timeout", type=bounded_float(0, MAX_TIMEOUT_S, low_open=True), default=None,
+                   help="per-cell time limit in s, at most a week (with --subprocess)")
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
-    p.add_argument("--num-cpus", type=float, default=1, help="CPUs requested per Ray task")
-    p.add_argument("--num-gpus", type=float, default=0, help="GPUs requested per Ray task (cuda cells ask 1)")
+    p.add_argument("--num-cpus", type=bounded_float(0, 1024, low_open=True), default=1,
+                   help="CPUs requested per Ray task")
+    p.add_argument("--num-gpus", type=bounded_float(0, 64), default=0,
+                   help="GPUs requested per Ray task (cuda cells ask 1)")
     p.add_argument("--plots-dir", default="plots", help="where figures are written (default ./plots)")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--no-progress", action="store_true")
@@ -60,6 +65,10 @@ def _suite_rows(args: argparse.Namespace, suite: str | None):  # noqa: ANN202
     from ..reporting.report import default_suite, load_results
 
     df = load_results(db_path(args), suite)
+    bad = df.attrs.get("malformed")
+    if bad:
+        sys.stderr.write(f"dynconv-bench: warning: left out {len(bad)} store row(s) with malformed JSON: id "
+                         f"{', '.join(map(str, bad))}\n")
     name = suite or default_suite(df)
     return name, df[df["suite"] == name]
 
@@ -125,6 +134,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from ..reporting.history import concurrency_note
     from ..reporting.report import render
 
+    if args.output and args.output != "-":
+        check_output_file(args.output)
     if args.runs or args.compare:
         text = _runs_text(args)
     else:
@@ -135,8 +146,6 @@ def cmd_report(args: argparse.Namespace) -> int:
         text += f"\n{note}\n" if note else ""
     if args.output and args.output != "-":
         out = Path(args.output)
-        if not out.parent.is_dir():
-            raise UserError(f"output folder does not exist: {out.parent}")
         out.write_text(text)
         print(f"wrote {out}")
     else:
@@ -149,6 +158,8 @@ def _runs_text(args: argparse.Namespace) -> str:
     from ..reporting.history import compare_runs, render_comparison
 
     with ResultStore(db_path(args), readonly=True) as store:
+        if args.suite is not None and args.suite not in store.suites():
+            raise unknown_choice("suite in the store", args.suite, store.suites())
         if args.runs:
             runs = store.runs(args.suite)
             return "".join(f"{r['run_id']}  {r['suite']:<16} {r['cells']:>4} cells {r['failed'] or 0:>3} failed  "

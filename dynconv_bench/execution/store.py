@@ -54,6 +54,7 @@ COLUMNS = ("id", "suite", "backbone", "variant", "variant_name", "config", "conf
            "options_hash", "values", "status", "error", "environment", "run_id", "started", "finished", "owner",
            "heartbeat")
 JSON_COLUMNS = ("config", "options", "values", "environment")
+_READ_COLUMNS = ("id", "suite", "backbone", "variant", "kind", "values", "status")  # what a report needs at least
 STATUSES = ("ok", "failed", "running")
 _KEY_SQL = " AND ".join(f"{f}=?" for f in KEY_FIELDS)
 _LATEST = (f"id IN (SELECT MAX(id) FROM results WHERE status IN ('ok', 'failed') GROUP BY {', '.join(KEY_FIELDS)})")
@@ -75,6 +76,9 @@ class ResultStore:
         self.path = Path(path)
         self.readonly = readonly
         _check_path(self.path, readonly)
+        self.malformed: list[int] = []  # ids of rows whose JSON columns did not decode (rows() leaves them out)
+        if not readonly:
+            _check_foreign(self.path)  # before WAL mode: that alone rewrites the file's header
         try:
             if readonly:  # no -wal: no writer is open, and a snapshot read must not create -wal/-shm files
                 immutable = "&immutable=1" if not Path(f"{self.path}-wal").exists() else ""
@@ -89,6 +93,11 @@ class ResultStore:
             self._columns = [r[1] for r in self.conn.execute("PRAGMA table_info(results)")]
         except sqlite3.DatabaseError as exc:
             raise UserError(f"{self.path} is not a dynconv-bench results store ({exc})") from None
+        missing = [c for c in (COLUMNS if not readonly else _READ_COLUMNS) if c not in self._columns]
+        if missing:
+            self.conn.close()
+            raise UserError(f"{self.path} is a damaged dynconv-bench results store: table results has no column(s) "
+                            f"{', '.join(missing)}")
 
     def _migrate(self) -> None:
         """Create the schema, or bring a store of an older schema up to this one in one transaction."""
@@ -96,7 +105,7 @@ class ResultStore:
         version = SCHEMA_VERSION
         if "meta" in tables:
             row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            version = int(row[0]) if row else 1
+            version = _schema_version(row[0], self.path) if row else 1
         elif "results" in tables:
             version = 1
         if version > SCHEMA_VERSION:
@@ -250,11 +259,16 @@ class ResultStore:
         if where:
             sql += " WHERE " + " AND ".join(where)
         out = []
+        self.malformed = []
         for r in self.conn.execute(sql + " ORDER BY id", args):
             row = dict.fromkeys(COLUMNS)
             row.update(zip(cols, r))
-            for c in JSON_COLUMNS:
-                row[c] = json.loads(row[c]) if row[c] else None
+            try:
+                for c in JSON_COLUMNS:
+                    row[c] = json.loads(row[c]) if row[c] else None
+            except (json.JSONDecodeError, TypeError):  # a row damaged outside dynconv-bench: report the rest
+                self.malformed.append(row["id"])
+                continue
             out.append(row)
         return out
 
@@ -288,6 +302,33 @@ def owner_alive(owner: str | None, heartbeat: str | None, stale_after: float = S
         except PermissionError:  # exists, another user's
             return True
     return True
+
+
+def _schema_version(text: object, path: Path) -> int:
+    try:
+        return int(str(text))
+    except ValueError:
+        raise UserError(f"{path} is a damaged dynconv-bench results store: meta.schema_version is {text!r}, "
+                        f"not a number") from None
+
+
+def _check_foreign(path: Path) -> None:
+    """Refuse an existing SQLite file that is neither empty nor a dynconv-bench store, without writing to it."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=30.0)
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(results)")} if "results" in tables else set()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"{path} is not a dynconv-bench results store ({exc})") from None
+    ours = {"results", "meta", "sqlite_sequence"}
+    if tables and (not tables <= ours or "results" not in tables or not set(_READ_COLUMNS) <= columns):
+        raise UserError(f"{path} is an SQLite file of another application (tables: {', '.join(sorted(tables))}); "
+                        f"dynconv-bench writes only to its own stores: pass another --db")
 
 
 def _check_path(path: Path, readonly: bool) -> None:
