@@ -73,7 +73,7 @@ def test_named_configs_and_hashes() -> None:
     (_with(variants=["static", "static"]), "duplicate label"),
     (_with(measure={"sped": {}}), "unknown key 'measure.sped' (did you mean 'speed'?)"),
     (_with(measure={"speed": {"batch_size": [1]}}), "did you mean 'batch_sizes'?"),
-    (_with(measure={"speed": {"batch_sizes": [0]}}), "batch_sizes must be >= 1"),
+    (_with(measure={"speed": {"batch_sizes": [0]}}), "batch_sizes must be integers in [1, 65536]"),
     (_with(measure={"speed": {"batch_sizes": "8"}}), "non-empty list of integers"),
     (_with(measure={"speed": {"device": "tpu"}}), "unknown device 'tpu'"),
     (_with(measure={"speed": {"modes": ["infer"]}}), "unknown mode 'infer'"),
@@ -159,12 +159,12 @@ def test_cell_options_are_typed_with_one_set_of_defaults() -> None:
 
 
 def test_preset_and_memory_cap_keys() -> None:
-    suite = parse_suite(_with(variants=["static", {"name": "se-paper", "variant": "static-se", "preset": "paper"}],
+    suite = parse_suite(_with(variants=["static", {"name": "dy-paper", "variant": "dyconv", "preset": "paper"}],
                               memory_cap="2GiB"))
     a, b = suite.cells()
     assert (a.preset, b.preset, suite.memory_cap) == (None, "paper", "2GiB")
     assert b.model_spec(["p.py"]).preset == "paper" and b.model_spec(["p.py"]).plugins == ("p.py",)
-    plain = Cell("s", "cifar_resnet8", "x", "static-se", b.config, "params", b.options)
+    plain = Cell("s", "cifar_resnet8", "x", "dyconv", b.config, "params", b.options)
     assert b.config_hash != plain.config_hash and Cell.from_dict(b.to_dict()) == b
     with pytest.raises(UserError, match="my.toml: memory_cap: memory cap 'lots' must be bytes"):
         parse_suite(_with(memory_cap="lots"), source="my.toml")

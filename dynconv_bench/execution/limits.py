@@ -33,7 +33,7 @@ DEFAULT_RESERVE = 0.15  # ... and the default leaves at least this fraction of i
 MIN_MEMORY_CAP = 64 * 2**20  # a cap under this cannot hold a Python process with torch loaded
 MemoryCap = int | float | None  # bytes (int), a fraction of the machine's memory (float), or no cap
 _UNITS = {"b": 1, "kb": 1e3, "kib": 2**10, "mb": 1e6, "mib": 2**20, "gb": 1e9, "gib": 2**30, "tb": 1e12, "tib": 2**40}
-_USAGE = ("bytes with a unit (e.g. 4GiB, 512MB), a fraction of the machine's memory (e.g. 0.5, 50%) or none; "
+_USAGE = ("bytes (e.g. 4GiB, 512MB), a fraction of the machine's memory (e.g. 0.5, 50%) or none; "
           "at least 64 MiB")
 _ACTIVE: list[MemoryCap] = [None]  # the cap of the cell now running here: isolated subprocesses inherit it
 

@@ -12,8 +12,20 @@ from typing import Any
 import tomllib
 
 from ..errors import UserError, did_you_mean, unknown_choice
-from ..measures.options import EXPANDED, KINDS, MODES, OPTIONS, MeasureOptions, options_of
+from ..measures.options import (
+    EXPANDED,
+    KINDS,
+    MAX_BATCH,
+    MAX_CHANNELS,
+    MAX_SEED,
+    MAX_SIDE,
+    MODES,
+    OPTIONS,
+    MeasureOptions,
+    options_of,
+)
 from ..models.modelspec import ModelSpec
+from ..models.sites import validate_policy
 
 TOP_KEYS = ("name", "description", "backbones", "variants", "measure", "memory_cap")
 VARIANT_KEYS = ("name", "variant", "config", "preset")
@@ -194,6 +206,7 @@ def parse_suite(data: dict[str, Any], source: str = "<suite>", default_name: str
     name = data.get("name", default_name)
     _check_type(name, str, source, "name")
     backbones = _str_list(data.get("backbones"), source, "backbones", required=True)
+    _check_unique(backbones, source, "backbones")
     for b in backbones:
         _check_backbone(b, source, "backbones", list_backbones)
     variants = _parse_variants(data.get("variants"), source, get_variant, list_variants)
@@ -257,6 +270,12 @@ def _str_list(value: Any, source: str, key: str, required: bool = False) -> list
     return value
 
 
+def _check_unique(values: list[Any], source: str, key: str) -> None:
+    dupes = sorted({str(v) for v in values if values.count(v) > 1})
+    if dupes:
+        raise UserError(f"{source}: {key}: duplicate value(s) {', '.join(dupes)}")
+
+
 def _check_backbone(name: str, source: str, key: str, list_backbones: Any) -> None:
     import timm
 
@@ -294,6 +313,12 @@ def _parse_variants(value: Any, source: str, get_variant: Any, list_variants: An
             if not isinstance(cfg, dict):
                 raise UserError(f"{where}.config must be a table of key = value")
             full = cls.validate(cfg)
+            if "policy" in full:
+                validate_policy(full["policy"])
+            preset = entry.get("preset")
+            if preset is not None and (not isinstance(preset, str) or preset not in cls.presets):
+                raise UserError(f"unknown preset {preset!r}; valid presets of {vname}: "
+                                f"{', '.join(sorted(cls.presets)) or '(none)'}")
         except UserError as exc:
             raise type(exc)(f"{source}: {where}: {exc}") from None
         label = entry.get("name", vname)
@@ -316,6 +341,7 @@ def _parse_measure(kind: str, opts: Any, source: str, list_backbones: Any) -> di
         raise type(exc)(f"{source}: {exc}") from None
     if out["backbones"] is not None:
         out["backbones"] = _str_list(out["backbones"], source, f"{where}.backbones")
+        _check_unique(out["backbones"], source, f"{where}.backbones")
         for b in out["backbones"]:
             _check_backbone(b, source, f"{where}.backbones", list_backbones)
     for key in ("batch_sizes", "seeds"):
@@ -324,14 +350,20 @@ def _parse_measure(kind: str, opts: Any, source: str, list_backbones: Any) -> di
             if not isinstance(vals, list) or not vals or not all(isinstance(v, int) and not isinstance(v, bool)
                                                                  for v in vals):
                 raise UserError(f"{source}: {where}.{key} must be a non-empty list of integers")
-            if key == "batch_sizes" and min(vals) < 1:
-                raise UserError(f"{source}: {where}.batch_sizes must be >= 1")
+            low, high = (1, MAX_BATCH) if key == "batch_sizes" else (0, MAX_SEED)
+            if not all(low <= v <= high for v in vals):
+                raise UserError(f"{source}: {where}.{key} must be integers in [{low}, {high}]")
+            _check_unique(vals, source, f"{where}.{key}")
     if out.get("input_size") is not None:
         size = out["input_size"]
         if isinstance(size, int) and not isinstance(size, bool):
             size = [3, size, size]
-        if not (isinstance(size, list) and len(size) == 3 and all(isinstance(v, int) and v > 0 for v in size)):
+        if not (isinstance(size, list) and len(size) == 3 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                                  and v > 0 for v in size)):
             raise UserError(f"{source}: {where}.input_size must be an integer or [channels, height, width]")
+        if size[0] > MAX_CHANNELS or max(size[1:]) > MAX_SIDE:
+            raise UserError(f"{source}: {where}.input_size {size} is too large: at most {MAX_CHANNELS} channels "
+                            f"and {MAX_SIDE} pixels a side")
         out["input_size"] = size
     if "modes" in out:
         out["modes"] = _str_list(out["modes"], source, f"{where}.modes")
@@ -360,3 +392,15 @@ def _check_accuracy(out: dict[str, Any], source: str, where: str) -> None:
             raise UserError(f"{source}: {where}.datasets: {unknown_choice('dataset', d, DATASETS)}")
     if out["recipe"] is not None and out["recipe"] not in RECIPES:
         raise UserError(f"{source}: {where}.recipe: {unknown_choice('recipe', out['recipe'], RECIPES)}")
+    from ..training.recipes import default_recipe, get_recipe
+
+    overrides = {k: v for k, v in (out["overrides"] or {}).items()}
+    if out["epochs"] is not None:
+        overrides["epochs"] = out["epochs"]
+    for d in out["datasets"]:  # the recipe each cell trains with must accept the overrides
+        try:
+            get_recipe(out["recipe"] or default_recipe(d), **overrides)
+        except UserError as exc:
+            raise UserError(f"{source}: {where}.overrides: {exc}") from None
+        except (TypeError, ValueError) as exc:  # a value of the wrong type in a recipe's checks
+            raise UserError(f"{source}: {where}.overrides: a value has the wrong type ({exc})") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -13,20 +14,29 @@ PRECISIONS = ("fp32", "fp16", "bf16")
 MODES = ("inference", "train")
 # suite-table list keys and the cell option each value becomes when a table is expanded into cells
 EXPANDED = {"modes": "mode", "batch_sizes": "batch_size", "datasets": "dataset", "seeds": "seed"}
+# maxima: past these a cell crashes the process (OpenMP at 100000 threads) or cannot finish on any machine
+MAX_THREADS = (os.cpu_count() or 1) * 4
+MAX_CLASSES = 100_000  # ImageNet-21k has 21,841
+MAX_CHANNELS, MAX_SIDE = 64, 4096  # input channels, image side in pixels
+MAX_BATCH = 65_536
+MAX_SEED = 2**32 - 1
+MAX_SECONDS = 24 * 3600.0
 
 _SELECT = {
     "backbones": Param(None, "measure only these backbones (default: the suite's)", type=list),
     "variants": Param(None, "measure only these variant labels (default: all of the suite's)", type=list),
 }
 _MODEL = {
-    "num_classes": Param(None, "classifier outputs (default: the backbone's own, 10 for cifar_*)", type=int, min=1),
+    "num_classes": Param(None, "classifier outputs (default: the backbone's own, 10 for cifar_*)", type=int, min=1,
+                         max=MAX_CLASSES),
     "input_size": Param(None, "C, H, W or one side (default: the backbone's input size)", type=(list, int)),
 }
-_THREADS = Param(None, "torch intra-op threads for this cell (recorded; default: torch's)", type=int, min=1)
+_THREADS = Param(None, "torch intra-op threads for this cell (recorded; default: torch's)", type=int, min=1,
+                 max=MAX_THREADS)
 _DEVICE = Param("cpu", "where the cell runs", type=str, choices=DEVICES)
 _BATCHES = Param([1], "batch sizes, one cell each", type=list)
 _MODES = Param(["inference"], "inference (forward) and/or train (forward, backward, SGD step)", type=list)
-_GPUS = Param(None, "GPUs a Ray task asks for (default: 1 for cuda cells)", type=(int, float), min=0)
+_GPUS = Param(None, "GPUs a Ray task asks for (default: 1 for cuda cells)", type=(int, float), min=0, max=64)
 
 
 class MeasureOptions:
@@ -104,9 +114,10 @@ class SpeedOptions(MeasureOptions):
         "precision": Param("fp32", "fp32, or autocast to fp16/bf16", type=str, choices=PRECISIONS),
         "channels_last": Param(False, "channels_last memory format for model and input"),
         "compile": Param(False, "torch.compile the model first"),
-        "warmup": Param(None, "untimed runs first (default: 3 on CPU, 20 on CUDA)", type=int, min=0),
-        "min_time": Param(None, "seconds of timed runs at least (default: 1.0)", type=float, min=0.0),
-        "min_runs": Param(None, "timed runs at least (default: 5)", type=int, min=1),
+        "warmup": Param(None, "untimed runs first (default: 3 on CPU, 20 on CUDA)", type=int, min=0, max=100_000),
+        "min_time": Param(None, "seconds of timed runs at least (default: 1.0)", type=float, min=0.0,
+                          max=MAX_SECONDS),
+        "min_runs": Param(None, "timed runs at least (default: 5)", type=int, min=1, max=1_000_000),
         "deploy": Param(True, "time the deployed (folded) form in inference"),
         "num_gpus": _GPUS,
     }
@@ -124,12 +135,13 @@ class AccuracyOptions(MeasureOptions):
         "datasets": Param(["digits"], "datasets, one cell each (see dynconv_bench.data)", type=list),
         "recipe": Param(None, "training recipe (default: the dataset's quick recipe)", type=str),
         "seeds": Param([0], "seeds, one cell each (initial weights and data order)", type=list),
-        "epochs": Param(None, "override the recipe's epochs", type=int, min=1),
+        "epochs": Param(None, "override the recipe's epochs", type=int, min=1, max=10_000),
         "data_root": Param(None, "local folder of the dataset (cifar*, imagefolder)", type=str),
         "device": _DEVICE,
         "overrides": Param({}, "recipe settings to override, e.g. {image_size = 8}", type=dict),
         "num_gpus": _GPUS,
-        "train_samples": Param(None, "train on a fixed random subset of this size (quick runs)", type=int, min=1),
+        "train_samples": Param(None, "train on a fixed random subset of this size (quick runs)", type=int, min=1,
+                               max=100_000_000),
         "threads": _THREADS,
     }
 
@@ -138,8 +150,8 @@ class LayersOptions(MeasureOptions):
     kind = "layers"
     params = {
         **_SELECT, **_MODEL,
-        "batch_size": Param(1, "batch size of the timed forwards", type=int, min=1),
-        "repeats": Param(5, "timed forwards (median per layer)", type=int, min=1),
+        "batch_size": Param(1, "batch size of the timed forwards", type=int, min=1, max=MAX_BATCH),
+        "repeats": Param(5, "timed forwards (median per layer)", type=int, min=1, max=100_000),
         "threads": _THREADS,
     }
 
@@ -150,7 +162,8 @@ class DeployOptions(MeasureOptions):
         **_SELECT, **_MODEL,
         "targets": Param(None, "torch_export, onnx, compile, torchscript (default: all)", type=list),
         "threads": _THREADS,
-        "min_time": Param(None, "seconds of timed onnxruntime and eager runs at least", type=float, min=0.0),
+        "min_time": Param(None, "seconds of timed onnxruntime and eager runs at least", type=float, min=0.0,
+                          max=MAX_SECONDS),
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -36,6 +37,8 @@ class Param:
             raise ConfigError(
                 f"{variant}: {key}={value!r} must be {_type_name(expected)}, not {type(value).__name__}"
             )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{variant}: {key}={value!r} must be a finite number")
         if self.choices is not None and value not in self.choices:
             raise ConfigError(f"{variant}: {key}={value!r} is not valid; valid: {', '.join(map(str, self.choices))}")
         if self.min is not None and value < self.min:
