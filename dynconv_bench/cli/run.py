@@ -77,13 +77,14 @@ def _suite_rows(args: argparse.Namespace, suite: str | None):  # noqa: ANN202
 def cmd_run(args: argparse.Namespace) -> int:
     """Validate and run a suite; print the leaderboard and where the plots are."""
     from ..execution.executors import make_executor
-    from ..execution.runner import pending_cells, resolve_memory_cap, run_suite
+    from ..execution.runner import pending_cells, resolve_memory_cap, run_suite, select_cells
     from ..execution.store import ResultStore
     from ..execution.suite import load_suite
 
     suite = load_suite(args.suite)  # every validation error surfaces before anything runs
     if args.timeout is not None and not args.subprocess:
         raise UserError("--timeout needs --subprocess (a cell in this process cannot be stopped safely)")
+    select_cells(suite.cells(), args.only)  # an --only that names nothing: before any store is opened
     cap = resolve_memory_cap(suite, args.memory_cap)
     executor = make_executor(args.executor, subprocess=args.subprocess, timeout=args.timeout,
                              address=args.ray_address, num_cpus=args.num_cpus, num_gpus=args.num_gpus)

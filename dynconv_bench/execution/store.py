@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import sqlite3
+from collections.abc import Collection
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from .suite import KEY_FIELDS
 
 SCHEMA_VERSION = 2
 STALE_AFTER_S = 120.0  # a claim whose heartbeat is older than this belongs to a dead run
+ABANDONED = "abandoned: "  # error text prefix of a claim closed because its run died
 HEARTBEAT_EVERY_S = 15.0
 
 _SCHEMA = """
@@ -155,28 +157,44 @@ class ResultStore:
                                 f"VALUES ({', '.join('?' * len(COLUMNS[1:]))})", row)
         return int(cur.lastrowid)
 
-    def claim(self, cell: Any, run_id: str, owner: str | None = None, after_id: int | None = None) -> int | None:
+    def claim(self, cell: Any, run_id: str, owner: str | None = None, after_id: int | None = None,
+              running: Collection[int] = ()) -> int | None:
         """Mark `cell` as being measured by `owner`; the claim's row id, or None when another run has it.
 
         A live claim of another owner keeps the cell; a dead owner's claim is closed as failed and taken
-        over. With `after_id` (a rerun with --force) a cell finished ok in a row newer than it is done too.
+        over. With `after_id` (the largest row id when the run started) and `running` (the ids of the claims
+        open then), a cell with a result newer than the run's start is done: another run measured it meanwhile.
         """
         owner = owner or this_owner()
         with self._transaction():
+            if after_id is not None and self.newer_result(cell, after_id, running):
+                return None
             for cid, other, beat in self.conn.execute(
                     f"SELECT id, owner, heartbeat FROM results WHERE {_KEY_SQL} AND status='running'",
                     cell.key).fetchall():
                 if other != owner and owner_alive(other, beat):
                     return None
                 self.conn.execute("UPDATE results SET status='failed', finished=?, error=? WHERE id=?",
-                                  (utcnow(), f"abandoned: the run that claimed it ({other}) stopped without a "
+                                  (utcnow(), f"{ABANDONED}the run that claimed it ({other}) stopped without a "
                                              "result", cid))
-            if after_id is not None and self.conn.execute(
-                    f"SELECT 1 FROM results WHERE {_KEY_SQL} AND status='ok' AND id>?", (*cell.key, after_id)
-            ).fetchone():
-                return None
             now = utcnow()
             return self._insert(cell, None, "running", None, None, run_id, now, None, owner, now)
+
+    def newer_result(self, cell: Any, after_id: int, running: Collection[int] = ()) -> bool:
+        """Whether `cell` has a result written after row `after_id`, or by a claim in `running` (not abandoned)."""
+        marks = ",".join("?" * len(running))
+        newer = f"(id>? OR id IN ({marks}))" if running else "id>?"
+        return self.conn.execute(
+            f"SELECT 1 FROM results WHERE {_KEY_SQL} AND status IN ('ok', 'failed') AND {newer} "
+            f"AND (error IS NULL OR error NOT LIKE '{ABANDONED}%') LIMIT 1",
+            (*cell.key, after_id, *running)).fetchone() is not None
+
+    def open_claims(self) -> tuple[int, list[int]]:
+        """(the largest row id, the ids of the claims open now): where a run starts, for `claim`."""
+        with self._transaction():  # one snapshot
+            top = self.conn.execute("SELECT MAX(id) FROM results").fetchone()[0] or 0
+            ids = [r[0] for r in self.conn.execute("SELECT id FROM results WHERE status='running'")]
+        return top, ids
 
     def finish(self, claim_id: int, cell: Any, values: dict[str, Any] | None, status: str, error: str | None = None,
                environment: dict[str, Any] | None = None, started: str | None = None, finished: str | None = None,
