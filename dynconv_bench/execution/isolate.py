@@ -48,8 +48,7 @@ def run_isolated(fn: Callable[..., dict[str, Any]], *args: Any, timeout: float |
     payload = pickle.dumps((fn.__module__, fn.__qualname__, args, kwargs, cap, device_cap, cuda, os.getpid()))
     with tempfile.TemporaryDirectory(prefix="dynconv_isolate_") as tmp:
         result_path = Path(tmp) / "result.pkl"
-        cmd = [sys.executable, "-c", _BOOT, str(os.getpid()), str(result_path)]
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        proc = subprocess.Popen(worker_command(os.getpid(), result_path), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 env={**os.environ, "PYTHONWARNINGS": "ignore"})
         try:
             _, stderr = proc.communicate(payload, timeout=timeout)
@@ -66,6 +65,11 @@ def run_isolated(fn: Callable[..., dict[str, Any]], *args: Any, timeout: float |
         tail = stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
         how = f"was killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exited {proc.returncode}"
         return {"status": "failed", "error": f"the measurement subprocess {how} (out of memory?) {tail[0]}".strip()}
+
+
+def worker_command(parent_pid: int, result_path: str | Path) -> list[str]:
+    """The command line of a worker of process `parent_pid` (it reads its call, pickled, from stdin)."""
+    return [sys.executable, "-c", _BOOT, str(parent_pid), str(result_path)]
 
 
 def _child(result_path: str) -> None:
@@ -86,11 +90,13 @@ def _child(result_path: str) -> None:
     fn = importlib.import_module(module)
     for part in qualname.split("."):
         fn = getattr(fn, part)
-    with MemoryGuard(cap, cuda=cuda, on_exceed=over_cap, device_cap=device_cap):
+    with MemoryGuard(cap, cuda=cuda, on_exceed=over_cap, device_cap=device_cap) as guard:
         try:
             out = fn(*args, **kwargs)
         except Exception as exc:
-            out = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000]}
+            out = {"status": "failed", "error": guard.refused(exc) or f"{type(exc).__name__}: {exc}"[:2000]}
+    if isinstance(out, dict) and out.get("status") == "failed" and guard.refused(str(out.get("error") or "")):
+        out = {**out, "error": guard.refused(str(out.get("error")))}  # the measurement caught the refusal itself
     write(out)
 
 

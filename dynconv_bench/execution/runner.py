@@ -166,7 +166,7 @@ class _Heartbeat:
                 db.heartbeat(self.owner)
             except (sqlite3.Error, UserError, OSError) as exc:
                 sys.stderr.write(f"dynconv-bench: warning: heartbeat not written ({exc}); retrying\n")
-                if self._stop.wait(1.0):
+                if self._stop.wait(min(self.every, 1.0)):
                     break
         if db is not None:
             db.close()
