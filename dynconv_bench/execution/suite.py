@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -141,6 +142,7 @@ def _expand(opts: dict[str, Any], backbone: str) -> list[dict[str, Any]]:
     return out
 
 
+@functools.lru_cache(maxsize=1024)  # timm deep-copies its config on each call: once per backbone
 def default_num_classes(backbone: str) -> int:
     """The class count a backbone was designed for (10 for the CIFAR-style nets, else 1000)."""
     import timm
