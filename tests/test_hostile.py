@@ -244,7 +244,7 @@ def test_the_heartbeat_survives_a_busy_store(tmp_path, monkeypatch) -> None:  # 
 @pytest.mark.slow  # three CLI processes on one store: ~40 s on a busy 2-core machine
 def test_three_concurrent_runs_measure_every_cell_once(tmp_path) -> None:  # noqa: ANN001
     suite = tmp_path / "p.toml"
-    suite.write_text('name = "p"\nbackbones = ["cifar_resnet8", "cifar_resnet14", "cifar_resnet20"]\n'
+    suite.write_text('name = "p"\nbackbones = ["cifar_resnet8", "cifar_resnet20", "mobilenetv2_050"]\n'
                      'variants = ["static", "static-se", "condconv", "dyconv", "odconv"]\n[measure.params]\n')
     db = tmp_path / "p.sqlite"
     cmd = [sys.executable, "-c", "from dynconv_bench.cli.main import main; raise SystemExit(main())", "--db", str(db),
