@@ -127,6 +127,11 @@ def test_numeric_options_have_maxima(table: str, message: str, tmp_path, capsys)
     one_line_exit_2(["--db", str(tmp_path / "r.sqlite"), "run", str(suite), "--dry-run"], capsys, message)
 
 
+def test_train_threads_have_a_maximum(capsys) -> None:  # noqa: ANN001
+    assert main(["train", "--backbone", "cifar_resnet8", "--dataset", "digits", "--threads", "100000"]) == 2
+    assert "--threads must be an integer >= 1 and <= " in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("variants, message", [
     ('[{variant = "dyconv", config = {temperature = nan}}]', "temperature=nan must be a finite number"),
     ('[{variant = "dyconv", config = {temperature = inf}}]', "temperature=inf must be a finite number"),
