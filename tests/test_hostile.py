@@ -106,6 +106,8 @@ def test_report_into_a_folder_is_refused(tmp_path, capsys) -> None:  # noqa: ANN
     (tmp_path / "out").mkdir()
     one_line_exit_2(["--db", str(db), "report", "-o", str(tmp_path / "out")], capsys, "is a folder")
     one_line_exit_2(["--db", str(db), "report", "--runs", "--suite", "nosuch"], capsys, "unknown suite in the store")
+    (tmp_path / "afile").write_text("")
+    one_line_exit_2(["--db", str(db), "plot", "--out-dir", str(tmp_path / "afile")], capsys, "is a file")
 
 
 # -- 2 and 3. maxima and accepted nonsense ---------------------------------------------------------

@@ -91,3 +91,11 @@ def bounded_float(low: float, high: float, low_open: bool = False) -> Callable[[
         return value
 
     return parse
+
+
+def check_output_dir(path: str | Path) -> Path:
+    """`path` as a folder this command may write figures into (created later): not an existing file."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output folder {out} is a file; give a folder path")
+    return out

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError, unknown_choice
-from .common import bounded_float, check_output_file, command, db_path
+from .common import bounded_float, check_output_dir, check_output_file, command, db_path
 
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
 
@@ -85,6 +85,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.timeout is not None and not args.subprocess:
         raise UserError("--timeout needs --subprocess (a cell in this process cannot be stopped safely)")
     select_cells(suite.cells(), args.only)  # an --only that names nothing: before any store is opened
+    if not args.no_plots:
+        check_output_dir(args.plots_dir)
     cap = resolve_memory_cap(suite, args.memory_cap)
     executor = make_executor(args.executor, subprocess=args.subprocess, timeout=args.timeout,
                              address=args.ray_address, num_cpus=args.num_cpus, num_gpus=args.num_gpus)
@@ -189,6 +191,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     """Write the figures of one suite."""
     from ..reporting.plots import make_plots
 
+    check_output_dir(args.out_dir)
     name, df = _suite_rows(args, args.suite)
     paths = make_plots(df, args.out_dir, name)
     for p in paths:
