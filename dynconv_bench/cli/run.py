@@ -65,10 +65,7 @@ def _suite_rows(args: argparse.Namespace, suite: str | None):  # noqa: ANN202
     from ..reporting.report import default_suite, load_results
 
     df = load_results(db_path(args), suite)
-    bad = df.attrs.get("malformed")
-    if bad:
-        sys.stderr.write(f"dynconv-bench: warning: left out {len(bad)} store row(s) with malformed JSON: id "
-                         f"{', '.join(map(str, bad))}\n")
+    _warn_malformed(df.attrs.get("malformed"))
     name = suite or default_suite(df)
     return name, df[df["suite"] == name]
 
@@ -156,6 +153,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_malformed(ids: list[int] | None) -> None:
+    if ids:
+        sys.stderr.write(f"dynconv-bench: warning: left out {len(ids)} store row(s) with malformed JSON: id "
+                         f"{', '.join(map(str, ids))}\n")
+
+
 def _runs_text(args: argparse.Namespace) -> str:
     from ..execution.store import ResultStore
     from ..reporting.history import compare_runs, render_comparison
@@ -168,6 +171,7 @@ def _runs_text(args: argparse.Namespace) -> str:
             return "".join(f"{r['run_id']}  {r['suite']:<16} {r['cells']:>4} cells {r['failed'] or 0:>3} failed  "
                            f"{r['started']} .. {r['finished']}\n" for r in runs) or "no runs in the store\n"
         df = compare_runs(store, *args.compare)
+        _warn_malformed(store.malformed)
     if args.format == "csv":
         return df.to_csv(index=False)
     if args.format == "json":

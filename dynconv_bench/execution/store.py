@@ -78,7 +78,7 @@ class ResultStore:
         self.path = Path(path)
         self.readonly = readonly
         _check_path(self.path, readonly)
-        self.malformed: list[int] = []  # ids of rows whose JSON columns did not decode (rows() leaves them out)
+        self.malformed: list[int] = []  # ids of the rows read so far whose JSON did not decode (rows() leaves them out)
         if not readonly:
             _check_foreign(self.path)  # before WAL mode: that alone rewrites the file's header
         try:
@@ -277,7 +277,6 @@ class ResultStore:
         if where:
             sql += " WHERE " + " AND ".join(where)
         out = []
-        self.malformed = []
         for r in self.conn.execute(sql + " ORDER BY id", args):
             row = dict.fromkeys(COLUMNS)
             row.update(zip(cols, r))
@@ -285,7 +284,8 @@ class ResultStore:
                 for c in JSON_COLUMNS:
                     row[c] = json.loads(row[c]) if row[c] else None
             except (json.JSONDecodeError, TypeError):  # a row damaged outside dynconv-bench: report the rest
-                self.malformed.append(row["id"])
+                if row["id"] not in self.malformed:
+                    self.malformed.append(row["id"])
                 continue
             out.append(row)
         return out
