@@ -7,6 +7,7 @@ Reads give the latest finished row per cell unless asked for the history.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -95,11 +96,10 @@ class ResultStore:
             self._columns = [r[1] for r in self.conn.execute("PRAGMA table_info(results)")]
         except sqlite3.DatabaseError as exc:
             raise UserError(f"{self.path} is not a dynconv-bench results store ({exc})") from None
-        missing = [c for c in (COLUMNS if not readonly else _READ_COLUMNS) if c not in self._columns]
+        missing = [c for c in (_READ_COLUMNS if readonly else COLUMNS) if c not in self._columns]
         if missing:
             self.conn.close()
-            raise UserError(f"{self.path} is a damaged dynconv-bench results store: table results has no column(s) "
-                            f"{', '.join(missing)}")
+            raise UserError(f"{self.path} is a damaged dynconv-bench results store: no column(s) {', '.join(missing)}")
 
     def _migrate(self) -> None:
         """Create the schema, or bring a store of an older schema up to this one in one transaction."""
@@ -190,11 +190,10 @@ class ResultStore:
             (*cell.key, after_id, *running)).fetchone() is not None
 
     def open_claims(self) -> tuple[int, list[int]]:
-        """(the largest row id, the ids of the claims open now): where a run starts, for `claim`."""
-        with self._transaction():  # one snapshot
-            top = self.conn.execute("SELECT MAX(id) FROM results").fetchone()[0] or 0
-            ids = [r[0] for r in self.conn.execute("SELECT id FROM results WHERE status='running'")]
-        return top, ids
+        """(the largest row id, the ids of the claims open now), in one snapshot: where a run starts, for `claim`."""
+        with self._transaction():
+            return (self.conn.execute("SELECT MAX(id) FROM results").fetchone()[0] or 0,
+                    [r[0] for r in self.conn.execute("SELECT id FROM results WHERE status='running'")])
 
     def finish(self, claim_id: int, cell: Any, values: dict[str, Any] | None, status: str, error: str | None = None,
                environment: dict[str, Any] | None = None, started: str | None = None, finished: str | None = None,
@@ -335,12 +334,9 @@ def _check_foreign(path: Path) -> None:
     if not path.is_file() or path.stat().st_size == 0:
         return
     try:
-        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=30.0)
-        try:
+        with contextlib.closing(sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=30.0)) as conn:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             columns = {r[1] for r in conn.execute("PRAGMA table_info(results)")} if "results" in tables else set()
-        finally:
-            conn.close()
     except sqlite3.DatabaseError as exc:
         raise UserError(f"{path} is not a dynconv-bench results store ({exc})") from None
     ours = {"results", "meta", "sqlite_sequence"}

@@ -13,18 +13,8 @@ from typing import Any
 import tomllib
 
 from ..errors import UserError, did_you_mean, unknown_choice
-from ..measures.options import (
-    EXPANDED,
-    KINDS,
-    MAX_BATCH,
-    MAX_CHANNELS,
-    MAX_SEED,
-    MAX_SIDE,
-    MODES,
-    OPTIONS,
-    MeasureOptions,
-    options_of,
-)
+from ..measures import options as measure_options
+from ..measures.options import EXPANDED, KINDS, MODES, OPTIONS, MeasureOptions, options_of
 from ..models.modelspec import ModelSpec
 from ..models.sites import validate_policy
 
@@ -352,7 +342,7 @@ def _parse_measure(kind: str, opts: Any, source: str, list_backbones: Any) -> di
             if not isinstance(vals, list) or not vals or not all(isinstance(v, int) and not isinstance(v, bool)
                                                                  for v in vals):
                 raise UserError(f"{source}: {where}.{key} must be a non-empty list of integers")
-            low, high = (1, MAX_BATCH) if key == "batch_sizes" else (0, MAX_SEED)
+            low, high = (1, measure_options.MAX_BATCH) if key == "batch_sizes" else (0, measure_options.MAX_SEED)
             if not all(low <= v <= high for v in vals):
                 raise UserError(f"{source}: {where}.{key} must be integers in [{low}, {high}]")
             _check_unique(vals, source, f"{where}.{key}")
@@ -363,9 +353,10 @@ def _parse_measure(kind: str, opts: Any, source: str, list_backbones: Any) -> di
         if not (isinstance(size, list) and len(size) == 3 and all(isinstance(v, int) and not isinstance(v, bool)
                                                                   and v > 0 for v in size)):
             raise UserError(f"{source}: {where}.input_size must be an integer or [channels, height, width]")
-        if size[0] > MAX_CHANNELS or max(size[1:]) > MAX_SIDE:
-            raise UserError(f"{source}: {where}.input_size {size} is too large: at most {MAX_CHANNELS} channels "
-                            f"and {MAX_SIDE} pixels a side")
+        channels, side = measure_options.MAX_CHANNELS, measure_options.MAX_SIDE
+        if size[0] > channels or max(size[1:]) > side:
+            raise UserError(f"{source}: {where}.input_size {size} is too large: at most {channels} channels and "
+                            f"{side} pixels a side")
         out["input_size"] = size
     if "modes" in out:
         out["modes"] = _str_list(out["modes"], source, f"{where}.modes")
