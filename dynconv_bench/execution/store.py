@@ -1,8 +1,8 @@
 """The results store: SQLite, every run of every cell kept (history), each write one transaction (WAL journal).
 
 A run claims a cell before measuring it: a `running` row naming its owner (host:pid) with a heartbeat.
-Concurrent runs skip cells another live run holds, and a claim whose owner died is taken over.
-Reads give the latest finished row per cell unless asked for the history.
+Concurrent runs skip cells another live run holds or finished after they started; a dead owner's claim is
+taken over. Reads give the latest finished row per cell. Only empty SQLite files and stores are written to.
 """
 
 from __future__ import annotations
