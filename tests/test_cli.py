@@ -16,7 +16,7 @@ def test_variants_text_shows_type_range_help_and_presets(capsys) -> None:  # noq
     out = capsys.readouterr().out
     assert "    reduction        float = 0.0625, >= 1e-06, <= 1.0: attention width = max(int(C_in * reduction)" in out
     assert "    routing          str = 'layer', one of layer, block: 'layer': each conv routes" in out
-    assert "    num_kernels      int or None = None: experts per layer" in out
+    assert "    num_kernels      int or None = None, >= 1, <= 64: experts per layer" in out
     assert "    preset=paper: efficientnet_b0\n" in out
     assert "    preset=paper-4x: mobilenetv2_050, mobilenetv2_100, resnet18, resnet50\n" in out
 

@@ -75,7 +75,7 @@ def test_named_configs_and_hashes() -> None:
     (_with(variants=["static", "static"]), "duplicate label"),
     (_with(measure={"sped": {}}), "unknown key 'measure.sped' (did you mean 'speed'?)"),
     (_with(measure={"speed": {"batch_size": [1]}}), "did you mean 'batch_sizes'?"),
-    (_with(measure={"speed": {"batch_sizes": [0]}}), "batch_sizes must be >= 1"),
+    (_with(measure={"speed": {"batch_sizes": [0]}}), "batch_sizes must be integers in [1, 65536]"),
     (_with(measure={"speed": {"batch_sizes": "8"}}), "non-empty list of integers"),
     (_with(measure={"speed": {"device": "tpu"}}), "unknown device 'tpu'"),
     (_with(measure={"speed": {"modes": ["infer"]}}), "unknown mode 'infer'"),

@@ -13,7 +13,7 @@ from torch import nn
 
 from dynconv_bench import Param, Variant
 from dynconv_bench.errors import ConfigError
-from dynconv_bench.models.variant import StageContext
+from dynconv_bench.models.variant import MAX_KERNELS, StageContext
 
 from ._dynamic import DynamicConv2d, KernelMixture
 
@@ -71,7 +71,7 @@ class CondConv(Variant):
     year = 2019
     params = {
         "num_kernels": Param(None, "experts per layer (default: 8 on EfficientNet, 4 otherwise)",
-                             type=(int, type(None))),
+                             type=(int, type(None)), min=1, max=MAX_KERNELS),
         "routing": Param("layer", "'layer': each conv routes on its input; 'block': one routing vector "
                                   "per block, from the input of its first converted conv", choices=("layer", "block")),
         "policy": Param("blocks", "which convs become CondConv", type=str),

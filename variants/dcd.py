@@ -33,6 +33,7 @@ from dynconv_bench.models.conv_spec import ConvGeometry, ConvSpec
 from dynconv_bench.models.per_sample_conv import forced_strategy, match_memory_format
 from dynconv_bench.models.sites import ConvSite
 from dynconv_bench.models.triton_conv import lowrank_conv, prefers_fused
+from dynconv_bench.models.variant import MAX_CHANNELS
 
 __all__ = ["DCD", "DCDConv2d", "latent_dim"]
 
@@ -127,9 +128,10 @@ class DCD(Variant):
     year = 2021
     params = {
         "latent_dim": Param(0, "latent width L of Phi (0: the paper's floor(C_in / 2^floor(log2 sqrt(C_in))))",
-                            min=0),
-        "reduction": Param(16, "dynamic branch width = max(max(C_in, L^2) // reduction, min_channels)", min=1),
-        "min_channels": Param(4, "floor of the dynamic branch width", min=1),
+                            min=0, max=1024),
+        "reduction": Param(16, "dynamic branch width = max(max(C_in, L^2) // reduction, min_channels)", min=1,
+                           max=MAX_CHANNELS),
+        "min_channels": Param(4, "floor of the dynamic branch width", min=1, max=MAX_CHANNELS),
         "policy": Param("blocks", "which convs become DCD (depthwise and even kernels stay static)", type=str),
     }
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from dynconv_bench import Param, Variant
 from dynconv_bench.models.sites import ConvSite
+from dynconv_bench.models.variant import MAX_CHANNELS, MAX_KERNELS
 
 from ._dynamic import DynamicConv2d, KernelMixture
 from ._temperature import TemperatureSchedule, temperature_params
@@ -55,9 +56,10 @@ class DyConv(Variant):
     paper = "Chen, Dai, Liu, Chen, Yuan, Liu. Dynamic Convolution: Attention over Convolution Kernels. CVPR 2020"
     year = 2020
     params = {
-        "num_kernels": Param(4, "kernels per layer (K)", min=1),
-        "reduction": Param(4, "attention bottleneck: C_in -> max(C_in // reduction, min_channels)", min=1),
-        "min_channels": Param(1, "floor of the attention bottleneck width", min=1),
+        "num_kernels": Param(4, "kernels per layer (K)", min=1, max=MAX_KERNELS),
+        "reduction": Param(4, "attention bottleneck: C_in -> max(C_in // reduction, min_channels)", min=1,
+                           max=MAX_CHANNELS),
+        "min_channels": Param(1, "floor of the attention bottleneck width", min=1, max=MAX_CHANNELS),
         **temperature_params("the kernel softmax"),
         "policy": Param("no-stem", "which convs become dynamic", type=str),
     }

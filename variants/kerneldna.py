@@ -15,6 +15,7 @@ from dynconv_bench.models.conv_spec import ConvGeometry, ConvSpec
 from dynconv_bench.models.layers import scaled_input_conv
 from dynconv_bench.models.sites import ConvSite
 from dynconv_bench.models.triton_conv import prefers_fused
+from dynconv_bench.models.variant import MAX_CHANNELS
 
 from ._se import ChannelSE, SEConv
 
@@ -113,7 +114,8 @@ class KernelDNA(Variant):
     paper = "KernelDNA: Dynamic Kernel Sharing via Decoupled Naive Adapters (Huang, Zhang, Ren)"
     year = 2025
     params = {
-        "reduction": Param(4, "SE bottleneck ratio on a child's input (C -> C/reduction)", min=1),
+        "reduction": Param(4, "SE bottleneck ratio on a child's input (C -> C/reduction)", min=1,
+                           max=MAX_CHANNELS),
         "parent": Param("last", "which member of a sharing group keeps the weight", choices=("first", "last")),
         "spatial": Param(True, "static spatial modulation S (1,1,k,k) of kernels larger than 1x1"),
         "filter": Param(True, "static filter modulation F (C_out,1,1,1)"),

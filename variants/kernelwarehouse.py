@@ -49,6 +49,7 @@ from dynconv_bench.models.conv_spec import ConvGeometry, ConvSpec
 from dynconv_bench.models.layers import batchnorm_any_batch
 from dynconv_bench.models.per_sample_conv import CellMixture, per_sample_conv
 from dynconv_bench.models.sites import ConvSite
+from dynconv_bench.models.variant import MAX_CHANNELS, MAX_KERNELS
 
 from ._temperature import AnnealedLayer, TemperatureSchedule, temperature_params
 from ._warehouse_plan import attention_width, plan_warehouses
@@ -229,14 +230,14 @@ class KernelWarehouse(Variant):
     year = 2024
     params = {
         "cell_num_ratio": Param(1.0, "warehouse cells / cells the member layers are cut into (the paper's "
-                                     "n: '1x' = 1, '4x' = 4, '1/2x' = 0.5)", type=float, min=1e-3),
+                                     "n: '1x' = 1, '4x' = 4, '1/2x' = 0.5)", type=float, min=1e-3, max=MAX_KERNELS),
         "cell_inplane_ratio": Param(1.0, "cell input width / gcd of the members' input widths", type=float,
                                     min=1e-3, max=1.0),
         "cell_outplane_ratio": Param(1.0, "cell output width / gcd of the members' output widths", type=float,
                                      min=1e-3, max=1.0),
         "reduction": Param(0.0625, "attention width = max(int(C_in * reduction), min_channels)", type=float,
                            min=1e-6, max=1.0),
-        "min_channels": Param(16, "floor of the attention width", min=1),
+        "min_channels": Param(16, "floor of the attention width", min=1, max=MAX_CHANNELS),
         **temperature_params("the attention", end=0.0, epochs=20.0, start_param=Param(
             1.0, "initial weight of the starting cell assignment in the attention", type=float, min=0.0, max=1.0)),
         "sharing": Param("auto", "warehouses per stage: one (stage), depthwise vs other (kind), per block "

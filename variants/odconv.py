@@ -16,6 +16,7 @@ from dynconv_bench.models.layers import batchnorm_any_batch
 from dynconv_bench.models.per_sample_conv import capturing_graph, conv_output_size, match_memory_format
 from dynconv_bench.models.sites import ConvSite
 from dynconv_bench.models.triton_conv import prefers_fused
+from dynconv_bench.models.variant import MAX_CHANNELS, MAX_KERNELS
 
 from ._dynamic import DynamicConv2d, KernelMixture, aggregate_kernels
 from ._temperature import TemperatureSchedule, temperature_params
@@ -174,10 +175,10 @@ class ODConv(Variant):
     paper = "Li, Zhou, Yao. Omni-Dimensional Dynamic Convolution. ICLR 2022"
     year = 2022
     params = {
-        "num_kernels": Param(4, "kernels per layer (the paper's '1x' is 1, '4x' is 4)", min=1),
+        "num_kernels": Param(4, "kernels per layer (the paper's '1x' is 1, '4x' is 4)", min=1, max=MAX_KERNELS),
         "reduction": Param(0.0625, "attention width = max(int(C_in * reduction), min_channels)", type=float,
                            min=1e-6, max=1.0),
-        "min_channels": Param(16, "floor of the attention width", min=1),
+        "min_channels": Param(16, "floor of the attention width", min=1, max=MAX_CHANNELS),
         **temperature_params("all four attentions"),
         "policy": Param("blocks+head", "which convs become ODConv", type=str),
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from dynconv_bench import Param, StageContext, Variant
+from dynconv_bench.models.variant import MAX_CHANNELS
 
 from ._se import SEConv
 from .kerneldna import KernelDNA, adapter_sites
@@ -25,8 +26,8 @@ class StaticSE(Variant):
 
     paper = "baseline: KernelDNA's SE routing without kernel sharing"
     params = {
-        "reduction": Param(4, "SE bottleneck ratio (C -> C/reduction)", min=1),
-        "min_channels": Param(1, "floor of the SE bottleneck width", min=1),
+        "reduction": Param(4, "SE bottleneck ratio (C -> C/reduction)", min=1, max=MAX_CHANNELS),
+        "min_channels": Param(1, "floor of the SE bottleneck width", min=1, max=MAX_CHANNELS),
         "sites": Param("kerneldna", "where SE goes: 'kerneldna' (the convs the KernelDNA plug-in turns into "
                                     "children, with its defaults) or 'all' (every conv the policy selects)",
                        choices=SITES),

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from ..errors import UserError
 
 DB_ENV = "DYNCONV_BENCH_DB"
 DEFAULT_DB = "dynconv_bench.sqlite"
+MAX_CLASSES = 100_000  # classifier outputs (ImageNet-21k has 21,841)
+MAX_SIDE = 4096  # image side in pixels
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -45,3 +49,53 @@ def db_path(args: argparse.Namespace) -> str:
     return getattr(args, "db", None) or os.environ.get(DB_ENV) or DEFAULT_DB
 
 
+
+
+def check_output_file(path: str | Path) -> Path:
+    """`path` as a file this command may write: its folder exists and it is not a folder itself (before any work)."""
+    out = Path(path)
+    if out.is_dir():
+        raise UserError(f"output {out} is a folder; give a file path such as {out / 'out.txt'}")
+    if not out.parent.is_dir():
+        raise UserError(f"output folder does not exist: {out.parent}")
+    if not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise UserError(f"cannot write {out}: permission denied")
+    return out
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high] (argparse turns the ValueError into one line, exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not in [{low}, {high}]")
+        return value
+
+    return parse
+
+
+def bounded_float(low: float, high: float, low_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number in [low, high] (in (low, high] with `low_open`)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value > high or value < low or (low_open and value == low):
+            raise argparse.ArgumentTypeError(f"{text} is not in {'(' if low_open else '['}{low:g}, {high:g}]")
+        return value
+
+    return parse
+
+
+def check_output_dir(path: str | Path) -> Path:
+    """`path` as a folder this command may write figures into (created later): not an existing file."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output folder {out} is a file; give a folder path")
+    return out

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from ..errors import UserError, unknown_choice
-from .common import command, parse_config
+from ..errors import unknown_choice
+from .common import MAX_CLASSES, MAX_SIDE, bounded_int, check_output_file, command, parse_config
 
 EXPORT_FORMATS = ("onnx",)
 
@@ -18,8 +17,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", nargs="*", help="variant config as key=value")
     p.add_argument("--format", default="onnx", help=f"one of: {', '.join(EXPORT_FORMATS)}")
     p.add_argument("--output", "-o", required=True, help="file to write")
-    p.add_argument("--num-classes", type=int, default=None)
-    p.add_argument("--input-size", type=int, default=None, help="image side (default: the backbone's)")
+    p.add_argument("--num-classes", type=bounded_int(1, MAX_CLASSES), default=None)
+    p.add_argument("--input-size", type=bounded_int(1, MAX_SIDE), default=None,
+                   help="image side (default: the backbone's)")
 
 
 
@@ -34,10 +34,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..models.backbones import default_input_size
     from ..models.convert import create_model, deploy
 
+    out = check_output_file(args.output)  # before the minutes of work
     require_onnx()
-    out = Path(args.output)
-    if not out.parent.is_dir():
-        raise UserError(f"output folder does not exist: {out.parent}")
     classes = args.num_classes or default_num_classes(args.backbone)
     model = deploy(create_model(args.backbone, args.variant, num_classes=classes, **parse_config(args.config)))
     size = default_input_size(args.backbone)

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .common import command, parse_config
+from .common import MAX_CLASSES, bounded_int, command, parse_config
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +17,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("backbone")
     p.add_argument("variant")
     p.add_argument("config", nargs="*", help="variant config as key=value (preset=paper for a published one)")
-    p.add_argument("--num-classes", type=int, default=None, help="default: the backbone's own")
+    p.add_argument("--num-classes", type=bounded_int(1, MAX_CLASSES), default=None,
+                   help="default: the backbone's own")
 
 
 @command

@@ -7,9 +7,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..errors import UserError
-from ..execution.limits import DEFAULT_MEMORY_CAP
-from .common import command, db_path
+from ..errors import UserError, unknown_choice
+from .common import bounded_float, check_output_dir, check_output_file, command, db_path
+
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -20,19 +21,23 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="run only cells of this kind, backbone or variant (repeatable)")
     p.add_argument("--executor", choices=["local", "ray"], default="local")
     p.add_argument("--subprocess", action="store_true", help="local executor: each cell in its own process")
-    p.add_argument("--timeout", type=float, default=None, help="per-cell time limit in s (with --subprocess)")
+    p.add_argument("--timeout", type=bounded_float(0, MAX_TIMEOUT_S, low_open=True), default=None,
+                   help="per-cell time limit in s, at most a week (with --subprocess)")
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
-    p.add_argument("--num-cpus", type=float, default=1, help="CPUs requested per Ray task")
-    p.add_argument("--num-gpus", type=float, default=0, help="GPUs requested per Ray task (cuda cells ask 1)")
+    p.add_argument("--num-cpus", type=bounded_float(0, 1024, low_open=True), default=1,
+                   help="CPUs requested per Ray task")
+    p.add_argument("--num-gpus", type=bounded_float(0, 64), default=0,
+                   help="GPUs requested per Ray task (cuda cells ask 1)")
     p.add_argument("--plots-dir", default="plots", help="where figures are written (default ./plots)")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--dry-run", action="store_true",
                    help="validate the suite and list the pending cells (writes nothing)")
     p.add_argument("--memory-cap", default=None, metavar="CAP",
-                   help="memory cap per cell: bytes (4GiB, 512MB), a fraction of the machine's memory (0.5, 50%%) "
-                        f"or none (default: the suite's memory_cap, else {DEFAULT_MEMORY_CAP:g}); "
-                        "a cell over it fails, the run goes on")
+                   help="memory cap per cell (resident memory of the process; GPU memory on CUDA): bytes with a "
+                        "unit (4GiB, 512MB), a fraction of the machine's memory (0.5, 50%%) or none; at least 64 MiB "
+                        "(default: the suite's memory_cap, else what is available now less a reserve of 15%% of the "
+                        "machine's memory and at least 2 GiB, at most 80%% of it); a cell over it fails, the run goes on")
 
     p = sub.add_parser("report", help="leaderboards from the results store")
     p.add_argument("--suite", default=None, help="suite to report (default: the most recent)")
@@ -63,6 +68,7 @@ def _suite_rows(args: argparse.Namespace, suite: str | None):  # noqa: ANN202
     from ..reporting.report import default_suite, load_results
 
     df = load_results(db_path(args), suite)
+    _warn_malformed(df.attrs.get("malformed"))
     name = suite or default_suite(df)
     return name, df[df["suite"] == name]
 
@@ -71,13 +77,16 @@ def _suite_rows(args: argparse.Namespace, suite: str | None):  # noqa: ANN202
 def cmd_run(args: argparse.Namespace) -> int:
     """Validate and run a suite; print the leaderboard and where the plots are."""
     from ..execution.executors import make_executor
-    from ..execution.runner import pending_cells, resolve_memory_cap, run_suite
+    from ..execution.runner import pending_cells, resolve_memory_cap, run_suite, select_cells
     from ..execution.store import ResultStore
     from ..execution.suite import load_suite
 
     suite = load_suite(args.suite)  # every validation error surfaces before anything runs
     if args.timeout is not None and not args.subprocess:
         raise UserError("--timeout needs --subprocess (a cell in this process cannot be stopped safely)")
+    select_cells(suite.cells(), args.only)  # an --only that names nothing: before any store is opened
+    if not args.no_plots:
+        check_output_dir(args.plots_dir)
     cap = resolve_memory_cap(suite, args.memory_cap)
     executor = make_executor(args.executor, subprocess=args.subprocess, timeout=args.timeout,
                              address=args.ray_address, num_cpus=args.num_cpus, num_gpus=args.num_gpus)
@@ -131,6 +140,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from ..reporting.history import concurrency_note
     from ..reporting.report import render
 
+    if args.output and args.output != "-":
+        check_output_file(args.output)
     if args.runs or args.compare:
         text = _runs_text(args)
     else:
@@ -140,8 +151,6 @@ def cmd_report(args: argparse.Namespace) -> int:
         text += f"\n{note}\n" if note else ""
     if args.output and args.output != "-":
         out = Path(args.output)
-        if not out.parent.is_dir():
-            raise UserError(f"output folder does not exist: {out.parent}")
         out.write_text(text)
         print(f"wrote {out}")
     else:
@@ -164,16 +173,25 @@ def _html_page(args: argparse.Namespace, df: object, name: str) -> str:
         return render(df, "html", name, [p for p in make_plots(df, tmp, name) if p.suffix == ".png"])
 
 
+def _warn_malformed(ids: list[int] | None) -> None:
+    if ids:
+        sys.stderr.write(f"dynconv-bench: warning: left out {len(ids)} store row(s) with malformed JSON: id "
+                         f"{', '.join(map(str, ids))}\n")
+
+
 def _runs_text(args: argparse.Namespace) -> str:
     from ..execution.store import ResultStore
     from ..reporting.history import compare_runs, render_comparison
 
     with ResultStore(db_path(args), readonly=True) as store:
+        if args.suite is not None and args.suite not in store.suites():
+            raise unknown_choice("suite in the store", args.suite, store.suites())
         if args.runs:
             runs = store.runs(args.suite)
             return "".join(f"{r['run_id']}  {r['suite']:<16} {r['cells']:>4} cells {r['failed'] or 0:>3} failed  "
                            f"{r['started']} .. {r['finished']}\n" for r in runs) or "no runs in the store\n"
         df = compare_runs(store, *args.compare)
+        _warn_malformed(store.malformed)
     if args.format == "csv":
         return df.to_csv(index=False)
     if args.format == "json":
@@ -205,6 +223,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     """Write the figures of one suite."""
     from ..reporting.plots import make_plots
 
+    check_output_dir(args.out_dir)
     name, df = _suite_rows(args, args.suite)
     paths = make_plots(df, args.out_dir, name)
     for p in paths:

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import UserError, unknown_choice
 from .isolate import run_isolated
-from .limits import MemoryCap, MemoryGuard
+from .limits import MemoryCap, MemoryCapExceeded, MemoryGuard
 from .store import utcnow
 from .suite import Cell
 
@@ -37,8 +37,16 @@ def run_guarded(fn: CellFn, cell: dict[str, Any], plugins: Sequence[str] = (), m
     started = utcnow()
     result: dict[str, Any] = {}
     with MemoryGuard(memory_cap, cuda=cuda) as guard:
-        result = fn(cell, plugins)
-    return _failed(guard.error, started) if guard.error else result
+        try:
+            result = fn(cell, plugins)
+        except (MemoryError, RuntimeError) as exc:  # an allocation past the cap, refused by the data limit
+            if isinstance(exc, MemoryCapExceeded) or not guard.refused(exc):
+                raise
+            return _failed(str(guard.refused(exc)), started)
+    if guard.error:
+        return _failed(guard.error, started)
+    refused = guard.refused(str(result.get("error") or "")) if result.get("status") == "failed" else None
+    return {**result, "error": refused} if refused else result  # run_cell caught the refusal
 
 
 def run_in_subprocess(cell: Cell, plugins: Sequence[str] = (), timeout: float | None = None,

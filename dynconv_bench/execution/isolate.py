@@ -1,6 +1,6 @@
 """Run a function in a fresh Python subprocess, so allocator state and threads never leak.
 
-The child is a new interpreter (`python -m dynconv_bench.execution.isolate`), not a fork: it imports
+The child is a new interpreter (`python -c _BOOT`), not a fork: it imports
 only what the measurement needs and does not depend on how the parent's `__main__` was started.
 It dies with its parent, and it runs under the memory cap of the cell in flight (see dynconv_bench.execution.limits).
 """
@@ -20,6 +20,18 @@ from typing import Any
 from .limits import MemoryCap, active_cap, cap_bytes, rss_bytes
 
 _USE_ACTIVE = object()
+# The child's first statements, before its slow imports (torch, timm): on Linux, die with the parent from the start.
+_BOOT = ("import sys\n"
+         "if sys.platform.startswith('linux'):\n"
+         "    import ctypes, os, signal\n"
+         "    try:\n"
+         "        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG\n"
+         "    except (OSError, AttributeError):\n"
+         "        pass\n"
+         "    if os.getppid() != int(sys.argv[1]):\n"
+         "        os._exit(1)\n"
+         "from dynconv_bench.execution.isolate import _child\n"
+         "_child(sys.argv[2])\n")
 
 
 def run_isolated(fn: Callable[..., dict[str, Any]], *args: Any, timeout: float | None = None,
@@ -36,8 +48,7 @@ def run_isolated(fn: Callable[..., dict[str, Any]], *args: Any, timeout: float |
     payload = pickle.dumps((fn.__module__, fn.__qualname__, args, kwargs, cap, device_cap, cuda, os.getpid()))
     with tempfile.TemporaryDirectory(prefix="dynconv_isolate_") as tmp:
         result_path = Path(tmp) / "result.pkl"
-        cmd = [sys.executable, "-m", "dynconv_bench.execution.isolate", str(result_path)]
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        proc = subprocess.Popen(worker_command(os.getpid(), result_path), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 env={**os.environ, "PYTHONWARNINGS": "ignore"})
         try:
             _, stderr = proc.communicate(payload, timeout=timeout)
@@ -54,6 +65,11 @@ def run_isolated(fn: Callable[..., dict[str, Any]], *args: Any, timeout: float |
         tail = stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
         how = f"was killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exited {proc.returncode}"
         return {"status": "failed", "error": f"the measurement subprocess {how} (out of memory?) {tail[0]}".strip()}
+
+
+def worker_command(parent_pid: int, result_path: str | Path) -> list[str]:
+    """The command line of a worker of process `parent_pid` (it reads its call, pickled, from stdin)."""
+    return [sys.executable, "-c", _BOOT, str(parent_pid), str(result_path)]
 
 
 def _child(result_path: str) -> None:
@@ -74,11 +90,13 @@ def _child(result_path: str) -> None:
     fn = importlib.import_module(module)
     for part in qualname.split("."):
         fn = getattr(fn, part)
-    with MemoryGuard(cap, cuda=cuda, on_exceed=over_cap, device_cap=device_cap):
+    with MemoryGuard(cap, cuda=cuda, on_exceed=over_cap, device_cap=device_cap) as guard:
         try:
             out = fn(*args, **kwargs)
         except Exception as exc:
-            out = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000]}
+            out = {"status": "failed", "error": guard.refused(exc) or f"{type(exc).__name__}: {exc}"[:2000]}
+    if isinstance(out, dict) and out.get("status") == "failed" and guard.refused(str(out.get("error") or "")):
+        out = {**out, "error": guard.refused(str(out.get("error")))}  # the measurement caught the refusal itself
     write(out)
 
 

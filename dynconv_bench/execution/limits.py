@@ -1,11 +1,12 @@
-"""Resource limits of a cell: a memory cap checked against the resident set, and workers that die with their parent.
+"""Resource limits of a cell: a memory cap on the resident set, and workers that die with their parent.
 
-The cap is watched from a thread that reads this process's resident set size every few milliseconds
-(no cgroups needed). In a worker subprocess the thread ends the process at once and the cell is a failed
-result naming the cap; in the runner's own process it raises `MemoryCapExceeded` in the measuring thread,
-which Python delivers between bytecodes (between layers of a model: one op that allocates far past
-the cap can still overshoot there; `run --subprocess` enforces the cap hard). On CUDA the caching
-allocator is capped to the same fraction of the device's memory.
+The cap holds in every executor mode. On Linux, CPU cells run under RLIMIT_DATA set to what the cap
+leaves: an allocation past it is refused at once (torch raises, the cell fails naming the cap), however
+large the one op that asks. A thread also reads the resident set size every few milliseconds (no cgroups
+needed): in a worker subprocess it ends the process at once and the cell is a failed result naming the
+cap; in the runner's own process it raises `MemoryCapExceeded` in the measuring thread. On CUDA the
+caching allocator is capped to the same fraction of the device's memory (no data limit there: CUDA
+reserves address space far past any cap), and the thread watches host memory.
 """
 
 from __future__ import annotations
@@ -22,9 +23,18 @@ from typing import Any
 
 from ..errors import UserError
 
-DEFAULT_MEMORY_CAP = 0.8  # of the machine's memory (or of the cgroup limit, when lower)
+try:
+    import resource
+except ImportError:  # not on Windows
+    resource = None  # type: ignore[assignment]
+
+DEFAULT_MEMORY_CAP = 0.8  # at most this fraction of the machine's memory (or of the cgroup limit, when lower)
+DEFAULT_RESERVE = 0.15  # ... and the default leaves at least this fraction of it (and 2 GiB) to the rest of the machine
+MIN_MEMORY_CAP = 64 * 2**20  # a cap under this cannot hold a Python process with torch loaded
 MemoryCap = int | float | None  # bytes (int), a fraction of the machine's memory (float), or no cap
-_UNITS = {"kb": 1e3, "kib": 2**10, "mb": 1e6, "mib": 2**20, "gb": 1e9, "gib": 2**30, "tb": 1e12, "tib": 2**40}
+_UNITS = {"b": 1, "kb": 1e3, "kib": 2**10, "mb": 1e6, "mib": 2**20, "gb": 1e9, "gib": 2**30, "tb": 1e12, "tib": 2**40}
+_USAGE = ("bytes (e.g. 4GiB, 512MB), a fraction of the machine's memory (e.g. 0.5, 50%) or none; "
+          "at least 64 MiB")
 _ACTIVE: list[MemoryCap] = [None]  # the cap of the cell now running here: isolated subprocesses inherit it
 
 
@@ -33,28 +43,55 @@ class MemoryCapExceeded(MemoryError):
 
 
 def parse_memory_cap(value: Any) -> MemoryCap:
-    """Bytes from 4000000000 / "4GiB" / "512MB", a fraction from 0.5 / "50%", None from "none"; else UserError."""
-    usage = "bytes (e.g. 4GiB, 512MB), a fraction of the machine's memory (e.g. 0.5, 50%) or none"
+    """Bytes from "4GiB" / "512MB" / 4000000000, a fraction from 0.5 / "50%", None from "none"; else UserError."""
     if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "off")):
         return None
     if isinstance(value, str):
-        m = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*(%|[kmgt]?i?b?)", value.strip().lower())
+        m = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*(%|[kmgt]i?b|b)?", value.strip().lower())
         if not m:
-            raise UserError(f"memory cap {value!r} must be {usage}")
+            raise UserError(f"memory cap {value!r} must be {_USAGE}")
         number, unit = float(m[1]), m[2]
-        if unit == "" and number > 1 and not number.is_integer():
-            raise UserError(f"memory cap {value!r} must be {usage}")
-        if unit == "%" or (unit == "" and number <= 1):
+        if unit is None and number > 1:  # "2" was 2 bytes while "1" was 100%: a bare number is a fraction only
+            raise UserError(f"memory cap {value!r} needs a unit (e.g. {m[1]}GiB), or a fraction in (0, 1] of the "
+                            f"machine's memory")
+        if unit in ("%", None):
             value = number / 100 if unit == "%" else number
         else:
-            value = int(number * (_UNITS[unit[0] + ("ib" if "i" in unit else "b")] if unit not in ("", "b") else 1))
+            value = int(number * _UNITS[unit])
     if isinstance(value, float):
-        if not 0 < value <= 1:
-            raise UserError(f"memory cap fraction {value!r} must be in (0, 1]; or give {usage}")
+        if not 0 < value <= 1:  # NaN too
+            raise UserError(f"memory cap fraction {value!r} must be in (0, 1]; or give {_USAGE}")
+        if cap_bytes(value) < MIN_MEMORY_CAP:
+            raise UserError(f"memory cap {value!r} of this machine is {_gib(cap_bytes(value))}, under the minimum "
+                            f"64 MiB")
         return value
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise UserError(f"memory cap {value!r} must be {usage}")
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise UserError(f"memory cap {value!r} must be {_USAGE}")
+    if value < MIN_MEMORY_CAP:
+        raise UserError(f"memory cap {value!r} bytes is under the minimum 64 MiB; give {_USAGE}")
     return value
+
+
+def default_memory_cap() -> int:
+    """The cap when none is given: what the machine has available now minus a reserve, at most 80% of it.
+
+    The reserve (15% of the machine's memory, at least 2 GiB) keeps the machine usable while a cell runs.
+    """
+    total = machine_memory()
+    reserve = max(DEFAULT_RESERVE * total, 2 * 2**30)
+    room = rss_bytes() + available_memory() - reserve
+    return int(max(min(DEFAULT_MEMORY_CAP * total, room), MIN_MEMORY_CAP))
+
+
+def available_memory() -> int:
+    """Bytes the kernel says can be allocated without swapping (MemAvailable; the total where unknown)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return min(int(line.split()[1]) * 1024, machine_memory())
+    except (OSError, ValueError, IndexError):
+        pass
+    return machine_memory()
 
 
 def machine_memory() -> int:
@@ -82,8 +119,6 @@ def rss_bytes() -> int:
     try:
         return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
-        import resource
-
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
 
 
@@ -115,16 +150,20 @@ class MemoryGuard:
         self._thread: threading.Thread | None = None
         self._target = threading.get_ident()
         self._cuda_fraction: float | None = None
+        self._saved_rlimit: tuple[int, int] | None = None
+        self.data_limited = False  # whether RLIMIT_DATA held this process's allocations to the cap
 
     def __enter__(self) -> MemoryGuard:
         self._saved = _ACTIVE[0]
         _ACTIVE[0] = self.cap
         if self.limit is None:
             return self
-        if self.cuda:
-            self._cap_cuda()
         self._thread = threading.Thread(target=self._watch, name="dynconv-memory-guard", daemon=True)
         self._thread.start()
+        if self.cuda:
+            self._cap_cuda()
+        else:  # CUDA reserves address space far past any RSS cap: no data limit in a process that may use it
+            self._limit_data()
         return self
 
     def _cap_cuda(self) -> None:
@@ -137,6 +176,33 @@ class MemoryGuard:
         frac = cap if isinstance(cap, float) else min(1.0, cap / total)  # type: ignore[operator]
         torch.cuda.set_per_process_memory_fraction(frac)
         self._cuda_fraction = frac
+
+    def _limit_data(self) -> None:
+        """Refuse allocations past the cap (RLIMIT_DATA): a single huge op fails at once instead of overshooting."""
+        data = _vm_data()
+        if resource is None or data is None:
+            return
+        soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        limit = data + max(self.limit - rss_bytes(), 0)  # type: ignore[operator]
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        if soft != resource.RLIM_INFINITY:
+            limit = min(limit, soft)
+        try:
+            resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+        except (ValueError, OSError):
+            return
+        self._saved_rlimit = (soft, hard)
+        self.data_limited = True
+
+    def refused(self, error: BaseException | str) -> str | None:
+        """The cap's message when `error` (an exception or its text) is an allocation the data limit refused."""
+        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        if not self.data_limited or not (text.startswith("MemoryError") or "can't allocate memory" in text):
+            return None
+        first = text.splitlines()[0][:200] if text else "MemoryError"
+        return (f"memory cap exceeded: resident memory {_gib(rss_bytes())} + a refused allocation > cap "
+                f"{_gib(self.limit)} (set with --memory-cap or the suite's memory_cap; {first})")  # type: ignore[arg-type]
 
     def _watch(self) -> None:
         while not self._stop.wait(self.interval):
@@ -151,6 +217,9 @@ class MemoryGuard:
                 return
 
     def __exit__(self, exc_type: object, *rest: object) -> bool:
+        if self._saved_rlimit is not None:
+            resource.setrlimit(resource.RLIMIT_DATA, self._saved_rlimit)
+            self._saved_rlimit = None
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -164,8 +233,22 @@ class MemoryGuard:
         return exc_type is MemoryCapExceeded
 
 
-def die_with_parent(parent_pid: int) -> None:
-    """Make the kernel kill this process when its parent dies (Linux), and exit now if it already has."""
+def _vm_data() -> int | None:
+    """Bytes of this process's data segment (what RLIMIT_DATA limits), None where unknown."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmData:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def die_with_parent(parent_pid: int, every: float = 0.5) -> None:
+    """End this process when its parent dies: the kernel's death signal (Linux) and a watchdog thread (anywhere).
+
+    Exits at once if the parent is already gone.
+    """
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
@@ -174,3 +257,10 @@ def die_with_parent(parent_pid: int) -> None:
             pass
     if os.getppid() != parent_pid:
         os._exit(1)
+
+    def watch() -> None:  # a reparented child sees another parent id
+        while os.getppid() == parent_pid:
+            threading.Event().wait(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="dynconv-parent-watch", daemon=True).start()

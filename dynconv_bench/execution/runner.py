@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import statistics
 import sys
 import threading
@@ -14,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
 from ..models.per_sample_conv import CACHE_ENV
 from .executors import LocalExecutor, RayExecutor
-from .limits import DEFAULT_MEMORY_CAP, MemoryCap, parse_memory_cap
+from .limits import MemoryCap, default_memory_cap, parse_memory_cap
 from .store import HEARTBEAT_EVERY_S, ResultStore, this_owner
 from .suite import Cell, Suite, load_suite
 
@@ -46,9 +48,16 @@ class RunSummary:
 
 
 def select_cells(cells: list[Cell], only: Sequence[str] = ()) -> list[Cell]:
-    """Keep cells whose kind, backbone or variant is in `only` (all when empty)."""
+    """Keep cells whose kind, backbone or variant is in `only` (all when empty); UserError for a name none has."""
     if not only:
         return cells
+    names = {n for c in cells for n in (c.kind, c.backbone, c.variant)}
+    for name in only:
+        if name not in names:
+            raise UserError(f"--only {name!r} names no cell of this suite; valid: kinds "
+                            f"{', '.join(sorted({c.kind for c in cells}))}; backbones "
+                            f"{', '.join(sorted({c.backbone for c in cells}))}; variants "
+                            f"{', '.join(sorted({c.variant for c in cells}))}")
     return [c for c in cells if {c.kind, c.backbone, c.variant} & set(only)]
 
 
@@ -64,11 +73,11 @@ def pending_cells(suite: Suite, store: ResultStore | None, force: bool = False, 
 
 
 def resolve_memory_cap(suite: Suite, memory_cap: Any = None) -> MemoryCap:
-    """The cap of this run's cells: the argument, else the suite's `memory_cap`, else DEFAULT_MEMORY_CAP."""
+    """The cap of this run's cells: the argument, else the suite's `memory_cap`, else `default_memory_cap()`."""
     for value in (memory_cap, suite.memory_cap):
         if value is not None:
             return parse_memory_cap(value)
-    return DEFAULT_MEMORY_CAP
+    return default_memory_cap()
 
 
 def strategy_cache_path(store_path: str | Path) -> Path:
@@ -101,13 +110,13 @@ def run_suite(suite: Suite | str | Path, store: ResultStore | str | Path, force:
     if cache_env is None:  # tuned per-sample conv strategies persist next to the store (workers inherit it)
         os.environ[CACHE_ENV] = str(strategy_cache_path(db.path))
     try:
-        after_id = db.conn.execute("SELECT MAX(id) FROM results").fetchone()[0] or 0
+        after_id, running = db.open_claims()  # a result newer than this start: another run measured the cell
         todo, summary.skipped = pending_cells(suite, db, force, only)
         summary.total = len(todo) + summary.skipped
         bar = Progress(todo, suite.name, progress, stream or sys.stderr)
 
         def on_start(cell: Cell) -> bool:
-            claim = db.claim(cell, summary.run_id, owner, after_id=after_id if force else None)
+            claim = db.claim(cell, summary.run_id, owner, after_id=after_id, running=running)
             if claim is None:
                 summary.elsewhere += 1
                 bar.skip(cell)
@@ -152,9 +161,17 @@ class _Heartbeat:
         self._thread.start()
 
     def _run(self) -> None:
-        with ResultStore(self.path) as db:
-            while not self._stop.wait(self.every):
+        db = None
+        while not self._stop.wait(self.every if db is not None else 0):
+            try:  # a busy store (locked past its timeout) must not end the thread: its claims would look dead
+                db = db or ResultStore(self.path)
                 db.heartbeat(self.owner)
+            except (sqlite3.Error, UserError, OSError) as exc:
+                sys.stderr.write(f"dynconv-bench: warning: heartbeat not written ({exc}); retrying\n")
+                if self._stop.wait(min(self.every, 1.0)):
+                    break
+        if db is not None:
+            db.close()
 
     def stop(self) -> None:
         self._stop.set()

@@ -1,16 +1,18 @@
 """The results store: SQLite, every run of every cell kept (history), each write one transaction (WAL journal).
 
 A run claims a cell before measuring it: a `running` row naming its owner (host:pid) with a heartbeat.
-Concurrent runs skip cells another live run holds, and a claim whose owner died is taken over.
-Reads give the latest finished row per cell unless asked for the history.
+Concurrent runs skip cells another live run holds or finished after they started; a dead owner's claim is
+taken over. Reads give the latest finished row per cell. Only empty SQLite files and stores are written to.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import sqlite3
+from collections.abc import Collection
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from .suite import KEY_FIELDS
 
 SCHEMA_VERSION = 2
 STALE_AFTER_S = 120.0  # a claim whose heartbeat is older than this belongs to a dead run
+ABANDONED = "abandoned: "  # error text prefix of a claim closed because its run died
 HEARTBEAT_EVERY_S = 15.0
 
 _SCHEMA = """
@@ -54,6 +57,7 @@ COLUMNS = ("id", "suite", "backbone", "variant", "variant_name", "config", "conf
            "options_hash", "values", "status", "error", "environment", "run_id", "started", "finished", "owner",
            "heartbeat")
 JSON_COLUMNS = ("config", "options", "values", "environment")
+_READ_COLUMNS = ("id", "suite", "backbone", "variant", "kind", "values", "status")  # what a report needs at least
 STATUSES = ("ok", "failed", "running")
 _KEY_SQL = " AND ".join(f"{f}=?" for f in KEY_FIELDS)
 _LATEST = (f"id IN (SELECT MAX(id) FROM results WHERE status IN ('ok', 'failed') GROUP BY {', '.join(KEY_FIELDS)})")
@@ -75,6 +79,9 @@ class ResultStore:
         self.path = Path(path)
         self.readonly = readonly
         _check_path(self.path, readonly)
+        self.malformed: list[int] = []  # ids of the rows read so far whose JSON did not decode (rows() leaves them out)
+        if not readonly:
+            _check_foreign(self.path)  # before WAL mode: that alone rewrites the file's header
         try:
             if readonly:  # no -wal: no writer is open, and a snapshot read must not create -wal/-shm files
                 immutable = "&immutable=1" if not Path(f"{self.path}-wal").exists() else ""
@@ -89,6 +96,10 @@ class ResultStore:
             self._columns = [r[1] for r in self.conn.execute("PRAGMA table_info(results)")]
         except sqlite3.DatabaseError as exc:
             raise UserError(f"{self.path} is not a dynconv-bench results store ({exc})") from None
+        missing = [c for c in (_READ_COLUMNS if readonly else COLUMNS) if c not in self._columns]
+        if missing:
+            self.conn.close()
+            raise UserError(f"{self.path} is a damaged dynconv-bench results store: no column(s) {', '.join(missing)}")
 
     def _migrate(self) -> None:
         """Create the schema, or bring a store of an older schema up to this one in one transaction."""
@@ -96,7 +107,7 @@ class ResultStore:
         version = SCHEMA_VERSION
         if "meta" in tables:
             row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            version = int(row[0]) if row else 1
+            version = _schema_version(row[0], self.path) if row else 1
         elif "results" in tables:
             version = 1
         if version > SCHEMA_VERSION:
@@ -146,28 +157,43 @@ class ResultStore:
                                 f"VALUES ({', '.join('?' * len(COLUMNS[1:]))})", row)
         return int(cur.lastrowid)
 
-    def claim(self, cell: Any, run_id: str, owner: str | None = None, after_id: int | None = None) -> int | None:
+    def claim(self, cell: Any, run_id: str, owner: str | None = None, after_id: int | None = None,
+              running: Collection[int] = ()) -> int | None:
         """Mark `cell` as being measured by `owner`; the claim's row id, or None when another run has it.
 
         A live claim of another owner keeps the cell; a dead owner's claim is closed as failed and taken
-        over. With `after_id` (a rerun with --force) a cell finished ok in a row newer than it is done too.
+        over. With `after_id` (the largest row id when the run started) and `running` (the ids of the claims
+        open then), a cell with a result newer than the run's start is done: another run measured it meanwhile.
         """
         owner = owner or this_owner()
         with self._transaction():
+            if after_id is not None and self.newer_result(cell, after_id, running):
+                return None
             for cid, other, beat in self.conn.execute(
                     f"SELECT id, owner, heartbeat FROM results WHERE {_KEY_SQL} AND status='running'",
                     cell.key).fetchall():
                 if other != owner and owner_alive(other, beat):
                     return None
                 self.conn.execute("UPDATE results SET status='failed', finished=?, error=? WHERE id=?",
-                                  (utcnow(), f"abandoned: the run that claimed it ({other}) stopped without a "
+                                  (utcnow(), f"{ABANDONED}the run that claimed it ({other}) stopped without a "
                                              "result", cid))
-            if after_id is not None and self.conn.execute(
-                    f"SELECT 1 FROM results WHERE {_KEY_SQL} AND status='ok' AND id>?", (*cell.key, after_id)
-            ).fetchone():
-                return None
             now = utcnow()
             return self._insert(cell, None, "running", None, None, run_id, now, None, owner, now)
+
+    def newer_result(self, cell: Any, after_id: int, running: Collection[int] = ()) -> bool:
+        """Whether `cell` has a result written after row `after_id`, or by a claim in `running` (not abandoned)."""
+        marks = ",".join("?" * len(running))
+        newer = f"(id>? OR id IN ({marks}))" if running else "id>?"
+        return self.conn.execute(
+            f"SELECT 1 FROM results WHERE {_KEY_SQL} AND status IN ('ok', 'failed') AND {newer} "
+            f"AND (error IS NULL OR error NOT LIKE '{ABANDONED}%') LIMIT 1",
+            (*cell.key, after_id, *running)).fetchone() is not None
+
+    def open_claims(self) -> tuple[int, list[int]]:
+        """(the largest row id, the ids of the claims open now), in one snapshot: where a run starts, for `claim`."""
+        with self._transaction():
+            return (self.conn.execute("SELECT MAX(id) FROM results").fetchone()[0] or 0,
+                    [r[0] for r in self.conn.execute("SELECT id FROM results WHERE status='running'")])
 
     def finish(self, claim_id: int, cell: Any, values: dict[str, Any] | None, status: str, error: str | None = None,
                environment: dict[str, Any] | None = None, started: str | None = None, finished: str | None = None,
@@ -253,8 +279,13 @@ class ResultStore:
         for r in self.conn.execute(sql + " ORDER BY id", args):
             row = dict.fromkeys(COLUMNS)
             row.update(zip(cols, r))
-            for c in JSON_COLUMNS:
-                row[c] = json.loads(row[c]) if row[c] else None
+            try:
+                for c in JSON_COLUMNS:
+                    row[c] = json.loads(row[c]) if row[c] else None
+            except (json.JSONDecodeError, TypeError):  # a row damaged outside dynconv-bench: report the rest
+                if row["id"] not in self.malformed:
+                    self.malformed.append(row["id"])
+                continue
             out.append(row)
         return out
 
@@ -288,6 +319,30 @@ def owner_alive(owner: str | None, heartbeat: str | None, stale_after: float = S
         except PermissionError:  # exists, another user's
             return True
     return True
+
+
+def _schema_version(text: object, path: Path) -> int:
+    try:
+        return int(str(text))
+    except ValueError:
+        raise UserError(f"{path} is a damaged dynconv-bench results store: meta.schema_version is {text!r}, "
+                        f"not a number") from None
+
+
+def _check_foreign(path: Path) -> None:
+    """Refuse an existing SQLite file that is neither empty nor a dynconv-bench store, without writing to it."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=30.0)) as conn:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(results)")} if "results" in tables else set()
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"{path} is not a dynconv-bench results store ({exc})") from None
+    ours = {"results", "meta", "sqlite_sequence"}
+    if tables and (not tables <= ours or "results" not in tables or not set(_READ_COLUMNS) <= columns):
+        raise UserError(f"{path} is an SQLite file of another application (tables: {', '.join(sorted(tables))}); "
+                        f"dynconv-bench writes only to its own stores: pass another --db")
 
 
 def _check_path(path: Path, readonly: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -13,8 +14,10 @@ import tomllib
 
 from ..errors import UserError, did_you_mean, unknown_choice
 from ..measures import check_options, list_kinds, options_of
+from ..measures import options as measure_options
 from ..measures.options import EXPANDED, MODES, MeasureOptions
 from ..models.modelspec import ModelSpec
+from ..models.sites import validate_policy
 
 TOP_KEYS = ("name", "description", "backbones", "variants", "measure", "memory_cap")
 VARIANT_KEYS = ("name", "variant", "config", "preset")
@@ -149,6 +152,7 @@ def _expand(opts: dict[str, Any], backbone: str) -> list[dict[str, Any]]:
     return out
 
 
+@functools.lru_cache(maxsize=1024)  # timm deep-copies its config on each call: once per backbone
 def default_num_classes(backbone: str) -> int:
     """The class count a backbone was designed for (10 for the CIFAR-style nets, else 1000)."""
     import timm
@@ -216,6 +220,7 @@ def parse_suite(data: dict[str, Any], source: str = "<suite>", default_name: str
     name = data.get("name", default_name)
     _check_type(name, str, source, "name")
     backbones = _str_list(data.get("backbones"), source, "backbones", required=True)
+    _check_unique(backbones, source, "backbones")
     for b in backbones:
         _check_backbone(b, source, "backbones", list_backbones)
     variants = _parse_variants(data.get("variants"), source, get_variant, list_variants)
@@ -298,6 +303,12 @@ def _str_list(value: Any, source: str, key: str, required: bool = False) -> list
     return value
 
 
+def _check_unique(values: list[Any], source: str, key: str) -> None:
+    dupes = sorted({str(v) for v in values if values.count(v) > 1})
+    if dupes:
+        raise UserError(f"{source}: {key}: duplicate value(s) {', '.join(dupes)}")
+
+
 def _check_backbone(name: str, source: str, key: str, list_backbones: Any) -> None:
     import timm
 
@@ -334,7 +345,9 @@ def _parse_variants(value: Any, source: str, get_variant: Any, list_variants: An
             cfg = entry.get("config", {})
             if not isinstance(cfg, dict):
                 raise UserError(f"{where}.config must be a table of key = value")
-            cls.validate(cfg)  # checked here; defaults and preset are resolved once, when the model is built
+            full = cls.validate(cfg)  # checked here; defaults and preset are resolved once, when the model is built
+            if "policy" in full:
+                validate_policy(full["policy"])
         except UserError as exc:
             raise type(exc)(f"{source}: {where}: {exc}") from None
         label = entry.get("name", vname)
@@ -357,6 +370,7 @@ def _parse_measure(kind: str, opts: Any, source: str, list_backbones: Any) -> di
         raise type(exc)(f"{source}: {exc}") from None
     if out["backbones"] is not None:
         out["backbones"] = _str_list(out["backbones"], source, f"{where}.backbones")
+        _check_unique(out["backbones"], source, f"{where}.backbones")
         for b in out["backbones"]:
             _check_backbone(b, source, f"{where}.backbones", list_backbones)
     for key in ("batch_sizes", "seeds"):
@@ -365,14 +379,21 @@ def _parse_measure(kind: str, opts: Any, source: str, list_backbones: Any) -> di
             if not isinstance(vals, list) or not vals or not all(isinstance(v, int) and not isinstance(v, bool)
                                                                  for v in vals):
                 raise UserError(f"{source}: {where}.{key} must be a non-empty list of integers")
-            if key == "batch_sizes" and min(vals) < 1:
-                raise UserError(f"{source}: {where}.batch_sizes must be >= 1")
+            low, high = (1, measure_options.MAX_BATCH) if key == "batch_sizes" else (0, measure_options.MAX_SEED)
+            if not all(low <= v <= high for v in vals):
+                raise UserError(f"{source}: {where}.{key} must be integers in [{low}, {high}]")
+            _check_unique(vals, source, f"{where}.{key}")
     if out.get("input_size") is not None:
         size = out["input_size"]
         if isinstance(size, int) and not isinstance(size, bool):
             size = [3, size, size]
-        if not (isinstance(size, list) and len(size) == 3 and all(isinstance(v, int) and v > 0 for v in size)):
+        if not (isinstance(size, list) and len(size) == 3 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                                  and v > 0 for v in size)):
             raise UserError(f"{source}: {where}.input_size must be an integer or [channels, height, width]")
+        channels, side = measure_options.MAX_CHANNELS, measure_options.MAX_SIDE
+        if size[0] > channels or max(size[1:]) > side:
+            raise UserError(f"{source}: {where}.input_size {size} is too large: at most {channels} channels and "
+                            f"{side} pixels a side")
         out["input_size"] = size
     if "modes" in out:
         out["modes"] = _str_list(out["modes"], source, f"{where}.modes")

@@ -19,12 +19,13 @@ class AccuracyOptions(MeasureOptions):
         "datasets": Param(["digits"], "datasets, one cell each (see dynconv_bench.data)", type=list),
         "recipe": Param(None, "training recipe (default: the dataset's quick recipe)", type=str),
         "seeds": Param([0], "seeds, one cell each (initial weights and data order)", type=list),
-        "epochs": Param(None, "override the recipe's epochs", type=int, min=1),
+        "epochs": Param(None, "override the recipe's epochs", type=int, min=1, max=10_000),
         "data_root": Param(None, "local folder of the dataset (cifar*, imagefolder)", type=str),
         "device": DEVICE,
         "overrides": Param({}, "recipe settings to override, e.g. {image_size = 8}", type=dict),
         "num_gpus": GPUS,
-        "train_samples": Param(None, "train on a fixed random subset of this size (quick runs)", type=int, min=1),
+        "train_samples": Param(None, "train on a fixed random subset of this size (quick runs)", type=int, min=1,
+                               max=100_000_000),
         "threads": THREADS,
     }
 
@@ -121,11 +122,16 @@ class Accuracy(Kind):
             recipes = [table["recipe"]] if table["recipe"] else [default_recipe(d) for d in datasets]
         except ConfigError as exc:
             raise UserError(f"{where}: {exc}") from None
-        for name in recipes:
+        overrides = dict(table["overrides"] or {})
+        if table["epochs"] is not None:
+            overrides["epochs"] = table["epochs"]
+        for name in recipes:  # the recipe each cell trains with must accept the overrides
             try:
-                get_recipe(name, **(table["overrides"] or {}))
-            except (ConfigError, TypeError, ValueError) as exc:
+                get_recipe(name, **overrides)
+            except ConfigError as exc:
                 raise UserError(f"{where}.overrides: {exc}") from None
+            except (TypeError, ValueError) as exc:  # a value of the wrong type in a recipe's checks
+                raise UserError(f"{where}.overrides: a value has the wrong type ({exc})") from None
 
 
 def temperature_note(df: Any) -> str:

@@ -13,7 +13,7 @@ from ..metrics.export import TARGETS
 from ..models.modelspec import ModelSpec
 from ..models.variant import Param
 from .base import Kind, Record, Result, register_kind
-from .options import MODEL, SELECT, THREADS, MeasureOptions
+from .options import MAX_SECONDS, MODEL, SELECT, THREADS, MeasureOptions
 
 
 class DeployOptions(MeasureOptions):
@@ -21,7 +21,8 @@ class DeployOptions(MeasureOptions):
         **SELECT, **MODEL,
         "targets": Param(None, "torch_export, onnx, compile, torchscript (default: all)", type=list),
         "threads": THREADS,
-        "min_time": Param(None, "seconds of timed onnxruntime and eager runs at least", type=float, min=0.0),
+        "min_time": Param(None, "seconds of timed onnxruntime and eager runs at least", type=float, min=0.0,
+                          max=MAX_SECONDS),
     }
 
 

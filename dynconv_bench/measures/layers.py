@@ -13,14 +13,14 @@ from torch import nn
 from ..models.modelspec import ModelSpec
 from ..models.variant import Param
 from .base import Kind, Metric, Record, Result, record, register_kind
-from .options import MODEL, SELECT, THREADS, MeasureOptions
+from .options import MAX_BATCH, MODEL, SELECT, THREADS, MeasureOptions
 
 
 class LayersOptions(MeasureOptions):
     params = {
         **SELECT, **MODEL,
-        "batch_size": Param(1, "batch size of the timed forwards", type=int, min=1),
-        "repeats": Param(5, "timed forwards (median per layer)", type=int, min=1),
+        "batch_size": Param(1, "batch size of the timed forwards", type=int, min=1, max=MAX_BATCH),
+        "repeats": Param(5, "timed forwards (median per layer)", type=int, min=1, max=100_000),
         "threads": THREADS,
     }
 

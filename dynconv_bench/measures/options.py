@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -13,20 +14,29 @@ PRECISIONS = ("fp32", "fp16", "bf16")
 MODES = ("inference", "train")
 # suite-table list keys and the cell option each value becomes when a table is expanded into cells
 EXPANDED = {"modes": "mode", "batch_sizes": "batch_size", "datasets": "dataset", "seeds": "seed"}
+# maxima: past these a cell crashes the process (OpenMP at 100000 threads) or cannot finish on any machine
+MAX_THREADS = (os.cpu_count() or 1) * 4
+MAX_CLASSES = 100_000  # ImageNet-21k has 21,841
+MAX_CHANNELS, MAX_SIDE = 64, 4096  # input channels, image side in pixels
+MAX_BATCH = 65_536
+MAX_SEED = 2**32 - 1
+MAX_SECONDS = 24 * 3600.0
 
 SELECT = {
     "backbones": Param(None, "measure only these backbones (default: the suite's)", type=list),
     "variants": Param(None, "measure only these variant labels (default: all of the suite's)", type=list),
 }
 MODEL = {
-    "num_classes": Param(None, "classifier outputs (default: the backbone's own, 10 for cifar_*)", type=int, min=1),
+    "num_classes": Param(None, "classifier outputs (default: the backbone's own, 10 for cifar_*)", type=int, min=1,
+                         max=MAX_CLASSES),
     "input_size": Param(None, "C, H, W or one side (default: the backbone's input size)", type=(list, int)),
 }
-THREADS = Param(None, "torch intra-op threads for this cell (recorded; default: torch's)", type=int, min=1)
+THREADS = Param(None, "torch intra-op threads for this cell (recorded; default: torch's)", type=int, min=1,
+                 max=MAX_THREADS)
 DEVICE = Param("cpu", "where the cell runs", type=str, choices=DEVICES)
 BATCHES = Param([1], "batch sizes, one cell each", type=list)
 MODES_PARAM = Param(["inference"], "inference (forward) and/or train (forward, backward, SGD step)", type=list)
-GPUS = Param(None, "GPUs a Ray task asks for (default: 1 for cuda cells)", type=(int, float), min=0)
+GPUS = Param(None, "GPUs a Ray task asks for (default: 1 for cuda cells)", type=(int, float), min=0, max=64)
 
 
 class MeasureOptions:

@@ -12,7 +12,18 @@ from ..errors import UserError
 from ..models.modelspec import ModelSpec
 from ..models.variant import Param
 from .base import Kind, Metric, Record, Result, record, register_kind
-from .options import BATCHES, DEVICE, GPUS, MODEL, MODES_PARAM, PRECISIONS, SELECT, THREADS, MeasureOptions
+from .options import (
+    BATCHES,
+    DEVICE,
+    GPUS,
+    MAX_SECONDS,
+    MODEL,
+    MODES_PARAM,
+    PRECISIONS,
+    SELECT,
+    THREADS,
+    MeasureOptions,
+)
 
 
 class SpeedOptions(MeasureOptions):
@@ -21,9 +32,10 @@ class SpeedOptions(MeasureOptions):
         "precision": Param("fp32", "fp32, or autocast to fp16/bf16", type=str, choices=PRECISIONS),
         "channels_last": Param(False, "channels_last memory format for model and input"),
         "compile": Param(False, "torch.compile the model first"),
-        "warmup": Param(None, "untimed runs first (default: 3 on CPU, 20 on CUDA)", type=int, min=0),
-        "min_time": Param(None, "seconds of timed runs at least (default: 1.0)", type=float, min=0.0),
-        "min_runs": Param(None, "timed runs at least (default: 5)", type=int, min=1),
+        "warmup": Param(None, "untimed runs first (default: 3 on CPU, 20 on CUDA)", type=int, min=0, max=100_000),
+        "min_time": Param(None, "seconds of timed runs at least (default: 1.0)", type=float, min=0.0,
+                          max=MAX_SECONDS),
+        "min_runs": Param(None, "timed runs at least (default: 5)", type=int, min=1, max=1_000_000),
         "deploy": Param(True, "time the deployed (folded) form in inference"),
         "cuda_graph": Param(False, "inference on CUDA: time replays of the forward captured in a CUDA graph "
                                    "(the GPU work without Python and launch overhead)"),

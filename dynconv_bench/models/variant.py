@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -10,6 +11,10 @@ from torch import nn
 
 from ..errors import ConfigError, did_you_mean
 from .sites import ConvSite
+
+# maxima of the variants' config values: past these a model cannot be built in any memory
+MAX_KERNELS = 64  # kernels (experts) per layer; the papers use up to 8 (CondConv) and 4 (DyConv, ODConv)
+MAX_CHANNELS = 4096  # attention widths and reduction ratios
 
 
 @dataclass(frozen=True)
@@ -36,8 +41,12 @@ class Param:
             raise ConfigError(
                 f"{variant}: {key}={value!r} must be {_type_name(expected)}, not {type(value).__name__}"
             )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{variant}: {key}={value!r} must be a finite number")
         if self.choices is not None and value not in self.choices:
             raise ConfigError(f"{variant}: {key}={value!r} is not valid; valid: {', '.join(map(str, self.choices))}")
+        if value is None:  # an optional key left at "default"
+            return value
         if self.min is not None and value < self.min:
             raise ConfigError(f"{variant}: {key}={value!r} is below the minimum {self.min}")
         if self.max is not None and value > self.max:

@@ -32,7 +32,9 @@ def load_results(store: Any, suite: str | None = None) -> pd.DataFrame:
         if suite is not None and suite not in suites:
             raise unknown_choice("suite in the store", suite, suites) if suites else UserError(
                 f"the results store {db.path} holds no results yet (run a suite first)")
-        return db.dataframe(suite=suite)
+        df = db.dataframe(suite=suite)
+        df.attrs["malformed"] = list(db.malformed)  # row ids left out: their JSON did not decode
+        return df
     finally:
         if own:
             db.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -48,8 +49,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m dynconv_bench
     info = None
     try:
         if args.threads is not None:
-            if args.threads < 1:
-                raise UserError(f"--threads must be an integer >= 1, got {args.threads}")
+            most = (os.cpu_count() or 1) * 4  # far more threads than cores crashes OpenMP
+            if not 1 <= args.threads <= most:
+                raise UserError(f"--threads must be an integer >= 1 and <= {most} (4 x the cores), got {args.threads}")
             torch.set_num_threads(args.threads)
         variant_cfg = parse_config(args.config)
         overrides = parse_config(args.overrides)

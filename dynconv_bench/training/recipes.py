@@ -75,9 +75,20 @@ class Recipe:
 
     def validate(self) -> None:
         """Raise ConfigError for values that cannot train."""
+        numbers = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                   if isinstance(getattr(self, f.name), float)}
+        for key, value in numbers.items():
+            if not math.isfinite(value):
+                raise ConfigError(f"recipe {self.name}: {key} must be a finite number, not {value!r}")
         checks = [
-            (isinstance(self.epochs, int) and self.epochs >= 1, "epochs must be an integer >= 1"),
-            (isinstance(self.batch_size, int) and self.batch_size >= 1, "batch_size must be an integer >= 1"),
+            (isinstance(self.epochs, int) and 1 <= self.epochs <= 10_000, "epochs must be an integer in [1, 10000]"),
+            (isinstance(self.batch_size, int) and 1 <= self.batch_size <= 65_536,
+             "batch_size must be an integer in [1, 65536]"),
+            (isinstance(self.eval_batch_size, int) and 1 <= self.eval_batch_size <= 65_536,
+             "eval_batch_size must be an integer in [1, 65536]"),
+            (self.image_size is None or (isinstance(self.image_size, int) and 1 <= self.image_size <= 4096),
+             "image_size must be an integer in [1, 4096]"),
+            (isinstance(self.workers, int) and 0 <= self.workers <= 256, "workers must be an integer in [0, 256]"),
             (isinstance(self.lr, (int, float)) and self.lr > 0, "lr must be > 0"),
             (self.schedule in ("cosine", "step"), "schedule must be one of: cosine, step"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),

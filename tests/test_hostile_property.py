@@ -1,0 +1,293 @@
+"""Property tests (issue 20): any suite document and `run` argument list validates or is one line, exit 2.
+
+Generated suites are valid, or valid with one known corruption (then the error line must name the corrupted
+field: every corruption is tried on a few generated suites), or garbage (then only: exit 0 or 2, one line, no
+traceback). Every command runs `run --dry-run` in-process; no store file may be created or changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dynconv_bench.cli.main import main
+from dynconv_bench.execution.runner import run_suite
+from dynconv_bench.execution.suite import parse_suite
+
+BACKBONES = ["cifar_resnet8", "cifar_resnet20", "resnet18"]
+VARIANTS = ["static", "static-se", "condconv", "dyconv", "odconv", "kerneldna", "kernelwarehouse", "dcd"]
+_SIZES = st.lists(st.integers(1, 64), min_size=1, max_size=3, unique=True)
+KIND_OPTIONS = {
+    "params": {"num_classes": st.integers(1, 1000)},
+    "macs": {"threads": st.integers(1, 2), "input_size": st.sampled_from([32, [3, 32, 32], [1, 16, 24]])},
+    "speed": {"batch_sizes": _SIZES, "threads": st.integers(1, 2), "min_time": st.floats(0, 5),
+              "warmup": st.integers(0, 10), "modes": st.sampled_from([["inference"], ["train"], ["inference", "train"]]),
+              "precision": st.sampled_from(["fp32", "bf16"]), "device": st.just("cpu")},
+    "memory": {"batch_sizes": _SIZES, "modes": st.just(["inference"])},
+    "accuracy": {"datasets": st.just(["digits"]), "seeds": st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=3,
+                                                                    unique=True),
+                 "epochs": st.integers(1, 5), "recipe": st.just("digits-quick"),
+                 "overrides": st.sampled_from([{}, {"image_size": 8}, {"lr": 0.05}]), "train_samples": st.integers(1, 999)},
+    "layers": {"batch_size": st.integers(1, 64), "repeats": st.integers(1, 10)},
+    "deploy": {"targets": st.sampled_from([["onnx"], ["torch_export", "onnx"]]), "min_time": st.floats(0, 2)},
+}
+CONFIGS = {
+    "dyconv": {"num_kernels": st.integers(1, 8), "temperature": st.floats(1, 100)},
+    "odconv": {"num_kernels": st.integers(1, 8), "policy": st.sampled_from(["blocks", "re:layer[23]"])},
+    "condconv": {"num_kernels": st.integers(1, 8)},
+    "kerneldna": {"reduction": st.integers(1, 16)},
+}
+
+# (where, key, value, what the error line must name); where: top, measure:KIND, config:VARIANT or entry:VARIANT
+NAN, INF = math.nan, math.inf
+SUITE_CORRUPTIONS = [
+    ("top", "bogus_key", 1, "bogus_key"), ("top", "name", 5, "name"), ("top", "backbones", [], "backbones"),
+    ("top", "backbones", ["nosuch_net"], "nosuch_net"), ("top", "backbones", 7, "backbones"),
+    ("top", "backbones", ["cifar_resnet8", "cifar_resnet8"], "duplicate"), ("top", "variants", [], "variants"),
+    ("top", "variants", ["bogus"], "bogus"), ("top", "variants", [3], "variants[0]"), ("top", "measure", {}, "measure"),
+    ("top", "measure", {"bogus_kind": {}}, "bogus_kind"), ("top", "measure", 3, "measure"),
+    ("top", "memory_cap", "4i", "memory_cap"), ("top", "memory_cap", "2", "memory_cap"),
+    ("top", "memory_cap", 1, "memory_cap"), ("top", "memory_cap", NAN, "memory_cap"),
+    ("top", "memory_cap", "-1GiB", "memory_cap"), ("top", "memory_cap", [], "memory_cap"),
+    ("measure:macs", "threads", 100000, "threads"), ("measure:macs", "threads", 0, "threads"),
+    ("measure:macs", "threads", "4", "threads"), ("measure:macs", "threads", 2.5, "threads"),
+    ("measure:macs", "input_size", 10**6, "input_size"), ("measure:macs", "input_size", [3, 0, 32], "input_size"),
+    ("measure:macs", "input_size", [3, 32], "input_size"), ("measure:macs", "input_size", True, "input_size"),
+    ("measure:params", "num_classes", -5, "num_classes"), ("measure:params", "num_classes", 10**9, "num_classes"),
+    ("measure:params", "bogus_opt", 1, "bogus_opt"), ("measure:params", "backbones", ["nosuch_net"], "nosuch_net"),
+    ("measure:params", "variants", ["nosuch_label"], "nosuch_label"),
+    ("measure:speed", "batch_sizes", [0], "batch_sizes"), ("measure:speed", "batch_sizes", [10**7], "batch_sizes"),
+    ("measure:speed", "batch_sizes", [], "batch_sizes"), ("measure:speed", "batch_sizes", [1, 1], "batch_sizes"),
+    ("measure:speed", "batch_sizes", ["8"], "batch_sizes"), ("measure:speed", "min_time", NAN, "min_time"),
+    ("measure:speed", "min_time", INF, "min_time"), ("measure:speed", "min_time", -1.0, "min_time"),
+    ("measure:speed", "min_time", 1e12, "min_time"), ("measure:speed", "warmup", -1, "warmup"),
+    ("measure:speed", "min_runs", 10**12, "min_runs"), ("measure:speed", "device", "tpu", "device"),
+    ("measure:speed", "modes", ["eval"], "mode"), ("measure:speed", "precision", "fp8", "precision"),
+    ("measure:speed", "num_gpus", -1, "num_gpus"), ("measure:speed", "compile", "yes", "compile"),
+    ("measure:accuracy", "seeds", [-1], "seeds"), ("measure:accuracy", "seeds", [2**40], "seeds"),
+    ("measure:accuracy", "epochs", 0, "epochs"), ("measure:accuracy", "epochs", 10**7, "epochs"),
+    ("measure:accuracy", "datasets", ["imagenet22k"], "dataset"), ("measure:accuracy", "recipe", "bogus", "recipe"),
+    ("measure:accuracy", "overrides", {"lr": "fast"}, "overrides"),
+    ("measure:accuracy", "overrides", {"bogus": 1}, "overrides"), ("measure:accuracy", "overrides", {"lr": NAN}, "lr"),
+    ("measure:accuracy", "overrides", {"batch_size": 10**9}, "batch_size"),
+    ("measure:accuracy", "train_samples", 0, "train_samples"), ("measure:layers", "repeats", 10**9, "repeats"),
+    ("measure:layers", "batch_size", 0, "batch_size"), ("measure:deploy", "targets", ["tflite"], "tflite"),
+    ("config:dyconv", "temperature", NAN, "temperature"), ("config:dyconv", "temperature", INF, "temperature"),
+    ("config:dyconv", "temperature", -INF, "temperature"), ("config:dyconv", "num_kernels", 0, "num_kernels"),
+    ("config:dyconv", "num_kernels", 10**6, "num_kernels"), ("config:dyconv", "bogus", 1, "bogus"),
+    ("config:odconv", "policy", "re:([", "policy"), ("config:odconv", "policy", "most", "policy"),
+    ("config:odconv", "reduction", 5.0, "reduction"), ("config:odconv", "min_channels", 10**9, "min_channels"),
+    ("config:condconv", "num_kernels", -3, "num_kernels"), ("config:condconv", "routing", "net", "routing"),
+    ("config:kerneldna", "reduction", 10**9, "reduction"), ("config:kerneldna", "parent", "middle", "parent"),
+    ("config:kernelwarehouse", "cell_num_ratio", 1e9, "cell_num_ratio"), ("config:dcd", "latent_dim", 10**9, "latent_dim"),
+    ("entry:odconv", "preset", "best", "preset"), ("entry:odconv", "preset", 4, "preset"),
+    ("entry:odconv", "name", 4, "name"), ("entry:odconv", "bogus", 4, "bogus"),
+]
+CLI_CORRUPTIONS = [
+    (["--memory-cap", "4i"], "memory cap"), (["--memory-cap", "4ib"], "memory cap"), (["--memory-cap", "2"], "unit"),
+    (["--memory-cap", "1b"], "memory cap"), (["--memory-cap", "0"], "memory cap"), (["--memory-cap", "lots"], "memory cap"),
+    (["--subprocess", "--timeout", "nan"], "--timeout"), (["--subprocess", "--timeout", "inf"], "--timeout"),
+    (["--subprocess", "--timeout", "-5"], "--timeout"), (["--subprocess", "--timeout", "0"], "--timeout"),
+    (["--timeout", "10"], "--timeout"), (["--only", "bogus"], "--only"), (["--executor", "dask"], "--executor"),
+    (["--num-cpus", "0"], "--num-cpus"), (["--num-cpus", "nan"], "--num-cpus"), (["--num-gpus", "-1"], "--num-gpus"),
+    (["--bogus-flag"], "--bogus-flag"), (["--db"], "--db"),
+]
+CLI_VALID = [[], ["--force"], ["--subprocess"], ["--subprocess", "--timeout", "30"], ["--memory-cap", "4GiB"],
+             ["--memory-cap", "0.5"], ["--memory-cap", "50%"], ["--memory-cap", "none"], ["--no-plots", "--no-progress"],
+             ["--executor", "local"], ["--only", "cifar_resnet8"]]
+
+
+@st.composite
+def valid_suites(draw: st.DrawFn) -> dict:
+    doc: dict = {"name": draw(st.sampled_from(["hostile", "h2"]))}
+    doc["backbones"] = draw(st.lists(st.sampled_from(BACKBONES), min_size=1, max_size=2, unique=True))
+    if "cifar_resnet8" not in doc["backbones"]:  # CLI_VALID's --only names it
+        doc["backbones"].append("cifar_resnet8")
+    if draw(st.booleans()):
+        doc["variants"] = ["*"]
+    else:
+        names = draw(st.lists(st.sampled_from(VARIANTS), min_size=1, max_size=4, unique=True))
+        doc["variants"] = []
+        for name in names:
+            if name in CONFIGS and draw(st.booleans()):
+                doc["variants"].append({"variant": name, "name": f"{name}-x",
+                                        "config": draw(st.fixed_dictionaries({}, optional=CONFIGS[name]))})
+            else:
+                doc["variants"].append(name)
+    kinds = draw(st.lists(st.sampled_from(list(KIND_OPTIONS)), min_size=1, max_size=3, unique=True))
+    doc["measure"] = {k: draw(st.fixed_dictionaries({}, optional=KIND_OPTIONS[k])) for k in kinds}
+    if draw(st.booleans()):
+        doc["memory_cap"] = draw(st.sampled_from(["4GiB", "50%", 0.5, "none", 2**31, "512 MiB"]))
+    return doc
+
+
+def corrupt(doc: dict, where: str, key: str, value: object) -> dict:
+    doc = json.loads(json.dumps(doc))
+    section, _, name = where.partition(":")
+    if section == "top":
+        doc[key] = value
+    elif section == "measure":
+        doc["measure"].setdefault(name, {})[key] = value
+        if name == "accuracy" and key not in ("datasets", "recipe"):
+            doc["measure"][name].update(datasets=["digits"], recipe="digits-quick")
+    elif section == "config":
+        doc["variants"] = [{"variant": name, "config": {key: value}}]
+    else:
+        doc["variants"] = [{"variant": name, key: value}]
+    return doc
+
+
+def toml(value: object) -> str:
+    """A TOML value (inline tables for dicts; what tomllib reads back as `value`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf") if math.isinf(value) else repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml(v) for v in value) + "]"
+    return "{" + ", ".join(f"{json.dumps(k)} = {toml(v)}" for k, v in value.items()) + "}"
+
+
+def document(doc: dict) -> str:
+    return "".join(f"{json.dumps(k)} = {toml(v)}\n" for k, v in doc.items())
+
+
+@st.composite
+def garbage(draw: st.DrawFn, doc: dict) -> tuple[str, list[str]]:
+    """A suite document cut short or with junk spliced in, or a valid one with junk arguments."""
+    text = document(doc)
+    if draw(st.booleans()):
+        cut = draw(st.integers(0, len(text)))
+        junk = draw(st.text(alphabet='[]{}="\\\n ,.#abc01', max_size=12))
+        return text[:cut] + junk + text[cut:], []
+    return text, draw(st.lists(st.text(alphabet="-=abcdefmnoprstuy0123456789.%", min_size=1, max_size=12), max_size=4))
+
+
+class Tally(Counter):
+    def describe(self) -> str:
+        return (f"{self['inputs']} inputs tried: {self['valid']} validated, {self['errors']} one-line errors, "
+                f"{self['tracebacks']} tracebacks")
+
+
+def check_case(folder: Path, text: str, extra: list[str], token: str | None, tally: Tally) -> None:
+    suite = folder / "suite.toml"
+    suite.write_text(text)
+    before = {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["--db", str(folder / "store.sqlite"), "run", str(suite), "--dry-run", *extra]
+    tally["inputs"] += 1
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse
+            code = exc.code
+        except BaseException:
+            tally["tracebacks"] += 1
+            raise
+    after = {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+    assert after == before, f"a dry run changed files: {argv}"
+    err_text = err.getvalue()
+    assert "Traceback" not in err_text + out.getvalue()
+    if code == 0:
+        tally["valid"] += 1
+        assert token in (None, ""), f"accepted a bad {token!r}:\n{text}\n{extra}"
+        lines = out.getvalue().splitlines()
+        assert lines[0].startswith("suite ") and " cells to run, " in lines[0]
+        assert len(lines) == 1 + int(lines[0].split(": ", 1)[1].split()[0])  # one line per listed cell
+        return
+    tally["errors"] += 1
+    assert code == 2 and token is not None, f"exit {code} for a valid input:\n{text}\n{extra}\n{err_text}"
+    assert err_text.count("\n") == 1 and err_text.startswith("dynconv-bench: error: "), err_text
+    assert token in err_text, f"the error does not name {token!r}: {err_text}"
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """An empty folder, and one holding a store with results of the suite `hostile` (neither may change)."""
+    empty, full = tmp_path_factory.mktemp("empty"), tmp_path_factory.mktemp("full")
+    run_suite(parse_suite({"name": "hostile", "backbones": ["cifar_resnet8"], "variants": ["static"],
+                           "measure": {"params": {}}}), full / "store.sqlite", progress=False)
+    for extra in full.glob("store.sqlite-*"):  # a closed store: the WAL was checkpointed
+        extra.unlink()
+    shutil.rmtree(full / "plots", ignore_errors=True)
+    return empty, full
+
+
+TALLY = Tally()
+CORRUPTIONS = [pytest.param((where, key, value), [], token, id=f"{where}.{key}={value!r}")
+               for where, key, value, token in SUITE_CORRUPTIONS]
+CORRUPTIONS += [pytest.param(None, args, token, id=" ".join(args)) for args, token in CLI_CORRUPTIONS]
+_SETTINGS = {"derandomize": True, "database": None, "deadline": None,
+             "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
+
+
+def check_corruption(folders: tuple[Path, Path], change: tuple | None, args: list[str], token: str,
+                     examples: int) -> None:
+    @settings(max_examples=examples, **_SETTINGS)
+    @given(doc=valid_suites(), with_store=st.booleans())
+    def prop(doc: dict, with_store: bool) -> None:
+        text = document(corrupt(doc, *change) if change else doc)
+        check_case(folders[with_store], text, args, token, TALLY)
+
+    prop()
+
+
+def check_valid(folders: tuple[Path, Path], examples: int) -> None:
+    @settings(max_examples=examples, **_SETTINGS)
+    @given(doc=valid_suites(), args=st.sampled_from(CLI_VALID), with_store=st.booleans())
+    def prop(doc: dict, args: list[str], with_store: bool) -> None:
+        check_case(folders[with_store], document(doc), args, None, TALLY)
+
+    prop()
+
+
+def check_garbage(folders: tuple[Path, Path], examples: int) -> None:
+    @settings(max_examples=examples, **_SETTINGS)
+    @given(data=st.data(), with_store=st.booleans())
+    def prop(data: st.DataObject, with_store: bool) -> None:
+        text, args = data.draw(garbage(data.draw(valid_suites())))
+        check_case(folders[with_store], text, args, "", TALLY)
+
+    prop()
+
+
+@pytest.mark.parametrize("change, args, token", CORRUPTIONS)
+def test_a_corrupted_field_is_one_line_naming_it(folders: tuple[Path, Path], change: tuple | None, args: list[str],
+                                                 token: str) -> None:
+    check_corruption(folders, change, args, token, examples=2)
+
+
+def test_valid_inputs_list_their_cells(folders: tuple[Path, Path]) -> None:
+    check_valid(folders, examples=50)
+
+
+def test_garbage_validates_or_is_one_line(folders: tuple[Path, Path]) -> None:
+    check_garbage(folders, examples=50)
+    print(f"\n{TALLY.describe()}")  # the counts issue 20 asks for (shown with pytest -s)
+
+
+@pytest.mark.slow  # ~4,000 inputs: a few minutes on a 2-core machine
+@pytest.mark.parametrize("change, args, token", CORRUPTIONS)
+def test_a_corrupted_field_is_one_line_naming_it_many(folders: tuple[Path, Path], change: tuple | None,
+                                                      args: list[str], token: str) -> None:
+    check_corruption(folders, change, args, token, examples=25)
+
+
+@pytest.mark.slow
+def test_valid_and_garbage_inputs_many(folders: tuple[Path, Path]) -> None:
+    check_valid(folders, examples=600)
+    check_garbage(folders, examples=1000)
+    print(f"\n{TALLY.describe()}")
