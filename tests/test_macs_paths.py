@@ -231,7 +231,7 @@ def test_kernelwarehouse_every_strategy(tau: float, strategy: str) -> None:
     co, ci = 4, 8
     m = 9 * (geo.cout // co) * (geo.cin // ci)  # mixtures: one per cell of the kernel
     cells = m  # a warehouse of this layer alone, cell_num_ratio 1
-    warehouse = nn.Parameter(torch.randn(cells, co, ci, 1, 1))
+    warehouse = nn.Parameter(torch.randn(cells, co, ci))
     layer = kernelwarehouse.KWConv2d(geo.conv(), warehouse, 0, cell_num_ratio=1.0, min_channels=4, temperature=tau)
     logits = m * (cells + 1)
     attention = geo.cin * geo.hw_in + geo.cin * 4 + 4 + 4 + 4 * logits  # GAP, fc1, BN, ReLU, fc2

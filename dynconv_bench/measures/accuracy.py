@@ -50,6 +50,7 @@ class AccuracyValues(Result):
     world_size: int = 1
     device: str = "cpu"
     threads: int | None = None
+    strategy: str | None = None  # the fixed per-sample conv strategy training and evaluation ran with
     temperature_schedules: list[str] = field(default_factory=list)
     final_temperatures: list[float] = field(default_factory=list)
 

@@ -13,7 +13,7 @@ from ..errors import ConfigError, did_you_mean
 from .sites import ConvSite
 
 # maxima of the variants' config values: past these a model cannot be built in any memory
-MAX_KERNELS = 64  # kernels (experts) per layer; the papers use up to 8 (CondConv) and 4 (DyConv, ODConv)
+MAX_KERNELS = 64  # kernels (experts) per layer; the papers use up to 8
 MAX_CHANNELS = 4096  # attention widths and reduction ratios
 
 
