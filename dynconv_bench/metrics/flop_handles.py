@@ -10,7 +10,7 @@ Conventions (one multiply-add = 1 MAC, like fvcore and the papers' "MAdds"):
   group/layer/instance norm keep fvcore's estimate (5 per element with affine, 4 without);
 - reductions and pooling: adaptive_avg_pool / mean / sum: 1 per input element; avg/max pooling:
   kernel area per output element;
-- views, reshapes, indexing, concatenation, copies, dropout (eval), tensor creation: 0 (supported).
+- views, reshapes, indexing, concatenation, copies (im2col: unfold), dropout (eval), tensor creation: 0 (supported).
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ FREE = sorted({op.split("::", 1)[1] for op in _IGNORED_OPS} | {
     "pixel_unshuffle", "channel_shuffle", "roll", "flip", "contiguous", "as_strided", "resolve_conj",
     "resolve_neg", "scalar_tensor", "tensor", "sort", "topk", "argmax", "argmin", "index_select",
     "scatter", "scatter_", "zero_", "new_ones", "new_tensor", "__getitem__", "__or__", "__not__",
-    "detach_", "requires_grad_", "set_",
+    "detach_", "requires_grad_", "set_", "im2col",
 } - set(ELEMENTWISE) - set(REDUCTIONS))
 
 
