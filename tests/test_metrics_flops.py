@@ -132,6 +132,15 @@ def test_ops_fvcore_ignores_are_counted_and_unknown_ops_are_reported():
     assert prof.unsupported == {"aten::cumsum": 1}
 
 
+def test_unfold_is_a_free_copy():  # ODConv's column path (late layers of small inputs) unfolds its input
+    class M(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.unfold(x, 3, padding=1)
+
+    prof = profile(M(), (4, 5, 5), batch_size=2)
+    assert prof.unsupported == {} and prof.macs == 0
+
+
 def test_pooling_and_batchnorm_conventions():
     model = nn.Sequential(nn.BatchNorm2d(4), nn.MaxPool2d(3, 2, 1), nn.AvgPool2d(2), nn.AdaptiveAvgPool2d(1))
     prof = profile(model, (4, 8, 8), batch_size=3)
