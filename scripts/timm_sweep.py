@@ -17,7 +17,7 @@ import torch
 
 import dynconv_bench as dcb
 from dynconv_bench.errors import unknown_choice
-from dynconv_bench.timm_sweep import FAMILIES, MEMORY_BOUND_GIB, PairResult, check_pair
+from dynconv_bench.metrics.timm_sweep import FAMILIES, MEMORY_BOUND_GIB, PairResult, check_pair
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "timm-sweep.md"
 FORWARD, MACS = (3, 96, 96), (3, 64, 64)

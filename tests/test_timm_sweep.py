@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import dynconv_bench
-from dynconv_bench.timm_sweep import FAMILIES, MEMORY_BOUND_GIB, check_pair, memory_bound
+from dynconv_bench.metrics.timm_sweep import FAMILIES, MEMORY_BOUND_GIB, check_pair, memory_bound
 
 
 def test_the_memory_bound_refuses_a_larger_allocation_and_is_lifted_afterwards():

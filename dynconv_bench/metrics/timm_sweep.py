@@ -70,10 +70,10 @@ def check_pair(backbone: str, variant: str, forward_size: tuple[int, int, int] =
                macs_size: tuple[int, int, int] = (3, 64, 64), batch_size: int = 2, num_classes: int = 10,
                static_unsupported: dict[str, int] | None = None) -> PairResult:
     """Build `backbone` with `variant` under the memory bound and check it; failures go to `problems`."""
-    from .models.convert import create_model, deploy
-    from .metrics.flops import profile
-    from .models.per_sample_conv import use_strategy
-    from .models.registry import get_variant
+    from ..models.convert import create_model, deploy
+    from ..models.per_sample_conv import use_strategy
+    from ..models.registry import get_variant
+    from .flops import profile
 
     res = PairResult(backbone, variant)
     torch.manual_seed(0)
