@@ -46,7 +46,7 @@ def table(db: Path, suite: str, backbone: str) -> str:
     s0 = next(iter(cells.values()))
     out += ["", f"{backbone} {'x'.join(map(str, s0.input_size[1:]))}, CPU fp32, {s0.threads} threads, deployed forms; "
             f"throughput ratio to static, median over {s0.rounds} interleaved rounds (min-max); "
-            f"`!`: the 1-minute load average exceeded the {s0.cores} cores. Measured "
+            f"`!`: the 1-minute load average exceeded the {s0.cores} cores by more than half a core. Measured "
             f"{first['started'][:16]} - {max(r['finished'] for r in rows)[:16]} UTC by the runner "
             f"(run {first['run_id']}), commit {str(env.get('git_commit'))[:7]}, {env.get('cpu_model')}, "
             f"torch {env.get('torch')}; load average {min(loads):.1f}-{max(loads):.1f}."]

@@ -175,3 +175,42 @@ def test_a_kind_installed_by_entry_point_runs_through_suite_store_and_leaderboar
     expected = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()]) / 2**20
     assert static_mib == pytest.approx(expected)
     assert board.loc["condconv", "weights (MiB)"] > static_mib
+
+
+def test_speed_records_carry_the_in_cell_ratio_and_the_load_flag() -> None:
+    base = {"throughput": 100.0, "latency_ms": 10.0, "rounds": 5, "baseline_ratio": 0.8, "cores": 2}
+    busy = records_of("speed", {"batch_size": 1}, {**base, "load_avg": 2.6})
+    idle = records_of("speed", {"batch_size": 1}, {**base, "load_avg": 2.2})  # the cell's own 2 threads, lagging
+    assert {r.flags for r in busy} == {("load",)} and {r.flags for r in idle} == {()}
+    assert {r.ratio for r in idle} == {0.8}  # latency's speed-up equals the throughput ratio
+    alone = records_of("speed", {"batch_size": 16}, {"throughput": 100.0})
+    assert [(r.ratio, r.flags) for r in alone] == [(None, ())]
+
+
+def test_leaderboard_uses_in_cell_ratios_and_marks_loaded_rows() -> None:
+    import pandas as pd
+
+    from dynconv_bench.reporting.report import format_table, leaderboards
+
+    env = {"host": "h"}
+    rows = [{"id": i, "suite": "s", "backbone": "b", "variant": v, "kind": "speed", "status": "ok", "run_id": "r",
+             "options": {"batch_size": 16}, "environment": env, "finished": "t",
+             "values": {"throughput": tp, "rounds": 3, "baseline_ratio": ratio, "cores": 2, "load_avg": load}}
+            for i, (v, tp, ratio, load) in enumerate([("static", 100.0, 1.0, 1.0), ("x", 50.0, 0.62, 3.0)])]
+    board = leaderboards(pd.DataFrame(rows))["b"]
+    assert board["infer cpu b16 (img/s) vs static"].tolist() == [1.0, 0.62]  # measured in-cell, not 50 / 100
+    shown = format_table(board)
+    assert shown.iloc[1, 0] == "50.0 (0.62x)!" and shown.iloc[0, 0] == "100 (1.00x)"
+
+
+def test_an_interleaved_cell_counts_the_same_strategy_layers_as_a_cell_timed_alone() -> None:
+    from dynconv_bench.models.per_sample_conv import use_strategy
+
+    kind = get_kind("speed")
+    opts = {"num_classes": 10, "input_size": [3, 32, 32], "batch_size": 2, "min_time": 0.0, "min_runs": 1,
+            "warmup": 1, "threads": 1}
+    with use_strategy("grouped"):
+        alone = kind.measure(ModelSpec("cifar_resnet8", "condconv"), kind.options(opts))
+        mixed = kind.measure(ModelSpec("cifar_resnet8", "condconv"), kind.options({**opts, "interleave": 3}))
+    assert alone.strategies and mixed.strategies == alone.strategies
+    assert mixed.rounds == 3 and mixed.baseline_ratio_min <= mixed.baseline_ratio <= mixed.baseline_ratio_max

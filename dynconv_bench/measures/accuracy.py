@@ -142,10 +142,9 @@ def temperature_note(df: Any) -> str:
     for variant, rows in acc.groupby("variant", sort=False):
         values = [v for v in rows["values"] if isinstance(v, dict)]
         described = sorted({s for v in values for s in v.get("temperature_schedules") or []})
-        ends = [t for v in values for t in v.get("final_temperatures") or []]
-        if not described and not ends:
+        if not described:  # no recorded schedule (none, or a row older than recorded schedules): never guess one
             continue
-        described = described or ["schedule not recorded"]  # rows older than recorded schedules: never guess one
+        ends = [t for v in values for t in v.get("final_temperatures") or []]
         end = f", at {min(ends):.3g}-{max(ends):.3g} when training ended" if ends else ""
         parts.append(f"{variant} {'; '.join(described)}{end}")
     return "Temperature schedules (accuracy runs): " + "; ".join(parts) + "." if parts else ""

@@ -310,7 +310,7 @@ def failures(df: pd.DataFrame) -> pd.DataFrame:
 NOTE = ("In brackets (x): the ratio to `{b}`; each header says which way is better, and latency's is the "
         "speed-up ({b}'s latency / the row's). Speed cells timed round-robin with `{b}` in one process "
         "(`interleave` rounds) show the median of their per-round ratios; other ratios compare rows measured in "
-        "the same environment. `!`: measured while the 1-minute load average exceeded the core count; `~`: a "
+        "the same environment. `!`: measured while the 1-minute load average exceeded the core count by more than half a core; `~`: a "
         "timed ratio between rows of different runs. Accuracy: mean ± sample std over "
         "n seeds (std `-` for one seed); vs {b}: difference of means in points with its 95% confidence interval "
         "(Welch t over seeds), * where the interval excludes 0; no interval with fewer than 2 seeds a side.")
