@@ -157,34 +157,17 @@ class Speed(Kind):
         """Time this model and the baseline round-robin; own times pooled, ratio per round (median, min, max)."""
         import dataclasses
 
-        from ..metrics import speed
-        from ..metrics.interleave import round_ratios, time_interleaved
+        from ..metrics.interleave import measure_paired
         from ..models.convert import deploy
 
-        dev = speed.resolve_device(opts.device)
-        dtype = speed.amp_dtype(None if opts.precision == "fp32" else opts.precision)
-        warmup = speed.DEFAULT_WARMUP[dev.type] if opts.warmup is None else opts.warmup
-        min_time = speed.DEFAULT_MIN_TIME[dev.type] if opts.min_time is None else opts.min_time
-        size = tuple(opts.input_size)
-        models = {"own": spec.build(opts.num_classes),
-                  "baseline": dataclasses.replace(spec, variant=BASELINE, config={}, preset=None).build(opts.num_classes)}
-        with speed.fixed_threads(opts.threads) as threads:
-            steps = {}
-            for name, model in models.items():
-                if opts.mode != "train" and opts.deploy:
-                    model = deploy(model)
-                steps[name] = speed._build_step(opts.mode, model, opts.batch_size, size, dev, opts.channels_last,
-                                                dtype, opts.compile, opts.num_classes, 0.01)
-            with speed.record_strategies() as used:
-                times = time_interleaved(steps, dev, opts.interleave, warmup, min_time, opts.min_runs or 1)
-        own = [t for r in times["own"] for t in r]
-        result = speed.SpeedResult("ok", None, opts.mode, opts.batch_size, size, str(dev), threads, warmup=warmup,
-                                   min_time=min_time, channels_last=opts.channels_last,
-                                   amp=None if dtype is None else opts.precision, compile=opts.compile)
-        speed._summarise(result, own)
-        calls = warmup + 1 + len(own)  # forwards of this model (static's add no per-sample layer calls)
-        result.strategies = {k: n // calls for k, n in sorted(used.items())}
-        ratios = round_ratios(times["own"], times["baseline"])
+        models = [spec.build(opts.num_classes),
+                  dataclasses.replace(spec, variant=BASELINE, config={}, preset=None).build(opts.num_classes)]
+        if opts.mode != "train" and opts.deploy:
+            models = [deploy(m) for m in models]
+        result, ratios = measure_paired(*models, opts.mode, opts.batch_size, tuple(opts.input_size), opts.interleave,
+                                        opts.device, opts.threads, opts.warmup, opts.min_time, opts.min_runs or 1,
+                                        opts.channels_last, None if opts.precision == "fp32" else opts.precision,
+                                        opts.compile, opts.num_classes)
         out = SpeedValues.from_values(result.to_dict())
         out.rounds = opts.interleave
         out.baseline_ratio = statistics.median(ratios)

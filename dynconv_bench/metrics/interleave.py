@@ -11,7 +11,18 @@ from typing import Any
 
 import torch
 
-from .speed import time_runs
+from ..models.per_sample_conv import record_strategies
+from .speed import (
+    DEFAULT_MIN_TIME,
+    DEFAULT_WARMUP,
+    SpeedResult,
+    _build_step,
+    _summarise,
+    amp_dtype,
+    fixed_threads,
+    resolve_device,
+    time_runs,
+)
 
 
 def time_interleaved(steps: dict[str, Callable[[], Any]], device: torch.device, rounds: int, warmup: int,
@@ -54,3 +65,28 @@ def machine_load() -> dict[str, float | int | None]:
     except (OSError, ValueError, IndexError):
         pass
     return {"load_avg": load, "cores": os.cpu_count(), "cpu_mhz": mhz}
+
+
+def measure_paired(model: torch.nn.Module, baseline: torch.nn.Module, mode: str, batch_size: int,
+                   input_size: tuple[int, ...], rounds: int, device: str = "cpu", threads: int | None = None,
+                   warmup: int | None = None, min_time: float | None = None, min_runs: int = 1,
+                   channels_last: bool = False, amp: str | None = None, compile: bool = False,
+                   num_classes: int | None = None) -> tuple[SpeedResult, list[float]]:
+    """Time `model` round-robin with `baseline` in this process: its SpeedResult (runs of every round pooled)
+    and the per-round ratios of baseline time to its time (above 1: faster than the baseline)."""
+    dev = resolve_device(device)
+    dtype = amp_dtype(amp)
+    warmup = DEFAULT_WARMUP[dev.type] if warmup is None else warmup
+    min_time = DEFAULT_MIN_TIME[dev.type] if min_time is None else min_time
+    with fixed_threads(threads) as n_threads:
+        steps = {name: _build_step(mode, m, batch_size, input_size, dev, channels_last, dtype, compile, num_classes,
+                                   0.01) for name, m in (("own", model), ("baseline", baseline))}
+        with record_strategies() as used:
+            times = time_interleaved(steps, dev, rounds, warmup, min_time, min_runs)
+    own = [t for r in times["own"] for t in r]
+    result = SpeedResult("ok", None, mode, batch_size, tuple(input_size), str(dev), n_threads, warmup=warmup,
+                         min_time=min_time, channels_last=channels_last, amp=amp if dtype else None, compile=compile)
+    _summarise(result, own)
+    calls = warmup + 1 + len(own)  # forwards of `model` (the baseline's add no per-sample layer calls)
+    result.strategies = {k: n // calls for k, n in sorted(used.items())}
+    return result, round_ratios(times["own"], times["baseline"])
