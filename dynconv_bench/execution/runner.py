@@ -19,7 +19,7 @@ from ..errors import UserError
 from ..models.per_sample_conv import CACHE_ENV
 from .executors import LocalExecutor, RayExecutor
 from .limits import MemoryCap, default_memory_cap, parse_memory_cap
-from .store import HEARTBEAT_EVERY_S, ResultStore, this_owner
+from .store import HEARTBEAT_EVERY_S, STALE_AFTER_S, ResultStore, sqlite_error_line, this_owner
 from .suite import Cell, Suite, load_suite
 
 
@@ -33,18 +33,48 @@ class RunSummary:
     skipped: int = 0
     ran: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (cell label, error)
-    elsewhere: int = 0  # cells another run was measuring (or finished) when this one reached them
+    left: list[Handoff] = field(default_factory=list)  # cells another run was measuring (or finished)
+    discarded: list[str] = field(default_factory=list)  # cells measured here after another run took them over
+
+    @property
+    def elsewhere(self) -> int:
+        return len(self.left)
 
     @property
     def ok(self) -> bool:
         return not self.failed
 
-    def describe(self) -> str:
+    def headline(self) -> str:
         text = (f"suite {self.suite}: {self.total} cells, {self.ran} run, {self.skipped} already done, "
                 f"{len(self.failed)} failed")
-        if self.elsewhere:
-            text += f", {self.elsewhere} measured by another run"
-        return text + "".join(f"\n  FAILED {label}: {err}" for label, err in self.failed)
+        if self.left:
+            text += f", {len(self.left)} left to another run"
+        if self.discarded:
+            text += f", {len(self.discarded)} discarded (taken over while this run was stopped)"
+        return text
+
+    def handoff_lines(self) -> list[str]:
+        """One line per cell this run left to another one, saying whether that run is still alive."""
+        lines = [f"  left {h.label} to {h.describe()}" for h in self.left]
+        lines += [f"  discarded this run's result of {label}: another run took the cell over while this run was "
+                  "stopped (its heartbeat went stale); that run's result is kept" for label in self.discarded]
+        return lines
+
+    def describe(self) -> str:
+        return "\n".join([self.headline(), *self.handoff_lines(),
+                          *(f"  FAILED {label}: {err}" for label, err in self.failed)])
+
+
+@dataclass
+class Handoff:
+    """A cell left to another run: who holds it, and (at the end of this run) whether it is done or still alive."""
+
+    label: str
+    owner: str | None = None  # None: another run had finished it when this one reached it
+    state: str = "finished by another run"
+
+    def describe(self) -> str:
+        return self.state if self.owner is None else f"run {self.owner}: {self.state}"
 
 
 def select_cells(cells: list[Cell], only: Sequence[str] = ()) -> list[Cell]:
@@ -105,6 +135,7 @@ def run_suite(suite: Suite | str | Path, store: ResultStore | str | Path, force:
     owner = this_owner()
     claims: dict[tuple, int] = {}
     concurrent: dict[tuple, set[str]] = {}
+    handed: dict[str, Cell] = {}
     beat = _Heartbeat(db.path, owner)
     cache_env = os.environ.get(CACHE_ENV)
     if cache_env is None:  # tuned per-sample conv strategies persist next to the store (workers inherit it)
@@ -118,7 +149,9 @@ def run_suite(suite: Suite | str | Path, store: ResultStore | str | Path, force:
         def on_start(cell: Cell) -> bool:
             claim = db.claim(cell, summary.run_id, owner, after_id=after_id, running=running)
             if claim is None:
-                summary.elsewhere += 1
+                holder = db.holder(cell)
+                summary.left.append(Handoff(cell.label(), holder["owner"] if holder else None))
+                handed[cell.label()] = cell
                 bar.skip(cell)
                 return False
             claims[cell.key] = claim
@@ -132,21 +165,47 @@ def run_suite(suite: Suite | str | Path, store: ResultStore | str | Path, force:
             others = concurrent.pop(cell.key, set()) | set(db.active_owners(exclude=owner))
             if others:  # say so: this cell was measured while another run was measuring too
                 env["concurrent_runs"] = sorted(others)
-            db.finish(claims.pop(cell.key), cell, result.get("values"), result["status"], result.get("error"), env,
-                      result.get("started"), result.get("finished"), run_id=summary.run_id, owner=owner)
+            kept = db.finish(claims[cell.key], cell, result.get("values"), result["status"], result.get("error"), env,
+                             result.get("started"), result.get("finished"), run_id=summary.run_id, owner=owner)
+            claims.pop(cell.key)  # only once its result is stored: a failed write leaves the claim to release
+            if kept is None:
+                summary.discarded.append(cell.label())
+                bar.done(cell, result)
+                continue
             summary.ran += 1
             if result["status"] != "ok":
                 summary.failed.append((cell.label(), str(result.get("error"))))
             bar.done(cell, result)
         bar.close()
+        for handoff in summary.left:
+            handoff.state = _handoff_state(db, handed[handoff.label], handoff.owner)
+    except sqlite3.Error as exc:  # a full disk, an I/O error: one line; the results stored so far are kept
+        raise UserError(sqlite_error_line(exc, db.path)) from None
     finally:
         beat.stop()
-        db.release(list(claims.values()), owner)  # an interrupted run leaves no claim behind
+        try:
+            db.release(list(claims.values()), owner)  # an interrupted run leaves no claim behind
+        except sqlite3.Error as exc:  # the claims stay; another run takes them over once this process is gone
+            sys.stderr.write(f"dynconv-bench: warning: {len(claims)} claim(s) not released "
+                             f"({sqlite_error_line(exc, db.path)}); a later run takes them over\n")
         if cache_env is None:
             os.environ.pop(CACHE_ENV, None)
         if own_store:
             db.close()
     return summary
+
+
+def _handoff_state(db: ResultStore, cell: Cell, owner: str | None) -> str:
+    """What became of a cell left to another run, read at the end of this one."""
+    if owner is None:
+        return "finished by another run"
+    holder = db.holder(cell)
+    if holder is None:
+        return "finished" if db.newer_result(cell, 0) else "released without a result (rerun to measure it)"
+    age = f"last heartbeat {holder['age_s']:.0f} s ago"
+    if holder["alive"]:
+        return f"still measuring it ({age})"
+    return f"stalled or dead ({age}, stale after {STALE_AFTER_S:.0f} s): a rerun takes the cell over"
 
 
 class _Heartbeat:

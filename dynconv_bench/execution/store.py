@@ -12,6 +12,8 @@ import json
 import os
 import platform
 import sqlite3
+import stat
+import sys
 from collections.abc import Collection
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -19,12 +21,32 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import UserError
+from ..files import NAME_MAX
 from .suite import KEY_FIELDS
 
+
+def _env_seconds(name: str, default: float) -> float:
+    """A positive number of seconds from the environment (a bad value warns and keeps the default)."""
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+        if not 0 < value < 1e6:
+            raise ValueError
+        return value
+    except ValueError:
+        sys.stderr.write(f"dynconv-bench: warning: {name}={text!r} is not a number of seconds in (0, 1e6); "
+                         f"using {default:g}\n")
+        return default
+
+
 SCHEMA_VERSION = 2
-STALE_AFTER_S = 120.0  # a claim whose heartbeat is older than this belongs to a dead run
+# A claim whose heartbeat is older than STALE_AFTER_S belongs to a dead or stopped run and is taken over; both
+# can be set for slow shared file systems (and short tests): DYNCONV_BENCH_STALE_AFTER, DYNCONV_BENCH_HEARTBEAT.
+HEARTBEAT_EVERY_S = _env_seconds("DYNCONV_BENCH_HEARTBEAT", 15.0)
+STALE_AFTER_S = max(_env_seconds("DYNCONV_BENCH_STALE_AFTER", 120.0), 2 * HEARTBEAT_EVERY_S)
 ABANDONED = "abandoned: "  # error text prefix of a claim closed because its run died
-HEARTBEAT_EVERY_S = 15.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -78,10 +100,10 @@ class ResultStore:
     def __init__(self, path: str | Path, readonly: bool = False) -> None:
         self.path = Path(path)
         self.readonly = readonly
-        _check_path(self.path, readonly)
+        _check_path(self.path, readonly)  # no os.open of the file: closing any fd of it drops this process's locks
         self.malformed: list[int] = []  # ids of the rows read so far whose JSON did not decode (rows() leaves them out)
         if not readonly:
-            _check_foreign(self.path)  # before WAL mode: that alone rewrites the file's header
+            _check_foreign(self.path)  # read-only, before WAL mode: that alone rewrites the file's header
         try:
             if readonly:  # no -wal: no writer is open, and a snapshot read must not create -wal/-shm files
                 immutable = "&immutable=1" if not Path(f"{self.path}-wal").exists() else ""
@@ -89,17 +111,22 @@ class ResultStore:
                                             isolation_level=None)
             else:
                 self.conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
-                self.conn.execute("PRAGMA journal_mode=WAL")
+                if self.conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    self.conn.execute("PRAGMA journal_mode=WAL")
                 self.conn.execute("PRAGMA synchronous=NORMAL")
                 self._migrate()
             self.conn.execute("SELECT count(*) FROM results").fetchone()
             self._columns = [r[1] for r in self.conn.execute("PRAGMA table_info(results)")]
-        except sqlite3.DatabaseError as exc:
-            raise UserError(f"{self.path} is not a dynconv-bench results store ({exc})") from None
+        except sqlite3.Error as exc:
+            with contextlib.suppress(AttributeError, sqlite3.Error):
+                self.conn.close()
+            raise UserError(sqlite_error_line(exc, self.path)) from None
         missing = [c for c in (_READ_COLUMNS if readonly else COLUMNS) if c not in self._columns]
         if missing:
             self.conn.close()
             raise UserError(f"{self.path} is a damaged dynconv-bench results store: no column(s) {', '.join(missing)}")
+        if readonly:
+            self.schema_version = _read_schema_version(self.conn, self.path)
 
     def _migrate(self) -> None:
         """Create the schema, or bring a store of an older schema up to this one in one transaction."""
@@ -111,8 +138,9 @@ class ResultStore:
         elif "results" in tables:
             version = 1
         if version > SCHEMA_VERSION:
-            raise UserError(f"{self.path} was written by a newer dynconv-bench (store schema {version}, this one "
-                            f"reads up to {SCHEMA_VERSION}); upgrade dynconv-bench or use another --db")
+            raise UserError(newer_schema_line(self.path, version))
+        if "results" in tables and "meta" in tables and version == SCHEMA_VERSION:
+            return  # nothing to write: opening a store must work on a full disk too
         with self._transaction():
             if "results" in tables and version < SCHEMA_VERSION:  # v1: one row per cell, no claims
                 self.conn.execute("ALTER TABLE results RENAME TO results_v1")
@@ -197,19 +225,42 @@ class ResultStore:
 
     def finish(self, claim_id: int, cell: Any, values: dict[str, Any] | None, status: str, error: str | None = None,
                environment: dict[str, Any] | None = None, started: str | None = None, finished: str | None = None,
-               run_id: str | None = None, owner: str | None = None) -> int:
-        """Turn a claim into the cell's result (a new row if the claim was taken over meanwhile)."""
+               run_id: str | None = None, owner: str | None = None) -> int | None:
+        """Turn a claim into the cell's result; None (nothing written) when another run took the cell over.
+
+        A claim is taken over only when its heartbeat went stale (this run was stopped or starved): the other
+        run's measurement, finished or under way, is the cell's, and a second row would measure it twice.
+        """
         if status not in ("ok", "failed"):
             raise ValueError(f"status must be 'ok' or 'failed', got {status!r}")
+        owner = owner or this_owner()
         with self._transaction():
             cur = self.conn.execute(
                 'UPDATE results SET "values"=?, status=?, error=?, environment=?, started=?, finished=?, heartbeat=? '
                 "WHERE id=? AND status='running' AND owner=?",
                 (_dumps(values), status, error, _dumps(environment), started, finished or utcnow(), None, claim_id,
-                 owner or this_owner()))
+                 owner))
             if cur.rowcount:
                 return claim_id
+            holder = self.holder(cell)
+            if (holder is not None and holder["owner"] != owner) or self.newer_result(cell, claim_id):
+                return None
             return self._insert(cell, values, status, error, environment, run_id, started, finished or utcnow())
+
+    def holder(self, cell: Any) -> dict[str, Any] | None:
+        """The open claim on `cell` (owner, heartbeat age in s, alive), or None."""
+        row = self.conn.execute(f"SELECT owner, heartbeat FROM results WHERE {_KEY_SQL} AND status='running' "
+                                "ORDER BY id DESC LIMIT 1", cell.key).fetchone()
+        if row is None:
+            return None
+        return {"owner": row[0], "age_s": _age_s(row[1]), "alive": owner_alive(row[0], row[1])}
+
+    def open_claims_of(self, suite: str) -> list[dict[str, Any]]:
+        """The cells of `suite` claimed now: backbone, variant, kind, owner, heartbeat age (s) and whether alive."""
+        rows = self.conn.execute("SELECT backbone, variant, kind, options, owner, heartbeat FROM results "
+                                 "WHERE suite=? AND status='running' ORDER BY id", (suite,)).fetchall()
+        return [{"backbone": b, "variant": v, "kind": k, "options": _loads(o), "owner": who,
+                 "age_s": _age_s(beat), "alive": owner_alive(who, beat)} for b, v, k, o, who, beat in rows]
 
     def release(self, claim_ids: list[int], owner: str | None = None) -> None:
         """Drop claims that will not be finished (an interrupted run)."""
@@ -321,6 +372,20 @@ def owner_alive(owner: str | None, heartbeat: str | None, stale_after: float = S
     return True
 
 
+def _age_s(stamp: str | None) -> float:
+    try:
+        return (datetime.now(timezone.utc) - datetime.fromisoformat(stamp or "")).total_seconds()
+    except ValueError:
+        return float("inf")
+
+
+def _loads(text: str | None) -> Any:
+    try:
+        return json.loads(text) if text else None
+    except json.JSONDecodeError:
+        return None
+
+
 def _schema_version(text: object, path: Path) -> int:
     try:
         return int(str(text))
@@ -329,43 +394,94 @@ def _schema_version(text: object, path: Path) -> int:
                         f"not a number") from None
 
 
+def _read_schema_version(conn: sqlite3.Connection, path: Path) -> int:
+    """The store's schema version (1 when it has no meta table); UserError for a newer one than this code reads."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() if "meta" in tables else None
+    version = _schema_version(row[0], path) if row else 1
+    if version > SCHEMA_VERSION:
+        raise UserError(newer_schema_line(path, version))
+    return version
+
+
+def newer_schema_line(path: Path, version: int) -> str:
+    return (f"{path} was written by a newer dynconv-bench (store schema {version}, this one reads up to "
+            f"{SCHEMA_VERSION}); upgrade dynconv-bench or use another --db")
+
+
+_OURS = {"results", "meta", "sqlite_sequence"}
+_V1_COLUMNS = tuple(c for c in COLUMNS if c not in ("owner", "heartbeat"))  # the one-row-per-cell schema
+
+
 def _check_foreign(path: Path) -> None:
-    """Refuse an existing SQLite file that is neither empty nor a dynconv-bench store, without writing to it."""
+    """Refuse an existing SQLite file that is neither empty nor a dynconv-bench store, without writing to it.
+
+    Read through a read-only connection (SQLite shares one lock per file within a process, so closing it is safe).
+    """
     if not path.is_file() or path.stat().st_size == 0:
         return
     try:
         with contextlib.closing(sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=30.0)) as conn:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             columns = {r[1] for r in conn.execute("PRAGMA table_info(results)")} if "results" in tables else set()
-    except sqlite3.DatabaseError as exc:
-        raise UserError(f"{path} is not a dynconv-bench results store ({exc})") from None
-    ours = {"results", "meta", "sqlite_sequence"}
-    if tables and (not tables <= ours or "results" not in tables or not set(_READ_COLUMNS) <= columns):
-        raise UserError(f"{path} is an SQLite file of another application (tables: {', '.join(sorted(tables))}); "
+            version = _read_schema_version(conn, path) if tables else SCHEMA_VERSION
+    except sqlite3.Error as exc:
+        raise UserError(sqlite_error_line(exc, path)) from None
+    if not tables:
+        return
+    needed = set(COLUMNS if version >= 2 else _V1_COLUMNS)
+    if not tables <= _OURS or "results" not in tables or not needed <= columns:
+        what = f"tables: {', '.join(sorted(tables))}"
+        if tables <= _OURS and "results" in tables:
+            what += f"; its results table lacks {', '.join(sorted(needed - columns))}"
+        raise UserError(f"{path} is an SQLite file of another application ({what}); "
                         f"dynconv-bench writes only to its own stores: pass another --db")
 
 
+def sqlite_error_line(exc: sqlite3.Error, path: Path) -> str:
+    """One line saying what an SQLite error means for the store at `path`."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name.startswith("SQLITE_FULL") or "disk is full" in str(exc):
+        return (f"cannot write the results store {path}: the disk is full (results written before are kept; "
+                f"free space and rerun to finish the rest)")
+    if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or "not a database" in str(exc):
+        return f"{path} is not a dynconv-bench results store ({exc})"
+    if name.startswith("SQLITE_BUSY"):
+        return f"results store {path} stayed locked by another process for 30 s; retry when it is idle"
+    if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_PERM")):
+        return f"cannot write the results store {path}: {exc}"
+    return f"results store {path}: {exc}"
+
+
 def _check_path(path: Path, readonly: bool) -> None:
-    """Raise a UserError naming the real reason a path cannot be the store."""
-    if path.is_dir():
+    """Raise a UserError naming the real reason a path cannot be the store. Never opens the file itself."""
+    for part in path.parts:
+        if len(os.fsencode(part)) > NAME_MAX:
+            raise UserError(f"results store path has a component of {len(os.fsencode(part))} bytes (at most "
+                            f"{NAME_MAX}): {part[:40]}...")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise UserError(f"cannot open the results store {path}: {exc.strerror or exc}") from None
+    if mode is not None and stat.S_ISDIR(mode):
         raise UserError(f"results store {path} is a directory; pass a file path such as {path / 'results.sqlite'}")
+    if mode is not None and not stat.S_ISREG(mode):
+        raise UserError(f"results store {path} is not a regular file (a device, FIFO or socket); pass a file path "
+                        f"such as results.sqlite")
     if readonly:
-        if not path.is_file():
+        if mode is None:
             raise UserError(f"results store not found: {path} (run a suite first, or pass --db PATH)")
         return
-    if not path.parent.exists():
-        raise UserError(f"folder of the results store does not exist: {path.parent}")
-    existed = path.exists()
-    try:
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))
-        probe = Path(f"{path}-wal")
-        if not probe.exists():  # SQLite writes its journal beside the file
-            os.close(os.open(probe, os.O_RDWR | os.O_CREAT, 0o644))
-            probe.unlink()
-    except OSError as exc:
-        if not existed and path.exists() and path.stat().st_size == 0:
-            path.unlink()
-        raise UserError(f"cannot write the results store {path}: {exc.strerror or exc}") from None
+    folder = path.parent
+    if not folder.is_dir():
+        raise UserError(f"folder of the results store does not exist: {folder}")
+    if mode is not None and not os.access(path, os.R_OK | os.W_OK):
+        raise UserError(f"cannot write the results store {path}: permission denied")
+    if not os.access(folder, os.W_OK | os.X_OK):  # SQLite writes its -wal and -shm files beside the store
+        raise UserError(f"cannot write the results store {path}: its folder {folder} is not writable "
+                        f"(SQLite keeps its -wal and -shm files beside the store)")
 
 
 class _Transaction:
@@ -378,7 +494,11 @@ class _Transaction:
         self.conn.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        if not exc_type:
+            self.conn.execute("COMMIT")
+        elif self.conn.in_transaction:  # SQLite ends it itself on some errors (a full disk): keep the first error
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
 
 
 def _q(col: str) -> str:
