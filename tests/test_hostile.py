@@ -104,7 +104,7 @@ def test_report_names_rows_with_malformed_json_and_reports_the_rest(tmp_path, ca
 def test_report_into_a_folder_is_refused(tmp_path, capsys) -> None:  # noqa: ANN001
     db = _store(tmp_path, tmp_path / "tiny.toml")
     (tmp_path / "out").mkdir()
-    one_line_exit_2(["--db", str(db), "report", "-o", str(tmp_path / "out")], capsys, "is a folder")
+    one_line_exit_2(["--db", str(db), "report", "-o", str(tmp_path / "out")], capsys, "is a directory")
     one_line_exit_2(["--db", str(db), "report", "--runs", "--suite", "nosuch"], capsys, "unknown suite in the store")
     (tmp_path / "afile").write_text("")
     one_line_exit_2(["--db", str(db), "plot", "--out-dir", str(tmp_path / "afile")], capsys, "is a file")
@@ -165,7 +165,7 @@ def test_nonsense_arguments_are_refused_before_any_work(tmp_path, capsys, monkey
     monkeypatch.setattr("dynconv_bench.models.convert.create_model", no_work)
     one_line_exit_2(["export", "cifar_resnet8", "static", "-o", str(tmp_path / "m.onnx"), "--input-size", "0"],
                     capsys, "--input-size: 0 is not in [1, 4096]")
-    one_line_exit_2(["export", "cifar_resnet8", "static", "-o", str(tmp_path)], capsys, "is a folder")
+    one_line_exit_2(["export", "cifar_resnet8", "static", "-o", str(tmp_path)], capsys, "is a directory")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.toml"]  # no store was created
 
 

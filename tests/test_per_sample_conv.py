@@ -82,7 +82,7 @@ def test_auto_records_caches_and_writes_its_choice(tmp_path):
     assert rec[choice] == 2 and choice in psc.STRATEGIES[:3]
     with use_strategy(choice):
         assert torch.equal(out, per_sample_conv(x, w, None, (1, 1), (1, 1), (1, 1), 1))
-    stored = json.loads(path.read_text())
+    stored = json.loads(path.read_text())["choices"]
     assert list(stored.values()) == [choice]
     key = next(iter(stored))
     assert "threads=" in key and "(4,8,9,9)" in key

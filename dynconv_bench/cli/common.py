@@ -41,7 +41,12 @@ def parse_config(pairs: Sequence[str]) -> dict[str, object]:
         if "=" not in pair:
             raise UserError(f"config {pair!r} must be key=value (e.g. num_kernels=4)")
         key, value = pair.split("=", 1)
-        cfg[key.strip()] = parse_value(value.strip())
+        key = key.strip()
+        if not key:
+            raise UserError(f"config {pair!r} has no key before '=' (e.g. num_kernels=4)")
+        if key in cfg:
+            raise UserError(f"config key {key!r} is given twice ({cfg[key]!r} and {value.strip()!r}); give it once")
+        cfg[key] = parse_value(value.strip())
     return cfg
 
 
@@ -51,16 +56,11 @@ def db_path(args: argparse.Namespace) -> str:
 
 
 
-def check_output_file(path: str | Path) -> Path:
-    """`path` as a file this command may write: its folder exists and it is not a folder itself (before any work)."""
-    out = Path(path)
-    if out.is_dir():
-        raise UserError(f"output {out} is a folder; give a file path such as {out / 'out.txt'}")
-    if not out.parent.is_dir():
-        raise UserError(f"output folder does not exist: {out.parent}")
-    if not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise UserError(f"cannot write {out}: permission denied")
-    return out
+def check_output_file(path: str | Path, what: str = "output", example: str = "out.txt") -> Path:
+    """`path` as a file this command may write (see `dynconv_bench.files.check_output_path`), before any work."""
+    from ..files import check_output_path
+
+    return check_output_path(path, what, example=example)
 
 
 def bounded_int(low: int, high: int) -> Callable[[str], int]:
@@ -93,9 +93,8 @@ def bounded_float(low: float, high: float, low_open: bool = False) -> Callable[[
     return parse
 
 
-def check_output_dir(path: str | Path) -> Path:
-    """`path` as a folder this command may write figures into (created later): not an existing file."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"output folder {out} is a file; give a folder path")
-    return out
+def check_output_dir(path: str | Path, what: str = "figures", probe: bool = True) -> Path:
+    """`path` as a folder this command may write files into (created later), before any work."""
+    from ..files import check_output_dir as check
+
+    return check(path, what, probe)

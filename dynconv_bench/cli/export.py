@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import unknown_choice
+from ..errors import UserError, unknown_choice
 from .common import MAX_CLASSES, MAX_SIDE, bounded_int, check_output_file, command, parse_config
 
 EXPORT_FORMATS = ("onnx",)
@@ -33,8 +33,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..metrics.export import TOLERANCE, export_checked, first_line, require_onnx
     from ..models.backbones import default_input_size
     from ..models.convert import create_model, deploy
+    from ..models.per_sample_conv import forced_strategy
 
-    out = check_output_file(args.output)  # before the minutes of work
+    out = check_output_file(args.output, "ONNX file", "model.onnx")  # before the minutes of work
+    forced_strategy()
     require_onnx()
     classes = args.num_classes or default_num_classes(args.backbone)
     model = deploy(create_model(args.backbone, args.variant, num_classes=classes, **parse_config(args.config)))
@@ -43,6 +45,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         size = (size[0], args.input_size, args.input_size)
     try:
         info = export_checked(model, out, size)
+    except UserError:  # the file could not be written (a full disk, ...): already one line
+        raise
     except Exception as exc:  # the exporter's or the check's failure: one line, no file left behind
         print(f"dynconv-bench: export failed: {first_line(exc)}")
         return 1

@@ -85,8 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.timeout is not None and not args.subprocess:
         raise UserError("--timeout needs --subprocess (a cell in this process cannot be stopped safely)")
     select_cells(suite.cells(), args.only)  # an --only that names nothing: before any store is opened
-    if not args.no_plots:
-        check_output_dir(args.plots_dir)
+    _check_run_outputs(args)
     cap = resolve_memory_cap(suite, args.memory_cap)
     executor = make_executor(args.executor, subprocess=args.subprocess, timeout=args.timeout,
                              address=args.ray_address, num_cpus=args.num_cpus, num_gpus=args.num_gpus)
@@ -109,7 +108,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     with ResultStore(db_path(args)) as store:
         summary = run_suite(suite, store, force=args.force, executor=executor, plugins=args.plugin,
                             only=args.only, progress=not args.no_progress, memory_cap=cap)
-    print(summary.describe().splitlines()[0] + f" (run {summary.run_id})")
+    print(summary.headline() + f" (run {summary.run_id})")
+    for line in summary.handoff_lines():
+        print(line)
     _, df = _suite_rows(args, suite.name)
     from ..reporting.history import concurrency_note
     from ..reporting.report import render
@@ -134,6 +135,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_run_outputs(args: argparse.Namespace) -> None:
+    """What `run` writes and reads from the environment, checked before any work (a dry run creates nothing)."""
+    import os
+
+    from ..execution.runner import strategy_cache_path
+    from ..files import NAME_MAX, check_output_path
+    from ..models.per_sample_conv import CACHE_ENV, forced_strategy
+    from ..models.strategy_cache import check_cache_file
+
+    db = check_output_path(db_path(args), "results store", not args.dry_run, "results.sqlite")
+    room = NAME_MAX - len(".strategies.json")  # the longest name SQLite and the runner put beside the store
+    if len(os.fsencode(db.name)) > room:
+        raise UserError(f"results store file name is {len(os.fsencode(db.name))} bytes; at most {room} (files named "
+                        f"after it are kept beside it, such as {db.name[:20]}....strategies.json)")
+    if not args.no_plots:
+        check_output_dir(args.plots_dir, "figures", probe=not args.dry_run)
+    forced_strategy()  # DYNCONV_BENCH_STRATEGY=bogus: one line now, not a failure in every cell
+    check_cache_file(os.environ.get(CACHE_ENV, "").strip() or strategy_cache_path(db))
+
+
 @command
 def cmd_report(args: argparse.Namespace) -> int:
     """Print or write the leaderboards of one suite (its latest result per cell), or compare two runs."""
@@ -141,7 +162,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from ..reporting.report import render
 
     if args.output and args.output != "-":
-        check_output_file(args.output)
+        check_output_file(args.output, "report", "report.md")
     if args.runs or args.compare:
         text = _runs_text(args)
     else:
@@ -150,8 +171,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         note = concurrency_note(df) if args.format == "md" else None
         text += f"\n{note}\n" if note else ""
     if args.output and args.output != "-":
-        out = Path(args.output)
-        out.write_text(text)
+        from ..files import write_atomic
+
+        out = write_atomic(args.output, text, "report")
         print(f"wrote {out}")
     else:
         sys.stdout.write(text)

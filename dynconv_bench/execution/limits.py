@@ -31,10 +31,12 @@ except ImportError:  # not on Windows
 DEFAULT_MEMORY_CAP = 0.8  # at most this fraction of the machine's memory (or of the cgroup limit, when lower)
 DEFAULT_RESERVE = 0.15  # ... and the default leaves at least this fraction of it (and 2 GiB) to the rest of the machine
 MIN_MEMORY_CAP = 64 * 2**20  # a cap under this cannot hold a Python process with torch loaded
+MAX_MEMORY_CAP = 2**50  # 1 PiB: more than any machine has, and well inside what setrlimit accepts
 MemoryCap = int | float | None  # bytes (int), a fraction of the machine's memory (float), or no cap
-_UNITS = {"b": 1, "kb": 1e3, "kib": 2**10, "mb": 1e6, "mib": 2**20, "gb": 1e9, "gib": 2**30, "tb": 1e12, "tib": 2**40}
+_UNITS = {"b": 1, "kb": 1e3, "kib": 2**10, "mb": 1e6, "mib": 2**20, "gb": 1e9, "gib": 2**30, "tb": 1e12, "tib": 2**40,
+          "pb": 1e15, "pib": 2**50}
 _USAGE = ("bytes (e.g. 4GiB, 512MB), a fraction of the machine's memory (e.g. 0.5, 50%) or none; "
-          "at least 64 MiB")
+          "from 64 MiB to 1 PiB")
 _ACTIVE: list[MemoryCap] = [None]  # the cap of the cell now running here: isolated subprocesses inherit it
 
 
@@ -47,29 +49,36 @@ def parse_memory_cap(value: Any) -> MemoryCap:
     if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "off")):
         return None
     if isinstance(value, str):
-        m = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*(%|[kmgt]i?b|b)?", value.strip().lower())
+        m = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*(%|[kmgtp]i?b|b)?", value.strip().lower())
         if not m:
-            raise UserError(f"memory cap {value!r} must be {_USAGE}")
+            raise UserError(f"memory cap {_shown(value)} must be {_USAGE}")
         number, unit = float(m[1]), m[2]
         if unit is None and number > 1:  # "2" was 2 bytes while "1" was 100%: a bare number is a fraction only
-            raise UserError(f"memory cap {value!r} needs a unit (e.g. {m[1]}GiB), or a fraction in (0, 1] of the "
+            raise UserError(f"memory cap {_shown(value)} needs a unit (e.g. {m[1]}GiB), or a fraction in (0, 1] of the "
                             f"machine's memory")
         if unit in ("%", None):
             value = number / 100 if unit == "%" else number
+        elif number * _UNITS[unit] > MAX_MEMORY_CAP:  # also inf: a number of hundreds of digits
+            raise UserError(f"memory cap {_shown(value)} is over the maximum 1 PiB; give {_USAGE}")
         else:
             value = int(number * _UNITS[unit])
     if isinstance(value, float):
         if not 0 < value <= 1:  # NaN too
-            raise UserError(f"memory cap fraction {value!r} must be in (0, 1]; or give {_USAGE}")
+            raise UserError(f"memory cap fraction {_shown(value)} must be in (0, 1]; or give {_USAGE}")
         if cap_bytes(value) < MIN_MEMORY_CAP:
-            raise UserError(f"memory cap {value!r} of this machine is {_gib(cap_bytes(value))}, under the minimum "
+            raise UserError(f"memory cap {_shown(value)} of this machine is {_gib(cap_bytes(value))}, under the minimum "
                             f"64 MiB")
         return value
     if not isinstance(value, int) or isinstance(value, bool):
-        raise UserError(f"memory cap {value!r} must be {_USAGE}")
-    if value < MIN_MEMORY_CAP:
-        raise UserError(f"memory cap {value!r} bytes is under the minimum 64 MiB; give {_USAGE}")
+        raise UserError(f"memory cap {_shown(value)} must be {_USAGE}")
+    if not MIN_MEMORY_CAP <= value <= MAX_MEMORY_CAP:
+        raise UserError(f"memory cap {_shown(value)} bytes is outside [64 MiB, 1 PiB]; give {_USAGE}")
     return value
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:40]}... ({len(text)} characters)"
 
 
 def default_memory_cap() -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import unicodedata
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,12 +15,14 @@ from typing import Any
 import tomllib
 
 from ..errors import UserError, did_you_mean, unknown_choice
+from ..files import show_path
 from ..measures import check_options, list_kinds, options_of
 from ..measures import options as measure_options
 from ..measures.options import EXPANDED, MODES, MeasureOptions
 from ..models.modelspec import ModelSpec
 from ..models.sites import validate_policy
 
+MAX_NAME = 64  # characters of a suite name or variant label (they name figure files)
 TOP_KEYS = ("name", "description", "backbones", "variants", "measure", "memory_cap")
 VARIANT_KEYS = ("name", "variant", "config", "preset")
 # what identifies a cell in the store (rerunning a suite skips keys already done)
@@ -118,9 +122,10 @@ class Suite:
         seen: set[tuple] = set()
         for kind in list_kinds():
             for opts in self.measure.get(kind, []):
+                wanted = None if opts["variants"] is None else set(opts["variants"])
                 for backbone in opts["backbones"] or self.backbones:
                     for label, vname, cfg in self.variants:
-                        if opts["variants"] is not None and label not in opts["variants"]:
+                        if wanted is not None and label not in wanted:
                             continue
                         for options in _expand(opts, backbone):
                             cell = Cell(self.name, backbone, label, vname, cfg, kind, options,
@@ -205,9 +210,14 @@ def load_suite(name_or_path: str | Path) -> Suite:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: malformed TOML: {exc}") from None
+    except RecursionError:
+        raise UserError(f"{path}: malformed TOML: arrays or tables nested too deeply") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read suite: {exc}") from None
-    return parse_suite(data, source=str(path), default_name=path.stem, path=path)
+    try:
+        return parse_suite(data, source=str(path), default_name=path.stem, path=path)
+    except RecursionError:
+        raise UserError(f"{path}: a value is nested too deeply") from None
 
 
 def parse_suite(data: dict[str, Any], source: str = "<suite>", default_name: str = "suite",
@@ -219,6 +229,7 @@ def parse_suite(data: dict[str, Any], source: str = "<suite>", default_name: str
     _check_keys(data, TOP_KEYS, source, "")
     name = data.get("name", default_name)
     _check_type(name, str, source, "name")
+    _check_name(name, source, "name" if "name" in data else "name (the file name)")
     backbones = _str_list(data.get("backbones"), source, "backbones", required=True)
     _check_unique(backbones, source, "backbones")
     for b in backbones:
@@ -230,7 +241,7 @@ def parse_suite(data: dict[str, Any], source: str = "<suite>", default_name: str
         raise UserError(f"{source}: [measure] must have at least one of {', '.join(f'[measure.{k}]' for k in kinds)}")
     _check_keys(measure, kinds, source, "measure.")
     parsed = {}
-    labels = [v[0] for v in variants]
+    labels = {v[0] for v in variants}
     presets = {label: preset for label, preset in _presets(data.get("variants"), source)}
     memory_cap = data.get("memory_cap")
     if memory_cap is not None:
@@ -304,9 +315,23 @@ def _str_list(value: Any, source: str, key: str, required: bool = False) -> list
 
 
 def _check_unique(values: list[Any], source: str, key: str) -> None:
-    dupes = sorted({str(v) for v in values if values.count(v) > 1})
+    dupes = _duplicates(values)
     if dupes:
         raise UserError(f"{source}: {key}: duplicate value(s) {', '.join(dupes)}")
+
+
+def _duplicates(values: list[Any], shown: int = 10) -> list[str]:
+    """The values that occur more than once (the first `shown`, as text); linear, for suites of millions of entries."""
+    counts = Counter(values)
+    dupes = sorted(str(v) for v, n in counts.items() if n > 1)
+    return dupes[:shown] + ([f"... ({len(dupes) - shown} more)"] if len(dupes) > shown else [])
+
+
+def _check_name(name: str, source: str, key: str) -> None:
+    """Suite names and variant labels name figure files: printable, and short enough for any file system."""
+    if not name.strip() or len(name) > MAX_NAME or any(unicodedata.category(c) == "Cc" for c in name):
+        raise UserError(f"{source}: {key} = '{show_path(name)}' must be 1 to {MAX_NAME} characters without control "
+                        f"characters (it names figure files and table rows)")
 
 
 def _check_backbone(name: str, source: str, key: str, list_backbones: Any) -> None:
@@ -330,7 +355,9 @@ def _parse_variants(value: Any, source: str, get_variant: Any, list_variants: An
     for i, entry in enumerate(value):
         where = f"variants[{i}]"
         if entry == "*":
-            out.extend((n, n, {}) for n in list_variants())
+            for n in list_variants():
+                _check_name(n, source, f"{where} (registered variant {n[:20]!r}...)")
+                out.append((n, n, {}))
             continue
         if isinstance(entry, str):
             entry = {"variant": entry}
@@ -352,9 +379,9 @@ def _parse_variants(value: Any, source: str, get_variant: Any, list_variants: An
             raise type(exc)(f"{source}: {where}: {exc}") from None
         label = entry.get("name", vname)
         _check_type(label, str, source, f"{where}.name")
+        _check_name(label, source, f"{where}.name" if "name" in entry else where)
         out.append((label, vname, dict(cfg)))
-    labels = [v[0] for v in out]
-    dupes = sorted({x for x in labels if labels.count(x) > 1})
+    dupes = _duplicates([v[0] for v in out])
     if dupes:
         raise UserError(f"{source}: variants: duplicate label(s) {', '.join(dupes)}; give each config a distinct name")
     return out

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..files import replacing
 from ..models.layers import recomputing_batchnorm
 from .speed import fixed_threads, time_runs
 
@@ -273,16 +274,11 @@ def export_checked(model: nn.Module, path: str | Path, input_size: Sequence[int]
     with fixed_threads(threads) as n_threads:
         with torch.no_grad():
             ref = {b: model(x).float() for b, x in inputs.items()}
-        tmp = path.with_name(path.name + ".tmp")
-        try:
+        with replacing(path, "ONNX file") as tmp:  # a unique name beside it; renamed only once checked
             dynamic = export_onnx(model, tmp, inputs)
             diffs = _diffs(ort_runner(ort_session(tmp, n_threads)), inputs, ref)
             worst = relative_worst(diffs, {str(b): float(y.abs().max()) for b, y in ref.items()})
             if worst > tolerance:
                 raise RuntimeError(f"onnxruntime outputs differ from eager: {worst:.3g} of the output scale > "
                                    f"{tolerance:g} (max abs diff per batch: {diffs})")
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
     return {"path": str(path), "dynamic_batch": dynamic, "max_abs_diff": diffs, "bytes": path.stat().st_size}

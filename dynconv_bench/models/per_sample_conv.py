@@ -11,15 +11,15 @@
 
 `auto` (the default) times the applicable strategies once per key (shapes, geometry, dtype, device, threads)
 and caches the fastest in memory and, when `DYNCONV_BENCH_STRATEGY_CACHE` (or `set_strategy_cache`) names a
-JSON file, on disk. `DYNCONV_BENCH_STRATEGY` or `use_strategy(...)` forces one strategy. Tuning runs the
-candidates without autograd on detached inputs, so it never changes a result or a gradient; under autograd a
-key reuses the choice tuned for it (forward time) and tunes it the first time it is seen.
+JSON file, on disk (see `strategy_cache`: a hint that never fails a cell). `DYNCONV_BENCH_STRATEGY` or
+`use_strategy(...)` forces one strategy. Tuning runs the candidates without autograd on detached inputs, so it
+never changes a result or a gradient; under autograd a key reuses the choice tuned for it (forward time) and
+tunes it the first time it is seen.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from collections import Counter
@@ -29,6 +29,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..errors import UserError
+from . import strategy_cache
 from .conv_spec import _reversed_twice
 from .mixtures import CellMixture, KernelMixture, aggregate_kernels  # noqa: F401 (variants import them from here)
 
@@ -185,7 +187,7 @@ def forced_strategy() -> str | None:
     """The strategy forced by `use_strategy` or DYNCONV_BENCH_STRATEGY (None or 'auto': tune)."""
     name = _FORCED[-1] if _FORCED else os.environ.get(STRATEGY_ENV, "").strip() or None
     if name is not None and name != "auto" and name not in STRATEGIES:
-        raise ValueError(f"{STRATEGY_ENV}={name!r} is not a strategy; valid: {', '.join(STRATEGIES)}, auto")
+        raise UserError(f"{STRATEGY_ENV}={name!r} is not a strategy; valid: {', '.join(STRATEGIES)}, auto")
     return None if name == "auto" else name
 
 
@@ -239,23 +241,6 @@ def _cache_file() -> Path | None:
     return Path(env) if env else None
 
 
-def _read_file(path: Path) -> dict[str, str]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return {k: v for k, v in data.items() if v in STRATEGIES} if isinstance(data, dict) else {}
-
-
-def _write_file(path: Path, key: str, choice: str) -> None:
-    data = _read_file(path)  # merge: other processes may have tuned other keys meanwhile
-    data[key] = choice
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
-
-
 def _kind(weight: object) -> str:
     """The form of the kernels: 'kernels' (a tensor), 'cells', or 'mixture'/'shared' plus the scales it carries."""
     if isinstance(weight, CellMixture):
@@ -295,16 +280,19 @@ def _choose(x, weight, bias, stride, padding, dilation, groups, mixture):  # noq
     if key in _CACHE:
         return _CACHE[key]
     path = _cache_file()
-    stored = _read_file(path).get(key) if path is not None else None
-    if stored is not None:
+    stored = strategy_cache.load(path).get(key) if path is not None else None
+    if stored is not None and stored in candidates:
         _CACHE[key] = stored
         return stored
+    if stored is not None:  # a hand-edited file, or one from another version or machine: tune afresh
+        strategy_cache.warn_once(path, "stale", f"entry {stored!r} does not apply to a layer it names (valid there: "
+                                                f"{', '.join(candidates)}); such entries are tuned afresh")
     if x.is_cuda and torch.cuda.is_current_stream_capturing():
         return "bmm"  # a CUDA graph records this shape untuned (no warm-up saw it): timing would sync
     choice = _tune(candidates, x, weight, bias, stride, padding, dilation, groups)
     _CACHE[key] = choice
     if path is not None:
-        _write_file(path, key, choice)
+        strategy_cache.store(path, key, choice)
     return choice
 
 

@@ -41,6 +41,7 @@ def build_parser(prog: str = "python -m dynconv_bench.training") -> argparse.Arg
 def main(argv: Sequence[str] | None = None, prog: str = "python -m dynconv_bench.training") -> int:
     """Entry point; returns the exit code (0 ok, 1 failed run, 2 user error)."""
     from ..cli.common import parse_config
+    from ..files import check_output_path, write_atomic
     from . import distributed as D
     from . import train_model
     from .recipes import RECIPES
@@ -55,6 +56,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m dynconv_bench
             torch.set_num_threads(args.threads)
         variant_cfg = parse_config(args.config)
         overrides = parse_config(args.overrides)
+        if args.out:
+            check_output_path(args.out, "training result", example="result.json")  # before the training, not after it
         if args.recipe is not None and args.recipe not in RECIPES:
             from ..errors import unknown_choice
 
@@ -79,8 +82,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m dynconv_bench
         return 2
     if info.is_main:
         if args.out:
-            with open(args.out, "w") as fh:
-                json.dump(result, fh, indent=2, default=str)
+            try:
+                write_atomic(args.out, json.dumps(result, indent=2, default=str), "training result")
+            except UserError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                D.cleanup()
+                return 2
         top5 = f" top5 {result['top5']:.2f}" if result["top5"] is not None else ""
         if result["status"] == "ok":
             print(f"{args.backbone} {args.variant} {result['dataset']} seed {args.seed}: top1 {result['top1']:.2f}{top5}"

@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from ..errors import UserError
+from ..files import make_folder, replacing
 from ..models.convert import set_progress
 from ..models.layers import recomputing_batchnorm
 from ..models.per_sample_conv import forced_strategy, use_strategy
@@ -156,10 +157,9 @@ def _load_checkpoint(path: Path, fingerprint: dict, model: nn.Module, opt: torch
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: an interruption never leaves a half-written checkpoint
+    make_folder(path.parent, "checkpoint")
+    with replacing(path, "checkpoint") as tmp, open(tmp, "wb") as fh:  # a full disk: OSError, the old one kept
+        torch.save(state, fh)
 
 
 def _resolve_datasets(dataset: str | tuple[Dataset, Dataset], data_root: str | None,
