@@ -26,13 +26,14 @@ def test_macs_cell_matches_profile() -> None:
 def test_speed_cell_records_options_and_restores_threads() -> None:
     before = torch.get_num_threads()
     out = run_cell(_cell("speed", batch_size=2, input_size=[3, 32, 32], mode="inference", threads=1,
-                         warmup=1, min_time=0.01, device="cpu"))
+                         warmup=1, min_time=0.01, device="cpu", processes=1))  # in one fresh worker
     assert out["status"] == "ok", out["error"]
     v = out["values"]
-    assert (v["batch_size"], v["threads"]) == (2, 1) and v["throughput"] > 0 and v["runs"] >= 1
+    assert (v["batch_size"], v["threads"], v["processes"]) == (2, 1, 1) and v["throughput"] > 0 and v["runs"] >= 1
+    assert v["cpu_s"] > 0
     assert torch.get_num_threads() == before
     train = run_cell(_cell("speed", batch_size=2, input_size=[3, 32, 32], mode="train", threads=1,
-                           warmup=1, min_time=0.01))
+                           warmup=1, min_time=0.01, processes=0))  # in this process
     assert train["status"] == "ok", train["error"]
 
 

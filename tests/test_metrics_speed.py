@@ -15,8 +15,9 @@ from torch import nn
 
 import dynconv_bench
 from dynconv_bench.errors import UserError
+from dynconv_bench.execution.workers import measure_in_subprocess
 from dynconv_bench.metrics import speed
-from dynconv_bench.metrics.speed import measure_in_subprocess, measure_inference, measure_train_step
+from dynconv_bench.metrics.speed import measure_inference, measure_train_step
 
 
 @pytest.fixture(scope="module")

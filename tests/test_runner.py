@@ -85,7 +85,7 @@ def test_failing_cells_become_results() -> None:
     assert out["status"] == "failed" and "unknown backbone 'not_a_model'" in out["error"]
     assert out["values"] is None and out["finished"] >= out["started"]
     out = run_in_subprocess(bad, timeout=0.2)  # too short even to import torch
-    assert out["status"] == "failed" and out["error"] == "timed out after 0.2 s"
+    assert out["status"] == "failed" and out["error"].startswith("timed out after 0.2 s (the measurement alone")
 
 
 def test_make_executor_rejects_unknown_name() -> None:
@@ -176,12 +176,16 @@ def test_suite_path_is_resolved(tmp_path, write_suite) -> None:  # noqa: ANN001
 
 
 def allocate(cell: dict, plugins: tuple = ()) -> dict:
-    """Hold `batch_size` MiB, 16 MiB at a time (module level: a subprocess imports it)."""
+    """Hold `batch_size` MiB, 64 MiB at a time (module level: a subprocess imports it).
+
+    Blocks of 64 MiB are over glibc's largest mmap threshold (32 MiB): each is mapped on its own and unmapped
+    when freed, so a failed cell gives all of it back and the next cell's headroom does not depend on the heap."""
     import torch
 
-    blocks = [torch.ones(4 * 2**20) for _ in range(cell["options"]["batch_size"] // 16)]
-    return {"values": {"mib": 16 * len(blocks)}, "status": "ok", "error": None, "environment": {}, "started": None,
-            "finished": None}
+    mib = cell["options"]["batch_size"]
+    blocks = [torch.ones(min(64, mib - i) * 2**18) for i in range(0, mib, 64)]
+    return {"values": {"mib": sum(b.numel() for b in blocks) // 2**18}, "status": "ok", "error": None,
+            "environment": {}, "started": None, "finished": None}
 
 
 def test_memory_cap_fails_the_cell_and_the_run_goes_on(tmp_path) -> None:  # noqa: ANN001
@@ -311,7 +315,8 @@ def test_tuned_strategies_are_kept_beside_the_store(tmp_path, monkeypatch) -> No
     monkeypatch.setattr("dynconv_bench.models.per_sample_conv._CACHE_FILE", [])  # no override by an earlier test
     clear_strategy_cache()
     suite = parse_suite({"name": "t", "backbones": ["cifar_resnet8"], "variants": ["condconv"],
-                         "measure": {"speed": {"batch_sizes": [4], "min_time": 0.01, "min_runs": 1, "warmup": 0}}})
+                         "measure": {"speed": {"batch_sizes": [4], "min_time": 0.01, "min_runs": 1, "warmup": 0,
+                                               "processes": 0}}})
     db = tmp_path / "r.sqlite"
     summary = run_suite(suite, db, progress=False)
     assert summary.ran == 1 and not summary.failed

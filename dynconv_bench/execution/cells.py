@@ -40,7 +40,14 @@ def run_cell(cell: Cell | dict[str, Any], plugins: Sequence[str] = ()) -> dict[s
         try:
             if getattr(o, "threads", None):  # a fixed, recorded thread count for this cell only
                 torch.set_num_threads(int(o.threads))
-            result = get_kind(cell.kind).measure(spec, o)
+            kind = get_kind(cell.kind)
+            processes = kind.processes(o)
+            if processes:  # timed cells: in fresh worker processes (see execution/workers.py)
+                from .workers import measure_in_workers
+
+                result = measure_in_workers(cell, plugins, processes)
+            else:
+                result = kind.measure(spec, o)
         finally:
             torch.set_num_threads(threads)
         values = result.to_values()

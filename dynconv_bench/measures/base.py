@@ -7,7 +7,8 @@ Third-party kinds register the same way from a module named in the entry point g
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+import importlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
@@ -17,6 +18,8 @@ from ..models.modelspec import ModelSpec
 from .options import MeasureOptions
 
 KIND_GROUP = "dynconv_bench.measures"
+# the built-in kinds, by module name: loaded like plugins, so this module imports none of them
+BUILTIN_KINDS = ("params", "macs", "speed", "memory", "accuracy", "layers", "deploy")
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class Record:
     dims: tuple[tuple[str, Any], ...] = field(default=())
     flags: tuple[str, ...] = ()  # e.g. "load": measured while the machine was loaded beyond its cores
     ratio: float | None = None  # the ratio to the baseline measured in the same cell (interleaved timing)
+    ratio_range: tuple[float, float] | None = None  # min and max of `ratio` over the cell's worker processes
 
     def dim(self, key: str, default: Any = None) -> Any:
         return dict(self.dims).get(key, default)
@@ -118,6 +122,25 @@ class Kind:
         return []
 
     @classmethod
+    def processes(cls, opts: MeasureOptions) -> int:
+        """Fresh worker processes a cell of this kind is measured in, one after another (0: the runner's own)."""
+        return 0
+
+    @classmethod
+    def calibration(cls, first: Result) -> dict[str, Any] | None:
+        """What the first worker process decided (e.g. run counts) that the later ones reuse, or None.
+
+        The later workers read it as the option `calibration` of their MeasureOptions."""
+        return None
+
+    @classmethod
+    def combine(cls, results: Sequence[Result]) -> Result:
+        """One result from the results of the cell's worker processes (default: the only one)."""
+        if len(results) != 1:
+            raise NotImplementedError(f"kind {cls.name!r} does not combine {len(results)} processes")
+        return results[0]
+
+    @classmethod
     def check(cls, table: dict[str, Any], where: str) -> None:
         """Kind-specific checks of a validated option table at suite load (UserError naming `where`)."""
 
@@ -160,8 +183,8 @@ def _load() -> None:
     if _loaded:
         return
     _loaded = True
-    from . import accuracy, deploy, layers, macs, memory, params, speed  # noqa: F401  (built-ins register)
-
+    for name in BUILTIN_KINDS:  # each registers itself
+        importlib.import_module(f"{__package__}.{name}")
     for ep in entry_points(group=KIND_GROUP):
         try:
             ep.load()

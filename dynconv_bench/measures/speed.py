@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import statistics
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import UserError
+from ..metrics.speed import SpeedResult
 from ..models.modelspec import ModelSpec
 from ..models.variant import Param
-from .base import Kind, Metric, Record, Result, record, register_kind
+from .base import Kind, Metric, Record, record, register_kind
 from .options import (
     BATCHES,
     DEVICE,
@@ -43,52 +42,17 @@ class SpeedOptions(MeasureOptions):
                                "order reversed every other round; the ratio is taken per round; min_time is split over the rounds, "
                                "min_runs holds in each (0: off)",
                             type=int, min=0, max=1000),
+        "processes": Param(None, "fresh worker processes per cell, one after another, each importing once and "
+                                 "building its models once; the value is the median of their medians, their range "
+                                 "is stored beside it (default: 3 on CPU, 1 on CUDA; 0: in the runner's process, "
+                                 "for debugging)", type=int, min=0, max=100),
         "num_gpus": GPUS,
     }
 
 
 BASELINE = "static"
-LOAD_SLACK = 0.5  # cores of load above the core count before a value is marked as measured under load
-
-
-@dataclass
-class SpeedValues(Result):
-    """One timed cell: per-run seconds summarised (one run processes one batch) and what it ran with."""
-
-    mode: str = "inference"
-    batch_size: int | None = None
-    input_size: list[int] = field(default_factory=list)
-    device: str = "cpu"
-    threads: int | None = None
-    runs: int = 0
-    median_s: float | None = None
-    iqr_s: float | None = None
-    min_s: float | None = None
-    max_s: float | None = None
-    mean_s: float | None = None
-    throughput: float | None = None
-    latency_ms: float | None = None
-    warmup: int = 0
-    min_time: float = 0.0
-    channels_last: bool = False
-    amp: str | None = None
-    compile: bool = False
-    peak_memory_bytes: int | None = None
-    strategies: dict[str, int] = field(default_factory=dict)  # per-sample conv strategy -> layers using it
-    cuda_graph: bool = False  # replays of a captured CUDA graph were timed
-    rounds: int = 0  # interleaved rounds with the baseline (0: timed alone)
-    baseline_ratio: float | None = None  # median over rounds of baseline time / own time (> 1: faster)
-    baseline_ratio_min: float | None = None
-    baseline_ratio_max: float | None = None
-    load_avg: float | None = None  # the higher 1-minute load average of before and after the cell
-    cores: int | None = None
-    cpu_mhz: float | None = None
-
-    @property
-    def under_load(self) -> bool:
-        """Measured while more work wanted to run than the machine has cores: the 1-minute load average (which
-        counts the cell's own threads and lags by design) above the core count by more than half a core."""
-        return self.load_avg is not None and self.cores is not None and self.load_avg > self.cores + LOAD_SLACK
+DEFAULT_PROCESSES = {"cpu": 3, "cuda": 1}
+SpeedValues = SpeedResult  # the speed kind stores the timing module's result type as is (older name)
 
 
 def speed_setting(d: Mapping[str, Any]) -> str:
@@ -107,7 +71,7 @@ class Speed(Kind):
     name = "speed"
     order = 2
     options = SpeedOptions
-    result = SpeedValues
+    result = SpeedResult
     headline = "throughput"
     headline_shown = ("throughput", "img/s", 1.0, True)
     timed = True
@@ -119,20 +83,39 @@ class Speed(Kind):
     }
 
     @classmethod
-    def measure(cls, spec: ModelSpec, opts: MeasureOptions) -> SpeedValues:
-        from ..metrics.interleave import machine_load
+    def processes(cls, opts: MeasureOptions) -> int:
+        return DEFAULT_PROCESSES[str(opts.device).split(":")[0]] if opts.processes is None else int(opts.processes)
+
+    @classmethod
+    def calibration(cls, first: SpeedResult) -> dict[str, Any] | None:
+        """The first process's run counts (per round when interleaved), as pyperf reuses its calibrated loops."""
+        if first.status != "ok":
+            return None
+        return {"runs_per_round": dict(first.runs_per_round)} if first.rounds else {"runs": first.runs}
+
+    @classmethod
+    def combine(cls, results: Sequence[SpeedResult]) -> SpeedResult:
+        from ..metrics.speed import combine_processes
+
+        return combine_processes(list(results))
+
+    @classmethod
+    def measure(cls, spec: ModelSpec, opts: MeasureOptions) -> SpeedResult:
+        """One process's measurement (the runner combines those of several fresh processes)."""
+        from ..metrics.speed import machine_load
 
         before = machine_load()
         if opts.interleave and opts.cuda_graph:
             raise UserError("speed: interleave and cuda_graph cannot be combined yet; time graphs alone")
-        out = cls._interleaved(spec, opts) if opts.interleave else cls._alone(spec, opts)
+        calibration = getattr(opts, "calibration", None) or {}
+        out = cls._interleaved(spec, opts, calibration) if opts.interleave else cls._alone(spec, opts, calibration)
         after = machine_load()
         loads = [x["load_avg"] for x in (before, after) if x["load_avg"] is not None]
         out.load_avg, out.cores, out.cpu_mhz = (max(loads) if loads else None), after["cores"], after["cpu_mhz"]
         return out
 
     @classmethod
-    def _alone(cls, spec: ModelSpec, opts: MeasureOptions) -> SpeedValues:
+    def _alone(cls, spec: ModelSpec, opts: MeasureOptions, calibration: Mapping[str, Any]) -> SpeedResult:
         from ..metrics import speed
         from ..models.convert import deploy
 
@@ -142,49 +125,42 @@ class Speed(Kind):
         for key in ("warmup", "min_time", "min_runs"):  # None: the harness's per-device default
             if getattr(opts, key) is not None:
                 kw[key] = getattr(opts, key)
+        if calibration.get("runs"):  # the first process's run count, exactly
+            kw.update(min_time=0.0, min_runs=int(calibration["runs"]), max_runs=int(calibration["runs"]))
         size = tuple(opts.input_size)
         if opts.cuda_graph:
             speed.check_cuda_graph(opts.mode, speed.resolve_device(opts.device), opts.compile)
         if opts.mode == "train":
-            result = speed.measure_train_step(model, opts.batch_size, size, opts.num_classes, **kw)
-        else:
-            result = speed.measure_inference(deploy(model) if opts.deploy else model, opts.batch_size, size,
-                                             cuda_graph=opts.cuda_graph, **kw)
-        return SpeedValues.from_values(result.to_dict())
+            return speed.measure_train_step(model, opts.batch_size, size, opts.num_classes, **kw)
+        return speed.measure_inference(deploy(model) if opts.deploy else model, opts.batch_size, size,
+                                       cuda_graph=opts.cuda_graph, **kw)
 
     @classmethod
-    def _interleaved(cls, spec: ModelSpec, opts: MeasureOptions) -> SpeedValues:
+    def _interleaved(cls, spec: ModelSpec, opts: MeasureOptions, calibration: Mapping[str, Any]) -> SpeedResult:
         """Time this model and the baseline round-robin; own times pooled, ratio per round (median, min, max)."""
-        import dataclasses
-
-        from ..metrics.interleave import measure_paired
+        from ..metrics.speed import measure_paired
         from ..models.convert import deploy
 
         models = [spec.build(opts.num_classes),
                   dataclasses.replace(spec, variant=BASELINE, config={}, preset=None).build(opts.num_classes)]
         if opts.mode != "train" and opts.deploy:
             models = [deploy(m) for m in models]
-        result, ratios = measure_paired(*models, opts.mode, opts.batch_size, tuple(opts.input_size), opts.interleave,
-                                        opts.device, opts.threads, opts.warmup, opts.min_time, opts.min_runs or 1,
-                                        opts.channels_last, None if opts.precision == "fp32" else opts.precision,
-                                        opts.compile, opts.num_classes)
-        out = SpeedValues.from_values(result.to_dict())
-        out.rounds = opts.interleave
-        out.baseline_ratio = statistics.median(ratios)
-        out.baseline_ratio_min, out.baseline_ratio_max = min(ratios), max(ratios)
-        return out
+        return measure_paired(*models, opts.mode, opts.batch_size, tuple(opts.input_size), opts.interleave,
+                              opts.device, opts.threads, opts.warmup, opts.min_time, opts.min_runs or 1,
+                              opts.channels_last, None if opts.precision == "fp32" else opts.precision,
+                              opts.compile, opts.num_classes, calibration.get("runs_per_round"))
 
     @classmethod
-    def records(cls, options: Mapping[str, Any], result: SpeedValues) -> list[Record]:
+    def records(cls, options: Mapping[str, Any], result: SpeedResult) -> list[Record]:
         dims = {"device": options.get("device", "cpu"), "precision": options.get("precision", "fp32"),
                 "channels_last": bool(options.get("channels_last", False)),
                 "compile": bool(options.get("compile", False))}
         if options.get("cuda_graph"):  # replays of a captured graph: a column apart from the eager one
             dims["cuda_graph"] = True
         mode, batch = options.get("mode", "inference"), options.get("batch_size")
-        flags = ("load",) if result.under_load else ()
-        ratio = result.baseline_ratio
+        flags = (("load",) if result.under_load else ()) + (("waited",) if result.waited else ())
+        ratio, spread = result.baseline_ratio, result.process_range
         out = record("throughput", result.throughput, "img/s", mode=mode, batch_size=batch, **dims)
         if batch == 1 and mode != "train":
             out += record("latency", result.latency_ms, "ms", batch_size=1, **dims)
-        return [dataclasses.replace(r, flags=flags, ratio=ratio) for r in out]  # latency's: the speed-up too
+        return [dataclasses.replace(r, flags=flags, ratio=ratio, ratio_range=spread) for r in out]  # latency's: the speed-up too

@@ -1,13 +1,18 @@
-"""Inference and training-step speed on CPU and CUDA, with spread, run count and failures as results.
+"""The one timing module: wall and process CPU time of inference and training steps on CPU and CUDA, alone or
+round-robin with a baseline, and the summary of several fresh processes; failures become results.
+
+Public surface: `SpeedResult` (the one result type of a timed cell, stored as is by the speed kind),
+`build_step`, `time_runs`, `time_interleaved`, `round_ratios`, `summarise`, `measure_inference`,
+`measure_train_step`, `measure_paired`, `combine_processes`, `machine_load`, `fixed_threads`, `capture_cuda_graph`.
 
 CPU: the thread count is fixed with `torch.set_num_threads` (and restored afterwards), warm-up runs,
-then `time.perf_counter` around each run until both `min_time` seconds and `min_runs` runs are done.
+then `time.perf_counter` and `time.process_time` around each run until both `min_time` seconds and `min_runs`
+runs are done (or exactly `runs` runs: the calibration a first worker process hands to the next ones).
 CUDA: `cudnn.benchmark`, CUDA events around each run (synchronised), optional channels_last, AMP
 (fp16/bf16) and `torch.compile`; peak memory from the CUDA caching allocator. `cuda_graph=True` (inference):
-the warm-up runs eagerly on a side stream (per-sample strategies and cuDNN algorithms chosen), then one
-forward is captured in a CUDA graph and its replays are timed: the GPU work alone, without Python and
-kernel-launch overhead (what dominates eager batch-1 latency). `strategies` counts the
-per-sample conv layers by the execution strategy they ran with (see `dynconv_bench.models.per_sample_conv`).
+the warm-up runs eagerly on a side stream, then one forward is captured in a CUDA graph and its replays are
+timed (the GPU work alone, without Python and kernel-launch overhead). `strategies` counts the per-sample conv
+layers by the execution strategy they ran with (see `dynconv_bench.models.per_sample_conv`).
 One run = one forward of a batch (inference) or one forward+backward+SGD step (training).
 The caller's model is never modified: training steps, channels_last and moves to another device work on a
 deep copy; inference on the model's own device uses the model itself (its train/eval mode is restored).
@@ -17,10 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
+import os
 import statistics
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,27 +37,34 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from ..execution.isolate import run_isolated
-from ..models.modelspec import ModelSpec
 from ..models.per_sample_conv import record_strategies
 
 AMP_DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 DEFAULT_WARMUP = {"cpu": 3, "cuda": 20}
 DEFAULT_MIN_TIME = {"cpu": 1.0, "cuda": 1.0}
 GRAPH_WARMUP_REPLAYS = 3
+LOAD_SLACK = 0.5  # cores of load above the core count before a value is marked as measured under load
+WAIT_MARGIN = 1.5  # wall time above (CPU time / threads) x this: the run waited (for a core, I/O, a lock)
+SPREAD_WARNING = 0.10  # between-process range of a cell above this fraction of its median: warn (pyperf: 10%)
 
 
 @dataclass
 class SpeedResult:
-    """One speed measurement (per-run times in seconds; one run processes one batch)."""
+    """One timed cell (per-run seconds summarised; one run processes one batch) and what it ran with.
 
-    status: str
-    error: str | None
-    mode: str
-    batch_size: int
-    input_size: tuple[int, ...]
-    device: str
-    threads: int | None
+    `cpu_s` is the process CPU time per run (all threads); `processes` the fresh worker processes whose
+    per-process medians were combined (0: measured in the calling process). With interleaving, `baseline_ratio`
+    is the baseline's time over this model's (above 1: faster), the median over rounds (one process) or over
+    the per-process medians (`process_ratios`; their min-max is the between-process range).
+    """
+
+    status: str = "ok"
+    error: str | None = None
+    mode: str = "inference"
+    batch_size: int | None = None
+    input_size: list[int] = field(default_factory=list)
+    device: str = "cpu"
+    threads: int | None = None
     runs: int = 0
     median_s: float | None = None
     iqr_s: float | None = None
@@ -58,26 +73,68 @@ class SpeedResult:
     mean_s: float | None = None
     throughput: float | None = None
     latency_ms: float | None = None
+    cpu_s: float | None = None  # process CPU seconds per run (every thread), median
     warmup: int = 0
     min_time: float = 0.0
     channels_last: bool = False
     amp: str | None = None
     compile: bool = False
-    cuda_graph: bool = False
+    cuda_graph: bool = False  # replays of a captured CUDA graph were timed
     peak_memory_bytes: int | None = None
     strategies: dict[str, int] = field(default_factory=dict)  # per-sample conv strategy -> layers using it
-    times_s: list[float] = field(default_factory=list, repr=False)
+    rounds: int = 0  # interleaved rounds with the baseline (0: timed alone)
+    runs_per_round: dict[str, int] = field(default_factory=dict)  # timed runs per round (own, baseline)
+    baseline_ratio: float | None = None
+    baseline_ratio_min: float | None = None  # over every round (of every process)
+    baseline_ratio_max: float | None = None
+    baseline_median_s: float | None = None
+    baseline_cpu_s: float | None = None
+    processes: int = 0  # fresh worker processes combined (0: the measuring process itself)
+    process_ratios: list[float] = field(default_factory=list)  # per process: its median ratio
+    process_medians_s: list[float] = field(default_factory=list)  # per process: its median time per run
+    spread_warning: str | None = None
+    load_avg: float | None = None  # the highest 1-minute load average seen before and after each process
+    cores: int | None = None
+    cpu_mhz: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)  # stored keys of other versions
+    times_s: list[float] = field(default_factory=list, repr=False)  # per-run seconds (not stored)
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able summary (without the per-run times)."""
-        d = asdict(self)
-        d.pop("times_s")
+    @property
+    def under_load(self) -> bool:
+        """Measured while more work wanted to run than the machine has cores: the 1-minute load average (which
+        counts the cell's own threads and lags by design) above the core count by more than half a core."""
+        return self.load_avg is not None and self.cores is not None and self.load_avg > self.cores + LOAD_SLACK
+
+    @property
+    def waited(self) -> bool:
+        """Wall time per run above CPU time per run / threads by WAIT_MARGIN: the run waited, it did not work."""
+        if not self.median_s or self.cpu_s is None or not self.threads or self.device != "cpu":
+            return False
+        return self.median_s > WAIT_MARGIN * self.cpu_s / self.threads
+
+    @property
+    def process_range(self) -> tuple[float, float] | None:
+        """Min and max of the per-process ratios (None unless several interleaved processes)."""
+        return (min(self.process_ratios), max(self.process_ratios)) if len(self.process_ratios) > 1 else None
+
+    def to_values(self) -> dict[str, Any]:
+        """What the store keeps (JSON-able; the per-run times left out)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("extra", "times_s")}
         d["input_size"] = list(self.input_size)
-        return d
+        return {**self.extra, **d}
+
+    to_dict = to_values
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any] | None) -> SpeedResult:
+        """A result from stored values; keys this version does not know are kept in `extra`."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra", "times_s"}
+        values = dict(values or {})
+        return cls(**{k: values.pop(k) for k in list(values) if k in names}, extra=values)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -125,8 +182,11 @@ def _cudnn_benchmark(enabled: bool) -> Iterator[None]:
 
 
 def time_runs(step: Callable[[], Any], device: torch.device, warmup: int, min_time: float,
-              min_runs: int = 5, max_runs: int = 100_000) -> list[float]:
-    """Per-run seconds of `step` after `warmup` runs, repeated until `min_time` and `min_runs` are reached."""
+              min_runs: int = 5, max_runs: int = 100_000, cpu_times: list[float] | None = None) -> list[float]:
+    """Per-run seconds of `step` after `warmup` runs, repeated until `min_time` and `min_runs` are reached.
+
+    `cpu_times`, when given, receives each run's process CPU seconds (every thread of this process).
+    """
     cuda = device.type == "cuda"
     for _ in range(warmup):
         step()
@@ -135,6 +195,7 @@ def time_runs(step: Callable[[], Any], device: torch.device, warmup: int, min_ti
     times: list[float] = []
     total = 0.0
     while (total < min_time or len(times) < min_runs) and len(times) < max_runs:
+        c0 = time.process_time()
         if cuda:
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
@@ -146,12 +207,15 @@ def time_runs(step: Callable[[], Any], device: torch.device, warmup: int, min_ti
             t0 = time.perf_counter()
             step()
             dt = time.perf_counter() - t0
+        if cpu_times is not None:
+            cpu_times.append(time.process_time() - c0)
         times.append(dt)
         total += dt
     return times
 
 
-def _summarise(result: SpeedResult, times: list[float]) -> SpeedResult:
+def summarise(result: SpeedResult, times: list[float], cpu_times: list[float] | None = None) -> SpeedResult:
+    """Fill `result`'s statistics (median, IQR, min, max, mean, throughput, latency, CPU per run) from runs."""
     q1, q3 = np.percentile(times, [25, 75])
     med = statistics.median(times)
     result.times_s = times
@@ -160,6 +224,8 @@ def _summarise(result: SpeedResult, times: list[float]) -> SpeedResult:
     result.min_s, result.max_s, result.mean_s = min(times), max(times), statistics.fmean(times)
     result.throughput = result.batch_size / med if med > 0 else None
     result.latency_ms = med * 1000.0
+    if cpu_times:
+        result.cpu_s = statistics.median(cpu_times)
     return result
 
 
@@ -188,7 +254,7 @@ def _measure(mode: str, model: nn.Module, batch_size: int, input_size: tuple[int
         check_cuda_graph(mode, dev, compile)
     warmup = DEFAULT_WARMUP[dev.type] if warmup is None else warmup
     min_time = DEFAULT_MIN_TIME[dev.type] if min_time is None else min_time
-    result = SpeedResult("failed", None, mode, batch_size, tuple(input_size), str(dev), None, warmup=warmup,
+    result = SpeedResult("failed", None, mode, batch_size, list(input_size), str(dev), None, warmup=warmup,
                          min_time=min_time, channels_last=channels_last, amp=amp if dtype else None,
                          compile=compile, cuda_graph=cuda_graph)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -201,17 +267,18 @@ def _measure(mode: str, model: nn.Module, batch_size: int, input_size: tuple[int
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(dev)
-            step = _build_step(mode, model, batch_size, input_size, dev, channels_last, dtype, compile,
-                               num_classes, lr)
+            step = build_step(mode, model, batch_size, input_size, dev, channels_last, dtype, compile,
+                              num_classes, lr)
             with record_strategies() as used:
+                cpu: list[float] = []
                 if cuda_graph:  # Python runs in the warm-up and the capture only
                     step, steps = capture_cuda_graph(step, dev, warmup), warmup + 1
-                    times = time_runs(step, dev, GRAPH_WARMUP_REPLAYS, min_time, min_runs, max_runs)
+                    times = time_runs(step, dev, GRAPH_WARMUP_REPLAYS, min_time, min_runs, max_runs, cpu)
                 else:
-                    times = time_runs(step, dev, warmup, min_time, min_runs, max_runs)
+                    times = time_runs(step, dev, warmup, min_time, min_runs, max_runs, cpu)
                     steps = warmup + len(times)
             result.strategies = {k: n // steps for k, n in sorted(used.items())}
-            _summarise(result, times)
+            summarise(result, times, cpu)
             result.status = "ok"
             if dev.type == "cuda":
                 result.peak_memory_bytes = int(torch.cuda.max_memory_allocated(dev))
@@ -251,9 +318,10 @@ def _on_device(model: nn.Module, dev: torch.device) -> bool:
     return all(t.device.type == dev.type and (dev.index is None or t.device.index == dev.index) for t in tensors)
 
 
-def _build_step(mode: str, model: nn.Module, batch_size: int, input_size: tuple[int, ...], dev: torch.device,
+def build_step(mode: str, model: nn.Module, batch_size: int, input_size: tuple[int, ...], dev: torch.device,
                 channels_last: bool, dtype: torch.dtype | None, compile: bool, num_classes: int | None,
                 lr: float) -> Callable[[], Any]:
+    """A no-argument callable that runs one inference forward or one training step of `model` on a random batch."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     if mode == "inference" and not channels_last and _on_device(model, dev):
         net = model  # no copy needed (eval mode is restored by the caller); keeps GPU memory honest
@@ -315,26 +383,127 @@ def measure_train_step(model: nn.Module, batch_size: int, input_size: tuple[int,
                     max_runs, channels_last, amp, compile, num_classes, lr)
 
 
-def _subprocess_worker(mode: str, spec: ModelSpec, num_classes: int, kwargs: dict[str, Any]) -> dict[str, Any]:
-    model = spec.build(num_classes=num_classes)
-    if mode == "train":
-        return measure_train_step(model, num_classes=num_classes, **kwargs).to_dict()
-    return measure_inference(model, **kwargs).to_dict()
 
 
-def measure_in_subprocess(model: ModelSpec | str, variant: str = "static", cfg: dict[str, Any] | None = None,
-                          mode: str = "inference", num_classes: int = 1000, plugins: tuple[str, ...] = (),
-                          timeout: float | None = None, **kwargs: Any) -> dict[str, Any]:
-    """Build the model and measure it in a fresh spawned process; returns `SpeedResult.to_dict()`.
+# -- round-robin timing with a baseline in one process: drift (load, clocks, heat) hits each alike --------------
+def time_interleaved(steps: dict[str, Callable[[], Any]], device: torch.device, rounds: int, warmup: int,
+                     min_time: float, min_runs: int, cpu_times: dict[str, list[float]] | None = None,
+                     runs: Mapping[str, int] | None = None) -> dict[str, list[list[float]]]:
+    """Per-run seconds of each step per round: every step is warmed up, then each round times every step
+    for `min_time / rounds` seconds (at least `min_runs` runs), in reversed order every other round.
 
-    `model` is a ModelSpec, or a backbone name converted by `variant` with `cfg` (`plugins` register it);
-    `kwargs` go to `measure_inference` / `measure_train_step` (batch_size, input_size, device, ...).
+    `runs` (a calibration): exactly that many runs per round for a step instead. `cpu_times`, when given,
+    receives each step's process CPU seconds per run, one mean per round.
     """
-    if mode not in ("inference", "train"):
-        raise UserError(f"unknown mode {mode!r}; valid: inference, train")
-    spec = model if isinstance(model, ModelSpec) else ModelSpec(model, variant, cfg or {}, tuple(plugins))
-    out = run_isolated(_subprocess_worker, mode, spec, num_classes, kwargs, timeout=timeout,
-                       cuda=str(kwargs.get("device", "cpu")).startswith("cuda"))
-    if out.get("status") == "failed" and "mode" not in out:
-        out.update(mode=mode, batch_size=kwargs.get("batch_size"), device=kwargs.get("device", "cpu"))
+    names = list(steps)
+    for name in names:
+        time_runs(steps[name], device, warmup, 0.0, 1)
+    out: dict[str, list[list[float]]] = {n: [] for n in names}
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            cpu: list[float] = []
+            fixed = (runs or {}).get(name)
+            timed = (time_runs(steps[name], device, 0, 0.0, fixed, fixed, cpu) if fixed
+                     else time_runs(steps[name], device, 0, min_time / rounds, min_runs, cpu_times=cpu))
+            out[name].append(timed)
+            if cpu_times is not None:
+                cpu_times.setdefault(name, []).append(statistics.fmean(cpu))
     return out
+
+
+def round_ratios(own: list[list[float]], baseline: list[list[float]]) -> list[float]:
+    """Per round: baseline's median time over this model's (above 1: faster than the baseline)."""
+    return [statistics.median(b) / statistics.median(o) for o, b in zip(own, baseline)]
+
+
+def measure_paired(model: nn.Module, baseline: nn.Module, mode: str, batch_size: int,
+                   input_size: tuple[int, ...], rounds: int, device: str = "cpu", threads: int | None = None,
+                   warmup: int | None = None, min_time: float | None = None, min_runs: int = 1,
+                   channels_last: bool = False, amp: str | None = None, compile: bool = False,
+                   num_classes: int | None = None, runs_per_round: Mapping[str, int] | None = None) -> SpeedResult:
+    """Time `model` round-robin with `baseline` in this process: its SpeedResult (runs of every round pooled)
+    with the median, min and max of the per-round ratios of baseline time to its time (above 1: faster).
+
+    `runs_per_round` ({"own": n, "baseline": m}, e.g. another process's `runs_per_round`) fixes the run counts.
+    """
+    dev = resolve_device(device)
+    dtype = amp_dtype(amp)
+    warmup = DEFAULT_WARMUP[dev.type] if warmup is None else warmup
+    min_time = DEFAULT_MIN_TIME[dev.type] if min_time is None else min_time
+    cpu: dict[str, list[float]] = {}
+    with fixed_threads(threads) as n_threads:
+        steps = {name: build_step(mode, m, batch_size, input_size, dev, channels_last, dtype, compile, num_classes,
+                                  0.01) for name, m in (("own", model), ("baseline", baseline))}
+        with record_strategies() as used:
+            times = time_interleaved(steps, dev, rounds, warmup, min_time, min_runs, cpu, runs_per_round)
+    own = [t for r in times["own"] for t in r]
+    result = SpeedResult("ok", None, mode, batch_size, list(input_size), str(dev), n_threads, warmup=warmup,
+                         min_time=min_time, channels_last=channels_last, amp=amp if dtype else None, compile=compile)
+    summarise(result, own)
+    result.cpu_s, result.baseline_cpu_s = statistics.median(cpu["own"]), statistics.median(cpu["baseline"])
+    result.baseline_median_s = statistics.median([t for r in times["baseline"] for t in r])
+    calls = warmup + 1 + len(own)  # forwards of `model` (the baseline's add no per-sample layer calls)
+    result.strategies = {k: n // calls for k, n in sorted(used.items())}
+    ratios = round_ratios(times["own"], times["baseline"])
+    result.rounds, result.runs_per_round = rounds, {n: len(times[n][0]) for n in times}
+    result.baseline_ratio = statistics.median(ratios)
+    result.baseline_ratio_min, result.baseline_ratio_max = min(ratios), max(ratios)
+    return result
+
+
+# -- several fresh processes (pyperf's protocol): one value from the per-process medians ------------------------
+def combine_processes(results: list[SpeedResult]) -> SpeedResult:
+    """One result from the results of several worker processes: the median of the per-process medians (time,
+    CPU time, ratio), the between-process range beside it, runs summed, the highest load; a warning when the
+    range exceeds SPREAD_WARNING of the median. The first failed process's result is returned as is."""
+    failed = [r for r in results if r.status != "ok"]
+    if failed or not results:
+        return failed[0] if failed else SpeedResult("failed", "no worker process ran")
+    out = dataclasses.replace(results[0], extra=dict(results[0].extra), times_s=[])
+    med = statistics.median
+
+    def values(name: str) -> list[float]:
+        return [getattr(r, name) for r in results if getattr(r, name) is not None]
+
+    out.processes = len(results)
+    out.process_medians_s = values("median_s")
+    out.median_s, out.iqr_s, out.mean_s = med(out.process_medians_s), med(values("iqr_s")), med(values("mean_s"))
+    out.min_s, out.max_s = min(values("min_s")), max(values("max_s"))
+    out.runs = sum(r.runs for r in results)
+    out.throughput = out.batch_size / out.median_s if out.median_s and out.batch_size else None
+    out.latency_ms = out.median_s * 1000.0 if out.median_s is not None else None
+    for name in ("cpu_s", "baseline_cpu_s", "baseline_median_s"):
+        setattr(out, name, med(values(name)) if values(name) else None)
+    out.peak_memory_bytes = max(values("peak_memory_bytes")) if values("peak_memory_bytes") else None
+    loads = values("load_avg")
+    out.load_avg = max(loads) if loads else None
+    out.cpu_mhz = round(statistics.fmean(values("cpu_mhz")), 1) if values("cpu_mhz") else None
+    spread = out.process_medians_s
+    if results[0].baseline_ratio is not None:
+        out.process_ratios = spread = values("baseline_ratio")
+        out.baseline_ratio = med(spread)
+        out.baseline_ratio_min, out.baseline_ratio_max = min(values("baseline_ratio_min")), max(
+            values("baseline_ratio_max"))
+    centre = med(spread) if spread else 0.0
+    if len(spread) > 1 and centre > 0 and (max(spread) - min(spread)) / centre > SPREAD_WARNING:
+        what = "ratio to the baseline" if out.process_ratios else "median time"
+        out.spread_warning = (f"the {what} differs by {100 * (max(spread) - min(spread)) / centre:.0f}% between "
+                              f"the {len(spread)} processes (over {100 * SPREAD_WARNING:.0f}%): the machine may be "
+                              f"busy or the cell unstable")
+    return out
+
+
+def machine_load() -> dict[str, float | int | None]:
+    """1-minute load average, core count and current CPU clock (MHz, mean over cores) where readable."""
+    try:
+        load: float | None = os.getloadavg()[0]
+    except OSError:
+        load = None
+    mhz = None
+    try:
+        values = [float(line.split(":")[1]) for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.lower().startswith("cpu mhz")]
+        mhz = round(statistics.fmean(values), 1) if values else None
+    except (OSError, ValueError, IndexError):
+        pass
+    return {"load_avg": load, "cores": os.cpu_count(), "cpu_mhz": mhz}

@@ -1,0 +1,87 @@
+"""Timed cells in fresh worker processes, the way pyperf runs a benchmark: several processes one after another,
+each importing once and building its models once, the first one's run counts reused by the others (calibration),
+one value from the per-process values and their spread beside it, and a warning when that spread is large.
+
+A process carries state from whatever ran in it before (thread pools, allocator arenas, caches); a value
+measured in fresh processes does not depend on the cells that came before it in the run.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ..measures import Result, get_kind
+from ..models.modelspec import ModelSpec
+from .isolate import run_isolated
+from .suite import Cell
+
+
+def measure_in_workers(cell: Cell, plugins: Sequence[str] = (), processes: int = 3) -> Result:
+    """Measure `cell` in `processes` fresh interpreters, one after another; its kind combines their results.
+
+    A failed process fails the cell (its error names the process)."""
+    kind = get_kind(cell.kind)
+    results: list[Result] = []
+    calibration: dict[str, Any] | None = None
+    cuda = str(cell.options.get("device", "cpu")).startswith("cuda")
+    for i in range(processes):
+        out = run_isolated(_worker, cell.to_dict(), list(plugins), calibration, cuda=cuda)
+        result = kind.result.from_values(out)
+        if result.status != "ok":
+            result.error = f"worker process {i + 1} of {processes}: {result.error}"
+            return result
+        results.append(result)
+        if i == 0:
+            calibration = kind.calibration(result)
+    combined = kind.combine(results)
+    warning = getattr(combined, "spread_warning", None)
+    if warning:
+        sys.stderr.write(f"dynconv-bench: warning: {cell.label()}: {warning}\n")
+    return combined
+
+
+def _worker(cell: dict[str, Any], plugins: list[str], calibration: dict[str, Any] | None) -> dict[str, Any]:
+    """In a fresh interpreter: fix the thread count first, then build and measure one process's share."""
+    import torch
+
+    c = Cell.from_dict(cell)
+    opts = c.opts
+    if getattr(opts, "threads", None):
+        torch.set_num_threads(int(opts.threads))
+    if calibration:
+        opts = type(opts)({**opts.as_dict(), "calibration": calibration})
+    spec = c.model_spec(plugins)
+    spec.load_plugins()
+    return get_kind(c.kind).measure(spec, opts).to_values()
+
+
+def measure_in_subprocess(model: ModelSpec | str, variant: str = "static", cfg: dict[str, Any] | None = None,
+                          mode: str = "inference", num_classes: int = 1000, plugins: tuple[str, ...] = (),
+                          timeout: float | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Build the model and time it in a fresh process; returns `SpeedResult.to_values()`.
+
+    `model` is a ModelSpec, or a backbone name converted by `variant` with `cfg` (`plugins` register it);
+    `kwargs` go to `measure_inference` / `measure_train_step` (batch_size, input_size, device, ...); `timeout`
+    counts the measurement, not the worker's start-up.
+    """
+    from ..errors import UserError
+
+    if mode not in ("inference", "train"):
+        raise UserError(f"unknown mode {mode!r}; valid: inference, train")
+    spec = model if isinstance(model, ModelSpec) else ModelSpec(model, variant, cfg or {}, tuple(plugins))
+    out = run_isolated(_speed_worker, mode, spec, num_classes, kwargs, timeout=timeout,
+                       cuda=str(kwargs.get("device", "cpu")).startswith("cuda"))
+    if out.get("status") == "failed" and "mode" not in out:
+        out.update(mode=mode, batch_size=kwargs.get("batch_size"), device=kwargs.get("device", "cpu"))
+    return out
+
+
+def _speed_worker(mode: str, spec: ModelSpec, num_classes: int, kwargs: dict[str, Any]) -> dict[str, Any]:
+    from ..metrics.speed import measure_inference, measure_train_step
+
+    model = spec.build(num_classes=num_classes)
+    if mode == "train":
+        return measure_train_step(model, num_classes=num_classes, **kwargs).to_values()
+    return measure_inference(model, **kwargs).to_values()
