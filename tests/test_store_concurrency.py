@@ -129,3 +129,25 @@ def test_opening_a_current_store_writes_nothing(tmp_path) -> None:  # noqa: ANN0
     with ResultStore(db) as store:
         assert store.count() == 0
     assert db.read_bytes() == before and not Path(f"{db}-wal").exists()
+
+
+def test_a_second_store_in_one_process_keeps_the_first_ones_locks(tmp_path) -> None:  # noqa: ANN001
+    """A heartbeat thread opens its own store: that must not let another process delete the WAL under us."""
+    from dynconv_bench.execution.suite import parse_suite
+
+    db = tmp_path / "w.sqlite"
+    cells = parse_suite(suite_dict()).cells()
+    first = ResultStore(db)
+    first.put(cells[0], {"h": 0}, "ok")
+    second = ResultStore(db)  # as the heartbeat thread does, while `first` is open
+    # another process opens and closes the store: were our locks gone, it would checkpoint and delete the -wal
+    subprocess.run([sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+                    "c.execute('SELECT count(*) FROM results').fetchone(); c.close()", str(db)], check=True)
+    assert Path(f"{db}-wal").exists()  # it knew it was not the last connection
+    for i, cell in enumerate(cells[1:6], 1):
+        first.put(cell, {"h": i}, "ok")
+    second.close()
+    first.close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("SELECT count(*) FROM results").fetchone()[0] == 6
