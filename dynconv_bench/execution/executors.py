@@ -1,8 +1,12 @@
-"""Executors run cells: `local` (in process, or one subprocess per cell) and `ray` (cells as Ray tasks)."""
+"""Executors run cells: `local` (in process, or one subprocess per cell) and `ray` (cells as Ray tasks, placed)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import UserError, unknown_choice
@@ -81,27 +85,24 @@ class LocalExecutor:
 
 
 class RayExecutor:
-    """Cells as Ray tasks with CPU/GPU requests; results come back to this process as tasks finish."""
+    """Cells as Ray tasks; timed cells hold a node (CPU) or a GPU and its CPU share, untimed ones pack.
+
+    See dynconv_bench.execution.placement for what each cell asks for and where it goes. A task that dies
+    with its node becomes a failed cell (a rerun measures it again); results come back as tasks finish.
+    """
 
     name = "ray"
 
     def __init__(self, address: str | None = None, num_cpus: float = 1, num_gpus: float = 0,
-                 max_pending: int | None = None, fn: CellFn | None = None) -> None:
+                 max_pending: int | None = None, fn: CellFn | None = None, poll_s: float = 2.0) -> None:
         self.address = address
         self.num_cpus = num_cpus
         self.num_gpus = num_gpus
         self.max_pending = max_pending
         self.fn = fn or _default_fn
+        self.poll_s = poll_s  # how often the live nodes are read again while waiting
 
-    def _resources(self, cell: Cell) -> dict[str, float]:
-        gpus = cell.options.get("num_gpus")
-        if gpus is None:
-            gpus = max(self.num_gpus, 1) if cell.options.get("device") == "cuda" else self.num_gpus
-        return {"num_cpus": self.num_cpus, "num_gpus": gpus}
-
-    def map(self, cells: Iterable[Cell], plugins: Sequence[str] = (), on_start: OnStart | None = None,
-            memory_cap: MemoryCap = None) -> Iterator[tuple[Cell, dict[str, Any]]]:
-        """Yield (cell, result) as tasks finish; a cell whose `on_start` returns False is not submitted."""
+    def _connect(self) -> Any:
         try:
             import ray
         except ImportError:
@@ -112,27 +113,111 @@ class RayExecutor:
                          ignore_reinit_error=True)
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 raise UserError(f"cannot connect to the Ray cluster at {self.address!r}: {exc}") from None
-        task = ray.remote(run_guarded)
-        pending: dict[Any, Cell] = {}
+        return ray
+
+    def map(self, cells: Iterable[Cell], plugins: Sequence[str] = (), on_start: OnStart | None = None,
+            memory_cap: MemoryCap = None) -> Iterator[tuple[Cell, dict[str, Any]]]:
+        """Yield (cell, result) as tasks finish; a cell whose `on_start` returns False is not submitted."""
+        from .placement import Ledger, cell_demand
+
+        ray = self._connect()
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        ledger = Ledger(ray.nodes())
+        task = ray.remote(max_retries=0)(run_placed)
         queue = list(cells)
-        limit = self.max_pending or max(1, int(ray.cluster_resources().get("CPU", 1) * 2))
+        pending: dict[Any, tuple[Cell, Any]] = {}
         while queue or pending:
-            while queue and len(pending) < limit:
-                cell = queue.pop(0)
-                if on_start is not None and on_start(cell) is False:
+            for cell in list(queue):
+                if self.max_pending and len(pending) >= self.max_pending:
+                    break
+                demand = cell_demand(cell, self.num_cpus, self.num_gpus)
+                why = ledger.impossible(demand)
+                if why is not None:
+                    queue.remove(cell)
+                    if on_start is None or on_start(cell) is not False:
+                        yield cell, _failed(why, utcnow())
                     continue
-                ref = task.options(**self._resources(cell)).remote(self.fn, cell.to_dict(), list(plugins),
-                                                                   memory_cap, _cuda(cell))
-                pending[ref] = cell
+                placement = ledger.place(demand)
+                if placement is None:
+                    continue
+                queue.remove(cell)
+                if on_start is not None and on_start(cell) is False:
+                    ledger.release(placement)
+                    continue
+                options: dict[str, Any] = {"num_cpus": placement.cpus, "num_gpus": placement.gpus}
+                if placement.node_id is not None:
+                    options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(placement.node_id, soft=False)
+                threads = max(1, int(placement.cpus)) if placement.node_id is not None else None
+                ref = task.options(**options).remote(self.fn, cell.to_dict(), list(plugins), memory_cap,
+                                                     _cuda(cell), threads, placement.node_cpus)
+                pending[ref] = (cell, placement)
             if not pending:
+                if queue:  # every node that could hold them is gone or busy elsewhere: read the nodes again
+                    time.sleep(min(self.poll_s, 0.5))
+                    ledger.update(ray.nodes())
                 continue
-            done, _ = ray.wait(list(pending), num_returns=1)
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=self.poll_s)
+            if not done:
+                ledger.update(ray.nodes())
+                continue
             for ref in done:
-                cell = pending.pop(ref)
+                cell, placement = pending.pop(ref)
+                ledger.release(placement)
                 try:
-                    yield cell, ray.get(ref)
-                except Exception as exc:  # a task that died (worker crash, OOM kill)
-                    yield cell, _failed(f"ray task failed: {type(exc).__name__}: {exc}", utcnow())
+                    result = ray.get(ref)
+                except Exception as exc:  # the worker or its node died: failed, and a rerun measures it again
+                    ledger.update(ray.nodes())
+                    node = placement.node_id or "?"
+                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                    result = {**_failed(f"ray task failed on node {node[:12]}: {type(exc).__name__}: {first}",
+                                        utcnow()), "environment": {"executor": "ray", "node_id": placement.node_id}}
+                yield cell, result
+
+
+def run_placed(fn: CellFn, cell: dict[str, Any], plugins: Sequence[str] = (), memory_cap: MemoryCap = None,
+               cuda: bool = False, threads: int | None = None, node_cpus: float = 0.0) -> dict[str, Any]:
+    """A Ray task: `run_guarded` with `threads` torch threads; the row names its node, its span to the ms."""
+    from ..metrics.env import ray_placement
+
+    started = utcnow_ms()
+    with task_threads(threads):
+        result = run_guarded(fn, cell, plugins, memory_cap, cuda)
+    env = {**(result.get("environment") or {}), **ray_placement(task_cpus=threads)}
+    if node_cpus:  # every row of a node names the same default: what a cell holding the whole node runs with
+        env["threads"] = max(1, int(node_cpus))
+    return {**result, "environment": env, "started": started, "finished": utcnow_ms()}
+
+
+@contextlib.contextmanager
+def task_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads, and OMP/MKL's for subprocesses, set to `threads` for the block (None: as is)."""
+    if not threads:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    env_before = {k: os.environ.get(k) for k in _THREAD_VARS}
+    torch.set_num_threads(threads)
+    os.environ.update({k: str(threads) for k in _THREAD_VARS})
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+        for key, value in env_before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def utcnow_ms() -> str:
+    """UTC now in ISO format to the millisecond: a Ray row's span, precise enough to check that spans overlap."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def make_executor(name: str = "local", **kw: Any) -> LocalExecutor | RayExecutor:
@@ -141,5 +226,5 @@ def make_executor(name: str = "local", **kw: Any) -> LocalExecutor | RayExecutor
         return LocalExecutor(**{k: v for k, v in kw.items() if k in ("subprocess", "timeout", "fn")})
     if name == "ray":
         return RayExecutor(**{k: v for k, v in kw.items() if k in ("address", "num_cpus", "num_gpus", "max_pending",
-                                                                    "fn")})
+                                                                    "fn", "poll_s")})
     raise unknown_choice("executor", name, EXECUTORS)

@@ -114,12 +114,52 @@ def collect_environment() -> dict[str, Any]:
     return env
 
 
+def ray_placement(task_cpus: float | None = None) -> dict[str, Any]:
+    """Where this Ray task runs: node id and IP, its host, the cluster (its head node's host), the GPUs it holds.
+
+    {} outside Ray. `gpu_index` lists the node's physical GPU indices Ray gave the task ([] on CPU).
+    """
+    try:
+        import ray
+    except ImportError:
+        return {}
+    if not ray.is_initialized():
+        return {}
+    ctx = ray.get_runtime_context()
+    out: dict[str, Any] = {"executor": "ray", "node_id": ctx.get_node_id(), "cluster": _cluster_head(),
+                           "node_ip": ray.util.get_node_ip_address(), "host": socket.gethostname()}
+    try:
+        out["gpu_index"] = [int(i) if str(i).isdigit() else str(i) for i in ray.get_gpu_ids()]
+    except Exception:  # a driver, not a task: it holds no GPU
+        out["gpu_index"] = []
+    if task_cpus is not None:
+        out["task_cpus"] = task_cpus
+    return out
+
+
+@lru_cache(maxsize=1)
+def _cluster_head() -> str | None:
+    """The host name of the Ray cluster's head node: what names the cluster across restarts."""
+    import ray
+
+    for node in ray.nodes():
+        if node.get("Alive") and "node:__internal_head__" in (node.get("Resources") or {}):
+            return node.get("NodeManagerHostname") or node.get("NodeManagerAddress")
+    return None
+
+
 # What makes two rows comparable in one leaderboard. The git commit is left out: it changes with every
 # edit, while the machine and the libraries that do the computing stay.
 ENVIRONMENT_KEY = ("host", "cpu_model", "threads", "gpu", "torch", "timm")
 
 
 def environment_key(env: dict[str, Any] | None) -> tuple[tuple[str, Any], ...]:
-    """The fields of ENVIRONMENT_KEY of a stored environment (None for a field not recorded)."""
+    """The fields of ENVIRONMENT_KEY of a stored environment (None for a field not recorded).
+
+    A row measured on a Ray cluster (`cluster` recorded) is keyed by the cluster's head host instead of its
+    own host: the cluster's nodes of one CPU model, GPU type and thread count are one environment, each
+    kind of hardware its own (and a local Ray keys as this machine does).
+    """
     env = env if isinstance(env, dict) else {}
-    return tuple((k, env.get(k)) for k in ENVIRONMENT_KEY)
+    host = env.get("cluster") or env.get("host")
+    return tuple((k, host if k == "host" else env.get(k)) for k in ENVIRONMENT_KEY)
