@@ -193,3 +193,74 @@ CREATE TABLE results (id INTEGER PRIMARY KEY AUTOINCREMENT, suite TEXT NOT NULL,
 CREATE INDEX results_suite ON results (suite, kind);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
 """
+
+
+# -- issue 29: files that are not ours, schemas from the future, stalled claims -------------------------
+def test_a_foreign_file_with_a_results_table_is_refused_without_a_write(tmp_path) -> None:  # noqa: ANN001
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as conn:  # a `results` table with our read columns, but not our store
+        conn.execute('CREATE TABLE results (id INTEGER PRIMARY KEY, suite TEXT, backbone TEXT, variant TEXT, '
+                     'kind TEXT, "values" TEXT, status TEXT)')
+    conn.close()
+    before = other.read_bytes()
+    with pytest.raises(UserError, match="another application.*lacks"):
+        ResultStore(other)
+    assert other.read_bytes() == before  # still in rollback-journal mode: header bytes 18-19 untouched
+    assert not (tmp_path / "other.sqlite-wal").exists()
+
+
+def test_a_store_of_a_newer_schema_is_refused_for_reading_too(tmp_path) -> None:  # noqa: ANN001
+    db = tmp_path / "new.sqlite"
+    with ResultStore(db) as store:
+        store.put(_cell(), {"x": 1}, "ok")
+        store.conn.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    for readonly in (True, False):
+        with pytest.raises(UserError, match="newer dynconv-bench .*schema 99"):
+            ResultStore(db, readonly=readonly)
+
+
+def test_a_fifo_or_device_is_not_a_store(tmp_path) -> None:  # noqa: ANN001
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for readonly in (True, False):
+        with pytest.raises(UserError, match="not a regular file"):
+            ResultStore(fifo, readonly=readonly)
+    with pytest.raises(UserError, match="not a regular file"):
+        ResultStore("/dev/null")
+    assert not os.path.exists("/dev/null-journal") and not os.path.exists("/dev/null-wal")
+
+
+def test_a_stalled_claim_is_named_by_the_report_and_by_the_run_that_left_it(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    from dynconv_bench.execution.executors import LocalExecutor
+    from dynconv_bench.execution.runner import run_suite
+    from dynconv_bench.execution.suite import parse_suite
+    from dynconv_bench.reporting.history import claims_note
+    from dynconv_bench.reporting.report import load_results
+
+    db = tmp_path / "c.sqlite"
+    suite = parse_suite({"name": "s", "backbones": ["cifar_resnet8"], "variants": ["static", "static-se"],
+                         "measure": {"params": {}}})
+    stalled = suite.cells()[1]
+    with ResultStore(db) as store:  # a run on another host claimed it, then stopped beating
+        claim = store.claim(stalled, "r0", owner="otherhost:1")
+        old = "2020-01-01T00:00:00+00:00"
+        store.conn.execute("UPDATE results SET heartbeat=? WHERE id=?", (old, claim))
+
+    def params(cell: dict, plugins: tuple = ()) -> dict:
+        return {"values": {"total": 1}, "status": "ok", "error": None, "environment": {}, "started": None,
+                "finished": None}
+
+    monkeypatch.setattr("dynconv_bench.execution.store.owner_alive", lambda owner, beat, stale_after=0: False)
+    with ResultStore(db) as store:  # a stale claim is taken over (the run measures both)
+        assert run_suite(suite, store, executor=LocalExecutor(fn=params), progress=False).ran == 2
+        claim = store.claim(stalled, "r1", owner="otherhost:1")  # stalled again: the report must say so
+    df = load_results(db, "s")
+    note = claims_note(df, "s")
+    assert note is not None and "cifar_resnet8/static-se/params has no result yet" in note
+    assert "heartbeat stopped" in note and "rerun" in note
+    monkeypatch.setattr("dynconv_bench.execution.store.owner_alive", lambda owner, beat, stale_after=0: True)
+    with ResultStore(db) as store:  # a live holder: the run leaves the cell and says to whom
+        summary = run_suite(suite, store, executor=LocalExecutor(fn=params), progress=False, force=True)
+    assert summary.ran == 1 and summary.elsewhere == 1
+    (line,) = summary.handoff_lines()
+    assert "static-se" in line and "otherhost:1" in line and "still measuring it" in line

@@ -70,7 +70,9 @@ def _suite_rows(args: argparse.Namespace, suite: str | None):  # noqa: ANN202
     df = load_results(db_path(args), suite)
     _warn_malformed(df.attrs.get("malformed"))
     name = suite or default_suite(df)
-    return name, df[df["suite"] == name]
+    rows = df[df["suite"] == name]
+    rows.attrs = dict(df.attrs)
+    return name, rows
 
 
 @command
@@ -112,14 +114,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     for line in summary.handoff_lines():
         print(line)
     _, df = _suite_rows(args, suite.name)
-    from ..reporting.history import concurrency_note
+    from ..reporting.history import claims_note, concurrency_note
     from ..reporting.report import render
 
     print()
     print(render(df, "md", suite.name))
-    note = concurrency_note(df)
-    if note:
-        print(note)
+    for note in (concurrency_note(df), claims_note(df, suite.name)):
+        if note:
+            print(note)
     if not args.no_plots:
         from ..reporting.plots import make_plots
 
@@ -158,7 +160,7 @@ def _check_run_outputs(args: argparse.Namespace) -> None:
 @command
 def cmd_report(args: argparse.Namespace) -> int:
     """Print or write the leaderboards of one suite (its latest result per cell), or compare two runs."""
-    from ..reporting.history import concurrency_note
+    from ..reporting.history import claims_note, concurrency_note
     from ..reporting.report import render
 
     if args.output and args.output != "-":
@@ -168,8 +170,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         name, df = _suite_rows(args, args.suite)
         text = render(df, args.format, name) if args.format != "html" else _html_page(args, df, name)
-        note = concurrency_note(df) if args.format == "md" else None
-        text += f"\n{note}\n" if note else ""
+        notes = [concurrency_note(df), claims_note(df, name)] if args.format == "md" else []
+        text += "".join(f"\n{note}\n" for note in notes if note)
     if args.output and args.output != "-":
         from ..files import write_atomic
 

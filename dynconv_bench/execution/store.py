@@ -255,12 +255,15 @@ class ResultStore:
             return None
         return {"owner": row[0], "age_s": _age_s(row[1]), "alive": owner_alive(row[0], row[1])}
 
-    def open_claims_of(self, suite: str) -> list[dict[str, Any]]:
-        """The cells of `suite` claimed now: backbone, variant, kind, owner, heartbeat age (s) and whether alive."""
-        rows = self.conn.execute("SELECT backbone, variant, kind, options, owner, heartbeat FROM results "
-                                 "WHERE suite=? AND status='running' ORDER BY id", (suite,)).fetchall()
-        return [{"backbone": b, "variant": v, "kind": k, "options": _loads(o), "owner": who,
-                 "age_s": _age_s(beat), "alive": owner_alive(who, beat)} for b, v, k, o, who, beat in rows]
+    def open_claims_of(self, suite: str | None = None) -> list[dict[str, Any]]:
+        """Cells claimed now (of `suite`, or all): suite, backbone, variant, kind, owner, heartbeat age (s), alive."""
+        if "owner" not in self._columns:
+            return []
+        rows = self.conn.execute("SELECT suite, backbone, variant, kind, owner, heartbeat FROM results WHERE "
+                                 "status='running'" + (" AND suite=?" if suite else "") + " ORDER BY id",
+                                 (suite,) if suite else ()).fetchall()
+        return [{"suite": s, "backbone": b, "variant": v, "kind": k, "owner": who, "age_s": _age_s(beat),
+                 "alive": owner_alive(who, beat)} for s, b, v, k, who, beat in rows]
 
     def release(self, claim_ids: list[int], owner: str | None = None) -> None:
         """Drop claims that will not be finished (an interrupted run)."""
@@ -379,13 +382,6 @@ def _age_s(stamp: str | None) -> float:
         return float("inf")
 
 
-def _loads(text: str | None) -> Any:
-    try:
-        return json.loads(text) if text else None
-    except json.JSONDecodeError:
-        return None
-
-
 def _schema_version(text: object, path: Path) -> int:
     try:
         return int(str(text))
@@ -430,6 +426,9 @@ def _check_foreign(path: Path) -> None:
     if not tables:
         return
     needed = set(COLUMNS if version >= 2 else _V1_COLUMNS)
+    if tables <= _OURS and "results" in tables and "meta" in tables and not needed <= columns:
+        raise UserError(f"{path} is a damaged dynconv-bench results store: no column(s) "
+                        f"{', '.join(c for c in COLUMNS if c in needed - columns)}")
     if not tables <= _OURS or "results" not in tables or not needed <= columns:
         what = f"tables: {', '.join(sorted(tables))}"
         if tables <= _OURS and "results" in tables:

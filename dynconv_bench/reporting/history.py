@@ -68,3 +68,17 @@ def concurrency_note(df: pd.DataFrame) -> str | None:
         return None
     return (f"note: {len(hits)} timed cell(s) were measured while another run used the machine, their times may "
             f"be slower: {', '.join(sorted(set(hits))[:8])}{' ...' if len(set(hits)) > 8 else ''}")
+
+
+def claims_note(df: pd.DataFrame, suite: str) -> str | None:
+    """Lines naming the cells of `suite` another run holds: being measured, or held by a run whose heartbeat stopped."""
+    claims = [c for c in df.attrs.get("claims", []) if c["suite"] == suite]
+    if not claims:
+        return None
+    lines = []
+    for c in claims:
+        state = (f"being measured by run {c['owner']}" if c["alive"] else
+                 f"claimed by run {c['owner']}, whose heartbeat stopped {c['age_s']:.0f} s ago (stalled or dead): "
+                 "rerun the suite to take it over")
+        lines.append(f"note: {c['backbone']}/{c['variant']}/{c['kind']} has no result yet: {state}")
+    return "\n".join(lines)
