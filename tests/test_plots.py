@@ -1,8 +1,9 @@
-"""Plots: the Pareto front is exact; every figure is written as PNG and SVG."""
+"""Plots: the Pareto front is exact; every figure is written as PNG, SVG (real text) and PDF, with no caption drawn."""
 
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 import pytest
@@ -13,11 +14,14 @@ from dynconv_bench.execution.runner import run_suite
 from dynconv_bench.execution.suite import parse_suite
 from dynconv_bench.measures.layers import layer_latency
 from dynconv_bench.reporting.plots import (
+    _slug,
     interval_halfwidths,
+    keep_labels_inside,
     label_collisions,
     make_plots,
     pareto_front,
     plot_layer_breakdown,
+    tradeoff_caption,
     tradeoff_figure,
 )
 from dynconv_bench.reporting.report import environment_sections, load_results
@@ -51,19 +55,25 @@ def test_make_plots_writes_png_and_svg(tmp_path) -> None:  # noqa: ANN001
     run_suite(suite, tmp_path / "p.sqlite", executor=LocalExecutor(fn=_fake), progress=False)
     paths = make_plots(load_results(tmp_path / "p.sqlite", "p"), tmp_path / "plots", "p")
     names = sorted(p.name for p in paths)
-    assert names == sorted(f"{stem}.{ext}" for ext in ("png", "svg") for stem in [
-        "p_acc-vs-params_cifar-resnet8_digits", "p_acc-vs-macs_cifar-resnet8_digits",
-        "p_acc-vs-throughput_cifar-resnet8_digits", "p_throughput-vs-batch_cifar-resnet8_cpu_inference",
-        "p_layers_cifar-resnet8_static-se"])
-    for p in paths:
-        data = p.read_bytes()
-        assert data.startswith(b"\x89PNG") if p.suffix == ".png" else b"<svg" in data[:2000]
-    svg = (tmp_path / "plots" / "p_acc-vs-params_cifar-resnet8_digits.svg").read_text()
-    assert "Pareto front" in svg and "static-se" in svg and "host box" in svg
-    svg = (tmp_path / "plots" / "p_acc-vs-throughput_cifar-resnet8_digits.svg").read_text()
+    p, r8, digits = _slug("p"), _slug("cifar_resnet8"), _slug("digits")
+    stems = {"params": f"{p}_acc-vs-params_{r8}_{digits}", "throughput": f"{p}_acc-vs-throughput_{r8}_{digits}"}
+    assert names == sorted(f"{stem}.{ext}" for ext in ("png", "svg", "pdf") for stem in [
+        *stems.values(), f"{p}_acc-vs-macs_{r8}_{digits}", f"{p}_throughput-vs-batch_{r8}_{_slug('cpu')}_inference",
+        f"{p}_layers_{r8}_{_slug('static-se')}"])
+    for path in paths:
+        data = path.read_bytes()
+        assert data.startswith({".png": b"\x89PNG", ".pdf": b"%PDF", ".svg": b"<?xml"}[path.suffix])
+        if path.suffix == ".pdf":  # text embedded as TrueType (editable), never as Type 3 glyph drawings
+            assert b"/FontFile2" in data and b"/Type3" not in data
+    svg = (tmp_path / "plots" / f"{stems['params']}.svg").read_text()
+    texts = [" ".join(t.split()) for t in re.findall(r"<text\b[^>]*>(.*?)</text>", svg, re.S)]
+    assert {"Pareto front", "static-se", "static"} <= set(texts)  # real <text>, not glyph paths
+    assert "host box" in svg and not any("host box" in t for t in texts)  # in the metadata, not drawn
+    svg = (tmp_path / "plots" / f"{stems['throughput']}.svg").read_text()
     assert "inference throughput, cpu, batch 16 (images/s) (higher is better)" in svg  # the largest batch's record
     assert "95% t interval over seeds" in svg and "Error bars: 95% Student t interval of the mean over 2 seeds" in svg
-    meta = Image.open(tmp_path / "plots" / "p_acc-vs-params_cifar-resnet8_digits.png").text
+    assert not any("Error bars" in t for t in re.findall(r"<text\b[^>]*>(.*?)</text>", svg, re.S))  # no caption
+    meta = Image.open(tmp_path / "plots" / f"{stems['params']}.png").text
     assert (meta["Suite"], meta["Backbone"], meta["Title"]) == ("p", "cifar_resnet8",
                                                                 "cifar_resnet8 on digits: accuracy vs params")
     assert meta["Description"].startswith("Error bars: 95% Student t interval of the mean over 2 seeds.")
@@ -96,15 +106,18 @@ def test_accuracy_axis_is_zoomed_to_the_data_and_the_caption_names_chance() -> N
     half = 4.302653 * 1.0 / 3 ** 0.5  # t(0.975, df 2) from the table: the 95% interval of a mean of 3
     assert 95.0 - half - 1.5 < low < 95.0 - half and 97.0 + half < high < 97.0 + half + 1.5  # not chance..100
     assert "chance (10.0%)" not in _legend(fig)  # far below the zoomed axis: named in the caption instead
-    caption = "Chance (100 / classes): 10.0% top-1 on digits (below the axis, which is zoomed to the data)."
-    assert any(_words(t).endswith(caption) for t in fig.texts)  # wrapped to the figure's width
-    assert any("Error bars: 95% Student t interval of the mean over 3 seeds." in _words(t) for t in fig.texts)
+    caption = tradeoff_caption(points, "top-1 on digits (%)", 10.0, (low, high))
+    assert caption.endswith("Chance (100 / classes): 10.0% top-1 on digits (below the axis, which is zoomed to the "
+                            "data).")
+    assert caption.startswith("Error bars: 95% Student t interval of the mean over 3 seeds.")
+    assert fig.texts == []  # the caption is the reports' (figure metadata), never drawn into the image
     bars = fig.axes[0].containers[0].lines[2][0].get_segments()  # the error bar segments, bottom to top
     assert [y for s in bars for y in s[:, 1]] == pytest.approx([95.0 - half, 95.0 + half, 97.0 - half, 97.0 + half])
     fig = tradeoff_figure(_points([95.0, 97.0], [1.0, 2.0], std=float("nan"), n=1), "p", "top-1 (%)", "t")
     assert not any("interval" in t for t in _legend(fig))  # one seed: no bars
     assert fig.axes[0].get_ylabel() == "top-1 (%), mean over 1 seed"
-    assert any("No error bars: one seed per variant. Chance level not recorded." in _words(t) for t in fig.texts)
+    one = _points([95.0, 97.0], [1.0, 2.0], std=float("nan"), n=1)
+    assert tradeoff_caption(one, "top-1 (%)") == "No error bars: one seed per variant. Chance level not recorded."
     near = tradeoff_figure(_points([12.0, 15.0], [1.0, 2.0], std=0.5), "p", "top-1 (%)", "t", chance=10.0)
     assert "chance (10.0%)" in _legend(near)  # within the data's range: drawn
 
@@ -147,8 +160,8 @@ def test_each_environment_gets_its_own_figures(tmp_path) -> None:  # noqa: ANN00
     df = load_results(tmp_path / "p.sqlite", "p")
     other = environment_sections(df)[1].environment_id
     names = sorted(p.name for p in make_plots(df, tmp_path / "plots", "p") if p.suffix == ".svg")
-    assert names == ["p_acc-vs-params_cifar-resnet8_digits.svg",
-                     f"p_env-{other}_acc-vs-params_cifar-resnet8_digits.svg"]
+    stem = f"acc-vs-params_{_slug('cifar_resnet8')}_{_slug('digits')}.svg"
+    assert names == sorted([f"{_slug('p')}_{stem}", f"{_slug('p')}_env-{other}_{stem}"])
 
 
 def test_no_plottable_rows_gives_no_files(tmp_path) -> None:  # noqa: ANN001
@@ -171,3 +184,54 @@ def test_layer_latency_covers_every_leaf_once() -> None:
     with pytest.raises(RuntimeError):  # hooks are removed afterwards: a failing forward leaves none behind
         layer_latency(model, (5, 32, 32))
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+def test_file_names_keep_labels_apart() -> None:
+    # labels that slug alike still get different names (issue 29.9), and every name stays short
+    for a, b in (("k!", "k?"), ("变体", "вариант"), ("a_b", "a-b"), ("K", "k")):
+        assert _slug(a) != _slug(b)
+    assert _slug("static") .startswith("static-") and len(_slug("x" * 5000)) <= 47
+
+
+def test_figures_with_colliding_labels_are_all_written(tmp_path) -> None:  # noqa: ANN001
+    suite = parse_suite({"name": "p", "backbones": ["cifar_resnet8"], "variants": ["static", "static-se"],
+                         "measure": {"layers": {}}})
+    run_suite(suite, tmp_path / "p.sqlite", executor=LocalExecutor(fn=_fake), progress=False)
+    df = load_results(tmp_path / "p.sqlite", "p")
+    df["variant"] = df["variant"].map({"static": "变体", "static-se": "вариант"})
+    pngs = [p for p in make_plots(df, tmp_path / "plots", "p") if p.suffix == ".png"]
+    assert len(pngs) == len(set(pngs)) == 2 and len(list((tmp_path / "plots").glob("*.png"))) == 2
+    assert {Image.open(p).text["Title"].split(" / ")[1].split(":")[0] for p in pngs} == {"变体", "вариант"}
+
+
+def test_a_label_pushed_past_the_frame_is_brought_back_inside() -> None:
+    fig = tradeoff_figure(_points([95.0, 96.0], [1.0, 2.0]), "p", "top-1 (%)", "t")
+    ax = fig.axes[0]
+    far = ax.text(2.0, 96.0, "a very long label that runs past the right edge of the axes", fontsize=8)
+    texts = [t for t in ax.texts if t.get_text() in ("v0", "v1")] + [far]
+    assert ("a very long label that runs past the right edge of the axes", "axes edge") in label_collisions(
+        ax, texts, [1.0, 2.0, 2.0], [95.0, 96.0, 96.0])
+    keep_labels_inside(ax)
+    assert not [c for c in label_collisions(ax, texts, [1.0, 2.0, 2.0], [95.0, 96.0, 96.0]) if c[1] == "axes edge"]
+
+
+def test_throughput_has_a_marker_of_its_own_shape_at_every_measured_batch(tmp_path) -> None:  # noqa: ANN001
+    import matplotlib.pyplot as plt
+
+    from dynconv_bench.reporting import plots
+
+    suite = parse_suite({"name": "p", "backbones": ["cifar_resnet8"], "variants": ["static", "static-se"],
+                         "measure": {"speed": {"batch_sizes": [1, 4, 16]}}})
+    run_suite(suite, tmp_path / "p.sqlite", executor=LocalExecutor(fn=_fake), progress=False)
+    long = plots.metric_rows(load_results(tmp_path / "p.sqlite", "p"))
+    saved = []
+    real = plots._save
+    plots._save = lambda fig, *a, **k: saved.append(fig) or []
+    try:
+        plots.plot_throughput_vs_batch(long, "cifar_resnet8", tmp_path, "env")
+    finally:
+        plots._save = real
+    lines = [ln for ln in saved[0].axes[0].get_lines() if ln.get_label() in ("static", "static-se")]
+    assert [list(ln.get_xdata()) for ln in lines] == [[1, 4, 16], [1, 4, 16]]
+    assert len({ln.get_marker() for ln in lines}) == 2 and all(ln.get_marker() not in ("", "None") for ln in lines)
+    plt.close(saved[0])

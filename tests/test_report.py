@@ -107,7 +107,7 @@ def test_formats(results: pd.DataFrame, tmp_path) -> None:  # noqa: ANN001
     assert "http://" not in page and "https://" not in page and "<link" not in page  # self-contained
     paths = write_report(results, tmp_path / "out", suite="r")
     assert sorted(p.name for p in paths) == ["leaderboard.csv", "leaderboard.html", "leaderboard.json",
-                                             "leaderboard.md"]
+                                             "leaderboard.md", "leaderboard.tex"]
     with pytest.raises(UserError, match="unknown report format 'pdf'"):
         render(results, "pdf")
 
@@ -169,7 +169,7 @@ def test_significant_difference_is_marked(tmp_path) -> None:  # noqa: ANN001
     md = render(_accuracy_store(tmp_path, top1, seeds=(0, 1, 2)), "md")
     half = 2.7764 * (2 / 3) ** 0.5
     assert _md_row(md, "static-se") == ["11.00 ± 1.00 (n=3)", f"+9.00 [{9 - half:+.2f}, {9 + half:+.2f}] *"]
-    assert _md_row(md, "static") == ["2.00 ± 1.00 (n=3)", "-"]
+    assert _md_row(md, "static") == ["2.00 ± 1.00 (n=3)†", "-"]  # 1000 classes: within 5 points of chance (0.1%)
 
 
 def test_one_seed_has_no_std_and_no_interval(tmp_path) -> None:  # noqa: ANN001

@@ -77,7 +77,9 @@ def test_page_structure(page: tuple[str, list[Path]]) -> None:
         assert len(heads) == 1 and _text(heads[0].find("th")) == "variant"  # no empty "variant" row
         assert [_text(tr.find("td")) for tr in table.find("tbody").findall("tr")] == VARIANTS
         notes = [_text(p) for p in section.findall("p[@class='note']")]
-        assert notes[0].startswith("In brackets (x): the ratio to `static`")  # next to the table it explains
+        assert notes[0].startswith("In brackets (x): the ratio to static;")  # next to the table it explains
+        assert "`" not in _text(section)  # the notes' `names` are <code>, no Markdown left
+        assert [_text(c) for c in section.findall("p[@class='note']")[0].findall("code")][:2] == ["static", "static"]
         assert notes[-1].startswith("environment ") and "Chance top-1" in notes[-1] or backbone == "resnet18"
     cifar = sections["cifar-resnet8"]
     assert any(n.startswith("Temperature schedules (accuracy runs): dyconv 30 -> 1 over 10 epochs")
@@ -87,11 +89,12 @@ def test_page_structure(page: tuple[str, list[Path]]) -> None:
     assert len(figures) == len(pngs) == 4  # three accuracy trade-offs and throughput vs batch, all cifar_resnet8's
     for fig in figures:
         assert fig.find("img").get("src").startswith("data:image/png;base64,")
-        caption = _text(fig.find("figcaption"))
-        assert caption.startswith("cifar_resnet8") and len(caption) > 60
+        caption = _text(fig.find("figcaption"))  # the caption once, here: the image has none of its own
+        assert len(caption) > 40 and not caption.startswith("cifar_resnet8") and fig.find("img").get("alt")
     assert sections["resnet18"].find(".//figure") is None
     style = doc.find(".//style").text
     assert "td{white-space:nowrap}" in style and ".scroll{overflow-x:auto" in style
+    assert "td:first-child,th:first-child{text-align:left;position:sticky;left:0" in style
     assert "http://" not in text and "https://" not in text  # self-contained
 
 

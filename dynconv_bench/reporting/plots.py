@@ -1,10 +1,12 @@
-"""Figures (PNG + SVG): accuracy trade-offs with the Pareto front, throughput vs batch, per-layer latency."""
+"""Figures (PNG, SVG with real text, PDF): accuracy trade-offs with the Pareto front, throughput vs batch, per-layer
+latency. No caption is drawn into a figure: it travels in the files' metadata, and the HTML and LaTeX reports print
+it under the figure."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
-import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ..files import make_folder, replacing  # noqa: E402
 from ..measures.speed import speed_setting  # noqa: E402
 from .report import (  # noqa: E402
     BASELINE,
@@ -25,7 +28,10 @@ from .report import (  # noqa: E402
 )
 from .stats import t_quantile  # noqa: E402
 
-FORMATS = ("png", "svg")
+FORMATS = ("png", "svg", "pdf")
+# text stays text: editable in Inkscape/Illustrator (SVG) and embedded as TrueType, not Type 3 outlines (PDF)
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")  # one shape per variant: readable in grey print
+EDITABLE_TEXT = {"svg.fonttype": "none", "pdf.fonttype": 42}
 
 
 def pareto_front(xs: Sequence[float], ys: Sequence[float], higher_x_better: bool = False) -> list[int]:
@@ -40,41 +46,37 @@ def pareto_front(xs: Sequence[float], ys: Sequence[float], higher_x_better: bool
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+    """A file-name part for a label: its letters and digits (at most 40) and a short hash of the whole label, so
+    that labels differing only in punctuation or script (`k!`, `k?`; `变体`, `вариант`) never share a file."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:40].strip("-")
+    digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:6]
+    return f"{slug}-{digest}" if slug else digest
 
 
 def _save(fig: Any, out_dir: Path, stem: str, env: str, caption: str = "", tags: Mapping[str, str] | None = None,
           finished: bool = False) -> list[Path]:
-    """Write PNG and SVG; the PNG carries title, caption and `tags` (Suite, Environment, Backbone) as text chunks:
-    the HTML report places each figure by them."""
+    """Write PNG, SVG and PDF; the PNG carries title, caption, environment line and `tags` (Suite, Environment,
+    Backbone) as text chunks (the HTML report places each figure by them), the SVG and PDF title and caption."""
     if not finished:
         _finish(fig, env, caption)
     title = fig.axes[0].get_title() if fig.axes else stem
-    meta = {**(tags or {}), "Title": title, "Description": caption}
+    metadata = {"png": {**(tags or {}), "Title": title, "Description": caption, "Comment": env},
+                "svg": {"Title": title, "Description": caption, "Source": env},
+                "pdf": {"Title": title, "Subject": caption, "Keywords": env}}
     paths = []
     for fmt in FORMATS:
         path = out_dir / f"{stem}.{fmt}"
-        if fmt == "png":
-            fig.savefig(path, dpi=150, metadata=meta)
-        else:
-            fig.savefig(path, metadata={"Title": title, "Description": caption})
+        with replacing(path, "figure") as tmp, plt.rc_context(EDITABLE_TEXT):  # a full disk keeps the old figure
+            # bbox "tight": the saved area grows to every artist, so no label or legend is cut at the frame
+            fig.savefig(tmp, format=fmt, dpi=150, metadata=metadata[fmt], bbox_inches="tight", pad_inches=0.05)
         paths.append(path)
     plt.close(fig)
     return paths
 
 
-def _finish(fig: Any, env: str, caption: str = "") -> None:
-    """Caption and environment line under the axes (wrapped to the figure's width), then the final layout."""
-    height = fig.get_figheight() * 72.0  # points
-    width = fig.get_figwidth() * 72.0
-    y = 0.005
-    for text, size, color in ((env, 6.5, "#555555"), (caption, 7.5, "#222222")):
-        if not text:
-            continue
-        lines = textwrap.wrap(text, width=int(width / (0.62 * size)))  # DejaVu Sans: about 0.6 em a character
-        fig.text(0.01, y, "\n".join(lines), fontsize=size, color=color, ha="left", va="bottom")
-        y += len(lines) * size * 1.3 / height + 0.008
-    fig.tight_layout(rect=(0, y, 1, 1))
+def _finish(fig: Any, env: str = "", caption: str = "") -> None:
+    """The final layout. The caption and environment line are not drawn: the reports print them (metadata)."""
+    fig.tight_layout()
 
 
 def interval_halfwidths(std: Sequence[float], n: Sequence[int], level: float = 0.95) -> list[float]:
@@ -139,6 +141,7 @@ def tradeoff_figure(points: pd.DataFrame, x_label: str, y_label: str, title: str
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0.0)  # beside: no label under it
     _finish(fig, env, tradeoff_caption(points, y_label, chance, shown))
     _label_points(ax, list(points.index), xs, ys)
+    keep_labels_inside(ax)
     return fig
 
 
@@ -186,6 +189,26 @@ def _label_points(ax: Any, names: list[str], xs: list[float], ys: list[float]) -
             lead.remove()
 
 
+def keep_labels_inside(ax: Any, pad: float = 3.0, tries: int = 40) -> None:
+    """Widen the axes' limits until every text drawn in the axes lies inside its frame (`pad` pixels in): a label
+    adjustText pushed past the edge is neither clipped nor drawn over the frame."""
+    renderer = ax.figure.canvas.get_renderer()
+    for _ in range(tries):
+        frame = ax.get_window_extent(renderer)
+        boxes = [t.get_window_extent(renderer) for t in ax.texts if t.get_visible() and t.get_text()]
+        if not boxes:
+            return
+        x0, y0 = min(b.x0 for b in boxes) - pad, min(b.y0 for b in boxes) - pad
+        x1, y1 = max(b.x1 for b in boxes) + pad, max(b.y1 for b in boxes) + pad
+        if x0 >= frame.x0 and y0 >= frame.y0 and x1 <= frame.x1 and y1 <= frame.y1:
+            return
+        inv = ax.transData.inverted()
+        (dx0, dy0), (dx1, dy1) = inv.transform([(min(x0, frame.x0), min(y0, frame.y0)),
+                                                (max(x1, frame.x1), max(y1, frame.y1))])
+        ax.set_xlim(dx0, dx1)
+        ax.set_ylim(dy0, dy1)
+
+
 def label_collisions(ax: Any, texts: list[Any], xs: list[float], ys: list[float],
                      marker_size: float = 45.0) -> list[tuple[str, str]]:
     """Pairs (label, what it touches): another label, a point other than its own (marker radius included), or
@@ -218,9 +241,9 @@ def plot_throughput_vs_batch(long: pd.DataFrame, backbone: str, out_dir: Path, e
         if sub["batch_size"].nunique() < 2:
             continue
         fig, ax = plt.subplots(figsize=(7, 4.8))
-        for variant in dict.fromkeys(sub["variant"]):
+        for k, variant in enumerate(dict.fromkeys(sub["variant"])):  # a marker at each measured batch
             line = sub[sub["variant"] == variant].groupby("batch_size")["value"].median().sort_index()
-            ax.plot(line.index, line.values, marker="o", label=variant,
+            ax.plot(line.index, line.values, marker=MARKERS[k % len(MARKERS)], ms=6, label=variant,
                     lw=2.2 if variant == BASELINE else 1.4, color="black" if variant == BASELINE else None)
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(sub["batch_size"].unique()))
@@ -277,13 +300,12 @@ def make_plots(df: pd.DataFrame, out_dir: str | Path, suite: str | None = None) 
     The environment of the latest row keeps the plain file names; another one's files start with
     `env-<id>_`, so that no figure mixes rows of two environments.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_folder(out_dir, "figures")
     paths: list[Path] = []
     for i, section in enumerate(environment_sections(df)):
         prefix = (f"{_slug(suite)}_" if suite else "") + (f"env-{section.environment_id}_" if i else "")
         paths += _section_plots(section.rows, out, prefix, {"Suite": suite or "", "Environment": section.environment_id})
-    return [p for p in paths if p.suffix in (".png", ".svg")]
+    return [p for p in paths if p.suffix.lstrip(".") in FORMATS]
 
 
 def _section_plots(df: pd.DataFrame, out: Path, prefix: str, tags: Mapping[str, str]) -> list[Path]:

@@ -17,7 +17,6 @@ from ..measures import get_kind, list_kinds, metric_spec, records_of
 from ..metrics.env import environment_key
 from .stats import welch_interval
 
-FORMATS = ("md", "csv", "json", "html")
 BASELINE = "static"
 
 
@@ -34,6 +33,7 @@ def load_results(store: Any, suite: str | None = None) -> pd.DataFrame:
                 f"the results store {db.path} holds no results yet (run a suite first)")
         df = db.dataframe(suite=suite)
         df.attrs["malformed"] = list(db.malformed)  # row ids left out: their JSON did not decode
+        df.attrs["claims"] = db.open_claims_of(suite)  # cells being measured now, or held by a stalled run
         return df
     finally:
         if own:
@@ -125,6 +125,7 @@ def leaderboards(df: pd.DataFrame, baseline: str = BASELINE) -> dict[str, pd.Dat
             f"{a.environment_id} ({describe_environment(a.environment)}) and {b.environment_id} "
             f"({describe_environment(b.environment)}); report each of environment_sections() apart")
     long = metric_rows(df)
+    chance = long[long["metric"] == "chance"].groupby("dataset")["value"].max().to_dict()
     long = long[long["metric"].map(lambda m: metric_spec(m).in_leaderboard).astype(bool)]
     out: dict[str, pd.DataFrame] = {}
     for backbone in dict.fromkeys(df["backbone"]):
@@ -140,18 +141,24 @@ def leaderboards(df: pd.DataFrame, baseline: str = BASELINE) -> dict[str, pd.Dat
         higher: dict[str, bool] = {}
         for label, sub in sorted(part.groupby("label", sort=False), key=lambda kv: (kv[1]["order"].iloc[0], kv[0])):
             compare[label], higher[label] = sub["compare"].iloc[0], bool(sub["higher_is_better"].iloc[0])
-            _add_metric(table, label, sub, compare[label], baseline)
+            _add_metric(table, label, sub, compare[label], baseline, chance)
         table.attrs.update(baseline=baseline, compare=compare, higher_is_better=higher)
         out[backbone] = table
     return out
 
 
-def _add_metric(table: pd.DataFrame, label: str, sub: pd.DataFrame, compare: str, baseline: str) -> None:
+def _add_metric(table: pd.DataFrame, label: str, sub: pd.DataFrame, compare: str, baseline: str,
+                chance: dict[Any, float]) -> None:
     values = {v: g.tolist() for v, g in sub.groupby("variant")["value"]}
     mean = pd.Series({v: statistics.fmean(x) for v, x in values.items()}).reindex(table.index)
     table[label] = mean
     base = values.get(baseline)
     if compare == "points":
+        level = chance.get(sub["dataset"].iloc[0]) if "dataset" in sub else None
+        near = {v: near_chance(x, level) for v, x in values.items()} if level is not None else {}
+        if any(near.values()):
+            table[f"{label} marks"] = pd.Series({v: "†" if n else "" for v, n in near.items()},
+                                                dtype=object).reindex(table.index)
         table[f"{label} std"] = pd.Series({v: statistics.stdev(x) if len(x) > 1 else float("nan")
                                            for v, x in values.items()}).reindex(table.index)
         table[f"{label} n"] = pd.Series({v: len(x) for v, x in values.items()}).reindex(table.index)
@@ -174,6 +181,22 @@ def _add_metric(table: pd.DataFrame, label: str, sub: pd.DataFrame, compare: str
     marks = _marks(sub, baseline)
     if marks:
         table[f"{label} marks"] = pd.Series(marks, dtype=object).reindex(table.index)
+
+
+NEAR_CHANCE_POINTS = 5.0  # a top-1 this close to guessing says nothing about the variant
+
+
+def near_chance(top1: Sequence[float], chance: float, points: float = NEAR_CHANCE_POINTS) -> bool:
+    """True when the mean top-1 is within `points` of chance, or its 95% t interval over seeds reaches chance."""
+    from .stats import t_quantile
+
+    mean = statistics.fmean(top1)
+    if mean - chance < points:
+        return True
+    if len(top1) < 2:
+        return False
+    half = t_quantile(0.975, len(top1) - 1) * statistics.stdev(top1) / len(top1) ** 0.5
+    return mean - half <= chance
 
 
 def _ratios(sub: pd.DataFrame, baseline: str) -> pd.Series | None:
@@ -209,10 +232,12 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
     shown = pd.DataFrame(index=table.index)
     for col, compare in table.attrs.get("compare", {}).items():
         vals = table[col]
+        marks = ["" if not isinstance(m, str) else m
+                 for m in table.get(f"{col} marks", pd.Series(index=table.index, dtype=object))]
         if compare == "points":
             std, n = table[f"{col} std"], table[f"{col} n"]
-            shown[col] = ["-" if pd.isna(m) else f"{m:.2f} ± {'-' if pd.isna(s) else f'{s:.2f}'} (n={int(k)})"
-                          for m, s, k in zip(vals, std, n)]
+            shown[col] = ["-" if pd.isna(m) else f"{m:.2f} ± {'-' if pd.isna(s) else f'{s:.2f}'} (n={int(k)}){mk}"
+                          for m, s, k, mk in zip(vals, std, n, marks)]
             vs = f"{col} vs {baseline}"
             if f"{vs} (pts)" in table:
                 rows = zip(table.index, table[f"{vs} (pts)"], table[f"{vs} CI low"], table[f"{vs} CI high"],
@@ -220,8 +245,6 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
                 shown[f"{col} vs {baseline} (pts, 95% CI)"] = [_difference(v == baseline, *r) for v, *r in rows]
             continue
         ratio = table.get(f"{col} speed-up vs {baseline}" if compare == "speedup" else f"{col} vs {baseline}")
-        marks = ["" if not isinstance(m, str) else m
-                 for m in table.get(f"{col} marks", pd.Series(index=table.index, dtype=object))]
         if ratio is not None:
             way = "speed-up" if compare == "speedup" else f"{'higher' if higher.get(col, True) else 'lower'} is better"
             shown[f"{col}, x: {way}"] = [("-" if pd.isna(x) else f"{_num(x)} ({r:.2f}x){m}" if pd.notna(r)
@@ -307,17 +330,32 @@ def failures(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["status"] != "ok"][["backbone", "variant", "kind", "options", "error"]]
 
 
+MARKS = {  # the marks a leaderboard cell may end with, and what each says
+    "!": "measured while the 1-minute load average exceeded the core count by more than half a core",
+    "~": "a timed ratio between rows of different runs",
+    "*": "the 95% confidence interval of the difference excludes 0",
+    "†": (f"top-1 within {NEAR_CHANCE_POINTS:g} points of chance (100 / classes), or with a 95% interval of the "
+          "mean over seeds that reaches chance: the model learned little or nothing, and its row says nothing about "
+          "the variant"),
+}
 NOTE = ("In brackets (x): the ratio to `{b}`; each header says which way is better, and latency's is the "
         "speed-up ({b}'s latency / the row's). Speed cells timed round-robin with `{b}` in one process "
         "(`interleave` rounds) show the median of their per-round ratios; other ratios compare rows measured in "
-        "the same environment. `!`: measured while the 1-minute load average exceeded the core count by more than half a core; `~`: a "
-        "timed ratio between rows of different runs. Accuracy: mean ± sample std over "
+        f"the same environment. `!`: {MARKS['!']}; `~`: {MARKS['~']}. Accuracy: mean ± sample std over "
         "n seeds (std `-` for one seed); vs {b}: difference of means in points with its 95% confidence interval "
         "(Welch t over seeds), * where the interval excludes 0; no interval with fewer than 2 seeds a side.")
 
 
+def mark_notes(shown: pd.DataFrame) -> list[str]:
+    """Notes for the marks of a formatted table that NOTE does not explain (accuracy near chance)."""
+    cells = [str(v) for col in shown.columns for v in shown[col]]
+    return [f"`†`: {MARKS['†']}."] if any("†" in c for c in cells) else []
+
+
 @dataclass(frozen=True)
-class _Part:
+class Part:
+    """The leaderboards of one environment section, its footer line and the chance levels of its datasets."""
+
     section: Section
     boards: dict[str, pd.DataFrame]
     env: str
@@ -328,87 +366,53 @@ class _Part:
         return self.env + (f". Chance top-1 (100 / classes): {chance}" if chance else "")
 
 
-def _parts(df: pd.DataFrame) -> list[_Part]:
-    return [_Part(s, leaderboards(s.rows), environment_summary(s.rows), chance_levels(s.rows))
-            for s in environment_sections(df)]
+@dataclass(frozen=True)
+class Report:
+    """Everything a format renders: the title, one Part per environment (latest first), failures, the sections
+    the measurement kinds add, the figures to place (HTML, LaTeX) and the suites they may come from."""
 
+    title: str
+    suite: str | None
+    parts: list[Part]
+    fails: pd.DataFrame
+    sections: list[tuple[str, pd.DataFrame, str]]
+    images: Sequence[Path] = ()
+    suites: Sequence[str] = ()
+
+    def mixed_note(self) -> str:
+        return (f"The rows of this suite were measured in {len(self.parts)} environments (host, CPU model, threads, "
+                f"GPU, torch, timm); each section compares only rows of one environment, latest first.")
+
+
+def build_report(df: pd.DataFrame, suite: str | None = None, images: Sequence[Path] = ()) -> Report:
+    """The report of `df` (rows of one suite): leaderboards per environment, notes, failures."""
+    parts = [Part(s, leaderboards(s.rows), environment_summary(s.rows), chance_levels(s.rows))
+             for s in environment_sections(df)]
+    suites = list(dict.fromkeys(df["suite"])) if "suite" in df else []
+    title = f"dynconv-bench leaderboard: suite {suite or ', '.join(suites)}"
+    return Report(title, suite, parts, failures(df), kind_sections(df), images, suites)
 
 
 def render(df: pd.DataFrame, fmt: str = "md", suite: str | None = None, images: Sequence[Path] = ()) -> str:
-    """The leaderboards of `df` (rows of one suite), one section per environment, as Markdown, CSV, JSON or HTML."""
-    if fmt not in FORMATS:
-        raise unknown_choice("report format", fmt, FORMATS)
-    parts = _parts(df)
-    title = f"dynconv-bench leaderboard: suite {suite or ', '.join(dict.fromkeys(df['suite']))}"
-    fails = failures(df)
-    if fmt == "csv":
-        frames = [t.reset_index().assign(backbone=b, environment=p.section.environment_id)
-                  for p in parts for b, t in p.boards.items()]
-        if not frames:
-            return ""
-        full = pd.concat(frames, ignore_index=True)
-        return full[["environment", "backbone"] + [c for c in full.columns if c not in ("environment", "backbone")]
-                    ].to_csv(index=False)
-    if fmt == "json":
-        def boards(p: _Part) -> dict[str, Any]:
-            return {b: json.loads(t.reset_index().to_json(orient="records")) for b, t in p.boards.items()}
+    """The leaderboards of `df` (rows of one suite), one section per environment, in a registered format
+    (`reporting.formats`: md, csv, json, latex, html)."""
+    from .formats import get_format
 
-        first = parts[0] if parts else None
-        data = {"suite": suite, "baseline": BASELINE,
-                "environment": first.footer() if first else "environment: not recorded",
-                "leaderboards": boards(first) if first else {},
-                "other_environments": [{"id": p.section.environment_id, "environment": p.footer(),
-                                        "leaderboards": boards(p)} for p in parts[1:]],
-                "failed": json.loads(fails.to_json(orient="records"))}
-        for title_, table, _ in kind_sections(df):
-            data[title_.lower()] = json.loads(table.reset_index().to_json(orient="records"))
-        return json.dumps(data, indent=2)
-    if fmt == "md":
-        lines = [f"# {title}", ""]
-        if len(parts) > 1:
-            lines += [_mixed_note(parts), ""]
-        for p in parts:
-            level = "##"
-            if len(parts) > 1:
-                lines += [f"## Environment {p.section.environment_id}: "
-                          f"{describe_environment(p.section.environment)}", ""]
-                level = "###"
-            for b, t in p.boards.items():
-                lines += [f"{level} {b}", "", format_table(t).to_markdown(), ""]
-                for note in kind_notes(p.section.rows[p.section.rows["backbone"] == b]):
-                    lines += [note, ""]
-            lines += [p.footer(), ""]
-        for title_, table, note in kind_sections(df):
-            lines += [f"## {title_}", "", table.to_markdown(), "", note, ""]
-        if any(p.boards for p in parts):  # no ratio note under a report with no leaderboard (deploy only)
-            lines.append(NOTE.format(b=BASELINE))
-        if not fails.empty:
-            lines += ["", f"{len(fails)} failed cell(s):"]
-            lines += [f"- {r.backbone}/{r.variant}/{r.kind}: {r.error}" for r in fails.itertuples()]
-        return "\n".join(lines) + "\n"
-    return _html(title, parts, fails, images, kind_sections(df), list(dict.fromkeys(df["suite"])))
+    renderer = get_format(fmt).renderer()
+    return renderer(build_report(df, suite, images))
 
 
-def _mixed_note(parts: list[_Part]) -> str:
-    return (f"The rows of this suite were measured in {len(parts)} environments (host, CPU model, threads, GPU, "
-            f"torch, timm); each section compares only rows of one environment, latest first.")
+def write_report(df: pd.DataFrame, out_dir: str | Path, formats: Sequence[str] | None = None,
+                 suite: str | None = None, images: Sequence[Path] = ()) -> list[Path]:
+    """Write `leaderboard.<suffix>` files into `out_dir` (every registered format by default); return their paths."""
+    from ..files import write_atomic
+    from .formats import get_format, list_formats
 
-
-def _html(title: str, parts: list[_Part], fails: pd.DataFrame, images: Sequence[Path],
-          sections: Sequence[tuple[str, pd.DataFrame, str]] = (), suites: Sequence[str] = ()) -> str:
-    from .html_report import leaderboard_page  # it imports this module
-
-    return leaderboard_page(title, parts, fails, images, sections, suites)
-
-
-def write_report(df: pd.DataFrame, out_dir: str | Path, formats: Sequence[str] = FORMATS, suite: str | None = None,
-                 images: Sequence[Path] = ()) -> list[Path]:
-    """Write `leaderboard.<fmt>` files into `out_dir`; return their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for fmt in formats:
-        path = out / f"leaderboard.{fmt}"
-        path.write_text(render(df, fmt, suite, images))
+    for fmt in formats or list_formats():
+        path = out / f"leaderboard.{get_format(fmt).suffix}"
+        write_atomic(path, render(df, fmt, suite, images))
         paths.append(path)
     return paths

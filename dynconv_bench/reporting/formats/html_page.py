@@ -1,7 +1,9 @@
-"""The HTML leaderboard page: contents, then per backbone its table, the notes that explain it and its figures.
+"""HTML: a self-contained page: contents, then per backbone its table, the notes that explain it and its figures.
 
-Self-contained (styles inline, figures as data URIs). Figures find their section through the text chunks that
-`plots._save` writes into each PNG (backbone and environment id); a PNG without them goes under "Other figures".
+Styles inline, figures as data URIs. Figures find their section through the text chunks that `plots._save` writes
+into each PNG (backbone and environment id); a PNG without them goes under "Other figures". The figures carry no
+caption of their own: the page shows the caption stored in the PNG under each one. Every text is escaped; notes
+show `name` as <code>name</code>.
 """
 
 from __future__ import annotations
@@ -20,13 +22,16 @@ STYLE = (
     "body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
     "h1{font-size:1.5em}h2{margin-top:2em}p,li,figcaption{overflow-wrap:anywhere}"
     ".scroll{overflow-x:auto;max-width:100%;margin:.5em 0}"  # a wide table scrolls inside, the page does not
-    "table{border-collapse:collapse;font-size:13px}"
-    "th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+    "table{border-collapse:separate;border-spacing:0;font-size:13px}"  # separate: sticky cells keep borders
+    "th,td{border:1px solid #ccc;border-width:0 1px 1px 0;padding:4px 8px;text-align:right;background:#fff}"
+    "tr:first-child th{border-top-width:1px}th:first-child,td:first-child{border-left-width:1px}"
     "td{white-space:nowrap}th{background:#f3f3f3;vertical-align:bottom;min-width:5em}"
-    "td:first-child,th:first-child{text-align:left}"
-    ".figures{display:flex;flex-wrap:wrap;gap:1em 2em;align-items:flex-start}"
-    "figure{margin:0;flex:1 1 400px;max-width:640px;min-width:0}figure img{width:100%;height:auto}"
-    "figcaption{font-size:12px;color:#444}.note{color:#555;font-size:12px;max-width:80em}"
+    "td:first-child,th:first-child{text-align:left;position:sticky;left:0;z-index:1}"  # the variant stays in view
+    "td:first-child{box-shadow:2px 0 2px -1px #bbb}"
+    "code{font-size:.95em;background:#f3f3f3;padding:0 .2em;border-radius:2px}"
+    ".figures{display:flex;flex-direction:column;gap:1.5em;align-items:flex-start}"
+    "figure{margin:0;width:100%;max-width:900px}figure img{width:100%;height:auto}"
+    "figcaption{font-size:14px;color:#333;margin-top:.3em}.note{color:#555;font-size:13px;max-width:80em}"
 )
 
 
@@ -70,7 +75,7 @@ def table_html(table: pd.DataFrame) -> str:
 
 def figure_html(fig: Figure) -> str:
     data = base64.b64encode(fig.path.read_bytes()).decode()
-    caption = f"<b>{html.escape(fig.title)}.</b> {html.escape(fig.caption)}".strip()
+    caption = html.escape(fig.caption or fig.title)  # the image shows its title; its caption is only here
     return (f'<figure><img alt="{html.escape(fig.title)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{caption}</figcaption></figure>")
 
@@ -90,7 +95,16 @@ class Section:
 
 
 def page(title: str, intro: Sequence[str], sections: Sequence[Section]) -> str:
-    """The whole page: title, intro paragraphs, a table of contents, then the sections."""
+    """The whole page: title, intro paragraphs, a table of contents, then the sections (ids made unique)."""
+    seen: set[str] = set()
+    for s in sections:  # names that differ only in punctuation or script (k!, k?) share an anchor: number them
+        base = s.id or "section"
+        uid, k = base, 1
+        while uid in seen:
+            k += 1
+            uid = f"{base}-{k}"
+        s.id = uid
+        seen.add(uid)
     toc: list[str] = []
     levels: list[int] = []  # the levels of the open lists; the last item of each is still open
     for s in sections:
@@ -115,21 +129,26 @@ def page(title: str, intro: Sequence[str], sections: Sequence[Section]) -> str:
             f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n")
 
 
+def inline_html(text: Any) -> str:
+    """Escaped text with `name` as <code>name</code> (the notes' one piece of Markdown)."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(str(text)))
+
+
 def note_html(*texts: Any) -> str:
-    return "".join(f'<p class="note">{html.escape(str(t))}</p>' for t in texts if t)
+    return "".join(f'<p class="note">{inline_html(t)}</p>' for t in texts if t)
 
 
-def leaderboard_page(title: str, parts: list[Any], fails: pd.DataFrame, images: Sequence[Path],
-                     sections_: Sequence[tuple[str, pd.DataFrame, str]] = (), suites: Sequence[str] = ()) -> str:
+def render(report: Any) -> str:
     """The page: per environment and backbone a section with its table, the notes on it and its figures.
 
-    Figures tagged with a suite not in `suites` are left out (a plots folder holds every suite's).
+    Figures tagged with a suite not among the report's suites are left out (a plots folder holds every suite's).
     """
-    from .report import BASELINE, NOTE, _mixed_note, describe_environment, format_table, kind_notes
+    from ..report import BASELINE, NOTE, describe_environment, format_table, kind_notes, mark_notes
 
-    figures = [f for f in read_figures(images) if not f.suite or not suites or f.suite in suites]
+    suites, parts = report.suites, report.parts
+    figures = [f for f in read_figures(report.images) if not f.suite or not suites or f.suite in suites]
     placed: set[Path] = set()
-    intro = [_mixed_note(parts)] if len(parts) > 1 else []
+    intro = [report.mixed_note()] if len(parts) > 1 else []
     sections: list[Section] = []
     for i, p in enumerate(parts):
         env_id, level = p.section.environment_id, 2
@@ -143,19 +162,21 @@ def leaderboard_page(title: str, parts: list[Any], fails: pd.DataFrame, images: 
             rows = p.section.rows[p.section.rows["backbone"] == b]
             shown = format_table(t)
             compared = any(", x: " in c or f" vs {BASELINE} " in c for c in shown.columns)  # else no ratio to explain
-            body = [table_html(shown), note_html(NOTE.format(b=BASELINE) if compared else "", *kind_notes(rows))]
+            body = [table_html(shown), note_html(NOTE.format(b=BASELINE) if compared else "", *mark_notes(shown),
+                                                 *kind_notes(rows))]
             if len(parts) == 1:
                 body.append(note_html(p.footer()))
             if mine:
                 body.append(figures_html(mine))
             sections.append(Section(anchor("env", env_id, b) if len(parts) > 1 else anchor(b), level, b, body))
-    for title_, table, note_ in sections_:  # the sections measurement kinds add (e.g. deployability)
-        sections.append(Section(title_.lower().replace(" ", "-"), 2, title_, [table_html(table), note_html(note_)]))
+    for title, table, note in report.sections:  # the sections measurement kinds add (e.g. deployability)
+        sections.append(Section(anchor(title), 2, title, [table_html(table), note_html(note)]))
     rest = [f for f in figures if f.path not in placed]
     if rest:
         sections.append(Section("other-figures", 2, "Other figures", [figures_html(rest)]))
+    fails = report.fails
     if not fails.empty:
         items = "".join(f"<li>{html.escape(f'{r.backbone}/{r.variant}/{r.kind}: {r.error}')}</li>"
                         for r in fails.itertuples())
         sections.append(Section("failed", 2, f"Failed cells ({len(fails)})", [f"<ul>{items}</ul>"]))
-    return page(title, intro, sections)
+    return page(report.title, intro, sections)

@@ -1,0 +1,18 @@
+"""CSV: the numeric leaderboards of every environment and backbone in one table, text made safe for spreadsheets."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..escape import csv_frame
+from ..report import Report
+
+
+def render(report: Report) -> str:
+    frames = [t.reset_index().assign(backbone=b, environment=p.section.environment_id)
+              for p in report.parts for b, t in p.boards.items()]
+    if not frames:
+        return ""
+    full = pd.concat(frames, ignore_index=True)
+    full = full[["environment", "backbone"] + [c for c in full.columns if c not in ("environment", "backbone")]]
+    return csv_frame(full).to_csv(index=False)
