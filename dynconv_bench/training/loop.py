@@ -158,8 +158,13 @@ def _load_checkpoint(path: Path, fingerprint: dict, model: nn.Module, opt: torch
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     make_folder(path.parent, "checkpoint")
-    with replacing(path, "checkpoint") as tmp, open(tmp, "wb") as fh:  # a full disk: OSError, the old one kept
-        torch.save(state, fh)
+    with replacing(path, "checkpoint") as tmp, open(tmp, "wb") as fh:  # a full disk: one line, the old one kept
+        try:
+            torch.save(state, fh)
+        except RuntimeError as exc:  # torch's zip writer hides the OSError of a failed write behind its own
+            if isinstance(exc.__context__, OSError):
+                raise exc.__context__ from None
+            raise
 
 
 def _resolve_datasets(dataset: str | tuple[Dataset, Dataset], data_root: str | None,
