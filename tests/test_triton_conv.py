@@ -295,3 +295,130 @@ def test_every_builtin_variant_on_resnet18_fused_equals_loop_on_cuda(variant_nam
         if rec:
             assert set(rec) == {"fused"}, (name, rec)
         torch.testing.assert_close(out, ref, rtol=1e-3, atol=1e-3 * ref.abs().max().item(), msg=name)
+
+
+# -- prepare once, reuse; split-K; precision parity ---------------------------------------------------------
+class _Copies:
+    """Counts the tensor copies (clone / copy_ / _to_copy of a 2-D or larger tensor) run inside the block.
+
+    Triton's interpreter moves its arguments as flat byte storages (1-D): those are not the layer's copies.
+    """
+
+    def __enter__(self):  # noqa: ANN204
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        shapes = self.shapes = []
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+                out = func(*args, **(kwargs or {}))
+                name = func.overloadpacket.__name__
+                if name in ("clone", "copy_", "_to_copy") and isinstance(out, torch.Tensor) and out.dim() >= 2:
+                    shapes.append(tuple(out.shape))
+                return out
+
+        self.mode = Mode()
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):  # noqa: ANN002, ANN204
+        self.mode.__exit__(*exc)
+
+
+def test_inference_relayouts_the_bank_once_per_parameter_version(interpreter):
+    from dynconv_bench_variants.condconv import CondConv2d
+
+    from dynconv_bench.models import triton_conv
+
+    triton_conv.release_prepared()
+    layer = CondConv2d(nn.Conv2d(8, 12, 3, 1, 1, bias=True), 3).eval()
+    x = torch.randn(2, 8, 7, 7).to(memory_format=torch.channels_last)
+    bank_shape = (3, 3, 3, 8, 12)  # (K, kh, kw, C_in, C_out): the kernel's layout
+    ref = lambda: _reference(x, lambda b: _kernel_of(KernelMixture(  # noqa: E731
+        layer.routing(x), layer.weight, layer.bias), b), (1, 1), (1, 1), (1, 1), 1)
+    with torch.no_grad(), use_strategy("fused"):
+        counts = []
+        for _ in range(3):
+            with _Copies() as c:
+                out = layer(x)
+            counts.append(c.shapes)
+            torch.testing.assert_close(out, ref(), rtol=1e-4, atol=1e-4)
+        assert counts == [[bank_shape], [], []]  # channels_last in and out: no copy of x or of the output
+        assert out.is_contiguous(memory_format=torch.channels_last)
+        layer.weight.mul_(-0.5)  # a parameter change (as an optimizer step or load_state_dict makes)
+        with _Copies() as c:
+            out = layer(x)
+        assert c.shapes == [bank_shape]
+        torch.testing.assert_close(out, ref(), rtol=1e-4, atol=1e-4)
+        nchw = x.contiguous()
+        with _Copies() as c:
+            layer(nchw)  # NCHW in: one copy to NHWC and one back, the bank still reused
+        assert sorted(c.shapes) == [(2, 7, 7, 8), (2, 12, 7, 7)]
+
+
+def test_dcd_weight_is_prepared_once(interpreter):
+    from dynconv_bench_variants.dcd import DCDConv2d
+
+    from dynconv_bench.models import triton_conv
+
+    triton_conv.release_prepared()
+    layer = DCDConv2d(nn.Conv2d(16, 12, 3, 1, 1, bias=True), reduction=4).eval()
+    x = torch.randn(2, 16, 5, 5).to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        ref = layer(x)
+        with use_strategy("fused"):
+            first, second = _Copies(), _Copies()
+            with first:
+                out = layer(x)
+            with second:
+                again = layer(x)
+    assert (1, 3, 3, 16, 12) in first.shapes and (1, 3, 3, 16, 12) not in second.shapes
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    assert torch.equal(out, again)
+
+
+def test_split_k_at_batch_one_equals_the_reference(interpreter, monkeypatch):
+    from dynconv_bench.models import triton_conv
+    from dynconv_bench.models.triton_tiles import ConvProblem, choose_tiles
+
+    case = (64, 24, 3, 1, 1, 1, 1, True)
+    problem = ConvProblem(1, 64, 24, 1, (3, 3), (5, 5), num_k=3, has_bias=True, has_channel=True,
+                          has_filter=True, has_spatial=True)
+    assert choose_tiles(problem, None).splits == 1
+    splits = choose_tiles(problem, 132).splits  # 1 CTA on 132 SMs: the 9 x 4 reduction steps are split
+    assert splits > 1
+    monkeypatch.setattr(triton_conv, "_sms", lambda device: 132)  # as on an H100/H200
+    (cin, *_), geo = _geometry(case)
+    mix = _mixture(case, 1, scales=True)
+    x = torch.randn(1, cin, 5, 5)
+    out = _fused(x, mix, geo)
+    torch.testing.assert_close(out, _reference(x, lambda b: _kernel_of(mix, b), *geo), rtol=1e-4, atol=1e-4)
+    assert torch.equal(out, _fused(x, mix, geo))  # fixed-order sum of the split slices: deterministic
+
+
+def test_fp32_dots_follow_the_cudnn_tf32_switch(monkeypatch):
+    from dynconv_bench.models.triton_conv import dot_precision, dot_precisions
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    for cudnn_tf32, matmul_tf32 in ((True, False), (False, True)):
+        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", cudnn_tf32)
+        monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", matmul_tf32)
+        assert dot_precision(cuda, torch.float32) == ("tf32" if cudnn_tf32 else "ieee")
+        assert dot_precision(cpu, torch.float32) == "ieee"  # the CPU baseline never rounds to TF32
+        assert dot_precision(cuda, torch.bfloat16) == "ieee"  # (the input_precision of half tiles is unused)
+        sides = dot_precisions("cuda")
+        assert sides["conv"] == sides["fused"] == ("tf32" if cudnn_tf32 else "fp32")
+        assert sides["matmul"] == ("tf32" if matmul_tf32 else "fp32")
+    assert dot_precisions("cuda", "bf16") == {"conv": "bf16", "fused": "bf16", "matmul": "bf16"}
+
+
+def test_speed_results_record_the_precision_of_each_side():
+    from dynconv_bench.measures import get_kind
+    from dynconv_bench.models.modelspec import ModelSpec
+
+    kind = get_kind("speed")
+    opts = kind.options({"num_classes": 10, "input_size": [3, 32, 32], "batch_size": 2, "mode": "inference",
+                         "min_time": 0.0, "min_runs": 1, "warmup": 0})
+    result = kind.measure(ModelSpec("cifar_resnet8", "condconv"), opts)
+    assert result.status == "ok" and result.precisions == {"conv": "fp32", "fused": "fp32", "matmul": "fp32"}
+    assert kind.result.from_values(result.to_values()).precisions == result.precisions

@@ -103,6 +103,7 @@ class Speed(Kind):
     def measure(cls, spec: ModelSpec, opts: MeasureOptions) -> SpeedResult:
         """One process's measurement (the runner combines those of several fresh processes)."""
         from ..metrics.speed import machine_load
+        from ..models.triton_conv import dot_precisions
 
         before = machine_load()
         if opts.interleave and opts.cuda_graph:
@@ -112,6 +113,8 @@ class Speed(Kind):
         after = machine_load()
         loads = [x["load_avg"] for x in (before, after) if x["load_avg"] is not None]
         out.load_avg, out.cores, out.cpu_mhz = (max(loads) if loads else None), after["cores"], after["cpu_mhz"]
+        # what each side's convs ran in ('tf32', 'fp32', 'bf16', ...): cuDNN (static's), the fused kernel, matmuls
+        out.precisions = dot_precisions(out.device, None if opts.precision == "fp32" else opts.precision)
         return out
 
     @classmethod

@@ -96,6 +96,7 @@ class SpeedResult:
     load_avg: float | None = None  # the highest 1-minute load average seen before and after each process
     cores: int | None = None
     cpu_mhz: float | None = None
+    precisions: dict[str, str] = field(default_factory=dict)  # per side: 'conv' (cuDNN), 'fused', 'matmul'
     extra: dict[str, Any] = field(default_factory=dict, repr=False)  # stored keys of other versions
     times_s: list[float] = field(default_factory=list, repr=False)  # per-run seconds (not stored)
 

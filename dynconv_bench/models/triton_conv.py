@@ -12,29 +12,40 @@ per-sample kernel is ever written to memory:
   dense convs only (the low-rank residual is dense across groups, a grouped reduction never sees the other groups).
 
 Forward only: the strategy is never chosen when autograd needs a gradient (see `runnable`). fp32 runs the dots
-in TF32 when torch.backends.cuda.matmul.allow_tf32 is set; bf16/fp16 tiles accumulate in fp32. On CPU the
-kernels run only under TRITON_INTERPRET=1 (the jitted kernel is built on first use for the current mode).
+in TF32 on CUDA when torch.backends.cudnn.allow_tf32 is set (the switch the static baseline's cuDNN conv follows);
+bf16/fp16 tiles accumulate in fp32. On CPU the kernels run only under TRITON_INTERPRET=1 (the jitted kernel is
+built on first use for the current mode). The kernel itself is in triton_kernel.py, its tiles in triton_tiles.py.
+
+The banks are re-laid out for the kernel (C_out contiguous, in the compute dtype) once per parameter version:
+the copy is kept beside the parameter (a weak-keyed cache, freed with it) and rebuilt when the parameter's
+version counter, storage, dtype or device changes (an optimizer step, load_state_dict, .to()). Writes through
+`param.data` bypass the version counter: call `release_prepared()` after them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+from collections.abc import Callable, Iterator
 
 import torch
+from torch.utils.weak import WeakTensorKeyDictionary
 
 from .conv_spec import _reversed_twice
 from .per_sample_conv import CellMixture, KernelMixture, capturing_graph, conv_output_size, forced_strategy
+from .triton_tiles import ConvProblem, choose_tiles, lowrank_width
 
 try:
     import triton
-    import triton.language as tl
 except ImportError:  # CPU-only torch builds: the strategy is simply never a candidate
     triton = None
 
-__all__ = ["available", "fused_conv", "lowrank_conv", "prefers_fused", "ready", "runnable"]
+__all__ = ["available", "collect_problems", "dot_precision", "dot_precisions", "fused_conv", "lowrank_conv",
+           "prefers_fused", "prepared", "ready", "release_prepared", "runnable"]
 
 _HALF = (torch.float16, torch.bfloat16)
+_PLANS: list[list[ConvProblem]] = []  # open collect_problems() blocks
 
 
 def interpreting() -> bool:
@@ -46,6 +57,8 @@ def available(device: torch.device) -> bool:
     """Triton can run a kernel on `device`: CUDA, or CPU under the interpreter."""
     if triton is None:
         return False
+    if _PLANS:
+        return True
     return device.type == "cuda" or (device.type == "cpu" and interpreting())
 
 
@@ -83,6 +96,66 @@ def prefers_fused(x: torch.Tensor) -> bool:
 
 
 # -- host side ----------------------------------------------------------------------------------------------
+_PREPARED: WeakTensorKeyDictionary = WeakTensorKeyDictionary()  # parameter -> {view and form: (version, copy)}
+_DTYPES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+@contextlib.contextmanager
+def collect_problems() -> Iterator[list[ConvProblem]]:
+    """Record the fused calls run inside the block as `ConvProblem`s instead of launching them (on any device).
+
+    Each call returns zeros of the right shape, so a model's forward under `use_strategy("fused")` and no_grad
+    lists every configuration the launcher would pick (the AOT compile test and the roofline read these).
+    """
+    rec: list[ConvProblem] = []
+    _PLANS.append(rec)
+    try:
+        yield rec
+    finally:
+        _PLANS.remove(rec)
+
+
+def release_prepared() -> None:
+    """Drop every prepared (re-laid-out) bank; the next fused call rebuilds what it needs."""
+    for key in list(_PREPARED.keys()):
+        _PREPARED.pop(key, None)
+
+
+def _bank_layout(bank: torch.Tensor) -> torch.Tensor:
+    return bank.permute(0, 3, 4, 2, 1)  # (K, C_out, C_in/g, kh, kw) -> (K, kh, kw, C_in/g, C_out)
+
+
+def _conv_layout(weight: torch.Tensor) -> torch.Tensor:
+    return weight.unsqueeze(0).permute(0, 3, 4, 2, 1)  # a dense conv's weight as a one-kernel bank
+
+
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(t.shape[0], -1)
+
+
+def _as_is(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+def prepared(src: torch.Tensor, dtype: torch.dtype, layout: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """layout(src) contiguous in `dtype`, built once per version of the parameter src is (a view of) and reused."""
+    owner = src if src._base is None else src._base
+    try:
+        state = (src._version, src.data_ptr(), src.device)
+    except RuntimeError:  # an inference tensor has no version counter: nothing tells a change, so no cache
+        return layout(src).to(dtype).contiguous()
+    view = (tuple(src.shape), src.stride(), src.storage_offset(), dtype, layout.__name__)
+    entries = _PREPARED.get(owner)
+    if entries is None:
+        entries = _PREPARED[owner] = {}
+    hit = entries.get(view)
+    if hit is not None and hit[0] == state:
+        return hit[1]
+    out = layout(src).to(dtype).contiguous()
+    entries[view] = (state, out)
+    return out
+
+
 def _geometry(x: torch.Tensor, kernel: tuple[int, int], stride, padding, dilation):  # noqa: ANN001, ANN202
     if isinstance(padding, str):  # 'same'/'valid': the top/left amounts place the taps, the totals size the output
         left, right, top, bottom = _reversed_twice(padding, kernel, dilation)
@@ -101,40 +174,66 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     return x.dtype
 
 
-def _precision(dtype: torch.dtype) -> str:
-    return "tf32" if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32 else "ieee"
+def dot_precision(device: torch.device, dtype: torch.dtype) -> str:
+    """fp32 dots in TF32 exactly when the static baseline's cuDNN conv may use TF32 (cudnn.allow_tf32, CUDA)."""
+    tf32 = dtype == torch.float32 and device.type == "cuda" and torch.backends.cudnn.allow_tf32
+    return "tf32" if tf32 else "ieee"
 
 
-def _pow2(n: int, lo: int, hi: int) -> int:
-    return max(lo, min(hi, triton.next_power_of_2(max(n, 1))))
+def dot_precisions(device: str, amp: str | None = None) -> dict[str, str]:
+    """The arithmetic each side runs in now: cuDNN convs (static and the grouped/loop strategies), the fused
+    kernel's dots, and torch matmuls (the bmm/output_space strategies): 'tf32', 'fp32', 'bf16' or 'fp16'."""
+    if amp:
+        return {"conv": amp, "fused": amp, "matmul": amp}
+    cuda = str(device).startswith("cuda")
+    conv = "tf32" if cuda and torch.backends.cudnn.allow_tf32 else "fp32"
+    return {"conv": conv, "fused": conv if cuda else "fp32",
+            "matmul": "tf32" if cuda and torch.backends.cuda.matmul.allow_tf32 else "fp32"}
+
+
+@functools.lru_cache(maxsize=8)
+def _sms(device: torch.device) -> int | None:
+    """Multiprocessors of a CUDA device (None on CPU: the interpreter runs one program at a time, never split)."""
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else None
 
 
 def _launch(x: torch.Tensor, kernel: tuple[int, int], cout: int, groups: int, stride, padding, dilation,  # noqa: ANN001
-            mode: int, att: torch.Tensor, bank: torch.Tensor, *, bias=None, channel=None, filt=None,  # noqa: ANN001
-            spatial=None, cells=(1, 1, 1, 1, 1), q=None, r=None) -> torch.Tensor:  # noqa: ANN001
+            mode: int, att: torch.Tensor, bank: torch.Tensor, *, num_k: int = 1, bias=None, channel=None,  # noqa: ANN001
+            filt=None, spatial=None, cells=(1, 1, 1, 1, 0), q=None, r=None) -> torch.Tensor:  # noqa: ANN001
     dtype = _compute_dtype(x)
     (top, left), (h_out, w_out) = _geometry(x, kernel, stride, padding, dilation)
     b, cin, h, w = x.shape
+    problem = ConvProblem(b, cin, cout, groups, tuple(kernel), (h_out, w_out), mode, num_k, cells[4],
+                          bias is not None, channel is not None, filt is not None, spatial is not None,
+                          0 if q is None else q.shape[1], _DTYPES[dtype], dot_precision(x.device, dtype), (h, w))
+    if _PLANS:
+        for rec in _PLANS:
+            rec.append(problem)
+        return torch.zeros(b, h_out, w_out, cout, device=x.device, dtype=dtype).permute(0, 3, 1, 2)
+    tiles = choose_tiles(problem, _sms(x.device))
     xh = x.to(dtype).permute(0, 2, 3, 1).contiguous()  # NHWC: free when x is channels_last already
-    out = torch.empty(b, h_out, w_out, cout, device=x.device, dtype=dtype)
-    cin_g, cout_g = cin // groups, cout // groups
-    bm = 32 if h_out * w_out <= 32 else 64
-    bn, bk = _pow2(cout_g, 16, 64), _pow2(cin_g, 16, 32)
-    lp = _pow2(q.shape[1], 16, 1 << 20) if q is not None else 16
-    dummy = att
+    positions, cout_g = h_out * w_out, cout // groups
+    if tiles.splits > 1:  # one fp32 slice per split, added below in a fixed order
+        out = torch.empty(tiles.splits, b, h_out, w_out, cout, device=x.device, dtype=torch.float32)
+    else:
+        out = torch.empty(b, h_out, w_out, cout, device=x.device, dtype=dtype)
+    split_iters = -(-problem.iterations // tiles.splits)
 
     def f32(t: torch.Tensor | None) -> torch.Tensor:
-        return dummy if t is None else t.float().contiguous()
+        return att if t is None else t.float().contiguous()
 
-    grid = (b * triton.cdiv(h_out * w_out, bm), triton.cdiv(cout_g, bn), groups)
+    grid = (b * triton.cdiv(positions, tiles.bm), triton.cdiv(cout_g, tiles.bn), groups * tiles.splits)
     _kernel(interpreting())[grid](
         xh, out, f32(att), bank, f32(bias), f32(channel), f32(filt), f32(spatial), f32(q), f32(r),
-        h, w, cin, h_out, w_out, cout, cin_g, cout_g, att.shape[-1],
-        stride[0], stride[1], top, left, dilation[0], dilation[1], *cells,
-        0 if q is None else q.shape[1],
-        KH=kernel[0], KW=kernel[1], MODE=mode, HAS_BIAS=bias is not None, HAS_CHANNEL=channel is not None,
-        HAS_FILTER=filt is not None, HAS_SPATIAL=spatial is not None, HAS_LOWRANK=q is not None, LP=lp,
-        BM=bm, BN=bn, BK=bk, PREC=_precision(dtype))
+        h, w, cin, h_out, w_out, cout, cin // groups, cout_g, cells[4],
+        stride[0], stride[1], top, left, dilation[0], dilation[1], *cells[:4],
+        0 if q is None else q.shape[1], groups, split_iters, out[0].numel() if tiles.splits > 1 else 0,
+        KH=kernel[0], KW=kernel[1], MODE=mode, NUM_K=num_k, HAS_BIAS=bias is not None,
+        HAS_CHANNEL=channel is not None, HAS_FILTER=filt is not None, HAS_SPATIAL=spatial is not None,
+        HAS_LOWRANK=q is not None, LP=lowrank_width(problem.rank), BM=tiles.bm, BN=tiles.bn, BK=tiles.bk,
+        PREC=problem.precision, num_warps=tiles.warps, num_stages=tiles.stages)
+    if tiles.splits > 1:
+        out = out.sum(0).to(dtype)
     return out.permute(0, 3, 1, 2)  # (B, C_out, H_out, W_out) in channels_last memory
 
 
@@ -144,21 +243,20 @@ def fused_conv(x: torch.Tensor, weight: KernelMixture | CellMixture, stride: tup
 
     Returns channels_last memory; `per_sample_conv` hands the caller the format it was given.
     """
+    dtype = _compute_dtype(x)
     if isinstance(weight, CellMixture):
         gs, go, gi, co, ci = weight.layout
-        cout = go * co
-        cells = weight.cells.reshape(weight.cells.shape[0], -1).contiguous()
-        return _launch(x, weight.kernel_size, cout, groups, stride, padding, dilation, 1,
+        cells = prepared(weight.cells, dtype, _rows)
+        return _launch(x, weight.kernel_size, go * co, groups, stride, padding, dilation, 1,
                        weight.attention.float().contiguous(), cells, cells=(co, ci, go, gi, cells.shape[0]))
     k, cout, cin_g, kh, kw = weight.bank.shape
-    att = weight.attention
-    att = torch.ones(x.shape[0], 1, device=x.device) if att is None else att.float().contiguous()
-    bank = weight.bank if weight.attention is not None else weight.bank[:1]
-    bank = bank.permute(0, 3, 4, 2, 1).contiguous()  # (K, kh, kw, C_in/g, C_out): C_out contiguous
-    bias = weight.bias_bank if weight.bias_bank is None or weight.attention is not None else weight.bias_bank[:1]
+    shared = weight.attention is None
+    att = torch.ones(x.shape[0], 1, device=x.device) if shared else weight.attention.float().contiguous()
+    bank = prepared(weight.bank[:1] if shared else weight.bank, dtype, _bank_layout)
+    bias = weight.bias_bank if weight.bias_bank is None or not shared else weight.bias_bank[:1]
     spatial = None if weight.spatial is None else weight.spatial.reshape(x.shape[0], kh * kw)
-    return _launch(x, (kh, kw), cout, groups, stride, padding, dilation, 0, att, bank, bias=bias,
-                   channel=weight.channel, filt=weight.filter, spatial=spatial)
+    return _launch(x, (kh, kw), cout, groups, stride, padding, dilation, 0, att, bank, num_k=bank.shape[0],
+                   bias=bias, channel=weight.channel, filt=weight.filter, spatial=spatial)
 
 
 def lowrank_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, scale: torch.Tensor,
@@ -169,10 +267,11 @@ def lowrank_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     `q` is Q (C_in, L); `pr` holds each sample's P Phi transposed, (B, L, C_out); `scale` is Lambda (B, C_out).
     """
     kh, kw = weight.shape[2:]
-    bank = weight.unsqueeze(0).permute(0, 3, 4, 2, 1).contiguous()
+    bank = prepared(weight, _compute_dtype(x), _conv_layout)
     att = torch.ones(x.shape[0], 1, device=x.device)
     return _launch(x, (kh, kw), weight.shape[0], 1, stride, padding, dilation, 0, att, bank,
-                   bias=None if bias is None else bias.unsqueeze(0), filt=scale, q=q, r=pr)
+                   bias=None if bias is None else bias.unsqueeze(0), filt=scale,
+                   q=prepared(q, torch.float32, _as_is), r=pr)
 
 
 # -- device side --------------------------------------------------------------------------------------------
@@ -180,75 +279,5 @@ def lowrank_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 def _kernel(interpret: bool):  # noqa: ANN202
     """The jitted kernel, built for the interpreter or the GPU as the environment says when first used."""
     del interpret  # the cache key: triton.jit reads TRITON_INTERPRET when it decorates
-    return triton.jit(_conv_kernel)
-
-
-def _conv_kernel(x_ptr, out_ptr, att_ptr, bank_ptr, bias_ptr, chan_ptr, filt_ptr, spat_ptr, q_ptr, r_ptr,  # noqa: ANN001, ANN202, PLR0913
-                 H, W, C_IN, H_OUT, W_OUT, C_OUT, CIN_G, COUT_G, NUM_K,
-                 STRIDE_H, STRIDE_W, PAD_H, PAD_W, DIL_H, DIL_W,
-                 CELL_O, CELL_I, GO, GI, NUM_CELLS, RANK,
-                 KH: tl.constexpr, KW: tl.constexpr, MODE: tl.constexpr, HAS_BIAS: tl.constexpr,
-                 HAS_CHANNEL: tl.constexpr, HAS_FILTER: tl.constexpr, HAS_SPATIAL: tl.constexpr,
-                 HAS_LOWRANK: tl.constexpr, LP: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-                 BK: tl.constexpr, PREC: tl.constexpr):
-    pid_m, pid_n, g = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    positions = H_OUT * W_OUT
-    tiles = (positions + BM - 1) // BM  # builtins only (not tl.cdiv/tl.zeros): their jit mode is fixed at import
-    b = (pid_m // tiles).to(tl.int64)  # every row of a program belongs to this one sample
-    rows = (pid_m % tiles) * BM + tl.arange(0, BM)
-    row_ok = rows < positions
-    oh, ow = rows // W_OUT, rows % W_OUT
-    cols = pid_n * BN + tl.arange(0, BN)
-    col_ok = cols < COUT_G
-    n = g * COUT_G + cols  # output channel
-    ks = tl.arange(0, BK)
-    acc = tl.full((BM, BN), 0.0, tl.float32)
-    if HAS_LOWRANK:
-        lr = tl.arange(0, LP)
-        z = tl.full((BM, LP), 0.0, tl.float32)
-    for t in range(KH * KW):
-        ih = oh * STRIDE_H - PAD_H + (t // KW) * DIL_H
-        iw = ow * STRIDE_W - PAD_W + (t % KW) * DIL_W
-        pix_ok = row_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-        x_row = ((b * H + ih) * W + iw) * C_IN + g * CIN_G
-        for c0 in range(0, CIN_G, BK):
-            c = c0 + ks
-            c_ok = c < CIN_G
-            xt = tl.load(x_ptr + x_row[:, None] + c[None, :], mask=pix_ok[:, None] & c_ok[None, :], other=0.0)
-            w_ok = c_ok[:, None] & col_ok[None, :]
-            wt = tl.full((BK, BN), 0.0, tl.float32)
-            if MODE == 0:  # sum_k a_bk W_k[tap, c, n]
-                for k in range(NUM_K):
-                    a = tl.load(att_ptr + b * NUM_K + k)
-                    w_off = ((k * KH * KW + t) * CIN_G + c[:, None]) * C_OUT + n[None, :]
-                    wt += a * tl.load(bank_ptr + w_off, mask=w_ok, other=0.0).to(tl.float32)
-            else:  # warehouse cells: the element (n, c, tap) lies in cell mixture (tap, n // CELL_O, c // CELL_I)
-                mix = (t * GO + n[None, :] // CELL_O) * GI + c[:, None] // CELL_I
-                a_row = att_ptr + (b * (KH * KW * GO * GI) + mix) * NUM_CELLS
-                cell_off = (n[None, :] % CELL_O) * CELL_I + c[:, None] % CELL_I
-                for j in range(NUM_CELLS):
-                    a = tl.load(a_row + j, mask=w_ok, other=0.0)
-                    wt += a * tl.load(bank_ptr + j * CELL_O * CELL_I + cell_off, mask=w_ok, other=0.0).to(tl.float32)
-            if HAS_SPATIAL:
-                wt = wt * tl.load(spat_ptr + b * KH * KW + t)
-            if HAS_CHANNEL:
-                wt = wt * tl.load(chan_ptr + b * C_IN + g * CIN_G + c, mask=c_ok, other=0.0)[:, None]
-            acc = tl.dot(xt, wt.to(xt.dtype), acc, input_precision=PREC)
-            if HAS_LOWRANK:
-                if t == (KH // 2) * KW + KW // 2:  # the low-rank residual reads the centre tap only
-                    qt = tl.load(q_ptr + c[:, None] * RANK + lr[None, :], mask=c_ok[:, None] & (lr[None, :] < RANK),
-                                 other=0.0)
-                    z = tl.dot(xt, qt.to(xt.dtype), z, input_precision=PREC)
-    if HAS_FILTER:
-        acc = acc * tl.load(filt_ptr + b * C_OUT + n, mask=col_ok, other=0.0)[None, :]
-    if HAS_LOWRANK:
-        rt = tl.load(r_ptr + (b * RANK + lr[:, None]) * C_OUT + n[None, :], mask=(lr[:, None] < RANK) & col_ok[None, :],
-                     other=0.0)
-        acc = tl.dot(z.to(x_ptr.dtype.element_ty), rt.to(x_ptr.dtype.element_ty), acc, input_precision=PREC)
-    if HAS_BIAS:
-        bias = tl.full((BN,), 0.0, tl.float32)
-        for k in range(NUM_K):
-            bias += tl.load(att_ptr + b * NUM_K + k) * tl.load(bias_ptr + k * C_OUT + n, mask=col_ok, other=0.0)
-        acc = acc + bias[None, :]
-    out_off = (b * positions + rows[:, None]) * C_OUT + n[None, :]
-    tl.store(out_ptr + out_off, acc.to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
+    from .triton_kernel import conv_kernel
+    return triton.jit(conv_kernel)
