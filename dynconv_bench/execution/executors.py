@@ -179,11 +179,14 @@ def run_placed(fn: CellFn, cell: dict[str, Any], plugins: Sequence[str] = (), me
                cuda: bool = False, threads: int | None = None, node_cpus: float = 0.0) -> dict[str, Any]:
     """A Ray task: `run_guarded` with `threads` torch threads; the row names its node, its span to the ms."""
     from ..metrics.env import ray_placement
+    from ..training.distributed import EXECUTOR_ENV
 
     started = utcnow_ms()
+    os.environ[EXECUTOR_ENV] = "ray"  # a DDP cell here launches its workers through Ray Train
     with task_threads(threads):
         result = run_guarded(fn, cell, plugins, memory_cap, cuda)
     env = {**(result.get("environment") or {}), **ray_placement(task_cpus=threads)}
+    node_cpus = node_cpus or env.get("node_cpus") or 0
     if node_cpus:  # every row of a node names the same default: what a cell holding the whole node runs with
         env["threads"] = max(1, int(node_cpus))
     return {**result, "environment": env, "started": started, "finished": utcnow_ms()}

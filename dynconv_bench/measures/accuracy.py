@@ -27,7 +27,21 @@ class AccuracyOptions(MeasureOptions):
         "train_samples": Param(None, "train on a fixed random subset of this size (quick runs)", type=int, min=1,
                                max=100_000_000),
         "threads": THREADS,
+        "gpus": Param(1, "DDP workers training this one cell (GPUs on cuda, gloo CPU processes on cpu): torchrun "
+                         "on the local executor, Ray Train on the ray executor; the recipe's batch_size stays the "
+                         "global batch (batch_size / gpus per worker) and its lr is not scaled", type=int, min=1,
+                      max=1024),
+        "nodes": Param(1, "nodes the gpus workers span (ray executor; 1: all on one node)", type=int, min=1,
+                       max=256),
     }
+
+    @classmethod
+    def validate(cls, table: Mapping[str, Any], where: str) -> dict[str, Any]:
+        out = super().validate(table, where)
+        for key in ("gpus", "nodes"):  # one process on one node: left out, so cells keep their stored identity
+            if out.get(key) == 1:
+                del out[key]
+        return out
 
 
 @dataclass
@@ -53,6 +67,9 @@ class AccuracyValues(Result):
     strategy: str | None = None  # the fixed per-sample conv strategy training and evaluation ran with
     temperature_schedules: list[str] = field(default_factory=list)
     final_temperatures: list[float] = field(default_factory=list)
+    launcher: str | None = None  # "torchrun" or "ray-train" when several DDP workers trained the cell
+    nodes: int = 1  # nodes the workers spanned
+    gpus: int = 0  # GPUs that trained it (world_size on cuda, 0 on cpu)
 
 
 @register_kind
@@ -75,6 +92,10 @@ class Accuracy(Kind):
         from ..training import train_and_evaluate
         from ..training.recipes import default_recipe, get_recipe
 
+        if int(opts.gpus or 1) > 1:
+            from .accuracy_ddp import measure_distributed
+
+            return AccuracyValues.from_values(measure_distributed(spec, opts))
         info = dataset_info(opts.dataset, root=opts.data_root)
         torch.manual_seed(opts.seed)  # the same initial weights for the same seed
         model = spec.build(info["num_classes"], info.get("channels", 3))
@@ -87,7 +108,8 @@ class Accuracy(Kind):
             size = kw.pop("image_size", None) or get_recipe(kw["recipe"]).image_size or info["image_size"]
             dataset = training_subset(opts.dataset, opts.train_samples, opts.seed, opts.data_root, size)
         out = train_and_evaluate(model, dataset, seed=opts.seed, data_root=opts.data_root, device=opts.device, **kw)
-        return AccuracyValues.from_values({**out, "threads": torch.get_num_threads()})
+        gpus = out.get("world_size", 1) if str(opts.device).startswith("cuda") else 0
+        return AccuracyValues.from_values({**out, "threads": torch.get_num_threads(), "gpus": gpus})
 
     @classmethod
     def note(cls, df: Any) -> str:
@@ -114,6 +136,9 @@ class Accuracy(Kind):
         if not isinstance(datasets, list) or not datasets or not all(isinstance(d, str) for d in datasets):
             raise UserError(f"{where}.datasets must be a non-empty list of names")
         table["datasets"] = datasets
+        gpus, nodes = int(table.get("gpus") or 1), int(table.get("nodes") or 1)
+        if nodes > gpus or gpus % nodes:
+            raise UserError(f"{where}: nodes = {nodes} must divide gpus = {gpus} (the workers per node)")
         for d in datasets:
             if d not in DATASETS:
                 raise UserError(f"{where}.datasets: {unknown_choice('dataset', d, DATASETS)}")

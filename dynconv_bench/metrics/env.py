@@ -128,6 +128,9 @@ def ray_placement(task_cpus: float | None = None) -> dict[str, Any]:
     ctx = ray.get_runtime_context()
     out: dict[str, Any] = {"executor": "ray", "node_id": ctx.get_node_id(), "cluster": _cluster_head(),
                            "node_ip": ray.util.get_node_ip_address(), "host": socket.gethostname()}
+    cpus = _node_cpus(out["node_id"])
+    if cpus is not None:
+        out["node_cpus"] = cpus
     try:
         out["gpu_index"] = [int(i) if str(i).isdigit() else str(i) for i in ray.get_gpu_ids()]
     except Exception:  # a driver, not a task: it holds no GPU
@@ -135,6 +138,17 @@ def ray_placement(task_cpus: float | None = None) -> dict[str, Any]:
     if task_cpus is not None:
         out["task_cpus"] = task_cpus
     return out
+
+
+@lru_cache(maxsize=8)
+def _node_cpus(node_id: str) -> float | None:
+    """The CPUs Ray counts on node `node_id`."""
+    import ray
+
+    for node in ray.nodes():
+        if node.get("NodeID") == node_id:
+            return float((node.get("Resources") or {}).get("CPU", 0.0))
+    return None
 
 
 @lru_cache(maxsize=1)
