@@ -62,3 +62,58 @@ def test_run_names_the_variants_from_plugins(tmp_path, capsys) -> None:  # noqa:
     out = capsys.readouterr().out
     assert out.startswith(f"suite smoke: variants from plugins: plug-cli-test ({plugin})\n")
     assert "cifar_resnet20/plug-cli-test/params" in out
+
+
+SHADOW = '''
+from dynconv_bench import register_variant
+from dynconv_bench_variants.static import Static
+
+@register_variant
+class NotODConv(Static):
+    name = "odconv"
+'''
+
+
+def test_a_plugin_that_shadows_a_builtin_is_refused_or_labelled_never_stored_as_it(tmp_path, capsys) -> None:  # noqa: ANN001
+    from dynconv_bench.execution.store import ResultStore
+    from dynconv_bench.models import registry
+
+    builtins = dict(registry._VARIANTS)
+    plugin, suite, db = tmp_path / "fake_odconv.py", tmp_path / "s.toml", tmp_path / "s.sqlite"
+    plugin.write_text(SHADOW)
+    suite.write_text('name = "s"\nbackbones = ["cifar_resnet8"]\nvariants = ["static", "odconv"]\n[measure.params]\n')
+    run = ["--db", str(db), "run", str(suite), "--no-plots", "--no-progress"]
+    assert main(["--plugin", str(plugin), *run]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert "registers 'odconv', the name of a built-in" in err and "--allow-shadow" in err
+    assert not db.exists()
+
+    assert main(["--plugin", str(plugin), "--allow-shadow", *run]) == 0
+    out = capsys.readouterr().out
+    assert "odconv [plugin fake_odconv.py " in out and "note: variant odconv [plugin fake_odconv.py" in out
+    registry._VARIANTS.update(builtins)  # a new process, without the plugin file
+    assert main(run) == 0  # the built-in's cell is not "already done"
+    out = capsys.readouterr().out
+    assert "1 run, 1 already done" in out
+    with ResultStore(db, readonly=True) as store:
+        rows = {r["variant"]: r for r in store.rows()}
+    sources = {v: r["environment"]["variant_source"] for v, r in rows.items()}
+    assert sources["odconv"]["from"] == sources["static"]["from"] == "built-in"
+    (label,) = [v for v in rows if v.startswith("odconv [")]
+    assert sources[label]["from"] == "plugin file" and sources[label]["path"] == str(plugin.resolve())
+    import hashlib
+
+    assert sources[label]["sha256"] == hashlib.sha256(plugin.read_bytes()).hexdigest()
+    assert rows["odconv"]["values"]["total"] > rows[label]["values"]["total"]  # ODConv's own parameters
+
+
+def test_an_edited_plugin_file_is_measured_again(tmp_path, capsys) -> None:  # noqa: ANN001
+    plugin, suite, db = tmp_path / "plug.py", tmp_path / "s.toml", tmp_path / "s.sqlite"
+    plugin.write_text(PLUGIN)
+    suite.write_text(SUITE)
+    run = ["--db", str(db), "--plugin", str(plugin), "run", str(suite), "--no-plots", "--no-progress"]
+    assert main(run) == 0 and main(run) == 0
+    assert "0 run, 2 already done" in capsys.readouterr().out
+    plugin.write_text(PLUGIN + "\n# changed\n")
+    assert main(run) == 0
+    assert "1 run, 1 already done" in capsys.readouterr().out

@@ -22,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dynconv-bench", description=__doc__.splitlines()[0])
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
                         help="import a Python file that registers variants (repeatable)")
+    parser.add_argument("--allow-shadow", action="store_true",
+                        help="let a --plugin file register a name a built-in or installed variant has; its rows are "
+                             "labelled with the file and its sha256, never stored as the original's")
     parser.add_argument("--db", default=None, help=f"results store (SQLite); default ${DB_ENV} or ./{DEFAULT_DB}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -42,7 +45,10 @@ def _accept_global_options_after_verb(parser: argparse.ArgumentParser, sub: argp
             continue  # a pass-through command (train) hands every argument on
         taken = set(subparser._option_string_actions)
         for action in globals_:
-            if taken.isdisjoint(action.option_strings):
+            if taken.isdisjoint(action.option_strings) and isinstance(action, argparse._StoreTrueAction):
+                subparser.add_argument(*action.option_strings, dest=LATE + action.dest, action="store_true",
+                                       default=None, help=action.help)
+            elif taken.isdisjoint(action.option_strings):
                 kwargs = {"action": "append"} if isinstance(action, argparse._AppendAction) else {}
                 subparser.add_argument(*action.option_strings, dest=LATE + action.dest, default=None,
                                        metavar=action.metavar or action.dest.upper(), help=action.help, **kwargs)
@@ -83,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         for path in args.plugin:
             load_plugin_file(path)
+        _check_shadowing(args.allow_shadow)
         return COMMANDS[args.command](args)
     except UserError as exc:
         sys.stderr.write(f"dynconv-bench: error: {exc}\n")
@@ -94,6 +101,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout at exit
         return 141
+
+
+def _check_shadowing(allowed: bool) -> None:
+    """A plugin file that takes a packaged variant's name is an error unless the user allowed it."""
+    from ..models.registry import shadowed_variants
+
+    shadowed = shadowed_variants()
+    if shadowed and not allowed:
+        name, path = next(iter(shadowed.items()))
+        raise UserError(f"plugin file {path} registers {name!r}, the name of a built-in or installed variant; "
+                        f"rename its variant, or pass --allow-shadow to measure it as '{name} [plugin ...]'")
 
 
 if __name__ == "__main__":

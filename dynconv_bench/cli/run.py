@@ -114,12 +114,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     for line in summary.handoff_lines():
         print(line)
     _, df = _suite_rows(args, suite.name)
-    from ..reporting.history import claims_note, concurrency_note
+    from ..reporting.history import claims_note, concurrency_note, sources_note
     from ..reporting.report import render
 
     print()
     print(render(df, "md", suite.name))
-    for note in (concurrency_note(df), claims_note(df, suite.name)):
+    for note in (concurrency_note(df), claims_note(df, suite.name), sources_note(df)):
         if note:
             print(note)
     if not args.no_plots:
@@ -160,7 +160,7 @@ def _check_run_outputs(args: argparse.Namespace) -> None:
 @command
 def cmd_report(args: argparse.Namespace) -> int:
     """Print or write the leaderboards of one suite (its latest result per cell), or compare two runs."""
-    from ..reporting.history import claims_note, concurrency_note
+    from ..reporting.history import claims_note, concurrency_note, sources_note
     from ..reporting.report import render
 
     if args.output and args.output != "-":
@@ -170,7 +170,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         name, df = _suite_rows(args, args.suite)
         text = render(df, args.format, name) if args.format != "html" else _html_page(args, df, name)
-        notes = [concurrency_note(df), claims_note(df, name)] if args.format == "md" else []
+        notes = [concurrency_note(df), claims_note(df, name), sources_note(df)] if args.format == "md" else []
         text += "".join(f"\n{note}\n" for note in notes if note)
     if args.output and args.output != "-":
         from ..files import write_atomic

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..models.per_sample_conv import CACHE_ENV
+from ..models.registry import variant_source
 from .executors import LocalExecutor, RayExecutor
 from .limits import MemoryCap, default_memory_cap, parse_memory_cap
 from .store import HEARTBEAT_EVERY_S, STALE_AFTER_S, ResultStore, sqlite_error_line, this_owner
@@ -165,6 +166,7 @@ def run_suite(suite: Suite | str | Path, store: ResultStore | str | Path, force:
             others = concurrent.pop(cell.key, set()) | set(db.active_owners(exclude=owner))
             if others:  # say so: this cell was measured while another run was measuring too
                 env["concurrent_runs"] = sorted(others)
+            env["variant_source"] = cell.source or variant_source(cell.variant_name)
             kept = db.finish(claims[cell.key], cell, result.get("values"), result["status"], result.get("error"), env,
                              result.get("started"), result.get("finished"), run_id=summary.run_id, owner=owner)
             claims.pop(cell.key)  # only once its result is stored: a failed write leaves the claim to release

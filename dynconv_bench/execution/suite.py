@@ -41,6 +41,7 @@ class Cell:
     kind: str = "params"
     options: dict[str, Any] = field(default_factory=dict, hash=False)
     preset: str | None = None  # a variant's named configuration for the backbone (create_model(preset=...))
+    source: dict[str, str] | None = field(default=None, hash=False)  # where the variant's code comes from (None: built-in)
 
     @property
     def config_hash(self) -> str:
@@ -48,6 +49,8 @@ class Cell:
         spec: dict[str, Any] = {"variant": self.variant_name, "config": _with_defaults(self.variant_name, self.config)}
         if self.preset is not None:  # only then: hashes of cells without a preset stay what they were
             spec["preset"] = self.preset
+        if self.source is not None:  # a plugin's cells are its own: done only for the same file or package version
+            spec["source"] = self.source
         return stable_hash(spec)
 
     @property
@@ -76,7 +79,8 @@ class Cell:
     @property
     def stored_config(self) -> dict[str, Any]:
         """The config as the store keeps it: what the user wrote, with the preset's name when there is one."""
-        return {**self.config, "preset": self.preset} if self.preset is not None else dict(self.config)
+        extra = {"preset": self.preset, "source": self.source}
+        return {**self.config, **{k: v for k, v in extra.items() if v is not None}}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,8 +90,9 @@ class Cell:
         """A cell from `to_dict()` or a store row (whose config carries the preset)."""
         config = dict(d["config"] or {})
         preset = d.get("preset") or config.pop("preset", None)
+        source = d.get("source") or config.pop("source", None)
         return cls(**{k: d[k] for k in ("suite", "backbone", "variant", "variant_name", "kind", "options")},
-                   config=config, preset=preset)
+                   config=config, preset=preset, source=source)
 
 
 def _with_defaults(variant: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -120,6 +125,7 @@ class Suite:
         """Expand into cells: cheap kinds first so that a partial run already gives a leaderboard."""
         out: list[Cell] = []
         seen: set[tuple] = set()
+        sources = {vname: cell_source(vname) for vname in {v for _, v, _ in self.variants}}
         for kind in list_kinds():
             for opts in self.measure.get(kind, []):
                 wanted = None if opts["variants"] is None else set(opts["variants"])
@@ -128,12 +134,29 @@ class Suite:
                         if wanted is not None and label not in wanted:
                             continue
                         for options in _expand(opts, backbone):
-                            cell = Cell(self.name, backbone, label, vname, cfg, kind, options,
-                                        self.presets.get(label))
+                            cell = Cell(self.name, backbone, _source_label(label, vname, sources[vname]), vname, cfg,
+                                        kind, options, self.presets.get(label), sources[vname])
                             if cell.key not in seen:  # two tables may ask for the same cell
                                 seen.add(cell.key)
                                 out.append(cell)
         return out
+
+
+def cell_source(variant: str) -> dict[str, str] | None:
+    """The variant's source as a cell keeps it: None for a built-in (so built-in cells keep their hashes)."""
+    from ..models.registry import variant_source
+
+    source = variant_source(variant)
+    return None if source["from"] == "built-in" else source
+
+
+def _source_label(label: str, variant: str, source: dict[str, str] | None) -> str:
+    """A shadowed built-in's label says whose code it is, so its rows never pass for the built-in's."""
+    from ..models.registry import shadowed_variants
+
+    if source is None or variant not in shadowed_variants():
+        return label
+    return f"{label} [plugin {Path(source['path']).name} {source['sha256'][:8]}]"
 
 
 def stable_hash(obj: Any) -> str:

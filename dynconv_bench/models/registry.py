@@ -6,6 +6,7 @@ a packaged variant (built-ins included) is named once, by its entry point.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import pkgutil
 import sys
@@ -24,6 +25,7 @@ GROUPS = (VARIANT_GROUP, ARCHITECTURE_GROUP)
 _VARIANTS: dict[str, type[Variant]] = {}
 _PLUGIN_FILES: dict[str, Path] = {}  # module name given to a loaded plugin file -> the file
 _PACKAGES: dict[type, str] = {}  # variant class -> the distribution whose entry point registered it
+_SHADOWED: dict[str, type[Variant]] = {}  # name -> the packaged variant a plugin file registered over
 THIS_DISTRIBUTION = "dynconv-bench"  # its entry points are the built-in variants
 _entry_points_loaded = False
 _architectures_loaded = False
@@ -108,6 +110,9 @@ def load_plugin_file(path: str | Path) -> list[str]:
         raise UserError(f"plugin file {path} failed to import: {type(exc).__name__}: {exc}") from None
     # new names, and names the file registered again (a second load of the same file is not "nothing")
     names = sorted(n for n, cls in _VARIANTS.items() if before.get(n) is not cls or cls.__module__ == mod_name)
+    for name in names:
+        if before.get(name) in _PACKAGES:  # a packaged (e.g. built-in) variant of that name is now hidden
+            _SHADOWED[name] = before[name]
     if not names:
         raise UserError(f"plugin file {path} registered no variant: decorate a Variant subclass with "
                         f"@register_variant (see docs/plugin-api.md)")
@@ -123,6 +128,35 @@ def plugin_source(name: str) -> str | None:
     if package is not None:
         return None if package.replace("_", "-").lower() == THIS_DISTRIBUTION else f"package {package}"
     return cls.__module__
+
+
+def shadowed_variants() -> dict[str, str]:
+    """Packaged variants a plugin file registered over: name -> the file that took the name."""
+    return {n: str(_PLUGIN_FILES.get(_VARIANTS[n].__module__, _VARIANTS[n].__module__)) for n in _SHADOWED
+            if _VARIANTS.get(n) is not _SHADOWED[n]}
+
+
+def variant_source(name: str) -> dict[str, str]:
+    """Where the code of variant `name` comes from, as every result row records it.
+
+    {"from": "built-in" | "entry point", "package", "version"}, {"from": "plugin file", "path", "sha256"},
+    or {"from": "module", "module"} for a class registered by code already imported.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    cls = get_variant(name)
+    if cls.__module__ in _PLUGIN_FILES:
+        path = _PLUGIN_FILES[cls.__module__].resolve()
+        return {"from": "plugin file", "path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    package = _PACKAGES.get(cls)
+    if package is None:
+        return {"from": "module", "module": cls.__module__}
+    try:
+        ver = version(package)
+    except PackageNotFoundError:
+        ver = "unknown"
+    builtin = package.replace("_", "-").lower() == THIS_DISTRIBUTION
+    return {"from": "built-in" if builtin else "entry point", "package": package, "version": ver}
 
 
 def _all() -> dict[str, type[Variant]]:

@@ -82,3 +82,17 @@ def claims_note(df: pd.DataFrame, suite: str) -> str | None:
                  "rerun the suite to take it over")
         lines.append(f"note: {c['backbone']}/{c['variant']}/{c['kind']} has no result yet: {state}")
     return "\n".join(lines)
+
+
+def sources_note(df: pd.DataFrame) -> str | None:
+    """A line per variant whose code is not built in: the plugin file and its sha256, or the package and version."""
+    seen: dict[str, str] = {}
+    for r in df.itertuples(index=False):
+        src = r.environment.get("variant_source") if isinstance(r.environment, dict) else None
+        if isinstance(src, dict) and src.get("from") not in (None, "built-in"):
+            where = (f"plugin file {src.get('path')} (sha256 {str(src.get('sha256'))[:12]})"
+                     if src.get("from") == "plugin file" else
+                     f"package {src.get('package')} {src.get('version')}" if src.get("from") == "entry point" else
+                     f"module {src.get('module')}")
+            seen.setdefault(r.variant, where)
+    return "\n".join(f"note: variant {v} comes from {w}" for v, w in sorted(seen.items())) or None
