@@ -8,6 +8,8 @@ import sys
 
 from .common import MAX_CLASSES, bounded_int, command, parse_config
 
+GPU_NAMES = ("h100", "h200", "a100", "l4")  # metrics.roofline.GPUS (not imported here: the CLI starts without torch)
+
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("variants", help="list registered variants")
@@ -19,6 +21,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", nargs="*", help="variant config as key=value (preset=paper for a published one)")
     p.add_argument("--num-classes", type=bounded_int(1, MAX_CLASSES), default=None,
                    help="default: the backbone's own")
+    p.add_argument("--roofline", metavar="GPU", choices=list(GPU_NAMES), default=None,
+                   help=f"also print the roofline model's predicted conv-time ratio to static on a GPU "
+                        f"({', '.join(GPU_NAMES)}): a prediction, not a measurement")
+    p.add_argument("--batch", type=bounded_int(1, 4096), default=128, help="batch size of the roofline (default 128)")
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="compute dtype of the roofline (fp32 with PyTorch's default TF32 switches)")
 
 
 @command
@@ -68,6 +76,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     """Convert a backbone with a variant and print which layers were replaced."""
     import torch
 
+    from ..metrics.flops import profile
     from ..models.backbones import default_input_size
     from ..models.convert import create_model
 
@@ -83,6 +92,28 @@ def cmd_convert(args: argparse.Namespace) -> int:
         out = model(torch.randn(2, *size))
     params = sum(p.numel() for p in model.parameters())
     print(f"params {params:,}; output {tuple(out.shape)} for input {(2, *size)}")
+    prof = profile(model, input_size=size)
+    print(f"MACs per image {prof.macs:,} (conv {prof.conv_macs:,}, dynamic overhead {prof.overhead_macs:,}); "
+          f"FLOPs {prof.flops:,}")
+    if args.roofline:
+        _print_roofline(args, cfg, size)
     return 0
+
+
+def _print_roofline(args: argparse.Namespace, cfg: dict, size: tuple[int, ...]) -> None:
+    """The roofline model's predicted conv times and ratios to static, labelled as predictions."""
+    from ..metrics.roofline import STRATEGIES, predict_model
+
+    pred = predict_model(args.backbone, args.variant, cfg, args.roofline, args.batch, args.dtype, size[1])
+    print(f"predicted (roofline model, not measured) on {pred.gpu.name}, batch {args.batch} {args.dtype}, "
+          f"convs only: static {pred.static_s * 1e3:.3f} ms")
+    if not pred.layers:
+        print("  no layer runs a per-sample conv: the same as static")
+        return
+    for name in ("unfused", *STRATEGIES):
+        if name == "unfused" or any(x.strategies[name] is not None for x in pred.layers):
+            label = "best unfused per layer" if name == "unfused" else name
+            print(f"  {label:<24} {pred.total_s(name) * 1e3:8.3f} ms  predicted ratio to static "
+                  f"{pred.ratio(name):.2f}")
 
 

@@ -66,8 +66,10 @@ def _pow2(n: int, lo: int, hi: int) -> int:
 
 
 def choose_bk(p: ConvProblem) -> int:
-    # IEEE fp32 dots run on FMA units with both operands in registers: BK 16 keeps them from spilling
-    return _pow2(p.cin // p.groups, 16, 16 if p.dtype == "fp32" and p.precision == "ieee" else 32)
+    # IEEE fp32 dots run on FMA units with both operands in registers, and the cells' gather on 64-row tiles
+    # holds index tiles besides (sm_80 spilled at BK 32): BK 16 keeps both from spilling
+    narrow = (p.dtype == "fp32" and p.precision == "ieee") or (p.mode == 1 and p.positions < 1024)
+    return _pow2(p.cin // p.groups, 16, 16 if narrow else 32)
 
 
 def choose_tiles(p: ConvProblem, sms: int | None = None) -> Tiles:
