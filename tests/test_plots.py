@@ -69,8 +69,10 @@ def test_make_plots_writes_png_and_svg(tmp_path) -> None:  # noqa: ANN001
     texts = [" ".join(t.split()) for t in re.findall(r"<text\b[^>]*>(.*?)</text>", svg, re.S)]
     assert {"Pareto front", "static-se", "static"} <= set(texts)  # real <text>, not glyph paths
     assert "host box" in svg and not any("host box" in t for t in texts)  # in the metadata, not drawn
+    assert "cifar_resnet8 on digits: accuracy vs params" not in texts  # the title leads the reports' caption
     svg = (tmp_path / "plots" / f"{stems['throughput']}.svg").read_text()
-    assert "inference throughput, cpu, batch 16 (images/s) (higher is better)" in svg  # the largest batch's record
+    # the largest batch's record, absolute (the fake rows have no in-cell ratio) and from one run
+    assert "inference throughput, cpu, batch 16 (images/s, absolute: one run) (higher is better)" in svg
     assert "95% t interval over seeds" in svg and "Error bars: 95% Student t interval of the mean over 2 seeds" in svg
     assert not any("Error bars" in t for t in re.findall(r"<text\b[^>]*>(.*?)</text>", svg, re.S))  # no caption
     meta = Image.open(tmp_path / "plots" / f"{stems['params']}.png").text

@@ -89,8 +89,8 @@ def test_page_structure(page: tuple[str, list[Path]]) -> None:
     assert len(figures) == len(pngs) == 4  # three accuracy trade-offs and throughput vs batch, all cifar_resnet8's
     for fig in figures:
         assert fig.find("img").get("src").startswith("data:image/png;base64,")
-        caption = _text(fig.find("figcaption"))  # the caption once, here: the image has none of its own
-        assert len(caption) > 40 and not caption.startswith("cifar_resnet8") and fig.find("img").get("alt")
+        caption = _text(fig.find("figcaption"))  # title and caption once, here: the image has neither
+        assert caption.startswith("cifar_resnet8") and len(caption) > 60 and fig.find("img").get("alt")
     assert sections["resnet18"].find(".//figure") is None
     style = doc.find(".//style").text
     assert "td{white-space:nowrap}" in style and ".scroll{overflow-x:auto" in style
@@ -134,12 +134,22 @@ PROBE = """<script>
     if (tops.size > 1) wrapped.push(td.textContent);
   }
   const boxes = Array.from(document.querySelectorAll(".scroll"));
+  const sticky = [];  // scrolled sideways, the variant column stays at the box's left edge
+  for (const box of boxes.filter(b => b.scrollWidth > b.clientWidth)) {
+    box.scrollLeft = box.scrollWidth;
+    const cell = box.querySelector("tbody td"), edge = box.getBoundingClientRect().left;
+    sticky.push(Math.abs(cell.getBoundingClientRect().left - edge) < 2 && box.scrollLeft > 0);
+    box.scrollLeft = 0;
+  }
+  const captions = Array.from(document.querySelectorAll("figcaption"), c => c.textContent);
   const probe = document.createElement("pre");
   probe.id = "probe";
   probe.textContent = JSON.stringify({
     width: window.innerWidth, wrapped,
     overflow: document.documentElement.scrollWidth - document.documentElement.clientWidth,
-    scrolling: boxes.filter(b => b.scrollWidth > b.clientWidth).length, boxes: boxes.length,
+    scrolling: boxes.filter(b => b.scrollWidth > b.clientWidth).length, boxes: boxes.length, sticky,
+    backticks: document.body.innerText.includes("`"), captions,
+    figure_width: Math.min(...Array.from(document.querySelectorAll("figure img"), i => i.clientWidth)),
   });
   document.body.appendChild(probe);
 })();
@@ -159,7 +169,9 @@ def test_in_headless_chromium_no_cell_wraps_and_the_page_fits(width: int, page: 
     text, _ = page
     path = tmp_path / "page.html"
     path.write_text(text.replace("</body>", PROBE + "</body>"))
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--window-size={width},1000",
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+           "--hide-scrollbars", f"--window-size={width},1000",
            "--dump-dom", path.as_uri()]
     dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
     probe = json.loads(re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S).group(1).replace("&quot;", '"'))
@@ -167,6 +179,10 @@ def test_in_headless_chromium_no_cell_wraps_and_the_page_fits(width: int, page: 
     assert probe["wrapped"] == []  # e.g. "0.272 (1.00x)" stays on one line
     assert probe["overflow"] == 0  # nothing sticks out of the page ...
     assert probe["boxes"] == 2 and (probe["scrolling"] >= 1 if width == 800 else True)  # ... wide tables scroll
+    assert len(probe["sticky"]) == probe["scrolling"] and all(probe["sticky"])  # the variant column stays
+    assert not probe["backticks"]  # no raw Markdown
+    assert len(probe["captions"]) == 4 and len(set(probe["captions"])) == 4  # each caption once
+    assert probe["figure_width"] >= min(width - 100, 900) * 0.9  # one readable figure a row, not thumbnails
     shot = tmp_path / "page.png"
     subprocess.run([*cmd[:-2], f"--screenshot={shot}", path.as_uri()], capture_output=True, timeout=120, check=True)
     from PIL import Image

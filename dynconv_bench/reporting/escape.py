@@ -41,9 +41,15 @@ def md_frame(df: pd.DataFrame) -> pd.DataFrame:
     out = df.rename(index=md_cell, columns=md_cell)
     out.index.name = None if df.index.name is None else md_cell(df.index.name)
     for col in out.columns:
-        if out[col].dtype == object:
+        if not _numeric(out[col]):
             out[col] = [md_cell(v) if isinstance(v, str) else v for v in out[col]]
     return out
+
+
+def _numeric(column: pd.Series) -> bool:
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    return is_numeric_dtype(column) or is_bool_dtype(column)
 
 
 def csv_field(value: Any) -> Any:
@@ -57,7 +63,7 @@ def csv_frame(df: pd.DataFrame) -> pd.DataFrame:
     """`df` with its column labels, index and string cells made safe for spreadsheets (numbers stay numbers)."""
     out = df.rename(index=csv_field, columns=csv_field)
     for col in out.columns:
-        if out[col].dtype == object:
+        if not _numeric(out[col]):
             out[col] = [csv_field(v) for v in out[col]]
     return out
 

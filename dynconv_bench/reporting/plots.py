@@ -60,6 +60,8 @@ def _save(fig: Any, out_dir: Path, stem: str, env: str, caption: str = "", tags:
     if not finished:
         _finish(fig, env, caption)
     title = fig.axes[0].get_title() if fig.axes else stem
+    if fig.axes:  # the title leads the caption the reports print: not drawn twice
+        fig.axes[0].set_title("")
     metadata = {"png": {**(tags or {}), "Title": title, "Description": caption, "Comment": env},
                 "svg": {"Title": title, "Description": caption, "Source": env},
                 "pdf": {"Title": title, "Subject": caption, "Keywords": env}}

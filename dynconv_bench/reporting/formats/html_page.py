@@ -75,7 +75,7 @@ def table_html(table: pd.DataFrame) -> str:
 
 def figure_html(fig: Figure) -> str:
     data = base64.b64encode(fig.path.read_bytes()).decode()
-    caption = html.escape(fig.caption or fig.title)  # the image shows its title; its caption is only here
+    caption = f"<b>{html.escape(fig.title)}.</b> {html.escape(fig.caption)}".strip()  # the image has neither
     return (f'<figure><img alt="{html.escape(fig.title)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{caption}</figcaption></figure>")
 

@@ -15,8 +15,8 @@ import pandas as pd
 from ..escape import latex_text
 from ..report import BASELINE, MARKS, Report, describe_environment, format_table, kind_notes
 
-_MARKS_AT_END = re.compile(r"^(?P<body>.*?)(?P<marks>[!~†*]*)$", re.S)
-_MARK_TEX = {"!": "!", "~": r"\textasciitilde{}", "*": "*", "†": r"\dag{}"}
+_MARKS_AT_END = re.compile(r"^(?P<body>.*?)(?P<marks>[!~†‡*]*)$", re.S)
+_MARK_TEX = {"!": "!", "~": r"\textasciitilde{}", "*": "*", "†": r"\dag{}", "‡": r"\ddag{}"}
 
 
 def cell(text: Any) -> str:
