@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -15,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from dynconv_bench.execution.placement import Demand, Ledger, cell_demand
 from dynconv_bench.execution.suite import Cell, parse_suite
@@ -74,6 +77,8 @@ def test_a_cell_no_node_can_hold_is_refused_with_the_nodes_named() -> None:
     assert ledger.impossible(Demand(False, False, 4.0, 0.0)).endswith("it needs 4 CPU and 0 GPU (nodes: box1 2 CPU 0 GPU)")
     assert ledger.impossible(cell_demand(_cell("speed"))) is None
     assert ledger.update([_node("b", 2)]) == ["a"]  # a node that died leaves the ledger
+    ledger.forget("b")  # its task died with it before Ray's node table said so
+    assert ledger.update([_node("b", 2)]) == [] and not ledger.nodes and ledger.place(Demand(False, False, 1, 0)) is None
 
 
 def test_cluster_rows_key_by_cluster_and_hardware() -> None:
@@ -172,9 +177,26 @@ def marking_run_cell(cell: dict, plugins: tuple = ()) -> dict:
     return run_cell(cell, plugins)
 
 
-KILL_SUITE = {**CLUSTER_SUITE, "name": "kill",
-              "measure": {**CLUSTER_SUITE["measure"],
-                          "speed": {**CLUSTER_SUITE["measure"]["speed"], "min_time": 1.5}}}
+KILL_SUITE = """
+name = "kill"
+backbones = ["cifar_resnet20"]
+variants = ["static", "condconv", "dyconv"]
+
+[measure.params]
+num_classes = 10
+
+[measure.macs]
+num_classes = 10
+threads = 1
+
+[measure.speed]
+batch_sizes = [1, 2]
+warmup = 1
+min_time = 1.5
+min_runs = 2
+input_size = 16
+processes = 1
+"""
 
 
 @pytest.mark.slow
@@ -198,7 +220,7 @@ def test_node_killed_mid_cell_rerun_completes_each_cell_once(cluster, tmp_path: 
                 return
             time.sleep(0.1)
 
-    suite = parse_suite(KILL_SUITE)
+    suite = parse_suite(tomllib.loads(KILL_SUITE))
     db = tmp_path / "r.sqlite"
     killer = threading.Thread(target=kill_when_timing, daemon=True)
     killer.start()
@@ -225,8 +247,13 @@ def test_node_killed_mid_cell_rerun_completes_each_cell_once(cluster, tmp_path: 
         old = (datetime.now(timezone.utc) - timedelta(seconds=STALE_AFTER_S + 5)).isoformat(timespec="seconds")
         with sqlite3.connect(db) as conn:
             conn.execute("UPDATE results SET heartbeat=? WHERE id=?", (old, claim))
-        third = run_suite(suite, store, executor=RayExecutor(poll_s=0.5), progress=False)
-        assert third.ok and third.ran == 1 and third.skipped == 11
+        # the rerun as docs/cluster.md gives it: the CLI against the cluster's address
+        (tmp_path / "kill.toml").write_text(KILL_SUITE)
+        cli = subprocess.run([sys.executable, "-m", "dynconv_bench.cli", "run", str(tmp_path / "kill.toml"),
+                              "--executor", "ray", "--ray-address", c.address, "--db", str(db), "--no-plots",
+                              "--no-progress"], capture_output=True, text=True, timeout=240)
+        assert cli.returncode == 0, cli.stderr[-2000:]
+        assert "suite kill: 12 cells, 1 run, 11 already done, 0 failed" in cli.stdout
         rows = store.rows(history=True)
     ok = Counter(tuple(r[k] for k in ("variant", "kind", "options_hash")) for r in rows if r["status"] == "ok")
     assert len(ok) == 12 and set(ok.values()) == {1}  # every cell measured exactly once
@@ -236,3 +263,18 @@ def test_node_killed_mid_cell_rerun_completes_each_cell_once(cluster, tmp_path: 
     for line in overlap_table([r for r in rows if r["status"] == "ok"]):
         print(*line)
 
+
+
+def test_run_help_explains_the_ray_options(capsys: pytest.CaptureFixture[str]) -> None:
+    from dynconv_bench.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for phrase in ("ray: cells as Ray tasks on a Ray cluster (--ray-address)", "each holding a whole node (CPU)",
+                   "--num-cpus NUM_CPUS ray executor: CPUs each untimed cell's task asks for",
+                   "--num-gpus NUM_GPUS ray executor: GPUs each untimed cell's task asks for",
+                   "HOST:PORT as `ray start --head` prints it", "docs/cluster.md"):
+        assert phrase in text, phrase
+    assert (Path(__file__).resolve().parents[1] / "docs" / "cluster.md").is_file()

@@ -19,15 +19,23 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="redo cells that are already done")
     p.add_argument("--only", action="append", default=[], metavar="NAME",
                    help="run only cells of this kind, backbone or variant (repeatable)")
-    p.add_argument("--executor", choices=["local", "ray"], default="local")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local: cells one after another on this machine (default); ray: cells as Ray tasks on a Ray "
+                        "cluster (--ray-address) or a local Ray, timed kinds (speed, memory, layers) each holding a "
+                        "whole node (CPU) or a whole GPU and its share of the node's CPUs (cuda), untimed ones packed "
+                        "(docs/cluster.md)")
     p.add_argument("--subprocess", action="store_true", help="local executor: each cell in its own process")
     p.add_argument("--timeout", type=bounded_float(0, MAX_TIMEOUT_S, low_open=True), default=None,
                    help="per-cell time limit in s, at most a week (with --subprocess)")
-    p.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--ray-address", default=None,
+                   help="ray executor: the cluster's head, HOST:PORT as `ray start --head` prints it (default: start "
+                        "a local Ray)")
     p.add_argument("--num-cpus", type=bounded_float(0, 1024, low_open=True), default=1,
-                   help="CPUs requested per Ray task")
+                   help="ray executor: CPUs each untimed cell's task asks for (default 1; a timed cell asks for "
+                        "every CPU of its node instead) and the torch threads it runs with")
     p.add_argument("--num-gpus", type=bounded_float(0, 64), default=0,
-                   help="GPUs requested per Ray task (cuda cells ask 1)")
+                   help="ray executor: GPUs each untimed cell's task asks for (default 0; a cuda cell asks for at "
+                        "least 1, or its num_gpus option; a timed cuda cell holds 1 whole GPU)")
     p.add_argument("--plots-dir", default="plots", help="where figures are written (default ./plots)")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--no-progress", action="store_true")

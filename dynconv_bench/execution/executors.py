@@ -167,6 +167,8 @@ class RayExecutor:
                 try:
                     result = ray.get(ref)
                 except Exception as exc:  # the worker or its node died: failed, and a rerun measures it again
+                    if isinstance(exc, (ray.exceptions.NodeDiedError, ray.exceptions.TaskUnschedulableError)):
+                        ledger.forget(placement.node_id or "")
                     ledger.update(ray.nodes())
                     node = placement.node_id or "?"
                     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

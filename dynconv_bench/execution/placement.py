@@ -105,13 +105,19 @@ class Ledger:
 
     def __init__(self, nodes: Iterable[Mapping[str, Any]] = ()) -> None:
         self.nodes: dict[str, Node] = {}
+        self.dead: set[str] = set()  # nodes a task died with: never placed on again, whatever ray.nodes() says yet
         self.update(nodes)
+
+    def forget(self, node_id: str) -> None:
+        """A node died (its task said so before Ray's node table did): place nothing there again."""
+        self.dead.add(node_id)
+        self.nodes.pop(node_id, None)
 
     def update(self, nodes: Iterable[Mapping[str, Any]]) -> list[str]:
         """Take the live nodes from `ray.nodes()` entries; return the ids of nodes that are gone."""
         alive = {}
         for n in nodes:
-            if not n.get("Alive", n.get("alive", False)):
+            if not n.get("Alive", n.get("alive", False)) or n["NodeID"] in self.dead:
                 continue
             res = n.get("Resources") or {}
             nid = n["NodeID"]
