@@ -12,16 +12,20 @@ import io
 import json
 import math
 import shutil
+import tempfile
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from dynconv_bench.cli.main import main
+from dynconv_bench.errors import UserError
 from dynconv_bench.execution.runner import run_suite
 from dynconv_bench.execution.suite import parse_suite
+from dynconv_bench.files import write_atomic
+from dynconv_bench.models import strategy_cache
 
 BACKBONES = ["cifar_resnet8", "cifar_resnet20", "resnet18"]
 VARIANTS = ["static", "static-se", "condconv", "dyconv", "odconv", "kerneldna", "kernelwarehouse", "dcd"]
@@ -291,3 +295,186 @@ def test_valid_and_garbage_inputs_many(folders: tuple[Path, Path]) -> None:
     check_valid(folders, examples=600)
     check_garbage(folders, examples=1000)
     print(f"\n{TALLY.describe()}")
+
+
+# -- issue 29: names, paths and output locations for the writers (report -o, plot --out-dir, write_atomic, the
+# strategy cache). A name is written exactly where it says, or refused in one printable line; a location that is
+# not ours stays what it was; a full disk keeps the previous file; no temporary file is ever left behind.
+NAMES = st.one_of(
+    st.text(max_size=40),  # any code point: controls, format marks (RTL), surrogates, separators
+    st.text(alphabet=st.sampled_from(["a", "é", "变", "/", ".", "-", " ", "\n", "\x1b", "\u202e", "\\"]), max_size=30),
+    st.builds(lambda c, n: c * n, st.sampled_from(["n", "é", "变"]), st.integers(60, 300)),  # about NAME_MAX bytes
+    st.sampled_from(["", ".", "..", "/", "a/", "a//b", "../x", ".hidden", "a" * 255, "a" * 256, "é" * 127,
+                     "é" * 128, "/".join(["d" * 250] * 17)]),
+)
+LOCATIONS = ["device", "fifo", "socket", "folder", "read-only", "full-disk", "proc", "missing-folder", "file-parent"]
+WRITERS = ["report", "plot", "write_atomic", "cache"]
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory: pytest.TempPathFactory, folders: tuple[Path, Path]) -> tuple[Path, Path, str]:
+    """A working folder, a copy of the store with results, and the report as `report` prints it."""
+    work = tmp_path_factory.mktemp("outputs")
+    db = work / "store.sqlite"
+    shutil.copy(folders[1] / "store.sqlite", db)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["--db", str(db), "report"]) == 0
+    return work, db, out.getvalue()
+
+
+def _cli(argv: list[str]) -> tuple[int, str]:
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code
+    return code, err.getvalue()
+
+
+def _one_printable_line(err: str, prefix: str = "dynconv-bench: error: ") -> None:
+    assert err.count("\n") == 1 and err.startswith(prefix) and "Traceback" not in err, err
+    assert err[:-1].isprintable(), f"control or format characters reach the terminal: {err!r}"
+
+
+def _files(folder: Path) -> set[Path]:
+    return {p for p in folder.rglob("*") if not p.is_dir()}
+
+
+def check_name(outputs: tuple[Path, Path, str], name: str, writer: str) -> None:
+    work, db, text = outputs
+    folder = Path(tempfile.mkdtemp(dir=work))
+    target = str(folder) + "/" + name
+    if writer == "report":
+        code, err = _cli(["--db", str(db), "report", "-o", target])
+        written = code == 0
+        if not written:
+            assert code == 2
+            _one_printable_line(err)
+    elif writer == "write_atomic":
+        try:
+            write_atomic(target, text)
+            written = True
+        except UserError as exc:
+            written = False
+            _one_printable_line(f"dynconv-bench: error: {exc}\n")
+    else:  # the strategy cache: never raises, at most one warning
+        err_io = io.StringIO()
+        with contextlib.redirect_stderr(err_io):
+            strategy_cache.store(Path(target), "key|threads=1", "grouped")
+        written = not err_io.getvalue()
+        if not written:
+            _one_printable_line(err_io.getvalue(), "dynconv-bench: warning: ")
+    files = _files(folder)
+    if written:
+        path = Path(target)
+        assert files == {path}, f"{name!r}: {sorted(map(str, files))}"  # that file, and nothing else
+        content = path.read_text(encoding="utf-8")
+        assert content == text if writer != "cache" else json.loads(content)["choices"] == {"key|threads=1": "grouped"}
+    else:
+        assert files == set(), f"a refused {name!r} left {sorted(map(str, files))}"
+    shutil.rmtree(folder)
+
+
+SUCCEEDS = {("plot", "folder"), ("plot", "missing-folder"), ("cache", "missing-folder")}  # folders are made
+
+
+def check_location(outputs: tuple[Path, Path, str], location: str, writer: str) -> None:
+    from tests.hostile_io import full_disk, kind_of, read_only, special_files
+
+    work, db, text = outputs
+    folder = Path(tempfile.mkdtemp(dir=work))
+    special = special_files(folder)
+    (folder / "previous").mkdir()
+    (folder / "afile").write_text("a file")
+    target = {"read-only": folder / "previous" / "out", "full-disk": folder / "previous" / "out",
+              "proc": Path("/proc/dynconv-bench-x"), "missing-folder": folder / "nosuch" / "out",
+              "file-parent": folder / "afile" / "out"}.get(location) or special.get(location)
+    if target is None:
+        return  # mknod is not allowed here
+    if location == "full-disk" and writer == "plot":
+        target.mkdir()
+    elif location == "full-disk":  # a previous file the writer would replace
+        target.write_text(json.dumps({"format": strategy_cache.FORMAT, "version": strategy_cache.VERSION,
+                                      "choices": {}}) if writer == "cache" else "previous content")
+    kinds = {p: kind_of(p) for p in special.values()}
+    before = {p: p.read_bytes() for p in _files(folder) if kind_of(p) == "file"}
+    with pytest.MonkeyPatch.context() as mp:
+        if location == "read-only":
+            read_only(mp, folder / "previous")
+        if location == "full-disk":
+            full_disk(mp, folder / "previous", room=20)
+        if writer in ("report", "plot"):
+            code, err = _cli(["--db", str(db), "report", "-o", str(target)] if writer == "report"
+                             else ["--db", str(work / "plots.sqlite"), "plot", "--out-dir", str(target)])
+            assert code == (0 if (writer, location) in SUCCEEDS else 2), err
+            if code:
+                _one_printable_line(err)
+        elif writer == "write_atomic":
+            with pytest.raises(UserError) as info:
+                write_atomic(target, text)
+            _one_printable_line(f"dynconv-bench: error: {info.value}\n")
+        else:
+            err_io = io.StringIO()
+            with contextlib.redirect_stderr(err_io):
+                strategy_cache.store(target, "key|threads=1", "grouped")
+                strategy_cache.store(target, "key2|threads=1", "loop")
+            if (writer, location) not in SUCCEEDS:  # one warning for the two writes
+                _one_printable_line(err_io.getvalue(), "dynconv-bench: warning: ")
+        if location == "full-disk" and (writer, location) not in SUCCEEDS and writer != "cache":
+            assert "no space left" in (err if writer in ("report", "plot") else str(info.value))
+    assert {p: kind_of(p) for p in special.values()} == kinds  # nothing replaced
+    after = {p: p.read_bytes() for p in _files(folder) if kind_of(p) == "file"}
+    if (writer, location) in SUCCEEDS:  # what it wrote is in the target folder
+        made = target if writer == "plot" else target.parent
+        after = {p: b for p, b in after.items() if made not in p.parents}
+    assert after == before, f"{location}/{writer} changed or left files"
+    shutil.rmtree(folder)
+
+
+@pytest.fixture(scope="module")
+def plot_store(outputs: tuple[Path, Path, str]) -> None:
+    from dynconv_bench.execution.executors import LocalExecutor
+    from tests.test_hostile_outputs import fake_cell
+
+    suite = parse_suite({"name": "po", "backbones": ["cifar_resnet8"], "variants": ["static"],
+                         "measure": {"layers": {}}})
+    run_suite(suite, outputs[0] / "plots.sqlite", executor=LocalExecutor(fn=fake_cell), progress=False)
+
+
+_NO_SHRINK = {**_SETTINGS, "phases": (Phase.explicit, Phase.generate)}  # a failure shows its example at once
+
+
+def check_names(outputs: tuple[Path, Path, str], examples: int) -> None:
+    @settings(max_examples=examples, **_NO_SHRINK)
+    @given(name=NAMES, writer=st.sampled_from(["report", "write_atomic", "cache"]))
+    def prop(name: str, writer: str) -> None:
+        check_name(outputs, name, writer)
+
+    prop()
+
+
+def check_locations(outputs: tuple[Path, Path, str], examples: int) -> None:
+    @settings(max_examples=examples, **_NO_SHRINK)
+    @given(location=st.sampled_from(LOCATIONS), writer=st.sampled_from(WRITERS))
+    def prop(location: str, writer: str) -> None:
+        check_location(outputs, location, writer)
+
+    prop()
+
+
+def test_output_names_are_written_exactly_or_refused_in_one_line(outputs: tuple[Path, Path, str]) -> None:
+    check_names(outputs, examples=60)
+
+
+def test_output_locations_that_are_not_ours_stay_untouched(outputs: tuple[Path, Path, str], plot_store: None) -> None:
+    for location in LOCATIONS:  # every pair once, then drawn ones
+        for writer in WRITERS:
+            check_location(outputs, location, writer)
+    check_locations(outputs, examples=10)
+
+
+@pytest.mark.slow
+def test_output_names_many(outputs: tuple[Path, Path, str]) -> None:
+    check_names(outputs, examples=1500)
