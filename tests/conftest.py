@@ -1,12 +1,35 @@
-"""Shared fixtures."""
+"""Shared fixtures. Every test process runs one torch/OpenMP thread unless a test asks for more
+(`@pytest.mark.threads(n)`): two spinning OpenMP threads per process on a loaded 2-core machine are many times
+slower than one. Subprocesses inherit the environment, so workers start with one thread too."""
 
 from __future__ import annotations
 
-import pytest
-import torch
+import os
 
-import dynconv_bench
-from dynconv_bench.models.backbones import STANDARD_BACKBONES
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # before torch is imported: its OpenMP pool reads them
+    os.environ.setdefault(_var, "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import dynconv_bench  # noqa: E402
+from dynconv_bench.models.backbones import STANDARD_BACKBONES  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+TEST_THREADS = torch.get_num_threads()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "threads(n): run the test with n torch threads (default: one)")
+
+
+@pytest.fixture(autouse=True)
+def _threads(request: pytest.FixtureRequest):  # noqa: ANN202
+    """One torch thread per test (or the marker's count), and the count restored after it, whatever it did."""
+    marker = request.node.get_closest_marker("threads")
+    torch.set_num_threads(int(marker.args[0]) if marker else TEST_THREADS)
+    yield
+    torch.set_num_threads(TEST_THREADS)
 
 
 @pytest.fixture(autouse=True)

@@ -82,7 +82,8 @@ def run_isolated(fn: Callable[..., dict[str, Any]], *args: Any, timeout: float |
                 proc.kill()
                 proc.communicate()
                 return {"status": "failed", "error": f"timed out after {timeout:g} s (the measurement alone; the "
-                                                     f"worker's start-up, {startup:.1f} s, is not counted)"}
+                                                     f"worker's start-up, {startup:.1f} s, is not counted, but "
+                                                     f"processes the measurement starts itself are)"}
             except BaseException:  # e.g. Ctrl-C: never leave the child behind
                 proc.kill()
                 proc.wait()

@@ -164,9 +164,31 @@ def plot_tradeoff(points: pd.DataFrame, x_label: str, y_label: str, title: str, 
     return _save(fig, out_dir, stem, env, caption, tags, finished=True)
 
 
-def _speed_axis(rec: pd.Series) -> str:
+def _speed_axis(rec: pd.Series, relative: bool = True) -> str:
     mode = "training" if rec["mode"] == "train" else "inference"
-    return f"{mode} throughput, {speed_setting(rec)}, batch {int(rec['batch_size'])} (images/s)"
+    if relative:
+        return (f"{mode} speed vs {BASELINE}, {speed_setting(rec)}, batch {int(rec['batch_size'])} "
+                f"(x {BASELINE}'s throughput, measured in the same cell)")
+    return f"{mode} throughput, {speed_setting(rec)}, batch {int(rec['batch_size'])} (images/s, absolute: one run)"
+
+
+def speed_points(rows: pd.DataFrame) -> tuple[pd.Series, pd.Series, bool] | None:
+    """Per variant (and batch, when several): the speed a plot may show, its marks, and whether it is a ratio.
+
+    The in-cell ratio to the baseline when every row was interleaved (the baseline's is 1 by construction);
+    else absolute throughput when the rows come from one run; else None (absolute values of different runs
+    would compare the machine's state, not the variants). Marks: `!` under load, `‡` the run waited."""
+    keys = ["variant", "batch_size"] if rows["batch_size"].nunique() > 1 else ["variant"]
+    flags = rows.groupby(keys)["flags"].agg(lambda fs: "".join(
+        m for m, f in (("!", "load"), ("‡", "waited")) if any(f in (x or ()) for x in fs)))
+    if rows["ratio"].notna().all():
+        ratio = rows.groupby(keys)["ratio"].mean()
+        base = ratio.index.get_level_values(0) == BASELINE if len(keys) > 1 else ratio.index == BASELINE
+        ratio[base] = 1.0
+        return ratio, flags, True
+    if rows["run_id"].nunique() <= 1:
+        return rows.groupby(keys)["value"].median(), flags, False
+    return None
 
 
 def _label_points(ax: Any, names: list[str], xs: list[float], ys: list[float]) -> None:
@@ -234,29 +256,39 @@ def label_collisions(ax: Any, texts: list[Any], xs: list[float], ys: list[float]
 def plot_throughput_vs_batch(long: pd.DataFrame, backbone: str, out_dir: Path, env: str,
                              mode: str = "inference", prefix: str = "", tags: Mapping[str, str] | None = None
                              ) -> list[Path]:
-    """Throughput (images/s) against batch size, one line per variant, one figure per device setting."""
+    """Speed against batch size, one line per variant, one figure per device setting: the in-cell ratio to the
+    baseline where the cells were interleaved, else absolute images/s of one run (see `speed_points`)."""
     part = long[(long["backbone"] == backbone) & (long["metric"] == "throughput") & (long["mode"] == mode)]
     part = part.assign(setting=[speed_setting(r) for _, r in part.iterrows()])
     paths: list[Path] = []
     for setting in dict.fromkeys(part["setting"]):
         sub = part[part["setting"] == setting]
-        if sub["batch_size"].nunique() < 2:
+        shown = speed_points(sub) if sub["batch_size"].nunique() >= 2 else None
+        if shown is None:
             continue
+        values, marks, relative = shown
         fig, ax = plt.subplots(figsize=(7, 4.8))
         for k, variant in enumerate(dict.fromkeys(sub["variant"])):  # a marker at each measured batch
-            line = sub[sub["variant"] == variant].groupby("batch_size")["value"].median().sort_index()
+            line = values[variant].sort_index()
             ax.plot(line.index, line.values, marker=MARKERS[k % len(MARKERS)], ms=6, label=variant,
                     lw=2.2 if variant == BASELINE else 1.4, color="black" if variant == BASELINE else None)
+            for batch, y in line.items():
+                if marks.get((variant, batch)):
+                    ax.annotate(marks[(variant, batch)], (batch, y), xytext=(4, 4), textcoords="offset points")
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(sub["batch_size"].unique()))
         ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.set_xlabel("batch size")
-        ax.set_ylabel("throughput (images/s, median of timed runs)")
+        ax.set_ylabel(f"throughput vs {BASELINE} (x, ratio measured in the same cell)" if relative
+                      else "throughput (images/s, median of timed runs; absolute: one run)")
         ax.set_title(f"{backbone}: {mode} throughput, {setting}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, ncol=2)
-        caption = (f"{mode.capitalize()} throughput of each variant at each batch size: the median of the timed runs "
-                   f"of one cell; {BASELINE} in black.")
+        caption = ((f"{mode.capitalize()} throughput of each variant at each batch size as a ratio to {BASELINE}'s, "
+                    f"timed round-robin with it in the same cell ({BASELINE} is 1 by construction)" if relative else
+                    f"{mode.capitalize()} throughput of each variant at each batch size: the median of the timed runs "
+                    f"of one cell, all from one run") + f"; {BASELINE} in black; ! marks a point measured under load, "
+                                                        f"‡ one whose runs waited rather than worked.")
         paths += _save(fig, out_dir, f"{prefix}throughput-vs-batch_{_slug(backbone)}_{_slug(setting)}_{mode}", env,
                        caption, {**(tags or {}), "Backbone": backbone})
     return paths
@@ -317,17 +349,22 @@ def _section_plots(df: pd.DataFrame, out: Path, prefix: str, tags: Mapping[str, 
     paths: list[Path] = []
     for backbone in dict.fromkeys(long["backbone"]):
         part = long[long["backbone"] == backbone]
-        xs = [(part[part["metric"] == "params"], "params (M)", "params", False),
+        xs: list[tuple] = [(part[part["metric"] == "params"], "params (M)", "params", False),
               (part[part["metric"] == "macs"], "MACs (M per image, trained form)", "macs", False)]
         speed = _largest_batch(part[(part["metric"] == "throughput") & (part["mode"] == "inference")])
-        if not speed.empty:
-            xs.append((speed, _speed_axis(speed.iloc[0]), "throughput", True))
+        shown = speed_points(speed) if not speed.empty else None
+        if shown is not None:
+            value, marks, relative = shown
+            xs.append((speed.assign(value=speed["variant"].map(value)), _speed_axis(speed.iloc[0], relative),
+                       "throughput", True, marks))
         acc = part[part["metric"] == "top1"]
         for dataset in dict.fromkeys(acc["dataset"]):
             y = acc[acc["dataset"] == dataset].groupby("variant", sort=False)["value"]
-            for x_rows, x_label, tag, higher in xs:
+            for x_rows, x_label, tag, higher, *marks in xs:
                 points = pd.DataFrame({"x": x_rows.groupby("variant")["value"].mean(), "y": y.mean(),
                                        "std": y.std(ddof=1), "n": y.count()}).reindex(list(y.groups))
+                if marks:  # a speed measured under load (or that waited) carries its mark into the figure
+                    points.index = [f"{v} {marks[0].get(v, '')}".strip() for v in points.index]
                 paths += plot_tradeoff(points, x_label, f"top-1 on {dataset} (%)",
                                        f"{backbone} on {dataset}: accuracy vs {tag}", out,
                                        f"{prefix}acc-vs-{tag}_{_slug(backbone)}_{_slug(dataset)}", env, higher,

@@ -49,7 +49,8 @@ def default_suite(df: pd.DataFrame) -> str:
 
 # the columns every long table has; each record's dimensions (device, batch_size, dataset, ...) add their own
 _LONG_COLUMNS = ["backbone", "variant", "id", "environment_id", "run_id", "metric", "unit", "label", "compare",
-                 "order", "higher_is_better", "value", "flags", "ratio", "device", "mode", "batch_size", "dataset"]
+                 "order", "higher_is_better", "value", "flags", "ratio", "ratio_low", "ratio_high", "device", "mode",
+                 "batch_size", "dataset"]
 
 
 def metric_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -62,7 +63,8 @@ def metric_rows(df: pd.DataFrame) -> pd.DataFrame:
                         "run_id": getattr(row, "run_id", None), "metric": rec.metric, "unit": rec.unit,
                         "label": rec.label, "compare": rec.compare, "order": rec.order,
                         "higher_is_better": rec.higher_is_better, "value": rec.value, "flags": rec.flags,
-                        "ratio": rec.ratio, **dict(rec.dims)})
+                        "ratio": rec.ratio, "ratio_low": rec.ratio_range[0] if rec.ratio_range else None,
+                        "ratio_high": rec.ratio_range[1] if rec.ratio_range else None, **dict(rec.dims)})
     dims = sorted({k for row in out for k in row} - set(_LONG_COLUMNS))
     return pd.DataFrame.from_records(out, columns=_LONG_COLUMNS + dims)
 
@@ -176,6 +178,9 @@ def _add_metric(table: pd.DataFrame, label: str, sub: pd.DataFrame, compare: str
         ratio = _ratios(sub, baseline)  # measured inside each cell (interleaved timing) where every row has one
         if ratio is not None:
             table[column] = ratio.reindex(table.index)
+            if sub["ratio_low"].notna().any():  # the range of the per-process ratios of fresh worker processes
+                for end in ("low", "high"):
+                    table[f"{column} {end}"] = sub.groupby("variant")[f"ratio_{end}"].mean().reindex(table.index)
         elif base is not None and statistics.fmean(base) != 0:
             table[column] = statistics.fmean(base) / mean if compare == "speedup" else mean / statistics.fmean(base)
     marks = _marks(sub, baseline)
@@ -203,7 +208,10 @@ def _ratios(sub: pd.DataFrame, baseline: str) -> pd.Series | None:
     """Ratios to the baseline measured inside each cell (interleaved timing), when every row has one."""
     if sub["ratio"].isna().any():
         return None
-    return sub.groupby("variant")["ratio"].mean()
+    out = sub.groupby("variant")["ratio"].mean()
+    if baseline in out.index:  # its own baseline: 1 by construction (its static-vs-static range shows the noise)
+        out[baseline] = 1.0
+    return out
 
 
 def _marks(sub: pd.DataFrame, baseline: str) -> dict[str, str]:
@@ -213,6 +221,7 @@ def _marks(sub: pd.DataFrame, baseline: str) -> dict[str, str]:
     timed = metric_spec(sub["metric"].iloc[0]).timed
     for variant, rows in sub.groupby("variant"):
         mark = "!" if any("load" in (f or ()) for f in rows["flags"]) else ""
+        mark += "‡" if any("waited" in (f or ()) for f in rows["flags"]) else ""
         own_runs = set(rows["run_id"].dropna())
         if (timed and variant != baseline and base_runs and own_runs and own_runs != base_runs
                 and rows["ratio"].isna().any()):
@@ -247,8 +256,12 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
         ratio = table.get(f"{col} speed-up vs {baseline}" if compare == "speedup" else f"{col} vs {baseline}")
         if ratio is not None:
             way = "speed-up" if compare == "speedup" else f"{'higher' if higher.get(col, True) else 'lower'} is better"
-            shown[f"{col}, x: {way}"] = [("-" if pd.isna(x) else f"{_num(x)} ({r:.2f}x){m}" if pd.notna(r)
-                                          else f"{_num(x)}{m}") for x, r, m in zip(vals, ratio, marks)]
+            column = f"{col} speed-up vs {baseline}" if compare == "speedup" else f"{col} vs {baseline}"
+            nan = pd.Series(index=table.index, dtype=float)
+            ranges = [f", {lo:.2f}-{hi:.2f}" if pd.notna(lo) and pd.notna(hi) else ""
+                      for lo, hi in zip(table.get(f"{column} low", nan), table.get(f"{column} high", nan))]
+            shown[f"{col}, x: {way}"] = [("-" if pd.isna(x) else f"{_num(x)} ({r:.2f}x{g}){m}" if pd.notna(r)
+                                          else f"{_num(x)}{m}") for x, r, m, g in zip(vals, ratio, marks, ranges)]
         else:
             shown[col] = [_num(x) + m if pd.notna(x) else "-" for x, m in zip(vals, marks)]
     return shown
@@ -333,6 +346,8 @@ def failures(df: pd.DataFrame) -> pd.DataFrame:
 MARKS = {  # the marks a leaderboard cell may end with, and what each says
     "!": "measured while the 1-minute load average exceeded the core count by more than half a core",
     "~": "a timed ratio between rows of different runs",
+    "‡": ("wall time per run above 1.5 x the process CPU time per run / threads: the run waited (for a core, "
+          "memory, I/O) rather than worked"),
     "*": "the 95% confidence interval of the difference excludes 0",
     "†": (f"top-1 within {NEAR_CHANCE_POINTS:g} points of chance (100 / classes), or with a 95% interval of the "
           "mean over seeds that reaches chance: the model learned little or nothing, and its row says nothing about "
@@ -340,7 +355,9 @@ MARKS = {  # the marks a leaderboard cell may end with, and what each says
 }
 NOTE = ("In brackets (x): the ratio to `{b}`; each header says which way is better, and latency's is the "
         "speed-up ({b}'s latency / the row's). Speed cells timed round-robin with `{b}` in one process "
-        "(`interleave` rounds) show the median of their per-round ratios; other ratios compare rows measured in "
+        "(`interleave` rounds) show the median of their per-round ratios, and where timed in several fresh "
+        "worker processes (`processes`) the median of the per-process ratios followed by their range; other "
+        "ratios compare rows measured in "
         f"the same environment. `!`: {MARKS['!']}; `~`: {MARKS['~']}. Accuracy: mean ± sample std over "
         "n seeds (std `-` for one seed); vs {b}: difference of means in points with its 95% confidence interval "
         "(Welch t over seeds), * where the interval excludes 0; no interval with fewer than 2 seeds a side.")
@@ -349,7 +366,7 @@ NOTE = ("In brackets (x): the ratio to `{b}`; each header says which way is bett
 def mark_notes(shown: pd.DataFrame) -> list[str]:
     """Notes for the marks of a formatted table that NOTE does not explain (accuracy near chance)."""
     cells = [str(v) for col in shown.columns for v in shown[col]]
-    return [f"`†`: {MARKS['†']}."] if any("†" in c for c in cells) else []
+    return [f"`{m}`: {MARKS[m]}." for m in ("†", "‡") if any(m in c for c in cells)]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,148 @@
+"""Reproduce the CondConv ResNet-18 batch-1 swing: the same speed cell timed in fresh processes after different
+prior work (nothing; a MACs profile; a params count; a large allocation; the thread count changed) and under
+different process settings (glibc malloc thresholds, OpenMP wait policy).
+
+Each scenario runs in its own fresh interpreter and prints one line: CondConv's and static's median wall ms per
+forward, process CPU ms per forward, and the interleaved ratio (static time / CondConv time; above 1: faster).
+
+    flock /tmp/dynconv-cpu.lock python scripts/condconv_b1_swing.py                # every scenario
+    python scripts/condconv_b1_swing.py fresh after-macs                            # some of them
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+SCENARIOS = {  # name: (prior work, extra environment)
+    "fresh": ("none", {}),
+    "after-macs": ("macs", {}),
+    "after-params": ("params", {}),
+    "after-big-alloc": ("alloc", {}),
+    "after-cifar-speed": ("cifar-speed", {}),  # what the `--only speed` run did before this cell
+    "after-cifar-speed-mmap-threshold-fixed": ("cifar-speed", {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}),
+    "threads-1-then-2": ("threads", {}),
+    "fresh-memory-guard": ("none", {"SWING_GUARD": "1"}),  # the runner's memory cap watcher thread (10 ms)
+    "after-macs-memory-guard": ("macs", {"SWING_GUARD": "1"}),
+    "fresh-mmap-threshold-fixed": ("none", {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}),
+    "after-macs-mmap-threshold-fixed": ("macs", {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}),
+    "fresh-big-mmap-threshold": ("none", {"MALLOC_MMAP_THRESHOLD_": str(64 * 2**20),
+                                          "MALLOC_TRIM_THRESHOLD_": str(256 * 2**20)}),
+    "fresh-omp-passive": ("none", {"OMP_WAIT_POLICY": "PASSIVE"}),
+    # torch's shared libraries dropped from the page cache first, as the VM's DAMON pageout scheme does to
+    # file pages idle for 60 s (see results/README.md): every first use of a kernel's code waits for the disk
+    "fresh-cold-libraries": ("none", {"SWING_COLD": "1"}),
+}
+
+
+def _vmstat(*keys: str) -> dict[str, int]:
+    rows = dict(line.split() for line in open("/proc/vmstat"))
+    return {k: int(rows.get(k, 0)) for k in keys}
+
+
+def _drop_torch_libraries() -> int:
+    """Drop torch's shared libraries from the page cache (pages no process has mapped); returns their bytes."""
+    import glob
+    import importlib.util
+
+    lib = os.path.join(os.path.dirname(importlib.util.find_spec("torch").origin), "lib")
+    total = 0
+    for path in glob.glob(os.path.join(lib, "*.so*")):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            total += os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+    return total
+
+
+def _prior(work: str) -> None:
+    import torch
+
+    from dynconv_bench.models.modelspec import ModelSpec
+
+    if work == "macs":
+        from dynconv_bench.metrics.flops import profile
+
+        for variant in ("static", "condconv"):
+            profile(ModelSpec("resnet18", variant, {}).build(1000).eval(), input_size=(3, 224, 224))
+    elif work == "params":
+        from dynconv_bench.metrics.params import count_params
+
+        for variant in ("static", "condconv"):
+            count_params(ModelSpec("resnet18", variant, {}).build(1000))
+    elif work == "alloc":
+        x = torch.empty(256 * 2**20, dtype=torch.uint8)  # 256 MiB: raises glibc's dynamic mmap threshold on free
+        x.fill_(1)
+        del x
+    elif work == "cifar-speed":  # the cpu suite's speed cells on cifar_resnet20, in this process, as the runner did
+        from dynconv_bench.execution.cells import run_cell
+        from dynconv_bench.execution.suite import load_suite
+
+        cells = [c for c in load_suite("suites/cpu.toml").cells()
+                 if c.kind == "speed" and c.backbone == "cifar_resnet20" and c.options["mode"] == "inference"]
+        for c in cells:
+            c.options.update(processes=0, min_time=0.2)
+            run_cell(c)
+    elif work == "threads":
+        torch.set_num_threads(1)
+        torch.randn(64, 64) @ torch.randn(64, 64)
+        torch.set_num_threads(2)
+
+
+def worker(name: str) -> None:
+    import resource
+
+    import torch
+
+    from dynconv_bench.metrics.speed import measure_paired
+    from dynconv_bench.models.convert import deploy
+    from dynconv_bench.models.modelspec import ModelSpec
+
+    work, _ = SCENARIOS[name]
+    _prior(work)
+    models = [deploy(ModelSpec("resnet18", v, {}).build(1000)) for v in ("condconv", "static")]
+    import contextlib
+
+    from dynconv_bench.execution.limits import MemoryGuard, default_memory_cap
+
+    vm0 = _vmstat("workingset_refault_file", "pgmajfault")
+    guard = MemoryGuard(default_memory_cap()) if os.environ.get("SWING_GUARD") else contextlib.nullcontext()
+    with guard:
+        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+        result = measure_paired(*models, "inference", 1, (3, 224, 224), rounds=4, threads=2, warmup=2,
+                                min_time=2.0, min_runs=3)
+        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    vm1 = _vmstat("workingset_refault_file", "pgmajfault")
+    print(json.dumps({"own_ms": round(result.median_s * 1e3, 1), "own_cpu_ms": round(result.cpu_s * 1e3, 1),
+                      "static_ms": round(result.baseline_median_s * 1e3, 1),
+                      "static_cpu_ms": round(result.baseline_cpu_s * 1e3, 1), "ratio": round(result.baseline_ratio, 3),
+                      "faults_per_run": round((cpu1.ru_minflt - cpu0.ru_minflt) / (result.runs * 2), 1),
+                      "sys_share": round((cpu1.ru_stime - cpu0.ru_stime) / max(1e-9, (cpu1.ru_utime - cpu0.ru_utime)
+                                                                             + (cpu1.ru_stime - cpu0.ru_stime)), 3),
+                      "major_faults": cpu1.ru_majflt - cpu0.ru_majflt,
+                      "machine_file_refaults": vm1["workingset_refault_file"] - vm0["workingset_refault_file"],
+                      "vol_ctx_switches": cpu1.ru_nvcsw - cpu0.ru_nvcsw, "threads": torch.get_num_threads()}))
+
+
+def main(names: list[str]) -> None:
+    for name in names or list(SCENARIOS):
+        env = {**os.environ, **SCENARIOS[name][1]}
+        if env.get("SWING_COLD"):
+            print(f"dropped {_drop_torch_libraries() / 2**20:.0f} MiB of torch libraries from the page cache")
+        env.pop("OMP_NUM_THREADS", None)
+        t0 = time.perf_counter()
+        out = subprocess.run([sys.executable, __file__, "--worker", name], env=env, capture_output=True, text=True)
+        line = (out.stdout.strip().splitlines() or [out.stderr.strip()[-300:]])[-1]
+        print(f"{name:34s} {time.perf_counter() - t0:5.1f} s  {line}", flush=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--worker"]:
+        worker(sys.argv[2])
+    else:
+        main(sys.argv[1:])

@@ -1,0 +1,171 @@
+"""The speed protocol: fresh worker processes combined pyperf-style, CPU time beside wall time, the marks and
+ranges a leaderboard shows, plots that order points as the tables do, worker deaths named by their signal."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from dynconv_bench.execution.executors import LocalExecutor
+from dynconv_bench.execution.isolate import death_text
+from dynconv_bench.execution.runner import run_suite
+from dynconv_bench.execution.suite import parse_suite
+from dynconv_bench.measures import records_of
+from dynconv_bench.metrics.speed import SPREAD_WARNING, SpeedResult, combine_processes
+from dynconv_bench.reporting import plots
+from dynconv_bench.reporting.report import format_table, leaderboards, load_results
+
+
+def _process(median_s: float, ratio: float, cpu_s: float = 0.01, load: float = 0.5, runs: int = 10) -> SpeedResult:
+    return SpeedResult("ok", None, "inference", 4, [3, 32, 32], "cpu", 2, runs=runs, median_s=median_s,
+                       iqr_s=median_s / 10, min_s=median_s * 0.9, max_s=median_s * 1.2, mean_s=median_s,
+                       cpu_s=cpu_s, rounds=3, runs_per_round={"own": 3, "baseline": 4}, baseline_ratio=ratio,
+                       baseline_ratio_min=ratio - 0.01, baseline_ratio_max=ratio + 0.01, load_avg=load, cores=2)
+
+
+def test_processes_combine_to_the_median_of_their_medians_with_the_range_beside_it() -> None:
+    out = combine_processes([_process(0.030, 0.60), _process(0.020, 0.64, load=3.1), _process(0.025, 0.61)])
+    assert (out.processes, out.runs, out.median_s, out.baseline_ratio) == (3, 30, 0.025, 0.61)
+    assert out.process_range == (0.60, 0.64) and out.process_medians_s == [0.030, 0.020, 0.025]
+    assert (out.baseline_ratio_min, out.baseline_ratio_max) == (0.59, 0.65)  # over every round of every process
+    assert out.throughput == 4 / 0.025 and out.latency_ms == 25.0 and out.load_avg == 3.1 and out.under_load
+    assert out.spread_warning is None  # (0.64 - 0.60) / 0.61 = 6.6%, under 10%
+    wide = combine_processes([_process(0.03, 0.40), _process(0.03, 0.64), _process(0.03, 0.61)])
+    assert wide.spread_warning and f"over {100 * SPREAD_WARNING:.0f}%" in wide.spread_warning
+    failed = SpeedResult("failed", "boom")
+    assert combine_processes([_process(0.03, 0.6), failed]) is failed
+
+
+def test_stored_values_round_trip_and_records_carry_the_range_and_the_waited_flag() -> None:
+    combined = combine_processes([_process(0.030, 0.60, cpu_s=0.04), _process(0.032, 0.66, cpu_s=0.04)])
+    assert combined.median_s == 0.031 and combined.cpu_s == 0.04
+    assert combined.waited  # 31 ms wall for 40 ms CPU on 2 threads: over 1.5 x 20 ms = 30 ms, it waited
+    combined.median_s = 0.029  # 29 ms wall: under 30 ms, it worked
+    assert not combined.waited
+    combined.median_s = 0.031
+    stored = combined.to_values()
+    assert "times_s" not in stored and SpeedResult.from_values(stored).to_values() == stored
+    (rec,) = records_of("speed", {"batch_size": 4}, stored)
+    assert rec.ratio == 0.63 and rec.ratio_range == (0.60, 0.66) and rec.flags == ("waited",)
+
+
+def _cells(cell: dict, plugins: tuple = ()) -> dict:
+    """A store where static was measured under load: its absolute throughput is the lowest of all, while the
+    in-cell ratios say every dynamic variant is slower than static."""
+    v, b = cell["variant"], cell["options"].get("batch_size", 1)
+    ratio = {"static": 1.03, "condconv": 0.48, "dyconv": 0.59, "kerneldna": 0.81}[v]
+    absolute = {"static": 132.0, "condconv": 136.0, "dyconv": 134.0, "kerneldna": 142.0}[v] * b / 16
+    values = {"accuracy": {"top1": {"static": 90.0, "condconv": 91.0, "dyconv": 92.0, "kerneldna": 93.0}[v]},
+              "speed": {"throughput": absolute, "latency_ms": 1000 * b / absolute, "median_s": b / absolute,
+                        "batch_size": b, "threads": 1, "cpu_s": b / absolute, "rounds": 3, "processes": 3,
+                        "baseline_ratio": ratio, "process_ratios": [ratio - 0.02, ratio, ratio + 0.01],
+                        "load_avg": 4.0 if v == "static" else 0.5, "cores": 2}}[cell["kind"]]
+    return {"values": values, "status": "ok", "error": None, "environment": {"host": "box"}, "started": None,
+            "finished": None}
+
+
+def test_plots_order_points_as_the_table_does_with_a_loaded_static(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    suite = parse_suite({"name": "p", "backbones": ["cifar_resnet8"],
+                         "variants": ["static", "condconv", "dyconv", "kerneldna"],
+                         "measure": {"speed": {"batch_sizes": [1, 16]}, "accuracy": {"seeds": [0]}}})
+    run_suite(suite, tmp_path / "p.sqlite", executor=LocalExecutor(fn=_cells), progress=False)
+    df = load_results(tmp_path / "p.sqlite", "p")
+    table = leaderboards(df)["cifar_resnet8"]
+    column = "infer cpu b16 (img/s) vs static"
+    by_table = table[column].sort_values().index.tolist()
+    assert by_table == ["condconv", "dyconv", "kerneldna", "static"] and table.loc["static", column] == 1.0
+    shown = format_table(table)["infer cpu b16 (img/s), x: higher is better"]
+    assert shown["static"] == "132 (1.00x, 1.01-1.04)!" and shown["condconv"] == "136 (0.48x, 0.46-0.49)"
+
+    drawn: dict[str, object] = {}
+    monkeypatch.setattr(plots, "plot_tradeoff", lambda points, x_label, *a, **k: drawn.update(
+        {x_label: points}) or [])
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, *a, **k: figures.append(fig) or [])
+    plots.make_plots(df, tmp_path / "plots", "p")
+    (label,) = [x for x in drawn if "speed vs static" in x]
+    assert "measured in the same cell" in label
+    points = drawn[label]
+    assert points.sort_values("x").index.tolist() == ["condconv", "dyconv", "kerneldna", "static !"]
+    assert points.loc["static !", "x"] == 1.0  # its own baseline; `!`: measured under load
+    (fig,) = figures  # throughput vs batch: ratios per batch, static flat at 1
+    ax = fig.axes[0]
+    at16 = {line.get_label(): line.get_ydata()[-1] for line in ax.lines}
+    assert sorted(at16, key=at16.get) == by_table and at16["static"] == 1.0
+    assert "ratio measured in the same cell" in ax.get_ylabel()
+
+
+@pytest.mark.parametrize("code, capped, expected", [
+    (-signal.SIGSEGV, True, "was killed by signal 11 (SIGSEGV: segmentation fault)"),
+    (-signal.SIGABRT, False, "was killed by signal 6 (SIGABRT: aborted)"),
+    (-signal.SIGKILL, True, "was killed by signal 9 (SIGKILL: killed) (out of memory?)"),
+    (3, True, "exited 3"),
+])
+def test_a_dead_worker_is_named_by_its_signal(code: int, capped: bool, expected: str) -> None:
+    assert death_text(code, capped) == expected
+
+
+def test_sigkill_without_a_cap_suggests_memory_only_when_memory_is_low(monkeypatch) -> None:  # noqa: ANN001
+    from dynconv_bench.execution import isolate
+
+    monkeypatch.setattr(isolate, "available_memory", lambda: 10 * 2**30)
+    monkeypatch.setattr(isolate, "machine_memory", lambda: 16 * 2**30)
+    assert "out of memory" not in death_text(-signal.SIGKILL, capped=False)
+    monkeypatch.setattr(isolate, "available_memory", lambda: 2**30)
+    assert death_text(-signal.SIGKILL, capped=False).endswith("(out of memory?)")
+
+
+def segfault() -> dict:
+    import ctypes
+
+    ctypes.string_at(0)  # reads address 0: SIGSEGV
+    return {}
+
+
+def nap(seconds: float) -> dict:
+    import time
+
+    time.sleep(seconds)
+    return {"status": "ok", "slept": seconds}
+
+
+@pytest.mark.slow  # two fresh interpreters (each imports torch, timm and the variants first)
+def test_worker_timeout_counts_the_call_not_the_start_up_and_a_segfault_says_so() -> None:
+    from dynconv_bench.execution.isolate import run_isolated
+
+    assert run_isolated(nap, 0.5, timeout=2.0) == {"status": "ok", "slept": 0.5}  # start-up takes longer than 2 s
+    out = run_isolated(segfault, memory_cap=None)
+    assert out["status"] == "failed" and "(SIGSEGV: segmentation fault)" in out["error"]
+    assert "out of memory" not in out["error"]
+
+
+def test_reporting_imports_without_torch() -> None:
+    code = ("import sys, dynconv_bench.reporting; "
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@pytest.mark.slow  # 2 x 4 speed cells in fresh worker processes (~2 min on 2 cores)
+def test_a_timed_cells_ratio_does_not_depend_on_the_cells_before_it(tmp_path) -> None:  # noqa: ANN001
+    """The same speed cell alone and after params, MACs and big-batch speed cells in the same run: the ratios
+    agree within the between-process ranges they store (with 0.05 of slack for a loaded test machine)."""
+    speed = {"backbones": ["cifar_resnet8"], "batch_sizes": [1], "threads": 1, "warmup": 2, "min_time": 0.3,
+             "interleave": 3, "processes": 3, "input_size": [3, 32, 32]}
+    before = {"params": {}, "macs": {}, "speed": {**speed, "batch_sizes": [64, 1]}}
+    ratios = []
+    for name, measure in (("alone", {"speed": speed}), ("after", before)):
+        suite = parse_suite({"name": name, "backbones": ["cifar_resnet8"], "variants": ["condconv"],
+                             "measure": measure})
+        summary = run_suite(suite, tmp_path / f"{name}.sqlite", progress=False)
+        assert not summary.failed, summary.failed
+        rows = load_results(tmp_path / f"{name}.sqlite", name)
+        (values,) = [v for v, o in zip(rows["values"], rows["options"]) if v and o.get("batch_size") == 1
+                     and "baseline_ratio" in v]
+        ratios.append(SpeedResult.from_values(values))
+    alone, after = ratios
+    low = max(alone.process_range[0], after.process_range[0]) - 0.05
+    high = min(alone.process_range[1], after.process_range[1]) + 0.05
+    assert low <= high, (alone.process_ratios, after.process_ratios)  # the two ranges overlap
