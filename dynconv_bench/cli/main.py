@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import UserError
-from . import export, models, run
+from . import export, models, published, run
 from .common import COMMANDS, DB_ENV, DEFAULT_DB
 
-VERB_MODULES = (models, run, export)
+VERB_MODULES = (models, run, export, published)
 
 
 def build_parser() -> argparse.ArgumentParser:

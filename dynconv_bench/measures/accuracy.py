@@ -11,6 +11,7 @@ from ..models.modelspec import ModelSpec
 from ..models.variant import Param
 from .base import Kind, Metric, Record, Result, record, register_kind
 from .options import DEVICE, GPUS, SELECT, THREADS, MeasureOptions
+from .published_eval import CHECKPOINT, check_checkpoint, evaluate_checkpoint, is_checkpoint_table
 
 
 class AccuracyOptions(MeasureOptions):
@@ -19,7 +20,8 @@ class AccuracyOptions(MeasureOptions):
         "datasets": Param(["digits"], "datasets, one cell each (see dynconv_bench.data)", type=list),
         "recipe": Param(None, "training recipe (default: the dataset's quick recipe)", type=str),
         "seeds": Param([0], "seeds, one cell each (initial weights and data order)", type=list),
-        "epochs": Param(None, "override the recipe's epochs", type=int, min=1, max=10_000),
+        "epochs": Param(None, "override the recipe's epochs (0: evaluate a `checkpoint`, no training)", type=int,
+                        min=0, max=10_000),
         "data_root": Param(None, "local folder of the dataset (cifar*, imagefolder)", type=str),
         "device": DEVICE,
         "overrides": Param({}, "recipe settings to override, e.g. {image_size = 8}", type=dict),
@@ -33,6 +35,7 @@ class AccuracyOptions(MeasureOptions):
                       max=1024),
         "nodes": Param(1, "nodes the gpus workers span (ray executor; 1: all on one node)", type=int, min=1,
                        max=256),
+        **CHECKPOINT,
     }
 
     @classmethod
@@ -70,6 +73,7 @@ class AccuracyValues(Result):
     launcher: str | None = None  # "torchrun" or "ray-train" when several DDP workers trained the cell
     nodes: int = 1  # nodes the workers spanned
     gpus: int = 0  # GPUs that trained it (world_size on cuda, 0 on cpu)
+    published: dict[str, Any] | None = None  # evaluated published weights: release, file sha256, paper's top-1
 
 
 @register_kind
@@ -82,7 +86,10 @@ class Accuracy(Kind):
     headline_shown = ("top-1", "%", 1.0, True)
     metrics = {"top1": Metric(lambda d, u: f"top-1 {d.get('dataset')} ({u})", 4000, compare="points"),
                "chance": Metric(lambda d, u: f"chance {d.get('dataset')} ({u})", 5000, compare="none",
-                                in_leaderboard=False)}
+                                in_leaderboard=False),
+               "top5": Metric(lambda d, u: f"top-5 {d.get('dataset')} ({u})", 4001, compare="none"),
+               "paper_top1": Metric(lambda d, u: f"paper top-1 {d.get('dataset')} ({u}, reference)", 4002,
+                                    compare="none")}
 
     @classmethod
     def measure(cls, spec: ModelSpec, opts: MeasureOptions) -> AccuracyValues:
@@ -92,6 +99,8 @@ class Accuracy(Kind):
         from ..training import train_and_evaluate
         from ..training.recipes import default_recipe, get_recipe
 
+        if getattr(opts, "checkpoint", None):
+            return AccuracyValues.from_values(evaluate_checkpoint(spec, opts))
         if int(opts.gpus or 1) > 1:
             from .accuracy_ddp import measure_distributed
 
@@ -120,6 +129,10 @@ class Accuracy(Kind):
         """Top-1 in percent as `evaluate()` returns it, and the chance level 100 / classes where known."""
         dataset = options.get("dataset") or result.dataset
         classes = result.num_classes
+        if result.published is not None:  # published weights: the row is marked; top-5 and the paper's top-1 beside
+            top1 = [Record("top1", float(result.top1), "%", (("dataset", dataset),), ("published",))]
+            return (top1 + record("top5", result.top5, "%", dataset=dataset)
+                    + record("paper_top1", result.published.get("paper_top1"), "%", dataset=dataset))
         return (record("top1", result.top1, "%", dataset=dataset, seed=options.get("seed"))
                 + record("chance", 100.0 / classes if classes else None, "%", dataset=dataset))
 
@@ -142,6 +155,11 @@ class Accuracy(Kind):
         for d in datasets:
             if d not in DATASETS:
                 raise UserError(f"{where}.datasets: {unknown_choice('dataset', d, DATASETS)}")
+        if is_checkpoint_table(table):
+            check_checkpoint(table, where)
+            return
+        if table["epochs"] == 0:
+            raise UserError(f"{where}.epochs = 0 evaluates published weights: name a checkpoint and its release")
         if table["recipe"] is not None and table["recipe"] not in RECIPES:
             raise UserError(f"{where}.recipe: {unknown_choice('recipe', table['recipe'], RECIPES)}")
         try:

@@ -161,6 +161,12 @@ def _add_metric(table: pd.DataFrame, label: str, sub: pd.DataFrame, compare: str
         if any(near.values()):
             table[f"{label} marks"] = pd.Series({v: "†" if n else "" for v, n in near.items()},
                                                 dtype=object).reindex(table.index)
+        published = {v for v, f in sub.groupby("variant")["flags"] if any("published" in (x or ()) for x in f)}
+        if published:  # evaluated from a release's published weights (the accuracy kind's checkpoint mode)
+            old = table.get(f"{label} marks", pd.Series(index=table.index, dtype=object))
+            table[f"{label} marks"] = pd.Series(
+                {v: (old[v] if isinstance(old[v], str) else "") + (" (published weights)" if v in published else "")
+                 for v in table.index}, dtype=object)
         table[f"{label} std"] = pd.Series({v: statistics.stdev(x) if len(x) > 1 else float("nan")
                                            for v, x in values.items()}).reindex(table.index)
         table[f"{label} n"] = pd.Series({v: len(x) for v, x in values.items()}).reindex(table.index)

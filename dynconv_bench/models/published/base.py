@@ -73,9 +73,16 @@ class Pair:
         return create_model(self.backbone, self.variant, num_classes=num_classes, **dict(self.config))
 
     def matches(self, backbone: str, variant: str, config: Mapping[str, Any]) -> bool:
-        """Whether a (backbone, variant, config) builds this pair's model (config keys of the pair must agree)."""
-        return (backbone == self.backbone and variant == self.variant
-                and all(config.get(k, v) == v for k, v in self.config.items()))
+        """Whether a (backbone, variant, config) builds this pair's model: the same configs once defaults are filled."""
+        from ..registry import get_variant
+
+        if backbone != self.backbone or variant != self.variant:
+            return False
+        cls = get_variant(variant)
+        try:
+            return cls.validate(dict(config)) == cls.validate(dict(self.config))
+        except UserError:
+            return False
 
 
 @dataclass(frozen=True)

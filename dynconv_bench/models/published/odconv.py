@@ -28,12 +28,13 @@ def _mobilenetv2(key: str, tensor: torch.Tensor, model: nn.Module) -> Placement 
     return None if ours is None else [(ours, tensor)]
 
 
-# (architecture, backbone, kernels, policy, placer, classifier, reported top-1, release builder)
+# (architecture, backbone, kernels, policy, placer, classifier, reported top-1, release builder); on ResNets
+# "blocks+head" (the variant's default) selects the same 16 / 48 convs as "blocks": they have no head conv
 _ARCHS = [
-    ("resnet18_1x", "resnet18", 1, "blocks", _same, "fc.weight", 73.05, "od_resnet18(kernel_num=1)"),
-    ("resnet18_4x", "resnet18", 4, "blocks", _same, "fc.weight", 74.19, "od_resnet18(kernel_num=4)"),
-    ("resnet50_1x", "resnet50", 1, "blocks", _same, "fc.weight", 77.87, "od_resnet50(kernel_num=1)"),
-    ("resnet50_4x", "resnet50", 4, "blocks", _same, "fc.weight", 78.50, "od_resnet50(kernel_num=4)"),
+    ("resnet18_1x", "resnet18", 1, "blocks+head", _same, "fc.weight", 73.05, "od_resnet18(kernel_num=1)"),
+    ("resnet18_4x", "resnet18", 4, "blocks+head", _same, "fc.weight", 74.19, "od_resnet18(kernel_num=4)"),
+    ("resnet50_1x", "resnet50", 1, "blocks+head", _same, "fc.weight", 77.87, "od_resnet50(kernel_num=1)"),
+    ("resnet50_4x", "resnet50", 4, "blocks+head", _same, "fc.weight", 78.50, "od_resnet50(kernel_num=4)"),
     ("mobilenetv2_100_1x", "mobilenetv2_100", 1, "blocks+head", _mobilenetv2, "classifier.1.weight", 74.74,
      "od_mobilenetv2_100(kernel_num=1)"),
     ("mobilenetv2_100_4x", "mobilenetv2_100", 4, "blocks+head", _mobilenetv2, "classifier.1.weight", 75.29,
