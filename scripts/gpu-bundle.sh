@@ -33,7 +33,7 @@ echo "gpu-bundle: repacking installed packages: $PACKAGES"
 # shellcheck disable=SC2086  # the package list is split on purpose
 "$PY" "$ROOT/scripts/wheel_from_installed.py" "$OUT/wheels" $PACKAGES >/dev/null
 
-cp "$ROOT/scripts/gpu-check.sh" "$ROOT/scripts/gpu_summary.py" "$ROOT/suites/gpu-quick.toml" "$OUT/"
+cp "$ROOT/scripts/gpu-check.sh" "$ROOT/scripts/gpu_summary.py" "$ROOT/scripts/fused_check.py" "$ROOT/suites/gpu-quick.toml" "$OUT/"
 cp "$ROOT/tests/__init__.py" "$ROOT/tests/conftest.py" "$ROOT/tests/test_gpu.py" "$OUT/tests/"
 cat > "$OUT/tests/pytest.ini" <<'INI'
 [pytest]
