@@ -104,26 +104,34 @@ def _compile_rows(backbones: list[str], prior: dict, rows: list[dict]) -> None:
 
 
 def summary(report: dict) -> str:
-    """One line per (family, precision, tile, warps, stages): configurations, register range, spills, instructions."""
+    """One line per (kernel family, precision): configurations, tiles, register range, spills, instructions; then
+    every configuration that spills."""
     groups: dict[tuple, list[dict]] = {}
     for row in report["configs"]:
-        tile = f"{row['BM']}x{row['BN']}x{row['BK']}"
-        groups.setdefault((row["family"], precision_class(row), tile, row["num_warps"], row["num_stages"]),
-                          []).append(row)
-    lines = ["| kernel | precision | tile BMxBNxBK | warps | stages | configs | sm_80 regs | sm_80 spill B | "
-             "sm_80 loop | sm_90 regs | sm_90 spill B | sm_90 loop |", "|---" * 12 + "|"]
-    for (fam, prec, tile, warps, stages), rows in sorted(groups.items()):
+        groups.setdefault((row["family"], precision_class(row)), []).append(row)
+    lines = ["| kernel | precision | configs | tiles BMxBNxBK | sm_80 regs | sm_80 max spill B | sm_80 loop | "
+             "sm_90 regs | sm_90 max spill B | sm_90 loop |", "|---" * 10 + "|"]
+    spilled = []
+    for (fam, prec), rows in sorted(groups.items()):
+        tiles = sorted({(r["BM"], r["BN"], r["BK"]) for r in rows}, reverse=True)
         cells = []
         for arch in ("sm_80", "sm_90"):
             res = [r["archs"][arch] for r in rows if arch in r["archs"]]
-            regs = sorted({x["registers"] for x in res})
-            cells += [f"{regs[0]}-{regs[-1]}" if len(regs) > 1 else str(regs[0]),
-                      str(max(x["spill_stores"] for x in res)),
-                      "/".join(sorted({x["instructions"] for x in res}))] if res else ["-", "-", "-"]
-        lines.append(f"| {fam} | {prec} | {tile} | {warps} | {stages} | {len(rows)} | {' | '.join(cells)} |")
+            regs = [x["registers"] for x in res]
+            cells += [f"{min(regs)}-{max(regs)}", str(max(x["spill_stores"] for x in res)),
+                      "/".join(sorted({x["instructions"] for x in res}))]
+            spilled += [(arch, r) for r in rows if arch in r["archs"] and r["archs"][arch]["spill_stores"]]
+        lines.append(f"| {fam} | {prec} | {len(rows)} | {', '.join('x'.join(map(str, t)) for t in tiles)} | "
+                     f"{' | '.join(cells)} |")
     total = sum(len(r["archs"]) for r in report["configs"])
     lines.append(f"\n{len(report['configs'])} configurations, {total} compiles (Triton {report['triton']}; "
-                 f"{', '.join(report['backbones'])} x {len(VARIANTS)} variants, batch 1 and 128).")
+                 f"{', '.join(report['backbones'])} x {len(VARIANTS)} variants, batch 1 and 128, kernel "
+                 f"{report['kernel_sha']}). Spilling: {len(spilled) or 'none'}.")
+    for arch, r in sorted(spilled, key=lambda x: (x[0], x[1]["family"], precision_class(x[1]))):
+        res = r["archs"][arch]
+        lines.append(f"- {arch} {r['family']} {precision_class(r)} {r['KH']}x{r['KW']} tile {r['BM']}x{r['BN']}x"
+                     f"{r['BK']}, {r['num_stages']} stages, out {r['out_dtype']}: {res['registers']} registers, "
+                     f"{res['spill_stores']} B spilled ({', '.join(r['used_by'][:2])})")
     return "\n".join(lines)
 
 
