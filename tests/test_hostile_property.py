@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import math
+import os
 import shutil
 import tempfile
 from collections import Counter
@@ -344,8 +345,13 @@ def _files(folder: Path) -> set[Path]:
 
 def check_name(outputs: tuple[Path, Path, str], name: str, writer: str) -> None:
     work, db, text = outputs
-    folder = Path(tempfile.mkdtemp(dir=work))
+    base = Path(os.path.realpath(tempfile.mkdtemp(dir=work)))
+    folder = base / "a" / "b" / "c"
+    folder.mkdir(parents=True)
     target = str(folder) + "/" + name
+    if not os.path.normpath(target).startswith(f"{base}{os.sep}"):  # `../../../..`: never write outside the test
+        shutil.rmtree(base)
+        return
     if writer == "report":
         code, err = _cli(["--db", str(db), "report", "-o", target])
         written = code == 0
@@ -366,15 +372,15 @@ def check_name(outputs: tuple[Path, Path, str], name: str, writer: str) -> None:
         written = not err_io.getvalue()
         if not written:
             _one_printable_line(err_io.getvalue(), "dynconv-bench: warning: ")
-    files = _files(folder)
+    files = _files(base)
     if written:
-        path = Path(target)
+        path = Path(os.path.realpath(target))
         assert files == {path}, f"{name!r}: {sorted(map(str, files))}"  # that file, and nothing else
         content = path.read_text(encoding="utf-8")
         assert content == text if writer != "cache" else json.loads(content)["choices"] == {"key|threads=1": "grouped"}
     else:
         assert files == set(), f"a refused {name!r} left {sorted(map(str, files))}"
-    shutil.rmtree(folder)
+    shutil.rmtree(base)
 
 
 SUCCEEDS = {("plot", "folder"), ("plot", "missing-folder"), ("cache", "missing-folder")}  # folders are made
