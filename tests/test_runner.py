@@ -322,6 +322,6 @@ def test_tuned_strategies_are_kept_beside_the_store(tmp_path, monkeypatch) -> No
     assert summary.ran == 1 and not summary.failed
     cache = strategy_cache_path(db)
     assert cache == tmp_path / "r.sqlite.strategies.json"
-    choices = json.loads(cache.read_text())
+    choices = json.loads(cache.read_text())["choices"]
     assert choices and all("|" in k and v in ("grouped", "loop", "bmm", "output_space") for k, v in choices.items())
     assert CACHE_ENV not in os.environ  # set for the run only
