@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -46,7 +47,26 @@ def test_run_published_prints_published_rows(workdir: Path, capsys: pytest.Captu
     assert all("not found" in line for line in skipped)
     assert out.count("(published weights)") == 2
     assert "paper top-1 imagefolder (%, reference)" in out
-    assert "68.06" in out  # ODConv's reported top-1 for MobileNetV2 0.5x 1x, beside the measured one
+    assert main(["--db", str(workdir / "r.db"), "report", "--format", "json"]) == 0
+    cells = dict(_walk(json.loads(capsys.readouterr().out)))
+    assert cells["paper top-1 imagefolder (%, reference)"] == [68.06]  # ODConv's README; KernelDNA reports none
+
+
+def _walk(obj: object):  # noqa: ANN202
+    """(column, [values]) of every leaderboard row in a JSON report, numbers only."""
+    out: dict[str, list] = {}
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        if isinstance(o, dict):
+            for k, v in o.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    out.setdefault(k, []).append(v)
+                else:
+                    stack.append(v)
+        elif isinstance(o, list):
+            stack.extend(o)
+    return out.items()
 
 
 def test_evaluation_records_the_file(workdir: Path) -> None:
