@@ -139,8 +139,9 @@ def find_pair(release: str, backbone: str, variant: str, config: Mapping[str, An
         raise unknown_choice("release", release, releases())
     found = [p for p in _PAIRS.values() if p.release == release and p.matches(backbone, variant, config)]
     if not found:
-        options = "; ".join(f"{p.arch} = {p.backbone} + {p.variant} {dict(p.config)}" for p in _PAIRS.values()
-                            if p.release == release)
+        mine = [p for p in _PAIRS.values() if p.release == release]
+        near = [p for p in mine if p.backbone == backbone] or mine  # the same backbone's first, if any
+        options = "; ".join(f"{p.arch} = {p.backbone} + {p.variant} {dict(p.config)}" for p in near)
         raise UserError(f"no {release} architecture is built by {backbone} + {variant} {dict(config)}; "
                         f"valid: {options}")
     return found[0]
