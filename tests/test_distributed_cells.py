@@ -91,3 +91,32 @@ def test_ddp_accuracy_cell_through_torchrun_and_ray_train(tmp_path) -> None:  # 
         assert abs(values["top1"] - mean) <= max(3 * spread, 1.0)  # within the seed spread of one worker
         assert values["recipe_config"]["batch_size"] == 64 and values["recipe_config"]["lr"] == 0.1
     assert ddp["ray"]["environment"]["executor"] == "ray"
+
+
+@pytest.mark.slow
+def test_ddp_cell_spans_two_nodes_of_a_cluster(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """`nodes = 2`: Ray Train puts one worker on each of two simulated nodes; the record says so."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.train")
+    from ray.cluster_utils import Cluster
+
+    from dynconv_bench.execution.executors import RayExecutor
+    from dynconv_bench.execution.runner import run_suite
+    from dynconv_bench.execution.store import ResultStore
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster.add_node(num_cpus=1)
+    ray.init(address=cluster.address, log_to_driver=False)
+    try:
+        suite = _suite(2, [0], "spread")
+        suite["measure"]["accuracy"]["nodes"] = 2
+        with ResultStore(tmp_path / "r.sqlite") as store:
+            summary = run_suite(parse_suite(suite), store, executor=RayExecutor(), progress=False)
+            assert summary.ok, summary.describe()
+            values = store.rows()[0]["values"]
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert (values["world_size"], values["nodes"], values["launcher"]) == (2, 2, "ray-train")
+    assert values["top1"] > 90.0  # digits after 2 epochs, as the one-node runs above
