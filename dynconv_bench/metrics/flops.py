@@ -6,9 +6,9 @@ The model is traced in eval mode on a batch of `batch_size` images and every cou
 batch size: per-sample work (attention, per-sample kernel aggregation) is counted per image, while
 work done once per batch (e.g. folding a static modulation into a kernel) is shared by its images.
 
-A converted layer (an instance of `dynconv_bench.DynamicLayer`) contributes the analytic MACs of one
-conv with its geometry at its output size (C_out * C_in/groups * kh * kw * H_out * W_out) to
-`conv_macs`; everything else counted inside it is `overhead_macs`. Plain convs outside converted
+A converted layer (an instance of `dynconv_bench.DynamicLayer`) contributes to `conv_macs` what its
+`conv_macs(out_size)` hook declares, by default the analytic MACs of one conv with its geometry at its output
+size (C_out * C_in/groups * kh * kw * H_out * W_out); everything else counted inside it is `overhead_macs`. Plain convs outside converted
 layers count as conv MACs. `macs` also includes the rest (norms, activations, pooling, classifier).
 """
 
@@ -85,6 +85,19 @@ def conv_macs_analytic(layer: nn.Module, out_hw: tuple[int, ...]) -> int:
     for s in out_hw:
         spatial *= int(s)
     return int(layer.out_channels) * (int(layer.in_channels) // int(layer.groups)) * area * spatial
+
+
+def layer_conv_macs(name: str, layer: nn.Module, out_hw: tuple[int, ...]) -> int:
+    """The conv MACs of one call of a converted layer: its `DynamicLayer.conv_macs` hook, else one conv of its
+    geometry."""
+    declared = layer.conv_macs(tuple(out_hw)) if isinstance(layer, DynamicLayer) else None
+    if declared is not None:
+        return int(declared)
+    try:
+        return conv_macs_analytic(layer, out_hw)
+    except (AttributeError, TypeError) as exc:
+        raise TypeError(f"converted layer {name!r} ({type(layer).__name__}) must expose conv geometry "
+                        f"(in_channels, out_channels, kernel_size, groups) or declare conv_macs(): {exc}") from None
 
 
 def _first_tensor(value: Any) -> torch.Tensor | None:
@@ -184,11 +197,10 @@ def profile(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224), batch
         module = dynamic[name] if name in dynamic else plain[name]
         inside = per_image(by_module.get(analysis.canonical_module_name(name), 0))
         if name in dynamic:
-            try:
-                conv = float(sum(conv_macs_analytic(module, hw) for hw in sizes[name]))
-            except (AttributeError, TypeError) as exc:
-                raise TypeError(f"converted layer {name!r} ({type(module).__name__}) must expose conv geometry "
-                                f"(in_channels, out_channels, kernel_size, groups): {exc}") from None
+            conv = float(sum(layer_conv_macs(name, module, hw) for hw in sizes[name]))
+            if conv > inside + 0.5:
+                raise ValueError(f"converted layer {name!r} ({type(module).__name__}) declares {conv:,.0f} conv MACs "
+                                 f"per image but {inside:,.0f} were counted inside it: check its conv_macs()")
             overhead = inside - conv
         else:
             conv, overhead = inside, 0.0

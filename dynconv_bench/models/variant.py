@@ -229,6 +229,7 @@ class DynamicLayer:
     `.iters_per_epoch`, `.total_iters`); `deploy_module()` returns the inference form. A layer whose
     schedule anneals something (e.g. a softmax temperature) describes it in `schedule_description()` and
     reports its current value in `schedule_value()`; training records both with each result.
+    `conv_macs(out_size)` tells the MAC counter which of the layer's MACs are convolution (see there).
     """
 
     def set_progress(self, fraction: float) -> None:  # pragma: no cover - default no-op
@@ -240,6 +241,17 @@ class DynamicLayer:
 
     def schedule_value(self) -> float | None:
         """The current value of this layer's scheduled quantity (None: it has none)."""
+        return None
+
+    def conv_macs(self, out_size: tuple[int, ...]) -> int | None:
+        """MACs per image of this layer's convolution for one call whose output has spatial size `out_size`.
+
+        `dynconv_bench.profile` counts every op inside the layer; this part is reported as conv MACs and the
+        rest (attention, kernel aggregation, scaling, fusion) as dynamic overhead. None, the default, means one
+        conv with the layer's geometry: out_channels * in_channels / groups * kernel area * output positions.
+        A multi-branch layer (e.g. Selective Kernel's 3x3 and dilated 3x3 branches) returns the sum of its
+        branches' convs; the counter refuses a value above what it counted inside the layer.
+        """
         return None
 
     def deploy_module(self) -> nn.Module:
