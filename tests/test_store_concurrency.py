@@ -17,7 +17,7 @@ import pytest
 from dynconv_bench.execution.store import ResultStore
 
 ROOT = Path(__file__).resolve().parents[1]
-CELLS = 24
+CELLS = 16
 
 # One run of the suite in its own process, cells measured by `slow_cell` (in process, or each in a subprocess).
 DRIVER = """
