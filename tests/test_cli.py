@@ -99,7 +99,7 @@ def test_plugins_before_and_after_the_verb_are_all_loaded(tmp_path, capsys) -> N
 
 def test_a_global_option_after_the_verb_keeps_argparse_errors_one_line(capsys) -> None:  # noqa: ANN001
     with pytest.raises(SystemExit) as exc:
-        main(["variants", "--db"])
+        main(["report", "--db"])
     assert exc.value.code == 2
     assert capsys.readouterr().err == "dynconv-bench: error: argument --db: expected one argument\n"
 

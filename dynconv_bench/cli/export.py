@@ -12,12 +12,13 @@ EXPORT_FORMATS = ("onnx",)
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write the deployed model as ONNX, checked against eager with onnxruntime")
-    p.add_argument("backbone")
-    p.add_argument("variant")
+    p.add_argument("backbone", help="a backbone (see `backbones`) or any timm CNN name")
+    p.add_argument("variant", help="a registered variant (see `variants`)")
     p.add_argument("config", nargs="*", help="variant config as key=value")
     p.add_argument("--format", default="onnx", help=f"one of: {', '.join(EXPORT_FORMATS)}")
     p.add_argument("--output", "-o", required=True, help="file to write")
-    p.add_argument("--num-classes", type=bounded_int(1, MAX_CLASSES), default=None)
+    p.add_argument("--num-classes", type=bounded_int(1, MAX_CLASSES), default=None,
+                   help="classifier outputs (default: the backbone's own)")
     p.add_argument("--input-size", type=bounded_int(1, MAX_SIDE), default=None,
                    help="image side (default: the backbone's)")
 

@@ -1,5 +1,8 @@
 """The `dynconv-bench` command line: one parser over a table of verb modules, a thin shell over the Python API.
 
+Text written to stdout passes through `reporting.escape.visible`: names a user chose (variants, suites, errors)
+cannot send control characters, ANSI escapes or bidirectional marks to the terminal.
+
 Each verb module (models, run, export) adds its subparsers and registers its commands with `common.command`;
 they import torch and timm only inside the commands, so `--help` stays fast.
 """
@@ -16,16 +19,23 @@ from . import export, models, published, run
 from .common import COMMANDS, DB_ENV, DEFAULT_DB
 
 VERB_MODULES = (models, run, export, published)
+STORE_VERBS = ("run", "report", "plot")  # the verbs that read or write a results store (--db)
+DESCRIPTION = ("Benchmark dynamic convolutions (CondConv, DyConv, ODConv, KernelDNA, ...) against static baselines: "
+               "run a suite of measurements (accuracy, parameters, MACs, speed, memory), then read the leaderboards "
+               "(Markdown, CSV, JSON, LaTeX, HTML) and plots.")
+EPILOG = ("Start with: dynconv-bench suites; dynconv-bench run smoke; dynconv-bench report --format html -o "
+          "report.html. `dynconv-bench COMMAND --help` describes each command.")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dynconv-bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="dynconv-bench", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
                         help="import a Python file that registers variants (repeatable)")
     parser.add_argument("--allow-shadow", action="store_true",
                         help="let a --plugin file register a name a built-in or installed variant has; its rows are "
                              "labelled with the file and its sha256, never stored as the original's")
-    parser.add_argument("--db", default=None, help=f"results store (SQLite); default ${DB_ENV} or ./{DEFAULT_DB}")
+    parser.add_argument("--db", default=None, metavar="PATH",
+                        help=f"results store (SQLite) of {', '.join(STORE_VERBS)}; default ${DB_ENV} or ./{DEFAULT_DB}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     for verbs in VERB_MODULES:
@@ -44,6 +54,8 @@ def _accept_global_options_after_verb(parser: argparse.ArgumentParser, sub: argp
         if "-" not in subparser.prefix_chars:
             continue  # a pass-through command (train) hands every argument on
         taken = set(subparser._option_string_actions)
+        if subparser.prog.split()[-1] not in STORE_VERBS:
+            taken.add("--db")  # a verb that uses no store does not offer --db
         for action in globals_:
             if taken.isdisjoint(action.option_strings) and isinstance(action, argparse._StoreTrueAction):
                 subparser.add_argument(*action.option_strings, dest=LATE + action.dest, action="store_true",
@@ -87,12 +99,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from ..models.registry import load_plugin_file
 
+        if args.db is not None and args.command not in STORE_VERBS:
+            raise UserError(f"--db is an option of {', '.join(STORE_VERBS)}; `{args.command}` uses no results store")
         for path in args.plugin:
             load_plugin_file(path)
         _check_shadowing(args.allow_shadow)
-        return COMMANDS[args.command](args)
+        return _run_visible(args)
     except UserError as exc:
-        sys.stderr.write(f"dynconv-bench: error: {exc}\n")
+        sys.stderr.write(f"dynconv-bench: error: {_visible(str(exc))}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("dynconv-bench: interrupted\n")
@@ -112,6 +126,24 @@ def _check_shadowing(allowed: bool) -> None:
         name, path = next(iter(shadowed.items()))
         raise UserError(f"plugin file {path} registers {name!r}, the name of a built-in or installed variant; "
                         f"rename its variant, or pass --allow-shadow to measure it as '{name} [plugin ...]'")
+
+
+def _run_visible(args: argparse.Namespace) -> int:
+    """Run the command with stdout showing control characters as escapes."""
+    from ..reporting.escape import VisibleStream
+
+    stdout = sys.stdout
+    sys.stdout = VisibleStream(stdout)  # type: ignore[assignment]
+    try:
+        return COMMANDS[args.command](args)
+    finally:
+        sys.stdout = stdout
+
+
+def _visible(text: str) -> str:
+    from ..reporting.escape import visible
+
+    return visible(text)
 
 
 if __name__ == "__main__":

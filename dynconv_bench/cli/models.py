@@ -13,11 +13,12 @@ GPU_NAMES = ("h100", "h200", "a100", "l4")  # metrics.roofline.GPUS (not importe
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("variants", help="list registered variants")
-    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument("--format", choices=["text", "json"], default="text",
+                   help="text (default) or json (every config key with type, default, range and help)")
     sub.add_parser("backbones", help="list standard backbones and registered architectures")
     p = sub.add_parser("convert", help="convert a backbone and list the replaced layers")
-    p.add_argument("backbone")
-    p.add_argument("variant")
+    p.add_argument("backbone", help="a backbone (see `backbones`) or any timm CNN name")
+    p.add_argument("variant", help="a registered variant (see `variants`)")
     p.add_argument("config", nargs="*", help="variant config as key=value (preset=paper for a published one)")
     p.add_argument("--num-classes", type=bounded_int(1, MAX_CLASSES), default=None,
                    help="default: the backbone's own")
@@ -41,7 +42,7 @@ def cmd_variants(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2, default=str))
         return 0
     for row in rows:
-        year = f" ({row['year']})" if row["year"] else ""
+        year = f" ({row['year']})" if row["year"] and str(row["year"]) not in str(row["paper"]) else ""
         print(f"{row['name']}  {row['paper']}{year}")
         for key, p in row["params"].items():
             print(f"    {key:<16} {_param_summary(p)}")

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import UserError, unknown_choice
+from ..reporting.formats import list_formats
 from .common import bounded_float, check_output_dir, check_output_file, command, db_path
 
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
@@ -18,7 +19,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("suite", help="suite name (suites/NAME.toml) or path to a .toml file")
     p.add_argument("--force", action="store_true", help="redo cells that are already done")
     p.add_argument("--only", action="append", default=[], metavar="NAME",
-                   help="run only cells of this kind, backbone or variant (repeatable)")
+                   help="run only cells of this kind, backbone or variant; repeated: a union (--only speed --only "
+                        "resnet18: every speed cell and every resnet18 cell); joined by +: an intersection (--only "
+                        "speed+resnet18: resnet18's speed cells)")
     p.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="local: cells one after another on this machine (default); ray: cells as Ray tasks on a Ray "
                         "cluster (--ray-address) or a local Ray, timed kinds (speed, memory, layers) each holding a "
@@ -37,8 +40,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="ray executor: GPUs each untimed cell's task asks for (default 0; a cuda cell asks for at "
                         "least 1, or its num_gpus option; a timed cuda cell holds 1 whole GPU)")
     p.add_argument("--plots-dir", default="plots", help="where figures are written (default ./plots)")
-    p.add_argument("--no-plots", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-plots", action="store_true", help="write no figures after the run")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in CI logs)")
     p.add_argument("--dry-run", action="store_true",
                    help="validate the suite and list the pending cells (writes nothing)")
     p.add_argument("--memory-cap", default=None, metavar="CAP",
@@ -49,7 +52,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("report", help="leaderboards from the results store")
     p.add_argument("--suite", default=None, help="suite to report (default: the most recent)")
-    p.add_argument("--format", choices=["md", "csv", "json", "html"], default="md")
+    p.add_argument("--format", choices=list_formats(), default="md",
+                   help="md (default), csv, json, latex (booktabs tables for a paper) or html (a page with figures)")
     p.add_argument("--output", "-o", default=None, help="file to write (default: stdout)")
     p.add_argument("--plots-dir", default=None,
                    help="html: embed the PNGs of this folder (default: figures made for the page in a temporary folder)")
@@ -60,14 +64,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("plot", help="figures (PNG + SVG) from the results store")
     p.add_argument("--suite", default=None, help="suite to plot (default: the most recent)")
-    p.add_argument("--out-dir", default="plots")
+    p.add_argument("--out-dir", default="plots",
+                   help="folder for the figures (PNG, SVG with editable text, PDF); default ./plots")
 
     sub.add_parser("suites", help="list the suites found in ./suites and the bundled suites folder")
 
     # prefix_chars="+": every argument, --help included, is passed through to the training CLI
     p = sub.add_parser("train", help="train and evaluate one model (see `train --help`)", add_help=False,
                        prefix_chars="+")
-    p.add_argument("train_args", nargs="*")
+    p.add_argument("train_args", nargs="*", help="arguments of the training command")
 
 
 

@@ -79,17 +79,23 @@ class Handoff:
 
 
 def select_cells(cells: list[Cell], only: Sequence[str] = ()) -> list[Cell]:
-    """Keep cells whose kind, backbone or variant is in `only` (all when empty); UserError for a name none has."""
+    """Keep the cells `only` selects (all when empty); UserError for a name no cell has.
+
+    Each value names a kind, backbone or variant; repeated values add up (a union: `--only speed --only resnet18`
+    is every speed cell and every resnet18 cell). Names joined by `+` must all match (an intersection:
+    `--only speed+resnet18` is resnet18's speed cells). A name that itself contains `+` is taken whole.
+    """
     if not only:
         return cells
     names = {n for c in cells for n in (c.kind, c.backbone, c.variant)}
-    for name in only:
+    terms = [[term] if term in names else term.split("+") for term in only]
+    for name in (n for term in terms for n in term):
         if name not in names:
             raise UserError(f"--only {name!r} names no cell of this suite; valid: kinds "
                             f"{', '.join(sorted({c.kind for c in cells}))}; backbones "
                             f"{', '.join(sorted({c.backbone for c in cells}))}; variants "
                             f"{', '.join(sorted({c.variant for c in cells}))}")
-    return [c for c in cells if {c.kind, c.backbone, c.variant} & set(only)]
+    return [c for c in cells if any(set(term) <= {c.kind, c.backbone, c.variant} for term in terms)]
 
 
 def pending_cells(suite: Suite, store: ResultStore | None, force: bool = False, only: Sequence[str] = ()) -> tuple[
