@@ -41,6 +41,7 @@ def run_cell(cell: Cell | dict[str, Any], plugins: Sequence[str] = ()) -> dict[s
             if getattr(o, "threads", None):  # a fixed, recorded thread count for this cell only
                 torch.set_num_threads(int(o.threads))
             kind = get_kind(cell.kind)
+            before = _load() if kind.timed else None
             processes = kind.processes(o)
             if processes:  # timed cells: in fresh worker processes (see execution/workers.py)
                 from .workers import measure_in_workers
@@ -51,6 +52,11 @@ def run_cell(cell: Cell | dict[str, Any], plugins: Sequence[str] = ()) -> dict[s
         finally:
             torch.set_num_threads(threads)
         values = result.to_values()
+        if before is not None:  # a timed kind: the machine's load around it (the report marks a loaded cell `!`)
+            after = _load()
+            loads = [x["load_avg"] for x in (before, after) if x["load_avg"] is not None]
+            values.setdefault("load_avg", max(loads) if loads else None)
+            values.setdefault("cores", after["cores"])
         status = "ok" if result.status in ("ok", None) else "failed"
         error = result.error if status == "failed" else None
         if status == "failed" and not error:
@@ -59,6 +65,12 @@ def run_cell(cell: Cell | dict[str, Any], plugins: Sequence[str] = ()) -> dict[s
         status, error = "failed", _error_text(exc)
     return {"values": values, "status": status, "error": error, "environment": environment(),
             "started": started, "finished": utcnow()}
+
+
+def _load() -> dict[str, Any]:
+    from ..metrics.speed import machine_load
+
+    return machine_load()
 
 
 def _error_text(exc: BaseException) -> str:

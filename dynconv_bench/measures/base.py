@@ -218,7 +218,18 @@ def records_of(kind: str, options: Mapping[str, Any] | None, values: Mapping[str
     cls = _KINDS.get(kind)
     if cls is None or not values:
         return []
-    return cls.records(options or {}, cls.result.from_values(values))
+    records = cls.records(options or {}, cls.result.from_values(values))
+    if cls.timed and _under_load(values):  # any timed kind: the runner recorded the load around measure()
+        records = [r if "load" in r.flags else dataclasses.replace(r, flags=(*r.flags, "load")) for r in records]
+    return records
+
+
+def _under_load(values: Mapping[str, Any]) -> bool:
+    """The cell ran while the 1-minute load average exceeded the core count by more than LOAD_SLACK."""
+    from ..metrics.speed import LOAD_SLACK
+
+    load, cores = values.get("load_avg"), values.get("cores")
+    return isinstance(load, (int, float)) and isinstance(cores, int) and load > cores + LOAD_SLACK
 
 
 def options_of(kind: str, options: Mapping[str, Any]) -> MeasureOptions:
