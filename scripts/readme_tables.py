@@ -38,7 +38,7 @@ def _g(n: int) -> str:
 
 
 def variants_table() -> str:
-    rows = ["| variant | paper | defaults | ResNet-18 params | deployed params | MACs | of which dynamic overhead |",
+    rows = ["| variant | paper | defaults | ResNet-18 params | deployed params | MACs (deployed form) | of which dynamic overhead |",
             "|---|---|---|---|---|---|---|"]
     for name in dcb.list_variants():
         cls = dcb.get_variant(name)
@@ -70,7 +70,10 @@ def main() -> int:
     args = parser.parse_args()
     torch.manual_seed(0)
     body = (f"{START}\nMeasured by `python scripts/readme_tables.py` (1000 classes, 224x224, MACs per image"
-            f" traced on a batch of 2 as the suites count them, 1 multiply-add = 1; FLOPs = 2 x MACs).\n\n{variants_table()}\n\n"
+            f" traced on a batch of 2 as the suites count them, 1 multiply-add = 1; FLOPs = 2 x MACs). MACs are"
+            f" those of the deployed form (static parts folded, what inference runs); the suites' leaderboards"
+            f" count the trained form (`MACs trained form`), e.g. KernelDNA's ResNet-18 1,830 M there, 1.824G here."
+            f"\n\n{variants_table()}\n\n"
             f"KernelDNA's architectures (the paper's models, registered with timm):\n\n{architectures_table()}\n{END}")
     text = README.read_text()
     new = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: body, text, flags=re.S)
