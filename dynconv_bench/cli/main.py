@@ -20,15 +20,23 @@ from .common import COMMANDS, DB_ENV, DEFAULT_DB
 
 VERB_MODULES = (models, run, export, published)
 STORE_VERBS = ("run", "report", "plot")  # the verbs that read or write a results store (--db)
-DESCRIPTION = ("Benchmark dynamic convolutions (CondConv, DyConv, ODConv, KernelDNA, ...) against static baselines: "
-               "run a suite of measurements (accuracy, parameters, MACs, speed, memory), then read the leaderboards "
-               "(Markdown, CSV, JSON, LaTeX, HTML) and plots.")
+DESCRIPTION = ("Benchmark dynamic convolutions ({variants}) against static baselines: run a suite of measurements "
+               "(accuracy, parameters, MACs, speed, memory), then read the leaderboards (Markdown, CSV, JSON, LaTeX, "
+               "HTML) and plots.")
+
+
+def _description() -> str:
+    """The description, naming the installed variants from their entry points (no plugin is imported)."""
+    from importlib.metadata import entry_points
+
+    names = sorted({ep.name for ep in entry_points(group="dynconv_bench.variants")} - {"static"})
+    return DESCRIPTION.format(variants=", ".join(names) or "none installed")
 EPILOG = ("Start with: dynconv-bench suites; dynconv-bench run smoke; dynconv-bench report --format html -o "
           "report.html. `dynconv-bench COMMAND --help` describes each command.")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dynconv-bench", description=DESCRIPTION, epilog=EPILOG)
+    parser = argparse.ArgumentParser(prog="dynconv-bench", description=_description(), epilog=EPILOG)
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
                         help="import a Python file that registers variants (repeatable)")
     parser.add_argument("--allow-shadow", action="store_true",
