@@ -63,3 +63,13 @@ def test_a_timed_plugin_kind_is_marked_when_the_machine_was_loaded(kind, load, m
     shown = format_table(leaderboards(df)["cifar_resnet8"])
     assert shown["cold start (s), x: lower is better"].tolist() == (
         ["0.5 (1.00x)!", "0.75 (1.50x)!"] if marked else ["0.5 (1.00x)", "0.75 (1.50x)"])
+
+
+def test_the_measure_kinds_page_covers_what_a_kind_author_asks() -> None:
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "measure-kinds.md").read_text()
+    for heading in ("## What `measure(spec, opts)` receives", "## Timed kinds and the load mark", "## Repeats",
+                    "## Plots"):
+        assert heading in page
+    assert "tests/test_timed_kind.py" in page and "torch.set_num_threads(opts.threads)" in page
