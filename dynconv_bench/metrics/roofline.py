@@ -147,7 +147,7 @@ def _layer_costs(p: ConvProblem, conv_prec: str, mm_prec: str, sms: int) -> dict
     shared = p.mode == 0 and p.num_k == 1 and not p.rank
     per_sample_conv = Cost(0 if depthwise else flops, conv_prec, flops if depthwise else 0, e * (x + y + b * w))
     out: dict[str, list[Cost] | None] = dict.fromkeys(STRATEGIES)
-    if p.rank:  # DCD: its own unfused path (scaled static conv + Q, Phi, P convs), and the fused kernel
+    if p.rank:  # a low-rank residual (rank > 0): its own unfused path (scaled static conv + Q, Phi, P convs), and the fused kernel
         lr = 2.0 * b * p.out_size[0] * p.out_size[1] * p.rank * (p.cin + p.cout)
         z = b * p.rank * p.out_size[0] * p.out_size[1]
         out["own"] = [attention, _static(p, conv_prec), Cost(bytes=2 * e * y),  # Lambda scale
