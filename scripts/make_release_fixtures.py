@@ -28,8 +28,9 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dynconv_bench_variants.releases.layouts import mobilenetv2_block  # noqa: E402
+
 from dynconv_bench.models.published import get_pair, import_state_dict, list_pairs  # noqa: E402
-from dynconv_bench.models.published.layouts import mobilenetv2_block  # noqa: E402
 
 SEED = 0
 TOL = 1e-5

@@ -106,3 +106,49 @@ def test_mismatched_architecture_is_refused() -> None:
     with pytest.raises(UserError, match=r"release tensor 'layer1.0.conv1.weight' \(1, 64, 64, 3, 3\) does not fit "
                                         r"ours 'layer1.0.conv1.weight' \(4, 64, 64, 3, 3\)"):
         import_state_dict(get_pair("odconv", "resnet18_4x"), fx["state_dict"], ("layer1.0.",), num_classes=10)
+
+
+# -- releases are plugins: the core finds them through the entry point group -------------------------
+def test_builtin_releases_come_from_the_entry_points_and_live_outside_the_core() -> None:
+    from importlib.metadata import entry_points
+
+    from dynconv_bench.models.published import releases
+    from dynconv_bench.models.registry import RELEASE_GROUP
+
+    eps = {ep.name: ep.value for ep in entry_points(group=RELEASE_GROUP)}
+    assert set(eps) == set(releases()) == {"odconv", "kernelwarehouse", "kerneldna", "timm"}
+    for pair in list_pairs():
+        assert pair.place.__module__ == eps[pair.release], pair.name
+
+
+def test_a_third_party_release_is_found_and_a_broken_one_warns(tmp_path: Path, monkeypatch) -> None:
+    from importlib.metadata import EntryPoint
+
+    from dynconv_bench.models.published import base, releases
+    from dynconv_bench.models.registry import RELEASE_GROUP
+
+    (tmp_path / "toy_release_plugin.py").write_text(
+        "from dynconv_bench.models.published import EvalTransform, Pair, register_pair\n\n"
+        "def _same(key, tensor, model):\n"
+        "    return [(key, tensor)]\n\n"
+        "register_pair(Pair('toy', 'r8', 'cifar_resnet8', 'static', {}, _same, EvalTransform(32, 32, 'bilinear'),\n"
+        "                   'fc.weight'))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(__import__("sys").modules, "toy_release_plugin", raising=False)
+    eps = [EntryPoint("toy", "toy_release_plugin", RELEASE_GROUP),
+           EntryPoint("broken", "no_such_release_module_xyz", RELEASE_GROUP),
+           EntryPoint("empty", "json", RELEASE_GROUP)]  # imports, registers nothing
+    monkeypatch.setattr(base, "_PAIRS", {})
+    monkeypatch.setattr(base, "_releases_loaded", False)
+    monkeypatch.setattr(base, "entry_points", lambda group: eps if group == RELEASE_GROUP else [])
+    with pytest.warns(UserWarning) as caught:
+        assert releases() == ["toy"]
+    assert [str(w.message).split(" (")[0] for w in caught] == [
+        "could not load release 'broken'", "release entry point 'empty'"]
+    pair = get_pair("toy", "r8")
+    theirs = pair.build(10).state_dict()
+    ours = import_state_dict(pair, theirs)
+    assert all(torch.equal(ours.state_dict()[k], v) for k, v in theirs.items())
+    with pytest.raises(UserError, match="valid: r8"):
+        get_pair("toy", "r9")
+    monkeypatch.delitem(__import__("sys").modules, "toy_release_plugin", raising=False)

@@ -9,7 +9,7 @@ from .common import command
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("import", help="convert a published release's weights file into our model (checked)")
-    p.add_argument("release", help="odconv, kernelwarehouse, kerneldna or timm")
+    p.add_argument("release", help="the release the file comes from (a wrong name lists the installed ones)")
     p.add_argument("file", help="the release's checkpoint (.pth, .pth.tar, .pt)")
     p.add_argument("-o", "--output", required=True, help="where to write the converted model (.pt)")
     p.add_argument("--arch", default=None, help="the release's architecture (default: the one the file fits)")

@@ -16,7 +16,7 @@ from ..models.variant import Param
 CHECKPOINT = {
     "checkpoint": Param(None, "a published release's weights file (in weights_dir, or a path): evaluated with the "
                               "release's eval transform on imagefolder's val/ (needs epochs = 0)", type=str),
-    "release": Param(None, "the release the checkpoint comes from: odconv, kernelwarehouse, kerneldna, timm",
+    "release": Param(None, "the release the checkpoint comes from (an installed release importer's name)",
                      type=str),
     "weights_dir": Param(None, "folder of downloaded release files (checkpoint names are relative to it)", type=str),
     "checkpoint_sha256": Param(None, "expected sha256 of the checkpoint file (checked before loading)", type=str),

@@ -20,7 +20,8 @@ from .variant import Variant
 
 VARIANT_GROUP = "dynconv_bench.variants"
 ARCHITECTURE_GROUP = "dynconv_bench.architectures"
-GROUPS = (VARIANT_GROUP, ARCHITECTURE_GROUP)
+RELEASE_GROUP = "dynconv_bench.releases"  # modules registering release importers (models/published)
+GROUPS = (VARIANT_GROUP, ARCHITECTURE_GROUP, RELEASE_GROUP)
 
 _VARIANTS: dict[str, type[Variant]] = {}
 _PLUGIN_FILES: dict[str, Path] = {}  # module name given to a loaded plugin file -> the file
@@ -218,7 +219,7 @@ def installation_problems(pyproject: Path | None = None, plugin_dirs: list[Path]
     referenced = {v.split(":")[0].rsplit(".", 1)[-1] for v in have.values()}  # module stems
     for folder in plugin_dirs:
         for info in pkgutil.iter_modules([str(folder)]):
-            if not info.name.startswith("_") and info.name not in referenced:
+            if not info.name.startswith("_") and not info.ispkg and info.name not in referenced:  # a package: not a variant
                 problems.append(f"{folder / info.name}.py is not named by any installed entry point: add it "
                                 "to pyproject.toml and reinstall (pip install -e .)")
     return problems

@@ -1,7 +1,8 @@
-"""Published releases' weights in this project's models: one importer per release, a registry of
-(release, architecture) pairs, each our `create_model(...)` call and a checked key mapping.
+"""Published releases' weights in this project's models: a registry of (release, architecture) pairs, each
+our `create_model(...)` call and a checked key mapping, and the file loading and checks they share.
 
-Facts about each release's layout are in its module's docstring; docs/published.md says what was verified.
+The importers themselves are plugins (the `dynconv_bench.releases` entry points; the built-in ones live beside
+the built-in variants); facts about a release's layout are in its module's docstring.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from .base import (
            ImportRecord,
            Pair,
            PaperResult,
+           Placement,
+           Placer,
            assemble,
            check_file,
            classes_of,
@@ -20,10 +23,11 @@ from .base import (
            list_pairs,
            load_checkpoint,
            read_state_dict,
+           register_pair,
            releases,
            sha256_of,
 )
 
-__all__ = ["EvalTransform", "ImportRecord", "PaperResult", "Pair", "assemble", "check_file", "classes_of",
-           "find_pair", "get_pair", "import_state_dict", "list_pairs", "load_checkpoint", "read_state_dict",
-           "releases", "sha256_of"]
+__all__ = ["EvalTransform", "ImportRecord", "PaperResult", "Pair", "Placement", "Placer", "assemble", "check_file",
+           "classes_of", "find_pair", "get_pair", "import_state_dict", "list_pairs", "load_checkpoint",
+           "read_state_dict", "register_pair", "releases", "sha256_of"]

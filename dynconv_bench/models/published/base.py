@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import torch
 from torch import nn
 
 from ...errors import UserError, unknown_choice
+from ..registry import RELEASE_GROUP
 
 # (our key, tensor) pairs a release tensor fills; [] = the release tensor carries nothing we keep (never silent:
 # a pair lists such keys in `ignored` with the reason)
@@ -103,13 +106,33 @@ class ImportRecord:
 _PAIRS: dict[tuple[str, str], Pair] = {}
 
 
+_releases_loaded = False
+
+
 def register_pair(pair: Pair) -> Pair:
+    """Make a (release, architecture) importable; a release module calls it once per pair when imported."""
     _PAIRS[(pair.release, pair.arch)] = pair
     return pair
 
 
 def _load_pairs() -> None:
-    from . import kerneldna, kernelwarehouse, odconv, timm_condconv  # noqa: F401  (they register)
+    """Import (once, on the first lookup) the modules the `dynconv_bench.releases` entry points name.
+
+    Built-in and third-party releases alike: each entry point's name is the release its module registers.
+    """
+    global _releases_loaded
+    if _releases_loaded:
+        return
+    _releases_loaded = True
+    for ep in entry_points(group=RELEASE_GROUP):
+        try:
+            ep.load()
+        except Exception as exc:  # a broken release plugin must not break the others
+            warnings.warn(f"could not load release {ep.name!r} ({ep.value}): {exc}", stacklevel=2)
+            continue
+        if not any(release == ep.name for release, _ in _PAIRS):
+            warnings.warn(f"release entry point {ep.name!r} ({ep.value}) registered no pair of that release",
+                          stacklevel=2)
 
 
 def list_pairs() -> list[Pair]:

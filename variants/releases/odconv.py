@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import EvalTransform, Pair, PaperResult, Placement, register_pair
+from dynconv_bench.models.published import EvalTransform, Pair, PaperResult, Placement, register_pair
+
 from .layouts import mobilenetv2_key
 
 TRANSFORM = EvalTransform(256, 224, "bilinear", source="ODConv main.py: Resize(256), CenterCrop(224), ImageNet mean/std")

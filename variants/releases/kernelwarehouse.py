@@ -15,7 +15,7 @@ import re
 import torch
 from torch import nn
 
-from .base import EvalTransform, Pair, PaperResult, Placement, register_pair
+from dynconv_bench.models.published import EvalTransform, Pair, PaperResult, Placement, register_pair
 
 TRANSFORM = EvalTransform(256, 224, "bicubic", source="KernelWarehouse datasets.py build_transform: "
                                                       "Resize(int(224 / 0.875), bicubic), CenterCrop(224), ImageNet "

@@ -17,7 +17,8 @@ import re
 import torch
 from torch import nn
 
-from .base import EvalTransform, Pair, Placement, register_pair
+from dynconv_bench.models.published import EvalTransform, Pair, Placement, register_pair
+
 from .layouts import mobilenetv2_key
 
 TRANSFORM = EvalTransform(256, 224, "bilinear", source="KernelDNA main.py: Resize(256), CenterCrop(224), ImageNet "

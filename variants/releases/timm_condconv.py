@@ -13,7 +13,7 @@ import re
 import torch
 from torch import nn
 
-from .base import EvalTransform, Pair, PaperResult, Placement, register_pair
+from dynconv_bench.models.published import EvalTransform, Pair, PaperResult, Placement, register_pair
 
 TRANSFORM = EvalTransform(256, 224, "bicubic", source="timm pretrained_cfg of efficientnet_cc_b0_*: crop_pct 0.875, "
                                                       "bicubic, ImageNet mean/std")
