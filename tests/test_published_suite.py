@@ -117,6 +117,9 @@ def test_import_refuses_mismatch_and_corruption(tmp_path: Path, capsys: pytest.C
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "cannot read checkpoint" in err
     rc = main(["import", "odconv", str(src), "--sha256", "0" * 64, "-o", str(tmp_path / "m.pt")])
     assert rc == 2 and "expected " + "0" * 64 in capsys.readouterr().err
+    rc = main(["import", "nosuch", str(broken), "-o", str(tmp_path / "m.pt")])  # named before the file is read
+    assert rc == 2 and capsys.readouterr().err.strip().endswith(
+        "unknown release 'nosuch'; valid: kerneldna, kernelwarehouse, odconv, timm")
     assert not (tmp_path / "m.pt").exists()
 
 

@@ -34,13 +34,13 @@ def cmd_import(args: argparse.Namespace) -> int:
         releases,
     )
 
+    if args.release not in releases():  # before reading a possibly large file
+        raise unknown_choice("release", args.release, releases())
     digest = check_file(args.file, args.sha256, args.size)
     sd = read_state_dict(args.file)
     if args.arch is not None:
         pair = get_pair(args.release, args.arch)
     else:
-        if args.release not in releases():
-            raise unknown_choice("release", args.release, releases())
         pair = _fitting_pair(args.release, sd)
         if pair is None:
             archs = ", ".join(p.arch for p in list_pairs() if p.release == args.release)
