@@ -82,7 +82,8 @@ def compile_report(key_json: str, arch: int) -> KernelReport:
         knobs.nvidia.dump_ptxas_log = True
         knobs.compilation.always_compile = True  # a disk-cache hit would skip ptxas and its log
         kernel = triton.compile(ASTSource(fn, sig, constexprs), target=GPUTarget("cuda", arch, 32),
-                                options={"num_warps": key["num_warps"], "num_stages": key["num_stages"]})
+                                options={"num_warps": key["num_warps"], "num_stages": key["num_stages"],
+                                         "maxnreg": key["maxnreg"]})
     text = log.getvalue()
     regs = re.search(r"Used (\d+) registers", text)
     spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", text)

@@ -231,7 +231,7 @@ def _launch(x: torch.Tensor, kernel: tuple[int, int], cout: int, groups: int, st
         KH=kernel[0], KW=kernel[1], MODE=mode, NUM_K=num_k, HAS_BIAS=bias is not None,
         HAS_CHANNEL=channel is not None, HAS_FILTER=filt is not None, HAS_SPATIAL=spatial is not None,
         HAS_LOWRANK=q is not None, LP=lowrank_width(problem.rank), BM=tiles.bm, BN=tiles.bn, BK=tiles.bk,
-        PREC=problem.precision, num_warps=tiles.warps, num_stages=tiles.stages)
+        PREC=problem.precision, num_warps=tiles.warps, num_stages=tiles.stages, maxnreg=tiles.maxnreg)
     if tiles.splits > 1:
         out = out.sum(0).to(dtype)
     return out.permute(0, 3, 1, 2)  # (B, C_out, H_out, W_out) in channels_last memory
