@@ -80,7 +80,8 @@ def describe_environment(env: dict[str, Any] | None) -> str:
     """The environment key in words (fields not recorded are left out)."""
     env = env if isinstance(env, dict) else {}
     parts = []
-    for key, text in (("host", "host {}"), ("cpu_model", "CPU {}"), ("threads", "{} torch threads by default"),
+    host = ("cluster", "Ray cluster of {}") if env.get("cluster") else ("host", "host {}")  # rows of many nodes
+    for key, text in (host, ("cpu_model", "CPU {}"), ("threads", "{} torch threads by default"),
                       ("gpu", "GPU {}"), ("torch", "torch {}"), ("timm", "timm {}")):
         if key in env:
             parts.append(text.format("none" if env[key] is None else env[key]))
