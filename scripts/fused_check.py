@@ -25,7 +25,7 @@ BACKBONE, SIZE = "resnet18", 224
 
 
 def _variants() -> dict[str, tuple[str, dict]]:
-    from dynconv_bench.models.triton_aot import VARIANTS
+    from dynconv_bench_variants._speed_configs import VARIANTS
 
     return {label: (name, cfg) for label, name, cfg in VARIANTS}
 

@@ -18,12 +18,12 @@ import sys
 from pathlib import Path
 
 import triton
+from dynconv_bench_variants._speed_configs import VARIANTS
 
 from dynconv_bench.files import write_atomic
 from dynconv_bench.models.triton_aot import (
     ARCHS,
     BACKBONES,
-    VARIANTS,
     compile_report,
     family,
     launcher_configs,

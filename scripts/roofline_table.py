@@ -10,10 +10,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from dynconv_bench_variants._speed_configs import VARIANTS
+
 from dynconv_bench.files import write_atomic
 from dynconv_bench.metrics.roofline import GPUS, predict, static_conv_problems
 from dynconv_bench.models.convert import create_model
-from dynconv_bench.models.triton_aot import VARIANTS, model_problems
+from dynconv_bench.models.triton_aot import model_problems
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "fused-kernels.md"
 START, END = "<!-- roofline-table:start -->", "<!-- roofline-table:end -->"

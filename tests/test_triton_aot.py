@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("triton")
+from dynconv_bench_variants._speed_configs import VARIANTS  # noqa: E402
 from triton import knobs  # noqa: E402
 
 from dynconv_bench.models.triton_aot import (  # noqa: E402
     BACKBONES,
-    VARIANTS,
     compile_report,
     family,
     launcher_configs,

@@ -23,15 +23,11 @@ import torch
 
 from .triton_tiles import ConvProblem, choose_tiles, compile_key
 
-__all__ = ["ARCHS", "BACKBONES", "VARIANTS", "KernelReport", "compile_report", "family", "launcher_configs", "model_problems",
+__all__ = ["ARCHS", "BACKBONES", "KernelReport", "compile_report", "family", "launcher_configs", "model_problems",
            "precision_class", "representative"]
 
 # (architecture, SM count of the part the split-K rule sizes for): A100 SXM has 108 SMs, H100 SXM / H200 132
 ARCHS = {80: 108, 90: 132}
-# built-in variants as the speed suites run them (label, registered name, config)
-VARIANTS = (("static-se", "static-se", {}), ("condconv", "condconv", {}), ("dyconv", "dyconv", {}),
-            ("odconv-1x", "odconv", {"num_kernels": 1}), ("odconv-4x", "odconv", {"num_kernels": 4}),
-            ("kernelwarehouse", "kernelwarehouse", {}), ("dcd", "dcd", {}), ("kerneldna", "kerneldna", {}))
 BACKBONES = {"resnet18": 224, "resnet50": 224, "mobilenetv2_100": 224}
 # compute dtype and fp32 dot precision: the three dtypes, fp32 with and without TF32
 PRECISIONS = (("fp32", "tf32"), ("fp32", "ieee"), ("bf16", "ieee"), ("fp16", "ieee"))

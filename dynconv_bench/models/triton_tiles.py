@@ -31,7 +31,7 @@ class ConvProblem:
     has_channel: bool = False
     has_filter: bool = False
     has_spatial: bool = False
-    rank: int = 0  # DCD's latent width L (0: no low-rank residual)
+    rank: int = 0  # latent width L of a low-rank residual (0: none)
     dtype: str = "fp32"
     precision: str = "ieee"  # fp32 only: 'tf32' or 'ieee'
     in_size: tuple[int, int] = (0, 0)  # (H, W) of the input, padding excluded (the roofline's bytes)
@@ -91,7 +91,7 @@ def choose_tiles(p: ConvProblem, sms: int | None = None) -> Tiles:
     to fill it. Register budgets (from the AOT report): tiles up to 128x64x32 or 64x128x32 on 8 warps (128x128
     spills on sm_80), TF32 on 128-row tiles BK 16; IEEE fp32 64x64x16 (FMA dots hold both operands in
     registers); warehouse cells (MODE 1) BN <= 64: the per-element gather of their attention holds index tiles too.
-    1x1 mixtures of 4+ kernels BM 64; DCD's IEEE fp32 residual with a latent width of 64+ BN 16. 8 warps
+    1x1 mixtures of 4+ kernels BM 64; an IEEE fp32 low-rank residual with a latent width of 64+ BN 16. 8 warps
     throughout (4 spill on the K = 4 mixtures and the cells), compiled with maxnreg 255 (see `Tiles`).
     """
     ieee = p.dtype == "fp32" and p.precision == "ieee"
@@ -115,7 +115,7 @@ def choose_tiles(p: ConvProblem, sms: int | None = None) -> Tiles:
 
 
 def lowrank_width(rank: int) -> int:
-    """LP, the padded latent width of DCD's residual tile (a power of two, at least 16 for tl.dot)."""
+    """LP, the padded latent width of the low-rank residual's tile (a power of two, at least 16 for tl.dot)."""
     return _pow2(rank, 16, 1 << 20) if rank else 16
 
 
