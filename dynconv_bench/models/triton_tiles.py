@@ -98,7 +98,7 @@ def choose_tiles(p: ConvProblem, sms: int | None = None) -> Tiles:
     bk = choose_bk(p)
     bn = _pow2(p.cout // p.groups, 16, 64 if p.mode == 1 or ieee else 128)
     bm = _bm(p)
-    if bm * bn > 128 * 64:  # 128x128 spilled: TF32 on sm_80, bf16 with ODConv's scales on sm_80 (240 B)
+    if bm * bn > 128 * 64:  # 128x128 spilled: TF32 on sm_80, bf16 with per-sample filter scales on sm_80 (240 B)
         bn = 64
     if p.rank and ieee and lowrank_width(p.rank) >= 64:
         bn = 16  # FMA dots with a 64-wide latent tile besides: 64x64 and 64x32 spill at 255 registers
