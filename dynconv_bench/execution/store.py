@@ -2,7 +2,8 @@
 
 A run claims a cell before measuring it: a `running` row naming its owner (host:pid) with a heartbeat.
 Concurrent runs skip cells another live run holds or finished after they started; a dead owner's claim is
-taken over. Reads give the latest finished row per cell. Only empty SQLite files and stores are written to.
+taken over (a result of a claim taken over is discarded, never a second row). Reads give the latest finished
+row per cell. Only empty SQLite files and stores are written to (checks and schema: store_schema.py).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import json
 import os
 import platform
 import sqlite3
-import stat
 import sys
 from collections.abc import Collection
 from datetime import datetime, timedelta, timezone
@@ -21,7 +21,19 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import UserError
-from ..files import NAME_MAX
+from .store_schema import (
+    COLUMNS,
+    JSON_COLUMNS,
+    READ_COLUMNS,
+    SCHEMA_SQL,
+    SCHEMA_VERSION,
+    check_foreign_file,
+    check_store_path,
+    newer_schema_line,
+    parse_schema_version,
+    read_schema_version,
+    sqlite_error_line,
+)
 from .suite import KEY_FIELDS
 
 
@@ -41,45 +53,12 @@ def _env_seconds(name: str, default: float) -> float:
         return default
 
 
-SCHEMA_VERSION = 2
 # A claim whose heartbeat is older than STALE_AFTER_S belongs to a dead or stopped run and is taken over; both
 # can be set for slow shared file systems (and short tests): DYNCONV_BENCH_STALE_AFTER, DYNCONV_BENCH_HEARTBEAT.
 HEARTBEAT_EVERY_S = _env_seconds("DYNCONV_BENCH_HEARTBEAT", 15.0)
 STALE_AFTER_S = max(_env_seconds("DYNCONV_BENCH_STALE_AFTER", 120.0), 2 * HEARTBEAT_EVERY_S)
 ABANDONED = "abandoned: "  # error text prefix of a claim closed because its run died
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS results (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    suite TEXT NOT NULL,
-    backbone TEXT NOT NULL,
-    variant TEXT NOT NULL,
-    variant_name TEXT NOT NULL,
-    config TEXT NOT NULL,
-    config_hash TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    options TEXT NOT NULL,
-    options_hash TEXT NOT NULL,
-    "values" TEXT,
-    status TEXT NOT NULL,
-    error TEXT,
-    environment TEXT,
-    run_id TEXT,
-    started TEXT,
-    finished TEXT,
-    owner TEXT,
-    heartbeat TEXT
-);
-CREATE INDEX IF NOT EXISTS results_cell ON results (suite, backbone, variant, config_hash, kind, options_hash);
-CREATE INDEX IF NOT EXISTS results_run ON results (run_id);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-"""
-
-COLUMNS = ("id", "suite", "backbone", "variant", "variant_name", "config", "config_hash", "kind", "options",
-           "options_hash", "values", "status", "error", "environment", "run_id", "started", "finished", "owner",
-           "heartbeat")
-JSON_COLUMNS = ("config", "options", "values", "environment")
-_READ_COLUMNS = ("id", "suite", "backbone", "variant", "kind", "values", "status")  # what a report needs at least
 STATUSES = ("ok", "failed", "running")
 _KEY_SQL = " AND ".join(f"{f}=?" for f in KEY_FIELDS)
 _LATEST = (f"id IN (SELECT MAX(id) FROM results WHERE status IN ('ok', 'failed') GROUP BY {', '.join(KEY_FIELDS)})")
@@ -100,10 +79,10 @@ class ResultStore:
     def __init__(self, path: str | Path, readonly: bool = False) -> None:
         self.path = Path(path)
         self.readonly = readonly
-        _check_path(self.path, readonly)  # no os.open of the file: closing any fd of it drops this process's locks
+        check_store_path(self.path, readonly)  # no os.open of the file: closing any fd of it drops this process's locks
         self.malformed: list[int] = []  # ids of the rows read so far whose JSON did not decode (rows() leaves them out)
         if not readonly:
-            _check_foreign(self.path)  # read-only, before WAL mode: that alone rewrites the file's header
+            check_foreign_file(self.path)  # read-only, before WAL mode: that alone rewrites the file's header
         try:
             if readonly:  # no -wal: no writer is open, and a snapshot read must not create -wal/-shm files
                 immutable = "&immutable=1" if not Path(f"{self.path}-wal").exists() else ""
@@ -121,12 +100,12 @@ class ResultStore:
             with contextlib.suppress(AttributeError, sqlite3.Error):
                 self.conn.close()
             raise UserError(sqlite_error_line(exc, self.path)) from None
-        missing = [c for c in (_READ_COLUMNS if readonly else COLUMNS) if c not in self._columns]
+        missing = [c for c in (READ_COLUMNS if readonly else COLUMNS) if c not in self._columns]
         if missing:
             self.conn.close()
             raise UserError(f"{self.path} is a damaged dynconv-bench results store: no column(s) {', '.join(missing)}")
         if readonly:
-            self.schema_version = _read_schema_version(self.conn, self.path)
+            self.schema_version = read_schema_version(self.conn, self.path)
 
     def _migrate(self) -> None:
         """Create the schema, or bring a store of an older schema up to this one in one transaction."""
@@ -134,7 +113,7 @@ class ResultStore:
         version = SCHEMA_VERSION
         if "meta" in tables:
             row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            version = _schema_version(row[0], self.path) if row else 1
+            version = parse_schema_version(row[0], self.path) if row else 1
         elif "results" in tables:
             version = 1
         if version > SCHEMA_VERSION:
@@ -145,7 +124,7 @@ class ResultStore:
             if "results" in tables and version < SCHEMA_VERSION:  # v1: one row per cell, no claims
                 self.conn.execute("ALTER TABLE results RENAME TO results_v1")
                 self.conn.execute("DROP INDEX IF EXISTS results_suite")
-            for statement in _SCHEMA.split(";"):
+            for statement in SCHEMA_SQL.split(";"):
                 if statement.strip():
                     self.conn.execute(statement)
             if "results" in tables and version < SCHEMA_VERSION:
@@ -380,107 +359,6 @@ def _age_s(stamp: str | None) -> float:
         return (datetime.now(timezone.utc) - datetime.fromisoformat(stamp or "")).total_seconds()
     except ValueError:
         return float("inf")
-
-
-def _schema_version(text: object, path: Path) -> int:
-    try:
-        return int(str(text))
-    except ValueError:
-        raise UserError(f"{path} is a damaged dynconv-bench results store: meta.schema_version is {text!r}, "
-                        f"not a number") from None
-
-
-def _read_schema_version(conn: sqlite3.Connection, path: Path) -> int:
-    """The store's schema version (1 when it has no meta table); UserError for a newer one than this code reads."""
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() if "meta" in tables else None
-    version = _schema_version(row[0], path) if row else 1
-    if version > SCHEMA_VERSION:
-        raise UserError(newer_schema_line(path, version))
-    return version
-
-
-def newer_schema_line(path: Path, version: int) -> str:
-    return (f"{path} was written by a newer dynconv-bench (store schema {version}, this one reads up to "
-            f"{SCHEMA_VERSION}); upgrade dynconv-bench or use another --db")
-
-
-_OURS = {"results", "meta", "sqlite_sequence"}
-_V1_COLUMNS = tuple(c for c in COLUMNS if c not in ("owner", "heartbeat"))  # the one-row-per-cell schema
-
-
-def _check_foreign(path: Path) -> None:
-    """Refuse an existing SQLite file that is neither empty nor a dynconv-bench store, without writing to it.
-
-    Read through a read-only connection (SQLite shares one lock per file within a process, so closing it is safe).
-    """
-    if not path.is_file() or path.stat().st_size == 0:
-        return
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=30.0)) as conn:
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            columns = {r[1] for r in conn.execute("PRAGMA table_info(results)")} if "results" in tables else set()
-            version = _read_schema_version(conn, path) if tables else SCHEMA_VERSION
-    except sqlite3.Error as exc:
-        raise UserError(sqlite_error_line(exc, path)) from None
-    if not tables:
-        return
-    needed = set(COLUMNS if version >= 2 else _V1_COLUMNS)
-    if tables <= _OURS and "results" in tables and "meta" in tables and not needed <= columns:
-        raise UserError(f"{path} is a damaged dynconv-bench results store: no column(s) "
-                        f"{', '.join(c for c in COLUMNS if c in needed - columns)}")
-    if not tables <= _OURS or "results" not in tables or not needed <= columns:
-        what = f"tables: {', '.join(sorted(tables))}"
-        if tables <= _OURS and "results" in tables:
-            what += f"; its results table lacks {', '.join(sorted(needed - columns))}"
-        raise UserError(f"{path} is an SQLite file of another application ({what}); "
-                        f"dynconv-bench writes only to its own stores: pass another --db")
-
-
-def sqlite_error_line(exc: sqlite3.Error, path: Path) -> str:
-    """One line saying what an SQLite error means for the store at `path`."""
-    name = getattr(exc, "sqlite_errorname", "") or ""
-    if name.startswith("SQLITE_FULL") or "disk is full" in str(exc):
-        return (f"cannot write the results store {path}: the disk is full (results written before are kept; "
-                f"free space and rerun to finish the rest)")
-    if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or "not a database" in str(exc):
-        return f"{path} is not a dynconv-bench results store ({exc})"
-    if name.startswith("SQLITE_BUSY"):
-        return f"results store {path} stayed locked by another process for 30 s; retry when it is idle"
-    if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_PERM")):
-        return f"cannot write the results store {path}: {exc}"
-    return f"results store {path}: {exc}"
-
-
-def _check_path(path: Path, readonly: bool) -> None:
-    """Raise a UserError naming the real reason a path cannot be the store. Never opens the file itself."""
-    for part in path.parts:
-        if len(os.fsencode(part)) > NAME_MAX:
-            raise UserError(f"results store path has a component of {len(os.fsencode(part))} bytes (at most "
-                            f"{NAME_MAX}): {part[:40]}...")
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        mode = None
-    except OSError as exc:
-        raise UserError(f"cannot open the results store {path}: {exc.strerror or exc}") from None
-    if mode is not None and stat.S_ISDIR(mode):
-        raise UserError(f"results store {path} is a directory; pass a file path such as {path / 'results.sqlite'}")
-    if mode is not None and not stat.S_ISREG(mode):
-        raise UserError(f"results store {path} is not a regular file (a device, FIFO or socket); pass a file path "
-                        f"such as results.sqlite")
-    if readonly:
-        if mode is None:
-            raise UserError(f"results store not found: {path} (run a suite first, or pass --db PATH)")
-        return
-    folder = path.parent
-    if not folder.is_dir():
-        raise UserError(f"folder of the results store does not exist: {folder}")
-    if mode is not None and not os.access(path, os.R_OK | os.W_OK):
-        raise UserError(f"cannot write the results store {path}: permission denied")
-    if not os.access(folder, os.W_OK | os.X_OK):  # SQLite writes its -wal and -shm files beside the store
-        raise UserError(f"cannot write the results store {path}: its folder {folder} is not writable "
-                        f"(SQLite keeps its -wal and -shm files beside the store)")
 
 
 class _Transaction:
