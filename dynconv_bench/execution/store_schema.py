@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..errors import UserError
-from ..files import NAME_MAX
+from ..files import check_path_name
 
 SCHEMA_VERSION = 2
 SCHEMA_SQL = """
@@ -122,10 +122,7 @@ def sqlite_error_line(exc: sqlite3.Error, path: Path) -> str:
 
 def check_store_path(path: Path, readonly: bool) -> None:
     """Raise a UserError naming the real reason a path cannot be the store. Never opens the file itself."""
-    for part in path.parts:
-        if len(os.fsencode(part)) > NAME_MAX:
-            raise UserError(f"results store path has a component of {len(os.fsencode(part))} bytes (at most "
-                            f"{NAME_MAX}): {part[:40]}...")
+    check_path_name(path, "results store")  # the name checks every output path gets (length, NUL, encoding)
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
