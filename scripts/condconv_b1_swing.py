@@ -35,7 +35,30 @@ SCENARIOS = {  # name: (prior work, extra environment)
     # torch's shared libraries dropped from the page cache first, as the VM's DAMON pageout scheme does to
     # file pages idle for 60 s (see results/README.md): every first use of a kernel's code waits for the disk
     "fresh-cold-libraries": ("none", {"SWING_COLD": "1"}),
+    # what the swinging run did: start 2.5 minutes after the machine's last work. The script itself sleeps
+    # (nothing else may run), long past DAMON's 60 s idle limit, then starts the fresh process
+    "after-idle-200s": ("none", {"SWING_IDLE": "200"}),
+    # a neighbour on the other core (as another VM on the host, or any process): the cell runs on core 0 with
+    # 1 thread; the neighbour on core 1 either streams memory (copies 256 MiB arrays) or computes in its caches
+    "core0-alone": ("none", {"SWING_CORE0": "1"}),
+    "core0-compute-neighbour": ("none", {"SWING_CORE0": "1", "SWING_NEIGHBOUR": "compute"}),
+    "core0-memory-neighbour": ("none", {"SWING_CORE0": "1", "SWING_NEIGHBOUR": "memory"}),
 }
+
+
+def neighbour(kind: str) -> None:
+    """Run forever on core 1: stream memory (a bandwidth hog) or compute inside the L1/L2 caches."""
+    import numpy as np
+
+    os.sched_setaffinity(0, {1})
+    if kind == "memory":
+        a, b = np.ones(2**25), np.empty(2**25)  # 2 x 256 MiB of float64: every copy goes to DRAM and back
+        while True:
+            np.copyto(b, a)
+    x = np.ones(2**12)  # 32 KiB: stays in L1/L2
+    while True:
+        for _ in range(1000):
+            np.multiply(x, 1.0000001, out=x)
 
 
 def _vmstat(*keys: str) -> dict[str, int]:
@@ -104,6 +127,10 @@ def worker(name: str) -> None:
     from dynconv_bench.models.modelspec import ModelSpec
 
     work, _ = SCENARIOS[name]
+    threads = 2
+    if os.environ.get("SWING_CORE0"):
+        os.sched_setaffinity(0, {0})
+        threads = 1
     _prior(work)
     models = [deploy(ModelSpec("resnet18", v, {}).build(1000)) for v in ("condconv", "static")]
     import contextlib
@@ -114,7 +141,7 @@ def worker(name: str) -> None:
     guard = MemoryGuard(default_memory_cap()) if os.environ.get("SWING_GUARD") else contextlib.nullcontext()
     with guard:
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-        result = measure_paired(*models, "inference", 1, (3, 224, 224), rounds=4, threads=2, warmup=2,
+        result = measure_paired(*models, "inference", 1, (3, 224, 224), rounds=4, threads=threads, warmup=2,
                                 min_time=2.0, min_runs=3)
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     vm1 = _vmstat("workingset_refault_file", "pgmajfault")
@@ -124,7 +151,7 @@ def worker(name: str) -> None:
                       "faults_per_run": round((cpu1.ru_minflt - cpu0.ru_minflt) / (result.runs * 2), 1),
                       "sys_share": round((cpu1.ru_stime - cpu0.ru_stime) / max(1e-9, (cpu1.ru_utime - cpu0.ru_utime)
                                                                              + (cpu1.ru_stime - cpu0.ru_stime)), 3),
-                      "major_faults": cpu1.ru_majflt - cpu0.ru_majflt,
+                      "major_faults": cpu1.ru_majflt - cpu0.ru_majflt, "start_major_faults": cpu0.ru_majflt,
                       "machine_file_refaults": vm1["workingset_refault_file"] - vm0["workingset_refault_file"],
                       "vol_ctx_switches": cpu1.ru_nvcsw - cpu0.ru_nvcsw, "threads": torch.get_num_threads()}))
 
@@ -135,8 +162,22 @@ def main(names: list[str]) -> None:
         if env.get("SWING_COLD"):
             print(f"dropped {_drop_torch_libraries() / 2**20:.0f} MiB of torch libraries from the page cache")
         env.pop("OMP_NUM_THREADS", None)
+        if env.get("SWING_IDLE"):
+            vm0 = _vmstat("workingset_refault_file", "pgmajfault")
+            time.sleep(float(env["SWING_IDLE"]))
+            vm1 = _vmstat("workingset_refault_file", "pgmajfault")
+            print(f"idle {env['SWING_IDLE']} s: the machine refaulted {vm1['workingset_refault_file'] - vm0['workingset_refault_file']}"
+                  f" file pages meanwhile", flush=True)
+        hog = (subprocess.Popen([sys.executable, __file__, "--neighbour", env["SWING_NEIGHBOUR"]])
+               if env.get("SWING_NEIGHBOUR") else None)
         t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, __file__, "--worker", name], env=env, capture_output=True, text=True)
+        try:
+            out = subprocess.run([sys.executable, __file__, "--worker", name], env=env, capture_output=True,
+                                 text=True)
+        finally:
+            if hog is not None:
+                hog.kill()
+                hog.wait()
         line = (out.stdout.strip().splitlines() or [out.stderr.strip()[-300:]])[-1]
         print(f"{name:34s} {time.perf_counter() - t0:5.1f} s  {line}", flush=True)
 
@@ -144,5 +185,7 @@ def main(names: list[str]) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--worker"]:
         worker(sys.argv[2])
+    elif sys.argv[1:2] == ["--neighbour"]:
+        neighbour(sys.argv[2])
     else:
         main(sys.argv[1:])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -142,10 +143,15 @@ def test_worker_timeout_counts_the_call_not_the_start_up_and_a_segfault_says_so(
     assert "out of memory" not in out["error"]
 
 
-def test_reporting_imports_without_torch() -> None:
-    code = ("import sys, dynconv_bench.reporting; "
-            "sys.exit(1 if 'torch' in sys.modules else 0)")
-    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+def test_reporting_imports_and_renders_a_store_without_torch() -> None:
+    store = Path(__file__).resolve().parents[1] / "results" / "cpu.sqlite"
+    code = ("import sys, dynconv_bench.reporting, dynconv_bench.reporting.plots\n"
+            "from dynconv_bench.reporting.report import load_results, render\n"
+            "assert 'torch' not in sys.modules, 'import'\n"
+            f"text = render(load_results({str(store)!r}, 'cpu'), 'md', 'cpu')\n"
+            "assert 'condconv' in text and 'torch' not in sys.modules, 'render'\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
 
 
 @pytest.mark.slow  # 2 x 4 speed cells in fresh worker processes (~2 min on 2 cores)

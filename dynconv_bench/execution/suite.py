@@ -20,7 +20,6 @@ from ..measures import check_options, list_kinds, options_of
 from ..measures import options as measure_options
 from ..measures.options import EXPANDED, MODES, MeasureOptions
 from ..models.modelspec import ModelSpec
-from ..models.sites import validate_policy
 
 MAX_NAME = 64  # characters of a suite name or variant label (they name figure files)
 TOP_KEYS = ("name", "description", "backbones", "variants", "measure", "memory_cap")
@@ -397,6 +396,8 @@ def _parse_variants(value: Any, source: str, get_variant: Any, list_variants: An
                 raise UserError(f"{where}.config must be a table of key = value")
             full = cls.validate(cfg)  # checked here; defaults and preset are resolved once, when the model is built
             if "policy" in full:
+                from ..models.sites import validate_policy
+
                 validate_policy(full["policy"])
         except UserError as exc:
             raise type(exc)(f"{source}: {where}: {exc}") from None

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UserError, unknown_choice
+from ..models.config_param import Param
 from ..models.modelspec import ModelSpec
-from ..models.variant import Param
 from .base import Kind, Metric, Record, Result, record, register_kind
 from .options import DEVICE, GPUS, SELECT, THREADS, MeasureOptions
 from .published_eval import CHECKPOINT, check_checkpoint, evaluate_checkpoint, is_checkpoint_table

@@ -9,9 +9,8 @@ from typing import Any
 import pandas as pd
 
 from ..errors import UserError, unknown_choice
-from ..metrics.export import TARGETS
+from ..models.config_param import Param
 from ..models.modelspec import ModelSpec
-from ..models.variant import Param
 from .base import Kind, Record, Result, register_kind
 from .options import MAX_SECONDS, MODEL, SELECT, THREADS, MeasureOptions
 
@@ -48,7 +47,7 @@ class Deploy(Kind):
 
     @classmethod
     def measure(cls, spec: ModelSpec, opts: MeasureOptions) -> DeployValues:
-        from ..metrics.export import calibrate_batchnorm, deploy_matrix
+        from ..metrics.export import TARGETS, calibrate_batchnorm, deploy_matrix
         from ..models.convert import deploy
 
         model = spec.build(opts.num_classes)
@@ -63,6 +62,8 @@ class Deploy(Kind):
 
     @classmethod
     def check(cls, table: dict[str, Any], where: str) -> None:
+        from ..metrics.export import TARGETS
+
         targets = table["targets"]
         if targets is None:
             return

@@ -5,15 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
+from ..models.config_param import Param
 from ..models.modelspec import ModelSpec
-from ..models.variant import Param
 from .base import Kind, Metric, Record, Result, record, register_kind
 from .options import MAX_BATCH, MODEL, SELECT, THREADS, MeasureOptions
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class LayersOptions(MeasureOptions):
@@ -38,6 +38,8 @@ class LayersValues(Result):
 def layer_latency(model: nn.Module, input_size: Sequence[int], batch_size: int = 1, repeats: int = 5,
                   warmup: int = 2) -> list[dict[str, Any]]:
     """Median forward time of every leaf module and converted layer, from hooks around each call."""
+    import torch
+
     from ..models.variant import DynamicLayer
 
     model = model.eval()
@@ -86,6 +88,8 @@ class Layers(Kind):
 
     @classmethod
     def measure(cls, spec: ModelSpec, opts: MeasureOptions) -> LayersValues:
+        import torch
+
         from ..models.convert import deploy
 
         model = deploy(spec.build(opts.num_classes))

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ..errors import UserError, did_you_mean, unknown_choice
-from ..models.variant import Param
+from ..models.config_param import Param
 
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "bf16")

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError, unknown_choice
+from ..models.config_param import Param
 from ..models.modelspec import ModelSpec
-from ..models.variant import Param
 
 CHECKPOINT = {
     "checkpoint": Param(None, "a published release's weights file (in weights_dir, or a path): evaluated with the "

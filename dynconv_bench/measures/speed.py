@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import UserError
-from ..metrics.speed import SpeedResult
+from ..metrics.speed_result import SpeedResult
+from ..models.config_param import Param
 from ..models.modelspec import ModelSpec
-from ..models.variant import Param
 from .base import Kind, Metric, Record, record, register_kind
 from .options import (
     BATCHES,
@@ -95,7 +95,7 @@ class Speed(Kind):
 
     @classmethod
     def combine(cls, results: Sequence[SpeedResult]) -> SpeedResult:
-        from ..metrics.speed import combine_processes
+        from ..metrics.speed_result import combine_processes
 
         return combine_processes(list(results))
 

@@ -11,8 +11,6 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import torch
-
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -67,6 +65,8 @@ def git_commit(root: Path = PROJECT_ROOT) -> dict[str, Any]:
 
 def gpu_info() -> dict[str, Any]:
     """GPU name, count, driver and CUDA/cuDNN versions (None where there is no GPU)."""
+    import torch  # here, not at the top: the reports read environment keys without torch
+
     info: dict[str, Any] = {"gpu": None, "gpu_count": 0, "gpu_memory_bytes": None, "driver": None,
                             "cuda": torch.version.cuda, "cudnn": None}
     if not torch.cuda.is_available():
@@ -86,6 +86,8 @@ def gpu_info() -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def _static_environment() -> dict[str, Any]:
+    import torch
+
     return {
         "host": socket.gethostname(),
         "platform": platform.platform(),
@@ -104,6 +106,8 @@ def _static_environment() -> dict[str, Any]:
 
 def collect_environment() -> dict[str, Any]:
     """Everything a result needs to be reproduced and compared (JSON-able); threads as of now."""
+    import torch
+
     env = dict(_static_environment())
     try:
         env["affinity_cores"] = len(os.sched_getaffinity(0))

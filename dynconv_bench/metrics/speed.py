@@ -3,7 +3,8 @@ round-robin with a baseline, and the summary of several fresh processes; failure
 
 Public surface: `SpeedResult` (the one result type of a timed cell, stored as is by the speed kind),
 `build_step`, `time_runs`, `time_interleaved`, `round_ratios`, `summarise`, `measure_inference`,
-`measure_train_step`, `measure_paired`, `combine_processes`, `machine_load`, `fixed_threads`, `capture_cuda_graph`.
+`measure_train_step`, `measure_paired`, `combine_processes`, `machine_load`, `major_faults`, `fixed_threads`,
+`capture_cuda_graph`.
 
 CPU: the thread count is fixed with `torch.set_num_threads` (and restored afterwards), warm-up runs,
 then `time.perf_counter` and `time.process_time` around each run until both `min_time` seconds and `min_runs`
@@ -22,12 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import os
 import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,106 +37,18 @@ from torch import nn
 
 from ..errors import UserError
 from ..models.per_sample_conv import record_strategies
+from .speed_result import (  # noqa: F401 (the result type and its summary are part of this module's surface)
+    LOAD_SLACK,
+    SPREAD_WARNING,
+    WAIT_MARGIN,
+    SpeedResult,
+    combine_processes,
+)
 
 AMP_DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 DEFAULT_WARMUP = {"cpu": 3, "cuda": 20}
 DEFAULT_MIN_TIME = {"cpu": 1.0, "cuda": 1.0}
 GRAPH_WARMUP_REPLAYS = 3
-LOAD_SLACK = 0.5  # cores of load above the core count before a value is marked as measured under load
-WAIT_MARGIN = 1.5  # wall time above (CPU time / threads) x this: the run waited (for a core, I/O, a lock)
-SPREAD_WARNING = 0.10  # between-process range of a cell above this fraction of its median: warn (pyperf: 10%)
-
-
-@dataclass
-class SpeedResult:
-    """One timed cell (per-run seconds summarised; one run processes one batch) and what it ran with.
-
-    `cpu_s` is the process CPU time per run (all threads); `processes` the fresh worker processes whose
-    per-process medians were combined (0: measured in the calling process). With interleaving, `baseline_ratio`
-    is the baseline's time over this model's (above 1: faster), the median over rounds (one process) or over
-    the per-process medians (`process_ratios`; their min-max is the between-process range).
-    """
-
-    status: str = "ok"
-    error: str | None = None
-    mode: str = "inference"
-    batch_size: int | None = None
-    input_size: list[int] = field(default_factory=list)
-    device: str = "cpu"
-    threads: int | None = None
-    runs: int = 0
-    median_s: float | None = None
-    iqr_s: float | None = None
-    min_s: float | None = None
-    max_s: float | None = None
-    mean_s: float | None = None
-    throughput: float | None = None
-    latency_ms: float | None = None
-    cpu_s: float | None = None  # process CPU seconds per run (every thread), median
-    warmup: int = 0
-    min_time: float = 0.0
-    channels_last: bool = False
-    amp: str | None = None
-    compile: bool = False
-    cuda_graph: bool = False  # replays of a captured CUDA graph were timed
-    peak_memory_bytes: int | None = None
-    strategies: dict[str, int] = field(default_factory=dict)  # per-sample conv strategy -> layers using it
-    rounds: int = 0  # interleaved rounds with the baseline (0: timed alone)
-    runs_per_round: dict[str, int] = field(default_factory=dict)  # timed runs per round (own, baseline)
-    baseline_ratio: float | None = None
-    baseline_ratio_min: float | None = None  # over every round (of every process)
-    baseline_ratio_max: float | None = None
-    baseline_median_s: float | None = None
-    baseline_cpu_s: float | None = None
-    processes: int = 0  # fresh worker processes combined (0: the measuring process itself)
-    process_ratios: list[float] = field(default_factory=list)  # per process: its median ratio
-    process_medians_s: list[float] = field(default_factory=list)  # per process: its median time per run
-    spread_warning: str | None = None
-    load_avg: float | None = None  # the highest 1-minute load average seen before and after each process
-    cores: int | None = None
-    cpu_mhz: float | None = None
-    precisions: dict[str, str] = field(default_factory=dict)  # per side: 'conv' (cuDNN), 'fused', 'matmul'
-    extra: dict[str, Any] = field(default_factory=dict, repr=False)  # stored keys of other versions
-    times_s: list[float] = field(default_factory=list, repr=False)  # per-run seconds (not stored)
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    @property
-    def under_load(self) -> bool:
-        """Measured while more work wanted to run than the machine has cores: the 1-minute load average (which
-        counts the cell's own threads and lags by design) above the core count by more than half a core."""
-        return self.load_avg is not None and self.cores is not None and self.load_avg > self.cores + LOAD_SLACK
-
-    @property
-    def waited(self) -> bool:
-        """Wall time per run above CPU time per run / threads by WAIT_MARGIN: the run waited, it did not work."""
-        if not self.median_s or self.cpu_s is None or not self.threads or self.device != "cpu":
-            return False
-        return self.median_s > WAIT_MARGIN * self.cpu_s / self.threads
-
-    @property
-    def process_range(self) -> tuple[float, float] | None:
-        """Min and max of the per-process ratios (None unless several interleaved processes)."""
-        return (min(self.process_ratios), max(self.process_ratios)) if len(self.process_ratios) > 1 else None
-
-    def to_values(self) -> dict[str, Any]:
-        """What the store keeps (JSON-able; the per-run times left out)."""
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("extra", "times_s")}
-        d["input_size"] = list(self.input_size)
-        return {**self.extra, **d}
-
-    to_dict = to_values
-
-    @classmethod
-    def from_values(cls, values: Mapping[str, Any] | None) -> SpeedResult:
-        """A result from stored values; keys this version does not know are kept in `extra`."""
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra", "times_s"}
-        values = dict(values or {})
-        return cls(**{k: values.pop(k) for k in list(values) if k in names}, extra=values)
-
-
 def resolve_device(device: str | torch.device) -> torch.device:
     """A torch.device from 'cpu', 'cuda' or 'cuda:N' (UserError for anything else)."""
     try:
@@ -180,6 +91,20 @@ def _cudnn_benchmark(enabled: bool) -> Iterator[None]:
         yield
     finally:
         torch.backends.cudnn.benchmark = before
+
+
+def major_faults() -> int | None:
+    """Major page faults of this process so far (each one waited for the disk); None where not counted."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_majflt
+
+
+def _since(start: int | None) -> int | None:
+    now = major_faults()
+    return None if start is None or now is None else now - start
 
 
 def time_runs(step: Callable[[], Any], device: torch.device, warmup: int, min_time: float,
@@ -270,6 +195,7 @@ def _measure(mode: str, model: nn.Module, batch_size: int, input_size: tuple[int
                 torch.cuda.reset_peak_memory_stats(dev)
             step = build_step(mode, model, batch_size, input_size, dev, channels_last, dtype, compile,
                               num_classes, lr)
+            faults = major_faults()
             with record_strategies() as used:
                 cpu: list[float] = []
                 if cuda_graph:  # Python runs in the warm-up and the capture only
@@ -278,6 +204,7 @@ def _measure(mode: str, model: nn.Module, batch_size: int, input_size: tuple[int
                 else:
                     times = time_runs(step, dev, warmup, min_time, min_runs, max_runs, cpu)
                     steps = warmup + len(times)
+            result.major_faults = _since(faults)
             result.strategies = {k: n // steps for k, n in sorted(used.items())}
             summarise(result, times, cpu)
             result.status = "ok"
@@ -435,12 +362,15 @@ def measure_paired(model: nn.Module, baseline: nn.Module, mode: str, batch_size:
     with fixed_threads(threads) as n_threads:
         steps = {name: build_step(mode, m, batch_size, input_size, dev, channels_last, dtype, compile, num_classes,
                                   0.01) for name, m in (("own", model), ("baseline", baseline))}
+        faults = major_faults()
         with record_strategies() as used:
             times = time_interleaved(steps, dev, rounds, warmup, min_time, min_runs, cpu, runs_per_round)
+        faults = _since(faults)
     own = [t for r in times["own"] for t in r]
     result = SpeedResult("ok", None, mode, batch_size, list(input_size), str(dev), n_threads, warmup=warmup,
                          min_time=min_time, channels_last=channels_last, amp=amp if dtype else None, compile=compile)
     summarise(result, own)
+    result.major_faults = faults
     result.cpu_s, result.baseline_cpu_s = statistics.median(cpu["own"]), statistics.median(cpu["baseline"])
     result.baseline_median_s = statistics.median([t for r in times["baseline"] for t in r])
     calls = warmup + 1 + len(own)  # forwards of `model` (the baseline's add no per-sample layer calls)
@@ -450,48 +380,6 @@ def measure_paired(model: nn.Module, baseline: nn.Module, mode: str, batch_size:
     result.baseline_ratio = statistics.median(ratios)
     result.baseline_ratio_min, result.baseline_ratio_max = min(ratios), max(ratios)
     return result
-
-
-# -- several fresh processes (pyperf's protocol): one value from the per-process medians ------------------------
-def combine_processes(results: list[SpeedResult]) -> SpeedResult:
-    """One result from the results of several worker processes: the median of the per-process medians (time,
-    CPU time, ratio), the between-process range beside it, runs summed, the highest load; a warning when the
-    range exceeds SPREAD_WARNING of the median. The first failed process's result is returned as is."""
-    failed = [r for r in results if r.status != "ok"]
-    if failed or not results:
-        return failed[0] if failed else SpeedResult("failed", "no worker process ran")
-    out = dataclasses.replace(results[0], extra=dict(results[0].extra), times_s=[])
-    med = statistics.median
-
-    def values(name: str) -> list[float]:
-        return [getattr(r, name) for r in results if getattr(r, name) is not None]
-
-    out.processes = len(results)
-    out.process_medians_s = values("median_s")
-    out.median_s, out.iqr_s, out.mean_s = med(out.process_medians_s), med(values("iqr_s")), med(values("mean_s"))
-    out.min_s, out.max_s = min(values("min_s")), max(values("max_s"))
-    out.runs = sum(r.runs for r in results)
-    out.throughput = out.batch_size / out.median_s if out.median_s and out.batch_size else None
-    out.latency_ms = out.median_s * 1000.0 if out.median_s is not None else None
-    for name in ("cpu_s", "baseline_cpu_s", "baseline_median_s"):
-        setattr(out, name, med(values(name)) if values(name) else None)
-    out.peak_memory_bytes = max(values("peak_memory_bytes")) if values("peak_memory_bytes") else None
-    loads = values("load_avg")
-    out.load_avg = max(loads) if loads else None
-    out.cpu_mhz = round(statistics.fmean(values("cpu_mhz")), 1) if values("cpu_mhz") else None
-    spread = out.process_medians_s
-    if results[0].baseline_ratio is not None:
-        out.process_ratios = spread = values("baseline_ratio")
-        out.baseline_ratio = med(spread)
-        out.baseline_ratio_min, out.baseline_ratio_max = min(values("baseline_ratio_min")), max(
-            values("baseline_ratio_max"))
-    centre = med(spread) if spread else 0.0
-    if len(spread) > 1 and centre > 0 and (max(spread) - min(spread)) / centre > SPREAD_WARNING:
-        what = "ratio to the baseline" if out.process_ratios else "median time"
-        out.spread_warning = (f"the {what} differs by {100 * (max(spread) - min(spread)) / centre:.0f}% between "
-                              f"the {len(spread)} processes (over {100 * SPREAD_WARNING:.0f}%): the machine may be "
-                              f"busy or the cell unstable")
-    return out
 
 
 def machine_load() -> dict[str, float | int | None]:

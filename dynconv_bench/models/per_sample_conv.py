@@ -29,13 +29,19 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..errors import UserError
 from . import strategy_cache
+from .conv_modes import (  # noqa: F401 (re-exported: callers import the strategy switches from here)
+    STRATEGIES,
+    STRATEGY_ENV,
+    capturing_graph,
+    conv_output_size,
+    eager_paths,
+    forced_strategy,
+    use_strategy,
+)
 from .conv_spec import _reversed_twice
 from .mixtures import CellMixture, KernelMixture, aggregate_kernels  # noqa: F401 (variants import them from here)
 
-STRATEGIES = ("grouped", "loop", "bmm", "output_space", "fused")
-STRATEGY_ENV = "DYNCONV_BENCH_STRATEGY"
 CACHE_ENV = "DYNCONV_BENCH_STRATEGY_CACHE"
 
 Padding = tuple[int, int] | str
@@ -43,13 +49,6 @@ Padding = tuple[int, int] | str
 
 def _channels_last(x: torch.Tensor) -> bool:
     return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-
-
-def conv_output_size(height: int, width: int, kernel: tuple[int, int], stride: tuple[int, int],
-                     padding: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int]:
-    """(H_out, W_out) of a conv with numeric padding, as F.conv2d computes them."""
-    return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1
-                 for n, k, s, p, d in zip((height, width), kernel, stride, padding, dilation))
 
 
 def match_memory_format(out: torch.Tensor, x: torch.Tensor, exact: bool = False) -> torch.Tensor:
@@ -176,41 +175,9 @@ def per_sample_conv(x: torch.Tensor, weight: torch.Tensor | KernelMixture, bias:
 
 
 # -- choice: forced, tuned, cached -------------------------------------------------------------------------
-_FORCED: list[str] = []
 _RECORDERS: list[Counter] = []
-_EAGER_PATHS: list[bool] = []
 _CACHE: dict[str, str] = {}
 _CACHE_FILE: list[Path | None] = []  # empty: not set by set_strategy_cache, read the env var
-
-
-def forced_strategy() -> str | None:
-    """The strategy forced by `use_strategy` or DYNCONV_BENCH_STRATEGY (None or 'auto': tune)."""
-    name = _FORCED[-1] if _FORCED else os.environ.get(STRATEGY_ENV, "").strip() or None
-    if name is not None and name != "auto" and name not in STRATEGIES:
-        raise UserError(f"{STRATEGY_ENV}={name!r} is not a strategy; valid: {', '.join(STRATEGIES)}, auto")
-    return None if name == "auto" else name
-
-
-@contextlib.contextmanager
-def use_strategy(name: str) -> Iterator[None]:
-    """Force one strategy ('auto' to tune) for the per-sample convs run inside the block."""
-    if name != "auto" and name not in STRATEGIES:
-        raise ValueError(f"unknown per-sample conv strategy {name!r}; valid: {', '.join(STRATEGIES)}, auto")
-    _FORCED.append(name)
-    try:
-        yield
-    finally:
-        _FORCED.pop()
-
-
-@contextlib.contextmanager
-def eager_paths() -> Iterator[None]:
-    """Layers take their eager paths even under a trace: a trace that only counts (MACs) must see what runs."""
-    _EAGER_PATHS.append(True)
-    try:
-        yield
-    finally:
-        _EAGER_PATHS.pop()
 
 
 @contextlib.contextmanager
@@ -294,20 +261,6 @@ def _choose(x, weight, bias, stride, padding, dilation, groups, mixture):  # noq
     if path is not None:
         strategy_cache.store(path, key, choice)
     return choice
-
-
-def capturing_graph() -> bool:
-    """True while TorchScript traces, ONNX exports, torch.export or torch.compile captures the model.
-
-    Layers then take paths that do not branch on the batch size, so a graph keeps a dynamic batch.
-    False inside `eager_paths()`, whatever traces.
-    """
-    if _EAGER_PATHS:
-        return False
-    compiler = getattr(torch, "compiler", None)
-    compiling = getattr(compiler, "is_compiling", lambda: False)
-    exporting = getattr(compiler, "is_exporting", lambda: False)
-    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or compiling() or exporting()
 
 
 def _detached(weight: torch.Tensor | KernelMixture | CellMixture) -> torch.Tensor | KernelMixture | CellMixture:

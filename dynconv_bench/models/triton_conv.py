@@ -32,8 +32,9 @@ from collections.abc import Callable, Iterator
 import torch
 from torch.utils.weak import WeakTensorKeyDictionary
 
+from .conv_modes import capturing_graph, conv_output_size, forced_strategy
 from .conv_spec import _reversed_twice
-from .per_sample_conv import CellMixture, KernelMixture, capturing_graph, conv_output_size, forced_strategy
+from .mixtures import CellMixture, KernelMixture
 from .triton_tiles import ConvProblem, choose_tiles, lowrank_width
 
 try:
