@@ -1,12 +1,15 @@
 """Reproduce the CondConv ResNet-18 batch-1 swing: the same speed cell timed in fresh processes after different
-prior work (nothing; a MACs profile; a params count; a large allocation; the thread count changed) and under
-different process settings (glibc malloc thresholds, OpenMP wait policy).
+prior work (nothing; a MACs profile; a params count; a large allocation; the thread count changed), under
+different process settings (glibc malloc thresholds, OpenMP wait policy), after the machine sat idle (DAMON
+pages library code out), beside a neighbour on the other core (streaming memory, or computing in its caches),
+and with address-space randomisation on and off (the memory layout of each process).
 
 Each scenario runs in its own fresh interpreter and prints one line: CondConv's and static's median wall ms per
 forward, process CPU ms per forward, and the interleaved ratio (static time / CondConv time; above 1: faster).
 
-    flock /tmp/dynconv-cpu.lock python scripts/condconv_b1_swing.py                # every scenario
+    flock /tmp/dynconv-cpu.lock python scripts/condconv_b1_swing.py                # every scenario once
     python scripts/condconv_b1_swing.py fresh after-macs                            # some of them
+    python scripts/condconv_b1_swing.py fresh fresh-aslr-off --repeat 6             # each 6 times
 """
 
 from __future__ import annotations
@@ -43,6 +46,16 @@ SCENARIOS = {  # name: (prior work, extra environment)
     "core0-alone": ("none", {"SWING_CORE0": "1"}),
     "core0-compute-neighbour": ("none", {"SWING_CORE0": "1", "SWING_NEIGHBOUR": "compute"}),
     "core0-memory-neighbour": ("none", {"SWING_CORE0": "1", "SWING_NEIGHBOUR": "memory"}),
+    # the memory layout: the same fresh process with address-space randomisation on (every process places its
+    # buffers elsewhere) and off (`setarch -R`: every process gets the same addresses); run them with --repeat
+    "fresh-aslr-off": ("none", {"SWING_ASLR_OFF": "1"}),
+    # the same at batch 16 on cifar_resnet20, the per-sample strategy forced to 'grouped' (no tuning to differ)
+    "b16-cifar": ("none", {"SWING_BACKBONE": "cifar_resnet20", "SWING_BATCH": "16",
+                           "DYNCONV_BENCH_STRATEGY": "grouped"}),
+    "b16-cifar-aslr-off": ("none", {"SWING_BACKBONE": "cifar_resnet20", "SWING_BATCH": "16",
+                                    "DYNCONV_BENCH_STRATEGY": "grouped", "SWING_ASLR_OFF": "1"}),
+    "b16-cifar-1-thread": ("none", {"SWING_BACKBONE": "cifar_resnet20", "SWING_BATCH": "16",
+                                    "DYNCONV_BENCH_STRATEGY": "grouped", "SWING_THREADS": "1"}),
 }
 
 
@@ -127,21 +140,24 @@ def worker(name: str) -> None:
     from dynconv_bench.models.modelspec import ModelSpec
 
     work, _ = SCENARIOS[name]
-    threads = 2
+    threads = int(os.environ.get("SWING_THREADS", "2"))
     if os.environ.get("SWING_CORE0"):
         os.sched_setaffinity(0, {0})
         threads = 1
     _prior(work)
-    models = [deploy(ModelSpec("resnet18", v, {}).build(1000)) for v in ("condconv", "static")]
+    backbone, batch = os.environ.get("SWING_BACKBONE", "resnet18"), int(os.environ.get("SWING_BATCH", "1"))
+    size, classes = ((3, 32, 32), 10) if backbone.startswith("cifar") else ((3, 224, 224), 1000)
+    variant = os.environ.get("SWING_VARIANT", "condconv")
+    models = [deploy(ModelSpec(backbone, v, {}).build(classes)) for v in (variant, "static")]
     import contextlib
 
-    from dynconv_bench.execution.limits import MemoryGuard, default_memory_cap
+    from dynconv_bench.metrics.limits import MemoryGuard, default_memory_cap
 
     vm0 = _vmstat("workingset_refault_file", "pgmajfault")
     guard = MemoryGuard(default_memory_cap()) if os.environ.get("SWING_GUARD") else contextlib.nullcontext()
     with guard:
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-        result = measure_paired(*models, "inference", 1, (3, 224, 224), rounds=4, threads=threads, warmup=2,
+        result = measure_paired(*models, "inference", batch, size, rounds=4, threads=threads, warmup=2,
                                 min_time=2.0, min_runs=3)
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     vm1 = _vmstat("workingset_refault_file", "pgmajfault")
@@ -157,7 +173,11 @@ def worker(name: str) -> None:
 
 
 def main(names: list[str]) -> None:
-    for name in names or list(SCENARIOS):
+    repeat = 1
+    if "--repeat" in names:
+        at = names.index("--repeat")
+        repeat, names = int(names[at + 1]), names[:at] + names[at + 2:]
+    for name in [n for n in names or list(SCENARIOS) for _ in range(repeat)]:
         env = {**os.environ, **SCENARIOS[name][1]}
         if env.get("SWING_COLD"):
             print(f"dropped {_drop_torch_libraries() / 2**20:.0f} MiB of torch libraries from the page cache")
@@ -172,8 +192,9 @@ def main(names: list[str]) -> None:
                if env.get("SWING_NEIGHBOUR") else None)
         t0 = time.perf_counter()
         try:
-            out = subprocess.run([sys.executable, __file__, "--worker", name], env=env, capture_output=True,
-                                 text=True)
+            aslr_off = ["setarch", os.uname().machine, "-R"] if env.get("SWING_ASLR_OFF") else []
+            out = subprocess.run([*aslr_off, sys.executable, __file__, "--worker", name], env=env,
+                                 capture_output=True, text=True)
         finally:
             if hog is not None:
                 hog.kill()

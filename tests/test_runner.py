@@ -189,7 +189,7 @@ def allocate(cell: dict, plugins: tuple = ()) -> dict:
 
 
 def test_memory_cap_fails_the_cell_and_the_run_goes_on(tmp_path) -> None:  # noqa: ANN001
-    from dynconv_bench.execution.limits import rss_bytes
+    from dynconv_bench.metrics.limits import rss_bytes
 
     suite = parse_suite({**SUITE, "variants": ["static"], "measure": {"speed": {"batch_sizes": [3000, 16]}}})
     cap = rss_bytes() + 400 * 2**20
@@ -297,7 +297,7 @@ def test_concurrent_runs_split_the_cells(tmp_path) -> None:  # noqa: ANN001
 
 @pytest.mark.slow  # a fresh interpreter: ~10 s
 def test_a_cells_own_subprocess_gets_what_is_left_of_its_cap() -> None:
-    from dynconv_bench.execution.limits import MemoryGuard, rss_bytes
+    from dynconv_bench.metrics.limits import MemoryGuard, rss_bytes
     from dynconv_bench.metrics.memory import peak_memory
 
     with MemoryGuard(rss_bytes() + 64 * 2**20) as guard:  # a fresh interpreter alone needs more than 64 MiB

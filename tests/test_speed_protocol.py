@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from dynconv_bench.execution.executors import LocalExecutor
-from dynconv_bench.execution.isolate import death_text
 from dynconv_bench.execution.runner import run_suite
 from dynconv_bench.execution.suite import parse_suite
 from dynconv_bench.measures import records_of
+from dynconv_bench.metrics.isolate import death_text
 from dynconv_bench.metrics.speed import SPREAD_WARNING, SpeedResult, combine_processes
 from dynconv_bench.reporting import plots
 from dynconv_bench.reporting.report import format_table, leaderboards, load_results
@@ -110,7 +110,7 @@ def test_a_dead_worker_is_named_by_its_signal(code: int, capped: bool, expected:
 
 
 def test_sigkill_without_a_cap_suggests_memory_only_when_memory_is_low(monkeypatch) -> None:  # noqa: ANN001
-    from dynconv_bench.execution import isolate
+    from dynconv_bench.metrics import isolate
 
     monkeypatch.setattr(isolate, "available_memory", lambda: 10 * 2**30)
     monkeypatch.setattr(isolate, "machine_memory", lambda: 16 * 2**30)
@@ -135,7 +135,7 @@ def nap(seconds: float) -> dict:
 
 @pytest.mark.slow  # two fresh interpreters (each imports torch, timm and the variants first)
 def test_worker_timeout_counts_the_call_not_the_start_up_and_a_segfault_says_so() -> None:
-    from dynconv_bench.execution.isolate import run_isolated
+    from dynconv_bench.metrics.isolate import run_isolated
 
     assert run_isolated(nap, 0.5, timeout=2.0) == {"status": "ok", "slept": 0.5}  # start-up takes longer than 2 s
     out = run_isolated(segfault, memory_cap=None)

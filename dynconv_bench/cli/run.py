@@ -247,7 +247,7 @@ def _plugin_variants(suite: object) -> str:
 
 
 def _cap_text(cap: object) -> str:
-    from ..execution.limits import cap_bytes
+    from ..metrics.limits import cap_bytes
 
     if cap is None:
         return "none"

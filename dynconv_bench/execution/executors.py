@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import UserError, unknown_choice
-from .isolate import run_isolated
-from .limits import MemoryCap, MemoryCapExceeded, MemoryGuard
+from ..metrics.isolate import run_isolated
+from ..metrics.limits import MemoryCap, MemoryCapExceeded, MemoryGuard
 from .store import utcnow
 from .suite import Cell
 

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..metrics.limits import MemoryCap, default_memory_cap, parse_memory_cap
 from ..models.per_sample_conv import CACHE_ENV
 from ..models.registry import variant_source
 from .executors import LocalExecutor, RayExecutor
-from .limits import MemoryCap, default_memory_cap, parse_memory_cap
 from .store import HEARTBEAT_EVERY_S, STALE_AFTER_S, ResultStore, sqlite_error_line, this_owner
 from .suite import Cell, Suite, load_suite
 

@@ -118,7 +118,7 @@ class Suite:
     variants: list[tuple[str, str, dict[str, Any]]]  # (label, registered name, config as written)
     measure: dict[str, list[dict[str, Any]]]  # kind -> option tables ([[measure.KIND]] gives several)
     presets: dict[str, str] = field(default_factory=dict)  # variant label -> preset name
-    memory_cap: str | int | float | None = None  # per-cell memory cap (see dynconv_bench.execution.limits)
+    memory_cap: str | int | float | None = None  # per-cell memory cap (see dynconv_bench.metrics.limits)
 
     def cells(self) -> list[Cell]:
         """Expand into cells: cheap kinds first so that a partial run already gives a leaderboard."""
@@ -267,7 +267,7 @@ def parse_suite(data: dict[str, Any], source: str = "<suite>", default_name: str
     presets = {label: preset for label, preset in _presets(data.get("variants"), source)}
     memory_cap = data.get("memory_cap")
     if memory_cap is not None:
-        from .limits import parse_memory_cap
+        from ..metrics.limits import parse_memory_cap
 
         try:
             parse_memory_cap(memory_cap)

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..measures import Result, get_kind
+from ..metrics.isolate import run_isolated
 from ..models.modelspec import ModelSpec
-from .isolate import run_isolated
 from .suite import Cell
 
 

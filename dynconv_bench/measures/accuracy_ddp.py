@@ -36,10 +36,11 @@ def train_rank(payload: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from ..training import distributed as D
-    from .accuracy import Accuracy, AccuracyOptions
+    from .base import get_kind
 
-    opts = AccuracyOptions(payload["options"])
+    accuracy = get_kind("accuracy")  # through the registry: the kind's module imports this one
+    opts = accuracy.options(payload["options"])
     if opts.threads:
         torch.set_num_threads(int(opts.threads))
     D.init_distributed(str(opts.device))
-    return Accuracy.measure(payload["spec"], opts).to_values()
+    return accuracy.measure(payload["spec"], opts).to_values()

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from ..execution.isolate import run_isolated
 from ..models.modelspec import ModelSpec
+from .isolate import run_isolated
 
 
 def _status_kib(key: str) -> int | None:
