@@ -54,6 +54,10 @@ SCENARIOS = {  # name: (prior work, extra environment)
                            "DYNCONV_BENCH_STRATEGY": "grouped"}),
     "b16-cifar-aslr-off": ("none", {"SWING_BACKBONE": "cifar_resnet20", "SWING_BATCH": "16",
                                     "DYNCONV_BENCH_STRATEGY": "grouped", "SWING_ASLR_OFF": "1"}),
+    "b16-cifar-big-mmap-threshold": ("none", {"SWING_BACKBONE": "cifar_resnet20", "SWING_BATCH": "16",
+                                              "DYNCONV_BENCH_STRATEGY": "grouped",
+                                              "MALLOC_MMAP_THRESHOLD_": str(64 * 2**20),
+                                              "MALLOC_TRIM_THRESHOLD_": str(256 * 2**20)}),
     "b16-cifar-1-thread": ("none", {"SWING_BACKBONE": "cifar_resnet20", "SWING_BATCH": "16",
                                     "DYNCONV_BENCH_STRATEGY": "grouped", "SWING_THREADS": "1"}),
 }

@@ -3,6 +3,8 @@ ranges a leaderboard shows, plots that order points as the tables do, worker dea
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import signal
 import subprocess
 import sys
@@ -175,3 +177,39 @@ def test_a_timed_cells_ratio_does_not_depend_on_the_cells_before_it(tmp_path) ->
     low = max(alone.process_range[0], after.process_range[0]) - 0.05
     high = min(alone.process_range[1], after.process_range[1]) + 0.05
     assert low <= high, (alone.process_ratios, after.process_ratios)  # the two ranges overlap
+
+
+def test_a_timed_run_stores_its_page_faults_and_the_kernels_share_of_cpu_time() -> None:
+    import torch
+
+    from dynconv_bench.metrics.speed import measure_inference, measure_paired
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU())
+    alone = measure_inference(model, 2, (3, 16, 16), threads=1, warmup=1, min_time=0.0, min_runs=3)
+    paired = measure_paired(model, model, "inference", 2, (3, 16, 16), rounds=2, threads=1, warmup=1,
+                            min_time=0.0, min_runs=2)
+    for r in (alone, paired):
+        assert r.ok and r.major_faults is not None and r.major_faults >= 0
+        assert r.minor_faults_per_run is not None and r.minor_faults_per_run >= 0
+        assert r.system_share is None or 0.0 <= r.system_share <= 1.0
+        assert SpeedResult.from_values(r.to_values()).minor_faults_per_run == r.minor_faults_per_run
+    both = combine_processes([_process(0.03, 0.6), _process(0.03, 0.62), _process(0.03, 0.61)])
+    assert both.minor_faults_per_run is None  # not recorded by those processes: nothing invented
+    counted = [dataclasses.replace(_process(0.03, 0.6), minor_faults_per_run=f, system_share=s, major_faults=m)
+               for f, s, m in ((10.0, 0.01, 0), (4000.0, 0.25, 2), (12.0, 0.02, 1))]
+    out = combine_processes(counted)
+    assert (out.minor_faults_per_run, out.system_share, out.major_faults) == (12.0, 0.02, 3)
+
+
+def test_malloc_tunables_make_their_own_environment_only_when_set(monkeypatch) -> None:  # noqa: ANN001
+    from dynconv_bench.metrics.env import allocator_settings, environment_key
+
+    for name in [k for k in os.environ if k.startswith("MALLOC_") or k == "GLIBC_TUNABLES"]:
+        monkeypatch.delenv(name)
+    assert allocator_settings() is None
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "268435456")
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "67108864")
+    assert allocator_settings() == "MALLOC_MMAP_THRESHOLD_=67108864 MALLOC_TRIM_THRESHOLD_=268435456"
+    plain = {"host": "h", "cpu_model": "c", "threads": 2, "gpu": None, "torch": "2", "timm": "1"}
+    assert environment_key(plain) == environment_key({**plain, "allocator": None})  # old rows keep their key
+    assert environment_key(plain) != environment_key({**plain, "allocator": allocator_settings()})

@@ -115,7 +115,16 @@ def collect_environment() -> dict[str, Any]:
         env["affinity_cores"] = None
     env["threads"] = torch.get_num_threads()
     env["interop_threads"] = torch.get_num_interop_threads()
+    env["allocator"] = allocator_settings()
     return env
+
+
+def allocator_settings() -> str | None:
+    """glibc malloc tunables this process started with (`MALLOC_*_`, `GLIBC_TUNABLES`), e.g.
+    'MALLOC_MMAP_THRESHOLD_=67108864'; None: the defaults. They change how often a forward faults in fresh pages,
+    and so its speed (results/README.md), so rows measured under different settings are separate environments."""
+    names = sorted(k for k in os.environ if (k.startswith("MALLOC_") and k.endswith("_")) or k == "GLIBC_TUNABLES")
+    return " ".join(f"{k}={os.environ[k]}" for k in names) or None
 
 
 def ray_placement(task_cpus: float | None = None) -> dict[str, Any]:
@@ -168,7 +177,8 @@ def _cluster_head() -> str | None:
 
 # What makes two rows comparable in one leaderboard. The git commit is left out: it changes with every
 # edit, while the machine and the libraries that do the computing stay.
-ENVIRONMENT_KEY = ("host", "cpu_model", "threads", "gpu", "torch", "timm")
+ENVIRONMENT_KEY = ("host", "cpu_model", "threads", "gpu", "torch", "timm", "allocator")
+OPTIONAL_KEY = ("allocator",)  # in the key only where set: rows of the defaults keep the key they always had
 
 
 def environment_key(env: dict[str, Any] | None) -> tuple[tuple[str, Any], ...]:
@@ -180,4 +190,5 @@ def environment_key(env: dict[str, Any] | None) -> tuple[tuple[str, Any], ...]:
     """
     env = env if isinstance(env, dict) else {}
     host = env.get("cluster") or env.get("host")
-    return tuple((k, host if k == "host" else env.get(k)) for k in ENVIRONMENT_KEY)
+    return tuple((k, host if k == "host" else env.get(k)) for k in ENVIRONMENT_KEY
+                 if k not in OPTIONAL_KEY or env.get(k) is not None)

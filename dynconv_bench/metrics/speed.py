@@ -3,8 +3,8 @@ round-robin with a baseline, and the summary of several fresh processes; failure
 
 Public surface: `SpeedResult` (the one result type of a timed cell, stored as is by the speed kind),
 `build_step`, `time_runs`, `time_interleaved`, `round_ratios`, `summarise`, `measure_inference`,
-`measure_train_step`, `measure_paired`, `combine_processes`, `machine_load`, `major_faults`, `fixed_threads`,
-`capture_cuda_graph`.
+`measure_train_step`, `measure_paired`, `combine_processes`, `machine_load`, `process_usage`, `record_usage`,
+`fixed_threads`, `capture_cuda_graph`.
 
 CPU: the thread count is fixed with `torch.set_num_threads` (and restored afterwards), warm-up runs,
 then `time.perf_counter` and `time.process_time` around each run until both `min_time` seconds and `min_runs`
@@ -93,18 +93,26 @@ def _cudnn_benchmark(enabled: bool) -> Iterator[None]:
         torch.backends.cudnn.benchmark = before
 
 
-def major_faults() -> int | None:
-    """Major page faults of this process so far (each one waited for the disk); None where not counted."""
+def process_usage() -> tuple[int, int, float, float] | None:
+    """This process's minor and major page faults and user and system CPU seconds so far (None: not POSIX)."""
     try:
         import resource
-    except ImportError:  # not POSIX
+    except ImportError:
         return None
-    return resource.getrusage(resource.RUSAGE_SELF).ru_majflt
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_minflt, u.ru_majflt, u.ru_utime, u.ru_stime
 
 
-def _since(start: int | None) -> int | None:
-    now = major_faults()
-    return None if start is None or now is None else now - start
+def record_usage(result: SpeedResult, start: tuple[int, int, float, float] | None, runs: int) -> None:
+    """Store the page faults and the kernel's share of CPU time since `start` over `runs` timed runs: a forward
+    that faults in fresh pages (the allocator handed memory back) spends its time in the kernel, not in the model."""
+    now = process_usage()
+    if start is None or now is None:
+        return
+    minor, major, user, system = (b - a for a, b in zip(start, now))
+    result.major_faults = major
+    result.minor_faults_per_run = round(minor / max(1, runs), 1)
+    result.system_share = round(system / (user + system), 4) if user + system > 0 else None
 
 
 def time_runs(step: Callable[[], Any], device: torch.device, warmup: int, min_time: float,
@@ -195,7 +203,7 @@ def _measure(mode: str, model: nn.Module, batch_size: int, input_size: tuple[int
                 torch.cuda.reset_peak_memory_stats(dev)
             step = build_step(mode, model, batch_size, input_size, dev, channels_last, dtype, compile,
                               num_classes, lr)
-            faults = major_faults()
+            usage = process_usage()
             with record_strategies() as used:
                 cpu: list[float] = []
                 if cuda_graph:  # Python runs in the warm-up and the capture only
@@ -204,7 +212,7 @@ def _measure(mode: str, model: nn.Module, batch_size: int, input_size: tuple[int
                 else:
                     times = time_runs(step, dev, warmup, min_time, min_runs, max_runs, cpu)
                     steps = warmup + len(times)
-            result.major_faults = _since(faults)
+            record_usage(result, usage, warmup + len(times))
             result.strategies = {k: n // steps for k, n in sorted(used.items())}
             summarise(result, times, cpu)
             result.status = "ok"
@@ -362,15 +370,14 @@ def measure_paired(model: nn.Module, baseline: nn.Module, mode: str, batch_size:
     with fixed_threads(threads) as n_threads:
         steps = {name: build_step(mode, m, batch_size, input_size, dev, channels_last, dtype, compile, num_classes,
                                   0.01) for name, m in (("own", model), ("baseline", baseline))}
-        faults = major_faults()
+        usage = process_usage()
         with record_strategies() as used:
             times = time_interleaved(steps, dev, rounds, warmup, min_time, min_runs, cpu, runs_per_round)
-        faults = _since(faults)
     own = [t for r in times["own"] for t in r]
     result = SpeedResult("ok", None, mode, batch_size, list(input_size), str(dev), n_threads, warmup=warmup,
                          min_time=min_time, channels_last=channels_last, amp=amp if dtype else None, compile=compile)
     summarise(result, own)
-    result.major_faults = faults
+    record_usage(result, usage, sum(len(r) for t in times.values() for r in t) + 2 * (warmup + 1))
     result.cpu_s, result.baseline_cpu_s = statistics.median(cpu["own"]), statistics.median(cpu["baseline"])
     result.baseline_median_s = statistics.median([t for r in times["baseline"] for t in r])
     calls = warmup + 1 + len(own)  # forwards of `model` (the baseline's add no per-sample layer calls)

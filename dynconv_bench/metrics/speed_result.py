@@ -41,6 +41,8 @@ class SpeedResult:
     latency_ms: float | None = None
     cpu_s: float | None = None  # process CPU seconds per run (every thread), median
     major_faults: int | None = None  # the process's major page faults (disk waits) in warm-up and timed runs
+    minor_faults_per_run: float | None = None  # fresh pages the process faulted in per run (allocator churn)
+    system_share: float | None = None  # the kernel's share of the process's CPU time in those runs
     warmup: int = 0
     min_time: float = 0.0
     channels_last: bool = False
@@ -125,6 +127,8 @@ def combine_processes(results: list[SpeedResult]) -> SpeedResult:
     out.min_s, out.max_s = min(values("min_s")), max(values("max_s"))
     out.runs = sum(r.runs for r in results)
     out.major_faults = sum(values("major_faults")) if values("major_faults") else None
+    for name in ("minor_faults_per_run", "system_share"):
+        setattr(out, name, med(values(name)) if values(name) else None)
     out.throughput = out.batch_size / out.median_s if out.median_s and out.batch_size else None
     out.latency_ms = out.median_s * 1000.0 if out.median_s is not None else None
     for name in ("cpu_s", "baseline_cpu_s", "baseline_median_s"):

@@ -82,8 +82,8 @@ def describe_environment(env: dict[str, Any] | None) -> str:
     parts = []
     host = ("cluster", "Ray cluster of {}") if env.get("cluster") else ("host", "host {}")  # rows of many nodes
     for key, text in (host, ("cpu_model", "CPU {}"), ("threads", "{} torch threads by default"),
-                      ("gpu", "GPU {}"), ("torch", "torch {}"), ("timm", "timm {}")):
-        if key in env:
+                      ("gpu", "GPU {}"), ("torch", "torch {}"), ("timm", "timm {}"), ("allocator", "malloc {}")):
+        if key in env and (key != "allocator" or env[key] is not None):
             parts.append(text.format("none" if env[key] is None else env[key]))
     return ", ".join(parts) or "environment not recorded"
 
