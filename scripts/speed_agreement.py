@@ -1,12 +1,12 @@
-"""The same speed cells in separate `run` invocations: do their ratios agree within the stored between-process ranges?
+"""The same speed cell in separate `run` invocations: do their ratios agree within the stored between-process ranges?
 
-Runs `dynconv-bench run SUITE --only speed+BACKBONE+VARIANT` RUNS times, each into a fresh store, and once more
-as `--only BACKBONE+VARIANT` (so params, MACs and the other kinds' cells run in the same suite first), then
-prints per batch size each run's ratio to static with its range over the worker processes, and whether every
-run's median lies inside every other run's range.
+Writes a suite holding SUITE's first inference speed table (its options as they are) for one backbone, variant
+and batch size, runs it RUNS times, each into a fresh store, and once more with params and MACs cells before
+the speed cell in the same run, then prints each run's ratio to static with its range over the worker
+processes, and whether every run's median lies inside every other run's range.
 
-    flock /tmp/dynconv-cpu.lock python scripts/speed_agreement.py                  # cpu suite, resnet18 condconv
-    python scripts/speed_agreement.py --suite cpu --backbone cifar_resnet20 --variant dyconv --runs 3
+    flock /tmp/dynconv-cpu.lock python scripts/speed_agreement.py            # cpu suite, resnet18 condconv b1
+    python scripts/speed_agreement.py --suite cpu --backbone cifar_resnet20 --variant dyconv --batch 16
 """
 
 from __future__ import annotations
@@ -20,12 +20,34 @@ import tempfile
 import time
 from pathlib import Path
 
+import tomllib
 
-def _run(store: Path, suite: str, only: str) -> float:
+
+def _run(store: Path, suite: Path) -> float:
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "dynconv_bench.cli.main", "--db", str(store), "run", suite, "--only", only,
+    subprocess.run([sys.executable, "-m", "dynconv_bench.cli.main", "--db", str(store), "run", str(suite),
                     "--no-plots", "--no-progress"], check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t0
+
+
+def _suite(folder: Path, name: str, source: str, backbone: str, variant: str, batch: int, counts: bool,
+           processes: int | None) -> Path:
+    """A suite file with `source`'s first inference speed table at one batch size (and params + MACs first)."""
+    from dynconv_bench.execution.suite import resolve_suite_path
+
+    table = tomllib.loads(resolve_suite_path(source).read_text())
+    speed = next(t for t in ([table["measure"]["speed"]] if isinstance(table["measure"]["speed"], dict)
+                             else table["measure"]["speed"]) if "train" not in t.get("modes", []))
+    options = {k: v for k, v in speed.items() if k not in ("backbones", "variants", "batch_sizes")}
+    if processes is not None:
+        options["processes"] = processes
+    lines = [f'name = "{name}"', f'backbones = ["{backbone}"]', f'variants = ["{variant}"]']
+    if counts:
+        lines += ["[measure.params]", "[measure.macs]"]
+    lines += ["[[measure.speed]]", f"batch_sizes = [{batch}]"] + [f"{k} = {json.dumps(v)}" for k, v in options.items()]
+    path = folder / f"{name}.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def _ratios(store: Path, backbone: str, variant: str) -> dict[tuple[str, int], tuple[float, float, float]]:
@@ -45,17 +67,24 @@ def main() -> None:
     ap.add_argument("--suite", default="cpu")
     ap.add_argument("--backbone", default="resnet18")
     ap.add_argument("--variant", default="condconv")
+    ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--processes", type=int, default=None, help="worker processes per cell (default: the suite's)")
     args = ap.parse_args()
     results: list[tuple[str, dict]] = []
     with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        alone = _suite(folder, "agreement", args.suite, args.backbone, args.variant, args.batch, counts=False,
+                       processes=args.processes)
+        after = _suite(folder, "agreement_after", args.suite, args.backbone, args.variant, args.batch, counts=True,
+                       processes=args.processes)
         for i in range(args.runs):
-            store = Path(tmp) / f"run{i + 1}.sqlite"
-            took = _run(store, args.suite, f"speed+{args.backbone}+{args.variant}")
+            store = folder / f"run{i + 1}.sqlite"
+            took = _run(store, alone)
             results.append((f"run {i + 1} (speed only, {took:.0f} s)", _ratios(store, args.backbone, args.variant)))
-        store = Path(tmp) / "after.sqlite"
-        took = _run(store, args.suite, f"{args.backbone}+{args.variant}")
-        results.append((f"after params/MACs/memory ({took:.0f} s)", _ratios(store, args.backbone, args.variant)))
+        store = folder / "after.sqlite"
+        took = _run(store, after)
+        results.append((f"after params and MACs cells ({took:.0f} s)", _ratios(store, args.backbone, args.variant)))
     cells = sorted({c for _, r in results for c in r})
     print(f"{args.backbone} {args.variant}: ratio to static (min-max over the worker processes), suite {args.suite}\n")
     print("| run | " + " | ".join(f"{m} b{b}" for m, b in cells) + " |")
