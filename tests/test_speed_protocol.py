@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from dynconv_bench.execution.executors import LocalExecutor
@@ -53,6 +54,17 @@ def test_stored_values_round_trip_and_records_carry_the_range_and_the_waited_fla
     assert "times_s" not in stored and SpeedResult.from_values(stored).to_values() == stored
     (rec,) = records_of("speed", {"batch_size": 4}, stored)
     assert rec.ratio == 0.63 and rec.ratio_range == (0.60, 0.66) and rec.flags == ("waited",)
+
+
+def test_a_cell_whose_processes_disagree_is_marked_in_the_leaderboard() -> None:
+    from dynconv_bench.reporting.report import MARKS, mark_notes
+
+    wide = combine_processes([_process(0.03, r, cpu_s=0.06) for r in (0.40, 0.46, 0.62)])  # worked, not waited
+    assert wide.spread_warning
+    (rec,) = records_of("speed", {"batch_size": 4}, wide.to_values())
+    assert rec.flags == ("spread",) and rec.ratio_range == (0.40, 0.62)
+    notes = mark_notes(pd.DataFrame({"infer": ["1.0 (0.46x, 0.40-0.62)§"]}))
+    assert notes == [f"`§`: {MARKS['§']}."]
 
 
 def _cells(cell: dict, plugins: tuple = ()) -> dict:

@@ -161,7 +161,8 @@ class Speed(Kind):
         if options.get("cuda_graph"):  # replays of a captured graph: a column apart from the eager one
             dims["cuda_graph"] = True
         mode, batch = options.get("mode", "inference"), options.get("batch_size")
-        flags = (("load",) if result.under_load else ()) + (("waited",) if result.waited else ())
+        flags = ((("load",) if result.under_load else ()) + (("waited",) if result.waited else ())
+                 + (("spread",) if result.spread_warning else ()))
         ratio, spread = result.baseline_ratio, result.process_range
         out = record("throughput", result.throughput, "img/s", mode=mode, batch_size=batch, **dims)
         if batch == 1 and mode != "train":

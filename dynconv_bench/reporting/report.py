@@ -222,13 +222,15 @@ def _ratios(sub: pd.DataFrame, baseline: str) -> pd.Series | None:
 
 
 def _marks(sub: pd.DataFrame, baseline: str) -> dict[str, str]:
-    """Per variant: `!` measured under load; `~` a timed value whose ratio compares rows of different runs."""
+    """Per variant: `!` measured under load; `‡` it waited; `§` its processes disagreed by over 10%; `~` a timed
+    value whose ratio compares rows of different runs."""
     out: dict[str, str] = {}
     base_runs = set(sub[sub["variant"] == baseline]["run_id"].dropna())
     timed = metric_spec(sub["metric"].iloc[0]).timed
     for variant, rows in sub.groupby("variant"):
         mark = "!" if any("load" in (f or ()) for f in rows["flags"]) else ""
         mark += "‡" if any("waited" in (f or ()) for f in rows["flags"]) else ""
+        mark += "§" if any("spread" in (f or ()) for f in rows["flags"]) else ""
         own_runs = set(rows["run_id"].dropna())
         if (timed and variant != baseline and base_runs and own_runs and own_runs != base_runs
                 and rows["ratio"].isna().any()):
@@ -355,6 +357,8 @@ MARKS = {  # the marks a leaderboard cell may end with, and what each says
     "~": "a timed ratio between rows of different runs",
     "‡": ("wall time per run above 1.5 x the process CPU time per run / threads: the run waited (for a core, "
           "memory, I/O) rather than worked"),
+    "§": ("the ratios of the cell's worker processes differ by more than 10% of their median: read the range, "
+          "not the median (on CPU: see results/README.md on the allocator's state)"),
     "*": "the 95% confidence interval of the difference excludes 0",
     "†": (f"top-1 within {NEAR_CHANCE_POINTS:g} points of chance (100 / classes), or with a 95% interval of the "
           "mean over seeds that reaches chance: the model learned little or nothing, and its row says nothing about "
@@ -371,9 +375,9 @@ NOTE = ("In brackets (x): the ratio to `{b}`; each header says which way is bett
 
 
 def mark_notes(shown: pd.DataFrame) -> list[str]:
-    """Notes for the marks of a formatted table that NOTE does not explain (accuracy near chance)."""
+    """Notes for the marks of a formatted table that NOTE does not explain (near chance, waited, spread)."""
     cells = [str(v) for col in shown.columns for v in shown[col]]
-    return [f"`{m}`: {MARKS[m]}." for m in ("†", "‡") if any(m in c for c in cells)]
+    return [f"`{m}`: {MARKS[m]}." for m in ("†", "‡", "§") if any(m in c for c in cells)]
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from ..escape import latex_text
 from ..report import BASELINE, MARKS, Report, describe_environment, format_table, kind_notes
 
 _MARKS_AT_END = re.compile(r"^(?P<body>.*?)(?P<marks>[!~†‡*]*)$", re.S)
-_MARK_TEX = {"!": "!", "~": r"\textasciitilde{}", "*": "*", "†": r"\dag{}", "‡": r"\ddag{}"}
+_MARK_TEX = {"!": "!", "~": r"\textasciitilde{}", "*": "*", "†": r"\dag{}", "‡": r"\ddag{}", "§": r"\S{}"}
 
 
 def cell(text: Any) -> str:
