@@ -1,7 +1,7 @@
 """Write the README's CPU speed table from a results store: the `cpu` suite's interleaved speed cells.
 
 Every figure is read from the store (the runner measured it): per variant and batch size the median of the
-per-round throughput ratios to static with their min-max, the strategies the per-sample convs ran with,
+per-process throughput ratios to static with their min-max (per round for one process), the strategies the per-sample convs ran with,
 and when, where and under what load the cells ran.
 Run: python scripts/readme_speed.py [--db results/cpu.sqlite] [--backbone resnet18] [--check]
 """
@@ -35,8 +35,9 @@ def table(db: Path, suite: str, backbone: str) -> str:
         shown = []
         for b in batches:
             s = cells.get((v, b))
-            shown.append("-" if s is None else f"{s.baseline_ratio:.2f} ({s.baseline_ratio_min:.2f}-"
-                                               f"{s.baseline_ratio_max:.2f}){'!' if s.under_load else ''}")
+            low, high = s.process_range or (s.baseline_ratio_min, s.baseline_ratio_max) if s else (None, None)
+            marks = ("!" if s.under_load else "") + ("§" if s.spread_warning else "") if s else ""
+            shown.append("-" if s is None else f"{s.baseline_ratio:.2f} ({low:.2f}-{high:.2f}){marks}")
         strategies = "; ".join(f"b{b}: " + ", ".join(f"{k} {n}" for k, n in cells[(v, b)].strategies.items())
                                for b in batches if (v, b) in cells and cells[(v, b)].strategies)
         out.append(f"| {v} | " + " | ".join(shown) + f" | {strategies or '-'} |")
@@ -45,8 +46,12 @@ def table(db: Path, suite: str, backbone: str) -> str:
     loads = [cells[k].load_avg for k in cells if cells[k].load_avg is not None]
     s0 = next(iter(cells.values()))
     out += ["", f"{backbone} {'x'.join(map(str, s0.input_size[1:]))}, CPU fp32, {s0.threads} threads, deployed forms; "
-            f"throughput ratio to static, median over {s0.rounds} interleaved rounds (min-max); "
-            f"`!`: the 1-minute load average exceeded the {s0.cores} cores by more than half a core. Measured "
+            + (f"throughput ratio to static: the median over {s0.processes} fresh worker processes, each timing "
+               f"{s0.rounds} rounds round-robin with static, and the processes' min-max; "
+               if s0.processes > 1 else f"throughput ratio to static, median over {s0.rounds} interleaved rounds "
+                                        f"(min-max); ")
+            + f"`!`: the 1-minute load average exceeded the {s0.cores} cores by more than half a core; `§`: the "
+            f"processes differ by over 10% of the median. Measured "
             f"{first['started'][:16]} - {max(r['finished'] for r in rows)[:16]} UTC by the runner "
             f"(run {first['run_id']}), commit {str(env.get('git_commit'))[:7]}, {env.get('cpu_model')}, "
             f"torch {env.get('torch')}; load average {min(loads):.1f}-{max(loads):.1f}."]
