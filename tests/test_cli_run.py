@@ -28,7 +28,7 @@ def test_run_prints_leaderboard_plots_and_skips_on_rerun(tmp_path, write_suite, 
     out = capsys.readouterr().out
     assert "suite tiny: 2 cells, 2 run, 0 already done, 0 failed" in out
     assert "## cifar_resnet8" in out and "| static-se" in out and "params (M)" in out
-    assert f"plots: 0 figures (PNG + SVG) in {plots}" in out  # params alone give no trade-off plot
+    assert f"plots: 0 figures (PNG + SVG + PDF) in {plots}" in out  # params alone give no trade-off plot
     assert main(args) == 0
     assert "2 cells, 0 run, 2 already done" in capsys.readouterr().out
     assert main(args + ["--force"]) == 0

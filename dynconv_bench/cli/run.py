@@ -62,7 +62,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="headline value of each cell in two runs and the ratio B / A (run ids or prefixes)")
     p.add_argument("--runs", action="store_true", help="list the runs in the store (ids for --compare)")
 
-    p = sub.add_parser("plot", help="figures (PNG + SVG) from the results store")
+    p = sub.add_parser("plot", help="figures (PNG + SVG + PDF) from the results store")
     p.add_argument("--suite", default=None, help="suite to plot (default: the most recent)")
     p.add_argument("--out-dir", default="plots",
                    help="folder for the figures (PNG, SVG with editable text, PDF); default ./plots")
@@ -140,7 +140,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         paths = make_plots(df, args.plots_dir, suite.name)
         pngs = [p for p in paths if p.suffix == ".png"]
-        print(f"plots: {len(pngs)} figures (PNG + SVG) in {Path(args.plots_dir).resolve()}")
+        written = {p.suffix.lstrip(".") for p in paths}
+        kinds = " + ".join(f.upper() for f in ("png", "svg", "pdf") if f in written) or "PNG + SVG + PDF"
+        print(f"plots: {len(pngs)} figures ({kinds}) in {Path(args.plots_dir).resolve()}")
     print(f"results store: {Path(db_path(args)).resolve()}")
     if not summary.ok:
         sys.stderr.write(f"dynconv-bench: {len(summary.failed)} cell(s) failed:\n")
