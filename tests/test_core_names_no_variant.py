@@ -115,4 +115,4 @@ def test_training_records_the_schedule_the_report_reads(variant: str, described:
     assert len(ends) == 1
     df = pd.DataFrame([("accuracy", "ok", variant, {}, r)], columns=["kind", "status", "variant", "config", "values"])
     assert temperature_note(df) == (f"Temperature schedules (accuracy runs): {variant} {described}, "
-                                    f"at {ends[0]:.3g}-{ends[0]:.3g} when training ended.")
+                                    f"at {ends[0]:.3g} when training ended.")

@@ -101,4 +101,4 @@ def test_report_notes_the_schedule_and_where_runs_ended():
         "final_temperatures": [0.9], "temperature_schedules": ["1 -> 0 over 20 epochs (>= 200 iterations)"]})],
         columns=df.columns)
     assert temperature_note(kw) == ("Temperature schedules (accuracy runs): kernelwarehouse 1 -> 0 over 20 epochs "
-                                    "(>= 200 iterations), at 0.9-0.9 when training ended.")
+                                    "(>= 200 iterations), at 0.9 when training ended.")

@@ -188,6 +188,8 @@ def temperature_note(df: Any) -> str:
         if not described:  # no recorded schedule (none, or a row older than recorded schedules): never guess one
             continue
         ends = [t for v in values for t in v.get("final_temperatures") or []]
-        end = f", at {min(ends):.3g}-{max(ends):.3g} when training ended" if ends else ""
+        low, high = (f"{min(ends):.3g}", f"{max(ends):.3g}") if ends else ("", "")
+        end = "" if not ends else f", at {low} when training ended" if low == high else (
+            f", at {low}-{high} when training ended")
         parts.append(f"{variant} {'; '.join(described)}{end}")
     return "Temperature schedules (accuracy runs): " + "; ".join(parts) + "." if parts else ""
