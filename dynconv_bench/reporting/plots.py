@@ -177,10 +177,11 @@ def speed_points(rows: pd.DataFrame) -> tuple[pd.Series, pd.Series, bool] | None
 
     The in-cell ratio to the baseline when every row was interleaved (the baseline's is 1 by construction);
     else absolute throughput when the rows come from one run; else None (absolute values of different runs
-    would compare the machine's state, not the variants). Marks: `!` under load, `‡` the run waited."""
+    would compare the machine's state, not the variants). Marks: `!` under load, `‡` the run waited, `§` its
+    worker processes disagreed by over 10%."""
     keys = ["variant", "batch_size"] if rows["batch_size"].nunique() > 1 else ["variant"]
     flags = rows.groupby(keys)["flags"].agg(lambda fs: "".join(
-        m for m, f in (("!", "load"), ("‡", "waited")) if any(f in (x or ()) for x in fs)))
+        m for m, f in (("!", "load"), ("‡", "waited"), ("§", "spread")) if any(f in (x or ()) for x in fs)))
     if rows["ratio"].notna().all():
         ratio = rows.groupby(keys)["ratio"].mean()
         base = ratio.index.get_level_values(0) == BASELINE if len(keys) > 1 else ratio.index == BASELINE
@@ -288,7 +289,8 @@ def plot_throughput_vs_batch(long: pd.DataFrame, backbone: str, out_dir: Path, e
                     f"timed round-robin with it in the same cell ({BASELINE} is 1 by construction)" if relative else
                     f"{mode.capitalize()} throughput of each variant at each batch size: the median of the timed runs "
                     f"of one cell, all from one run") + f"; {BASELINE} in black; ! marks a point measured under load, "
-                                                        f"‡ one whose runs waited rather than worked.")
+                                                        f"‡ one whose runs waited rather than worked, "
+                                                        f"§ one whose worker processes disagreed by over 10%.")
         paths += _save(fig, out_dir, f"{prefix}throughput-vs-batch_{_slug(backbone)}_{_slug(setting)}_{mode}", env,
                        caption, {**(tags or {}), "Backbone": backbone})
     return paths
