@@ -159,3 +159,13 @@ def test_accuracy_near_chance_is_marked_and_explained(df: pd.DataFrame) -> None:
     assert near_chance([14.9], 10.0) and not near_chance([15.1], 10.0)
     assert near_chance([11.0, 31.0], 10.0)  # mean 21, but t(0.975, 1) * 14.1 / sqrt(2) = 127: reaches chance
     assert not near_chance([20.0, 21.0], 10.0)  # 20.5 - 12.706 * 0.707 / 1.414 = 14.1 > 10
+
+
+def test_every_leaderboard_mark_has_a_latex_form_and_leaves_the_value_text() -> None:
+    from dynconv_bench.reporting.formats import latex
+    from dynconv_bench.reporting.report import MARKS
+
+    assert set(MARKS) <= set(latex._MARK_TEX)
+    for mark in MARKS:
+        out = latex.cell(f"2.41 (0.66x, 0.60-0.67){mark}")
+        assert out.endswith(rf"\textsuperscript{{{latex._MARK_TEX[mark]}}}") and mark not in out.split("textsuperscript")[0]
