@@ -20,7 +20,8 @@ from dynconv_bench.execution.suite import parse_suite
 from dynconv_bench.reporting.escape import csv_field, md_cell, visible
 from dynconv_bench.reporting.formats import get_format, list_formats
 from dynconv_bench.reporting.formats.latex import cell
-from dynconv_bench.reporting.report import MARKS, leaderboards, load_results, near_chance, render
+from dynconv_bench.reporting.marks import MARKS
+from dynconv_bench.reporting.report import leaderboards, load_results, near_chance, render
 
 SUITE = {"name": "f", "backbones": ["cifar_resnet8", "resnet18"], "variants": ["static", "static-se", "dyconv"],
          "measure": {"params": {}, "macs": {}, "speed": {"backbones": ["cifar_resnet8"], "batch_sizes": [1, 8]},
@@ -163,7 +164,7 @@ def test_accuracy_near_chance_is_marked_and_explained(df: pd.DataFrame) -> None:
 
 def test_every_leaderboard_mark_has_a_latex_form_and_leaves_the_value_text() -> None:
     from dynconv_bench.reporting.formats import latex
-    from dynconv_bench.reporting.report import MARKS
+    from dynconv_bench.reporting.marks import MARKS
 
     assert set(MARKS) <= set(latex._MARK_TEX)
     for mark in MARKS:

@@ -57,7 +57,7 @@ def test_stored_values_round_trip_and_records_carry_the_range_and_the_waited_fla
 
 
 def test_a_cell_whose_processes_disagree_is_marked_in_the_leaderboard() -> None:
-    from dynconv_bench.reporting.report import MARKS, mark_notes
+    from dynconv_bench.reporting.marks import MARKS, mark_notes
 
     wide = combine_processes([_process(0.03, r, cpu_s=0.06) for r in (0.40, 0.46, 0.62)])  # worked, not waited
     assert wide.spread_warning

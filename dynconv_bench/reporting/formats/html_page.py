@@ -143,7 +143,8 @@ def render(report: Any) -> str:
 
     Figures tagged with a suite not among the report's suites are left out (a plots folder holds every suite's).
     """
-    from ..report import BASELINE, NOTE, describe_environment, format_table, kind_notes, mark_notes
+    from ..marks import NOTE, mark_notes
+    from ..report import BASELINE, describe_environment, format_table, kind_notes
 
     suites, parts = report.suites, report.parts
     figures = [f for f in read_figures(report.images) if not f.suite or not suites or f.suite in suites]

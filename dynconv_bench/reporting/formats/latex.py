@@ -13,14 +13,15 @@ from typing import Any
 import pandas as pd
 
 from ..escape import latex_text
-from ..report import BASELINE, MARKS, Report, describe_environment, format_table, kind_notes
+from ..marks import MARKS
+from ..report import BASELINE, Report, describe_environment, format_table, kind_notes
 
 _MARKS_AT_END = re.compile(r"^(?P<body>.*?)(?P<marks>[" + re.escape("".join(MARKS)) + r"]*)$", re.S)
 _MARK_TEX = {"!": "!", "~": r"\textasciitilde{}", "*": "*", "†": r"\dag{}", "‡": r"\ddag{}", "§": r"\S{}"}
 
 
 def cell(text: Any) -> str:
-    """One value cell: the text escaped, its trailing marks (report.MARKS) as a superscript."""
+    """One value cell: the text escaped, its trailing marks (marks.MARKS) as a superscript."""
     m = _MARKS_AT_END.match(str(text))
     body, marks = m["body"].rstrip(), m["marks"]
     sup = "".join(_MARK_TEX[c] for c in marks)

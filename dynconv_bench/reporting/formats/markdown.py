@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..escape import md_cell, md_frame, md_text
-from ..report import BASELINE, NOTE, Report, describe_environment, format_table, kind_notes, mark_notes
+from ..marks import NOTE, mark_notes
+from ..report import BASELINE, Report, describe_environment, format_table, kind_notes
 
 
 def render(report: Report) -> str:
