@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError, UserError
+from .lazy import lazy_names
 
 if TYPE_CHECKING:
     from .models.convert import ConversionReport, convert, create_model, deploy, set_progress
@@ -23,20 +23,7 @@ _LAZY = {
     "models.sites": ("ConvSite", "find_conv_sites"),
     "models.variant": ("DynamicLayer", "Param", "StageContext", "TrainingProgress", "Variant"),
 }
-_MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
-
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_MODULE_OF))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())
 
 
 def profile(model, input_size=(3, 224, 224), **kwargs):  # noqa: ANN001, ANN201

@@ -5,8 +5,9 @@ The names below load on first use, so `metrics.env` (read by the reports) import
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_names
 
 if TYPE_CHECKING:
     from .env import collect_environment
@@ -22,18 +23,8 @@ _LAZY = {
     "params": ("count_deployed_params", "count_params"),
     "speed": ("SpeedResult", "measure_inference", "measure_paired", "measure_train_step"),
 }
-_MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
-
 __all__ = [
     "Profile", "SpeedResult", "collect_environment", "count_deployed_params", "count_params",
     "measure_inference", "measure_paired", "measure_train_step", "peak_memory", "profile",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())
