@@ -225,3 +225,26 @@ def test_malloc_tunables_make_their_own_environment_only_when_set(monkeypatch) -
     plain = {"host": "h", "cpu_model": "c", "threads": 2, "gpu": None, "torch": "2", "timm": "1"}
     assert environment_key(plain) == environment_key({**plain, "allocator": None})  # old rows keep their key
     assert environment_key(plain) != environment_key({**plain, "allocator": allocator_settings()})
+
+
+def malloc_of_child() -> dict:
+    from dynconv_bench.metrics.env import allocator_settings
+
+    return {"status": "ok", "allocator": allocator_settings()}
+
+
+def test_timed_workers_start_with_steady_malloc_thresholds_unless_told_to_inherit(monkeypatch) -> None:  # noqa: ANN001
+    from dynconv_bench.errors import UserError
+    from dynconv_bench.measures.speed import Speed, SpeedOptions
+    from dynconv_bench.metrics.isolate import run_isolated
+
+    for name in [k for k in os.environ if k.startswith("MALLOC_") or k == "GLIBC_TUNABLES"]:
+        monkeypatch.delenv(name)
+    steady = Speed.worker_environment(SpeedOptions(SpeedOptions.validate({}, "speed")))
+    assert steady == {"MALLOC_MMAP_THRESHOLD_": "67108864", "MALLOC_TRIM_THRESHOLD_": "268435456"}
+    assert Speed.worker_environment(SpeedOptions(SpeedOptions.validate({"malloc": "inherit"}, "speed"))) == {}
+    with pytest.raises(UserError, match="unknown malloc .tcmalloc.; valid: inherit, steady"):
+        SpeedOptions.validate({"malloc": "tcmalloc"}, "speed")
+    out = run_isolated(malloc_of_child, memory_cap=None, extra_env=steady)
+    assert out["allocator"] == "MALLOC_MMAP_THRESHOLD_=67108864 MALLOC_TRIM_THRESHOLD_=268435456"
+    assert "MALLOC_MMAP_THRESHOLD_" not in os.environ  # the runner's own environment is left as it was

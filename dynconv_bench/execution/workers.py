@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..measures import Result, get_kind
+from ..metrics.env import malloc_environment
 from ..metrics.isolate import run_isolated
 from ..models.modelspec import ModelSpec
 from .suite import Cell
@@ -26,8 +27,9 @@ def measure_in_workers(cell: Cell, plugins: Sequence[str] = (), processes: int =
     results: list[Result] = []
     calibration: dict[str, Any] | None = None
     cuda = str(cell.options.get("device", "cpu")).startswith("cuda")
+    extra_env = kind.worker_environment(cell.opts)
     for i in range(processes):
-        out = run_isolated(_worker, cell.to_dict(), list(plugins), calibration, cuda=cuda)
+        out = run_isolated(_worker, cell.to_dict(), list(plugins), calibration, cuda=cuda, extra_env=extra_env)
         result = kind.result.from_values(out)
         if result.status != "ok":
             result.error = f"worker process {i + 1} of {processes}: {result.error}"
@@ -59,8 +61,9 @@ def _worker(cell: dict[str, Any], plugins: list[str], calibration: dict[str, Any
 
 def measure_in_subprocess(model: ModelSpec | str, variant: str = "static", cfg: dict[str, Any] | None = None,
                           mode: str = "inference", num_classes: int = 1000, plugins: tuple[str, ...] = (),
-                          timeout: float | None = None, **kwargs: Any) -> dict[str, Any]:
-    """Build the model and time it in a fresh process; returns `SpeedResult.to_values()`.
+                          timeout: float | None = None, malloc: str = "steady", **kwargs: Any) -> dict[str, Any]:
+    """Build the model and time it in a fresh process (glibc malloc per `malloc`, as the speed kind's option);
+    returns `SpeedResult.to_values()`.
 
     `model` is a ModelSpec, or a backbone name converted by `variant` with `cfg` (`plugins` register it);
     `kwargs` go to `measure_inference` / `measure_train_step` (batch_size, input_size, device, ...); `timeout`
@@ -72,16 +75,20 @@ def measure_in_subprocess(model: ModelSpec | str, variant: str = "static", cfg: 
         raise UserError(f"unknown mode {mode!r}; valid: inference, train")
     spec = model if isinstance(model, ModelSpec) else ModelSpec(model, variant, cfg or {}, tuple(plugins))
     out = run_isolated(_speed_worker, mode, spec, num_classes, kwargs, timeout=timeout,
-                       cuda=str(kwargs.get("device", "cpu")).startswith("cuda"))
+                       extra_env=malloc_environment(malloc), cuda=str(kwargs.get("device", "cpu")).startswith("cuda"))
     if out.get("status") == "failed" and "mode" not in out:
         out.update(mode=mode, batch_size=kwargs.get("batch_size"), device=kwargs.get("device", "cpu"))
     return out
 
 
 def _speed_worker(mode: str, spec: ModelSpec, num_classes: int, kwargs: dict[str, Any]) -> dict[str, Any]:
+    from ..metrics.env import allocator_settings
     from ..metrics.speed import measure_inference, measure_train_step
 
     model = spec.build(num_classes=num_classes)
     if mode == "train":
-        return measure_train_step(model, num_classes=num_classes, **kwargs).to_values()
-    return measure_inference(model, **kwargs).to_values()
+        result = measure_train_step(model, num_classes=num_classes, **kwargs)
+    else:
+        result = measure_inference(model, **kwargs)
+    result.allocator = allocator_settings()
+    return result.to_values()

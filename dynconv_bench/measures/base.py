@@ -127,6 +127,11 @@ class Kind:
         return 0
 
     @classmethod
+    def worker_environment(cls, opts: MeasureOptions) -> dict[str, str]:
+        """Environment variables the cell's worker processes start with, on top of the runner's (default: none)."""
+        return {}
+
+    @classmethod
     def calibration(cls, first: Result) -> dict[str, Any] | None:
         """What the first worker process decided (e.g. run counts) that the later ones reuse, or None.
 

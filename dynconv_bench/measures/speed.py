@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import UserError
+from ..metrics.env import MALLOC_SETTINGS, malloc_environment
 from ..metrics.speed_result import SpeedResult
 from ..models.config_param import Param
 from ..models.modelspec import ModelSpec
@@ -46,6 +47,10 @@ class SpeedOptions(MeasureOptions):
                                  "building its models once; the value is the median of their medians, their range "
                                  "is stored beside it (default: 3 on CPU, 1 on CUDA; 0: in the runner's process, "
                                  "for debugging)", type=int, min=0, max=100),
+        "malloc": Param("steady", "glibc malloc in the worker processes: 'steady' fixes its mmap and trim "
+                                  "thresholds (64 MiB, 256 MiB) so no process drifts into faulting in fresh pages "
+                                  "every run; 'inherit' keeps the runner's environment (results/README.md compares them)",
+                        type=str, choices=MALLOC_SETTINGS),
         "num_gpus": GPUS,
     }
 
@@ -87,6 +92,10 @@ class Speed(Kind):
         return DEFAULT_PROCESSES[str(opts.device).split(":")[0]] if opts.processes is None else int(opts.processes)
 
     @classmethod
+    def worker_environment(cls, opts: MeasureOptions) -> dict[str, str]:
+        return malloc_environment(opts.malloc)
+
+    @classmethod
     def calibration(cls, first: SpeedResult) -> dict[str, Any] | None:
         """The first process's run counts (per round when interleaved), as pyperf reuses its calibrated loops."""
         if first.status != "ok":
@@ -102,6 +111,7 @@ class Speed(Kind):
     @classmethod
     def measure(cls, spec: ModelSpec, opts: MeasureOptions) -> SpeedResult:
         """One process's measurement (the runner combines those of several fresh processes)."""
+        from ..metrics.env import allocator_settings
         from ..metrics.speed import machine_load
         from ..models.triton_conv import dot_precisions
 
@@ -114,6 +124,7 @@ class Speed(Kind):
         loads = [x["load_avg"] for x in (before, after) if x["load_avg"] is not None]
         out.load_avg, out.cores, out.cpu_mhz = (max(loads) if loads else None), after["cores"], after["cpu_mhz"]
         # what each side's convs ran in ('tf32', 'fp32', 'bf16', ...): cuDNN (static's), the fused kernel, matmuls
+        out.allocator = allocator_settings()  # the malloc tunables this process really ran under
         out.precisions = dot_precisions(out.device, None if opts.precision == "fp32" else opts.precision)
         return out
 

@@ -119,6 +119,21 @@ def collect_environment() -> dict[str, Any]:
     return env
 
 
+# glibc malloc thresholds fixed for timed workers ("steady"): with them a forward reuses its heap instead of
+# mapping and faulting in fresh pages each time, so a process's speed no longer depends on the state its
+# allocator drifted into (results/README.md measures both)
+STEADY_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
+MALLOC_SETTINGS = ("steady", "inherit")
+
+
+def malloc_environment(setting: str) -> dict[str, str]:
+    """Variables a worker process starts with for the `malloc` setting: 'steady' sets STEADY_MALLOC (over any
+    inherited value), 'inherit' adds nothing (the runner's own environment: glibc defaults unless it sets some)."""
+    if setting not in MALLOC_SETTINGS:
+        raise ValueError(f"unknown malloc setting {setting!r}; valid: {', '.join(MALLOC_SETTINGS)}")
+    return dict(STEADY_MALLOC) if setting == "steady" else {}
+
+
 def allocator_settings() -> str | None:
     """glibc malloc tunables this process started with (`MALLOC_*_`, `GLIBC_TUNABLES`), e.g.
     'MALLOC_MMAP_THRESHOLD_=67108864'; None: the defaults. They change how often a forward faults in fresh pages,

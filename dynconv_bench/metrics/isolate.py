@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +48,12 @@ _BOOT = ("import sys\n"
 
 def run_isolated(fn: Callable[..., dict[str, Any]], *args: Any, timeout: float | None = None,
                  memory_cap: MemoryCap | object = _USE_ACTIVE, cuda: bool = False,
-                 startup_timeout: float | None = STARTUP_TIMEOUT_S, **kwargs: Any) -> dict[str, Any]:
+                 startup_timeout: float | None = STARTUP_TIMEOUT_S, extra_env: Mapping[str, str] | None = None,
+                 **kwargs: Any) -> dict[str, Any]:
     """Call the module-level function `fn(*args, **kwargs)` in a fresh interpreter and return its dict.
 
+    The child inherits this process's environment with `extra_env` on top (e.g. allocator settings that glibc
+    reads only at start-up).
     `timeout` bounds the call, from the moment the child has finished its imports (`startup_timeout` bounds
     those). A crash, a kill (e.g. by the OOM killer), an exception, a timeout or going over `memory_cap`
     (default: what this process leaves of the cap of the cell it runs) becomes `{"status": "failed", "error": ...}`.
@@ -64,7 +67,7 @@ def run_isolated(fn: Callable[..., dict[str, Any]], *args: Any, timeout: float |
         result_path = Path(tmp) / "result.pkl"
         with open(Path(tmp) / "stderr", "w+b") as err:  # a file: a chatty child cannot block on a full pipe
             proc = subprocess.Popen(worker_command(os.getpid(), result_path), stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=err, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                                    stdout=subprocess.PIPE, stderr=err, env={**os.environ, **(extra_env or {}), "PYTHONWARNINGS": "ignore"})
             try:
                 started = time.monotonic()
                 proc.stdin.write(payload)

@@ -43,6 +43,7 @@ class SpeedResult:
     major_faults: int | None = None  # the process's major page faults (disk waits) in warm-up and timed runs
     minor_faults_per_run: float | None = None  # fresh pages the process faulted in per run (allocator churn)
     system_share: float | None = None  # the kernel's share of the process's CPU time in those runs
+    allocator: str | None = None  # glibc malloc tunables of the measuring process (None: glibc's defaults)
     warmup: int = 0
     min_time: float = 0.0
     channels_last: bool = False
