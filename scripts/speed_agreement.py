@@ -31,7 +31,7 @@ def _run(store: Path, suite: Path) -> float:
 
 
 def _suite(folder: Path, name: str, source: str, backbone: str, variant: str, batch: int, counts: bool,
-           processes: int | None) -> Path:
+           processes: int | None, malloc: str | None) -> Path:
     """A suite file with `source`'s first inference speed table at one batch size (and params + MACs first)."""
     from dynconv_bench.execution.suite import resolve_suite_path
 
@@ -41,6 +41,8 @@ def _suite(folder: Path, name: str, source: str, backbone: str, variant: str, ba
     options = {k: v for k, v in speed.items() if k not in ("backbones", "variants", "batch_sizes")}
     if processes is not None:
         options["processes"] = processes
+    if malloc is not None:
+        options["malloc"] = malloc
     lines = [f'name = "{name}"', f'backbones = ["{backbone}"]', f'variants = ["{variant}"]']
     if counts:
         lines += ["[measure.params]", "[measure.macs]"]
@@ -70,14 +72,16 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--processes", type=int, default=None, help="worker processes per cell (default: the suite's)")
+    ap.add_argument("--malloc", choices=("steady", "inherit"), default=None,
+                    help="glibc malloc in the workers (default: the suite's, else the speed kind's: steady)")
     args = ap.parse_args()
     results: list[tuple[str, dict]] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         alone = _suite(folder, "agreement", args.suite, args.backbone, args.variant, args.batch, counts=False,
-                       processes=args.processes)
+                       processes=args.processes, malloc=args.malloc)
         after = _suite(folder, "agreement_after", args.suite, args.backbone, args.variant, args.batch, counts=True,
-                       processes=args.processes)
+                       processes=args.processes, malloc=args.malloc)
         for i in range(args.runs):
             store = folder / f"run{i + 1}.sqlite"
             took = _run(store, alone)

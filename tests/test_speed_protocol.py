@@ -36,9 +36,14 @@ def test_processes_combine_to_the_median_of_their_medians_with_the_range_beside_
     assert out.process_range == (0.60, 0.64) and out.process_medians_s == [0.030, 0.020, 0.025]
     assert (out.baseline_ratio_min, out.baseline_ratio_max) == (0.59, 0.65)  # over every round of every process
     assert out.throughput == 4 / 0.025 and out.latency_ms == 25.0 and out.load_avg == 3.1 and out.under_load
-    assert out.spread_warning is None  # (0.64 - 0.60) / 0.61 = 6.6%, under 10%
+    assert out.spread_warning is None and not out.unsteady  # sd 0.021 / mean 0.617 = 3.4%, under 10%
+    assert out.process_spread == pytest.approx(0.020817 / 0.616667, rel=1e-4)
     wide = combine_processes([_process(0.03, 0.40), _process(0.03, 0.64), _process(0.03, 0.61)])
-    assert wide.spread_warning and f"over {100 * SPREAD_WARNING:.0f}%" in wide.spread_warning
+    assert wide.unsteady and f"over {100 * SPREAD_WARNING:.0f}%" in wide.spread_warning  # sd 24% of the mean
+    # five processes spread evenly: min-max 13% of the median, sd 5% of the mean: steady (a range grows with n)
+    five = combine_processes([_process(0.03, r) for r in (0.60, 0.62, 0.64, 0.66, 0.68)])
+    assert five.process_range == (0.60, 0.68) and not five.unsteady and five.spread_warning is None
+    assert SpeedResult.from_values(wide.to_values()).unsteady  # a stored result is marked by its stored ratios
     failed = SpeedResult("failed", "boom")
     assert combine_processes([_process(0.03, 0.6), failed]) is failed
 
@@ -227,16 +232,12 @@ def test_malloc_tunables_make_their_own_environment_only_when_set(monkeypatch) -
     assert environment_key(plain) != environment_key({**plain, "allocator": allocator_settings()})
 
 
-def malloc_of_child() -> dict:
-    from dynconv_bench.metrics.env import allocator_settings
-
-    return {"status": "ok", "allocator": allocator_settings()}
-
-
 def test_timed_workers_start_with_steady_malloc_thresholds_unless_told_to_inherit(monkeypatch) -> None:  # noqa: ANN001
     from dynconv_bench.errors import UserError
     from dynconv_bench.measures.speed import Speed, SpeedOptions
     from dynconv_bench.metrics.isolate import run_isolated
+
+    from .child_calls import malloc_of_child
 
     for name in [k for k in os.environ if k.startswith("MALLOC_") or k == "GLIBC_TUNABLES"]:
         monkeypatch.delenv(name)

@@ -173,7 +173,7 @@ class Speed(Kind):
             dims["cuda_graph"] = True
         mode, batch = options.get("mode", "inference"), options.get("batch_size")
         flags = ((("load",) if result.under_load else ()) + (("waited",) if result.waited else ())
-                 + (("spread",) if result.spread_warning else ()))
+                 + (("spread",) if result.unsteady else ()))
         ratio, spread = result.baseline_ratio, result.process_range
         out = record("throughput", result.throughput, "img/s", mode=mode, batch_size=batch, **dims)
         if batch == 1 and mode != "train":

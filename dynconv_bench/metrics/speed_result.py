@@ -11,7 +11,7 @@ from typing import Any
 
 LOAD_SLACK = 0.5  # cores of load above the core count before a value is marked as measured under load
 WAIT_MARGIN = 1.5  # wall time above (CPU time / threads) x this: the run waited (for a core, I/O, a lock)
-SPREAD_WARNING = 0.10  # between-process range of a cell above this fraction of its median: warn (pyperf: 10%)
+SPREAD_WARNING = 0.10  # between-process standard deviation above this fraction of the mean: warn (pyperf's rule)
 
 
 @dataclass
@@ -88,6 +88,21 @@ class SpeedResult:
         return self.median_s > WAIT_MARGIN * self.cpu_s / self.threads
 
     @property
+    def process_spread(self) -> float | None:
+        """The between-process standard deviation over the mean, of the per-process ratios (else of the
+        per-process medians); None for fewer than 2 processes. Unlike a min-max range, it does not grow with
+        the number of processes."""
+        values = self.process_ratios or self.process_medians_s
+        if len(values) < 2 or statistics.fmean(values) <= 0:
+            return None
+        return statistics.stdev(values) / statistics.fmean(values)
+
+    @property
+    def unsteady(self) -> bool:
+        """The worker processes disagree: their spread (process_spread) exceeds SPREAD_WARNING."""
+        return (self.process_spread or 0.0) > SPREAD_WARNING
+
+    @property
     def process_range(self) -> tuple[float, float] | None:
         """Min and max of the per-process ratios (None unless several interleaved processes)."""
         return (min(self.process_ratios), max(self.process_ratios)) if len(self.process_ratios) > 1 else None
@@ -112,7 +127,7 @@ class SpeedResult:
 def combine_processes(results: list[SpeedResult]) -> SpeedResult:
     """One result from the results of several worker processes: the median of the per-process medians (time,
     CPU time, ratio), the between-process range beside it, runs summed, the highest load; a warning when the
-    range exceeds SPREAD_WARNING of the median. The first failed process's result is returned as is."""
+    processes disagree (`unsteady`). The first failed process's result is returned as is."""
     failed = [r for r in results if r.status != "ok"]
     if failed or not results:
         return failed[0] if failed else SpeedResult("failed", "no worker process ran")
@@ -138,16 +153,14 @@ def combine_processes(results: list[SpeedResult]) -> SpeedResult:
     loads = values("load_avg")
     out.load_avg = max(loads) if loads else None
     out.cpu_mhz = round(statistics.fmean(values("cpu_mhz")), 1) if values("cpu_mhz") else None
-    spread = out.process_medians_s
     if results[0].baseline_ratio is not None:
-        out.process_ratios = spread = values("baseline_ratio")
-        out.baseline_ratio = med(spread)
+        out.process_ratios = values("baseline_ratio")
+        out.baseline_ratio = med(out.process_ratios)
         out.baseline_ratio_min, out.baseline_ratio_max = min(values("baseline_ratio_min")), max(
             values("baseline_ratio_max"))
-    centre = med(spread) if spread else 0.0
-    if len(spread) > 1 and centre > 0 and (max(spread) - min(spread)) / centre > SPREAD_WARNING:
+    if out.unsteady:
         what = "ratio to the baseline" if out.process_ratios else "median time"
-        out.spread_warning = (f"the {what} differs by {100 * (max(spread) - min(spread)) / centre:.0f}% between "
-                              f"the {len(spread)} processes (over {100 * SPREAD_WARNING:.0f}%): the machine may be "
-                              f"busy or the cell unstable")
+        out.spread_warning = (f"the {what} varies between the {out.processes} processes by a standard deviation of "
+                              f"{100 * out.process_spread:.0f}% of the mean (over {100 * SPREAD_WARNING:.0f}%): "
+                              f"the machine may be busy or the cell unstable")
     return out

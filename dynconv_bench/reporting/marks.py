@@ -15,8 +15,8 @@ MARKS = {  # the marks a leaderboard cell may end with, and what each says
     "~": "a timed ratio between rows of different runs",
     "‡": ("wall time per run above 1.5 x the process CPU time per run / threads: the run waited (for a core, "
           "memory, I/O) rather than worked"),
-    "§": ("the ratios of the cell's worker processes differ by more than 10% of their median: read the range, "
-          "not the median (on CPU: see results/README.md on the allocator's state)"),
+    "§": ("the ratios of the cell's worker processes vary with a standard deviation over 10% of their mean "
+          "(pyperf's rule): read the range, not the median (on CPU: see results/README.md on the allocator's state)"),
     "*": "the 95% confidence interval of the difference excludes 0",
     "†": (f"top-1 within {NEAR_CHANCE_POINTS:g} points of chance (100 / classes), or with a 95% interval of the "
           "mean over seeds that reaches chance: the model learned little or nothing, and its row says nothing about "
@@ -39,7 +39,7 @@ def mark_notes(shown: pd.DataFrame) -> list[str]:
 
 
 def cell_marks(sub: pd.DataFrame, baseline: str) -> dict[str, str]:
-    """Per variant: `!` measured under load; `‡` it waited; `§` its processes disagreed by over 10%; `~` a timed
+    """Per variant: `!` measured under load; `‡` it waited; `§` its processes disagreed (sd over 10%); `~` a timed
     value whose ratio compares rows of different runs."""
     out: dict[str, str] = {}
     base_runs = set(sub[sub["variant"] == baseline]["run_id"].dropna())

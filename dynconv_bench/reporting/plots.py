@@ -178,7 +178,7 @@ def speed_points(rows: pd.DataFrame) -> tuple[pd.Series, pd.Series, bool] | None
     The in-cell ratio to the baseline when every row was interleaved (the baseline's is 1 by construction);
     else absolute throughput when the rows come from one run; else None (absolute values of different runs
     would compare the machine's state, not the variants). Marks: `!` under load, `‡` the run waited, `§` its
-    worker processes disagreed by over 10%."""
+    worker processes disagreed (standard deviation over 10% of the mean)."""
     keys = ["variant", "batch_size"] if rows["batch_size"].nunique() > 1 else ["variant"]
     flags = rows.groupby(keys)["flags"].agg(lambda fs: "".join(
         m for m, f in (("!", "load"), ("‡", "waited"), ("§", "spread")) if any(f in (x or ()) for x in fs)))
@@ -290,7 +290,7 @@ def plot_throughput_vs_batch(long: pd.DataFrame, backbone: str, out_dir: Path, e
                     f"{mode.capitalize()} throughput of each variant at each batch size: the median of the timed runs "
                     f"of one cell, all from one run") + f"; {BASELINE} in black; ! marks a point measured under load, "
                                                         f"‡ one whose runs waited rather than worked, "
-                                                        f"§ one whose worker processes disagreed by over 10%.")
+                                                        f"§ one whose worker processes disagreed (sd over 10% of the mean).")
         paths += _save(fig, out_dir, f"{prefix}throughput-vs-batch_{_slug(backbone)}_{_slug(setting)}_{mode}", env,
                        caption, {**(tags or {}), "Backbone": backbone})
     return paths

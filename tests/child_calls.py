@@ -1,0 +1,11 @@
+"""Functions tests run in a fresh interpreter (metrics.isolate.run_isolated), in a module that imports nothing
+heavy, so the child starts in a fraction of a second."""
+
+from __future__ import annotations
+
+
+def malloc_of_child() -> dict:
+    """The glibc malloc tunables the child started with."""
+    from dynconv_bench.metrics.env import allocator_settings
+
+    return {"status": "ok", "allocator": allocator_settings()}
