@@ -14,6 +14,7 @@ from pathlib import Path
 
 from dynconv_bench.execution.store import ResultStore
 from dynconv_bench.measures.speed import SpeedValues
+from dynconv_bench.reporting.marks import flag_marks
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 START, END = "<!-- speed-table:start -->", "<!-- speed-table:end -->"
@@ -36,7 +37,7 @@ def table(db: Path, suite: str, backbone: str) -> str:
         for b in batches:
             s = cells.get((v, b))
             low, high = s.process_range or (s.baseline_ratio_min, s.baseline_ratio_max) if s else (None, None)
-            marks = ("!" if s.under_load else "") + ("§" if s.unsteady else "") if s else ""
+            marks = flag_marks([s.flags]) if s else ""
             shown.append("-" if s is None else f"{s.baseline_ratio:.2f} ({low:.2f}-{high:.2f}){marks}")
         strategies = "; ".join(f"b{b}: " + ", ".join(f"{k} {n}" for k, n in cells[(v, b)].strategies.items())
                                for b in batches if (v, b) in cells and cells[(v, b)].strategies)
@@ -51,7 +52,9 @@ def table(db: Path, suite: str, backbone: str) -> str:
                if s0.processes > 1 else f"throughput ratio to static, median over {s0.rounds} interleaved rounds "
                                         f"(min-max); ")
             + f"`!`: the 1-minute load average exceeded the {s0.cores} cores by more than half a core; `§`: the "
-            f"processes' ratios vary with a standard deviation over 10% of their mean. Measured "
+            f"processes' ratios vary with a standard deviation over 10% of their mean"
+            + ("; `‡`: the runs waited (wall time above 1.5 x CPU time per thread)"
+               if any("waited" in c.flags for c in cells.values()) else "") + ". Measured "
             f"{first['started'][:16]} - {max(r['finished'] for r in rows)[:16]} UTC by the runner "
             f"(run {first['run_id']}), commit {str(env.get('git_commit'))[:7]}, {env.get('cpu_model')}, "
             f"torch {env.get('torch')}; load average {min(loads):.1f}-{max(loads):.1f}."]

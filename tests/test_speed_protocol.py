@@ -199,6 +199,7 @@ def test_a_timed_cells_ratio_does_not_depend_on_the_cells_before_it(tmp_path) ->
 def test_a_timed_run_stores_its_page_faults_and_the_kernels_share_of_cpu_time() -> None:
     import torch
 
+    from dynconv_bench.metrics.env import allocator_settings
     from dynconv_bench.metrics.speed import measure_inference, measure_paired
 
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU())
@@ -210,6 +211,7 @@ def test_a_timed_run_stores_its_page_faults_and_the_kernels_share_of_cpu_time() 
         assert r.minor_faults_per_run is not None and r.minor_faults_per_run >= 0
         assert r.system_share is None or 0.0 <= r.system_share <= 1.0
         assert SpeedResult.from_values(r.to_values()).minor_faults_per_run == r.minor_faults_per_run
+        assert r.allocator == allocator_settings()  # the tunables the measuring process ran under
     both = combine_processes([_process(0.03, 0.6), _process(0.03, 0.62), _process(0.03, 0.61)])
     assert both.minor_faults_per_run is None  # not recorded by those processes: nothing invented
     counted = [dataclasses.replace(_process(0.03, 0.6), minor_faults_per_run=f, system_share=s, major_faults=m)

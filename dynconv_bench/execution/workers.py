@@ -82,13 +82,9 @@ def measure_in_subprocess(model: ModelSpec | str, variant: str = "static", cfg: 
 
 
 def _speed_worker(mode: str, spec: ModelSpec, num_classes: int, kwargs: dict[str, Any]) -> dict[str, Any]:
-    from ..metrics.env import allocator_settings
     from ..metrics.speed import measure_inference, measure_train_step
 
     model = spec.build(num_classes=num_classes)
     if mode == "train":
-        result = measure_train_step(model, num_classes=num_classes, **kwargs)
-    else:
-        result = measure_inference(model, **kwargs)
-    result.allocator = allocator_settings()
-    return result.to_values()
+        return measure_train_step(model, num_classes=num_classes, **kwargs).to_values()
+    return measure_inference(model, **kwargs).to_values()

@@ -111,7 +111,6 @@ class Speed(Kind):
     @classmethod
     def measure(cls, spec: ModelSpec, opts: MeasureOptions) -> SpeedResult:
         """One process's measurement (the runner combines those of several fresh processes)."""
-        from ..metrics.env import allocator_settings
         from ..metrics.speed import machine_load
         from ..models.triton_conv import dot_precisions
 
@@ -124,7 +123,6 @@ class Speed(Kind):
         loads = [x["load_avg"] for x in (before, after) if x["load_avg"] is not None]
         out.load_avg, out.cores, out.cpu_mhz = (max(loads) if loads else None), after["cores"], after["cpu_mhz"]
         # what each side's convs ran in ('tf32', 'fp32', 'bf16', ...): cuDNN (static's), the fused kernel, matmuls
-        out.allocator = allocator_settings()  # the malloc tunables this process really ran under
         out.precisions = dot_precisions(out.device, None if opts.precision == "fp32" else opts.precision)
         return out
 
@@ -172,8 +170,7 @@ class Speed(Kind):
         if options.get("cuda_graph"):  # replays of a captured graph: a column apart from the eager one
             dims["cuda_graph"] = True
         mode, batch = options.get("mode", "inference"), options.get("batch_size")
-        flags = ((("load",) if result.under_load else ()) + (("waited",) if result.waited else ())
-                 + (("spread",) if result.unsteady else ()))
+        flags = result.flags
         ratio, spread = result.baseline_ratio, result.process_range
         out = record("throughput", result.throughput, "img/s", mode=mode, batch_size=batch, **dims)
         if batch == 1 and mode != "train":

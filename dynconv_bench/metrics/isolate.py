@@ -66,8 +66,9 @@ def run_isolated(fn: Callable[..., dict[str, Any]], *args: Any, timeout: float |
     with tempfile.TemporaryDirectory(prefix="dynconv_isolate_") as tmp:
         result_path = Path(tmp) / "result.pkl"
         with open(Path(tmp) / "stderr", "w+b") as err:  # a file: a chatty child cannot block on a full pipe
+            env = {**os.environ, **(extra_env or {}), "PYTHONWARNINGS": "ignore"}
             proc = subprocess.Popen(worker_command(os.getpid(), result_path), stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=err, env={**os.environ, **(extra_env or {}), "PYTHONWARNINGS": "ignore"})
+                                    stdout=subprocess.PIPE, stderr=err, env=env)
             try:
                 started = time.monotonic()
                 proc.stdin.write(payload)

@@ -37,6 +37,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..models.per_sample_conv import record_strategies
+from .env import allocator_settings
 from .speed_result import (  # noqa: F401 (the result type and its summary are part of this module's surface)
     LOAD_SLACK,
     SPREAD_WARNING,
@@ -104,8 +105,10 @@ def process_usage() -> tuple[int, int, float, float] | None:
 
 
 def record_usage(result: SpeedResult, start: tuple[int, int, float, float] | None, runs: int) -> None:
-    """Store the page faults and the kernel's share of CPU time since `start` over `runs` timed runs: a forward
-    that faults in fresh pages (the allocator handed memory back) spends its time in the kernel, not in the model."""
+    """Store the malloc tunables, the page faults and the kernel's share of CPU time since `start` over `runs`
+    timed runs: a forward that faults in fresh pages (the allocator handed memory back) spends its time in the
+    kernel, not in the model."""
+    result.allocator = allocator_settings()  # the malloc tunables this process really ran under
     now = process_usage()
     if start is None or now is None:
         return

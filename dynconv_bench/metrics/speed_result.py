@@ -103,6 +103,12 @@ class SpeedResult:
         return (self.process_spread or 0.0) > SPREAD_WARNING
 
     @property
+    def flags(self) -> tuple[str, ...]:
+        """What a reader must know about how this value was measured: 'load', 'waited', 'spread' (unsteady)."""
+        return tuple(name for name, on in (("load", self.under_load), ("waited", self.waited),
+                                           ("spread", self.unsteady)) if on)
+
+    @property
     def process_range(self) -> tuple[float, float] | None:
         """Min and max of the per-process ratios (None unless several interleaved processes)."""
         return (min(self.process_ratios), max(self.process_ratios)) if len(self.process_ratios) > 1 else None

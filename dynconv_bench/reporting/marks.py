@@ -3,6 +3,8 @@ significant, `†` near chance), what each says, and the note under every table.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pandas as pd
 
 from ..measures import metric_spec
@@ -22,6 +24,15 @@ MARKS = {  # the marks a leaderboard cell may end with, and what each says
           "mean over seeds that reaches chance: the model learned little or nothing, and its row says nothing about "
           "the variant"),
 }
+FLAG_MARKS = {"load": "!", "waited": "‡", "spread": "§"}  # a timed record's flags and the marks that show them
+
+
+def flag_marks(flag_sets: Iterable[Iterable[str] | None]) -> str:
+    """The marks of every flag that any of `flag_sets` (one per record) carries, in FLAG_MARKS order."""
+    sets = [tuple(f or ()) for f in flag_sets]
+    return "".join(mark for flag, mark in FLAG_MARKS.items() if any(flag in f for f in sets))
+
+
 NOTE = ("In brackets (x): the ratio to `{b}`; each header says which way is better, and latency's is the "
         "speed-up ({b}'s latency / the row's). Speed cells timed round-robin with `{b}` in one process "
         "(`interleave` rounds) show the median of their per-round ratios, and where timed in several fresh "
@@ -45,9 +56,7 @@ def cell_marks(sub: pd.DataFrame, baseline: str) -> dict[str, str]:
     base_runs = set(sub[sub["variant"] == baseline]["run_id"].dropna())
     timed = metric_spec(sub["metric"].iloc[0]).timed
     for variant, rows in sub.groupby("variant"):
-        mark = "!" if any("load" in (f or ()) for f in rows["flags"]) else ""
-        mark += "‡" if any("waited" in (f or ()) for f in rows["flags"]) else ""
-        mark += "§" if any("spread" in (f or ()) for f in rows["flags"]) else ""
+        mark = flag_marks(rows["flags"])
         own_runs = set(rows["run_id"].dropna())
         if (timed and variant != baseline and base_runs and own_runs and own_runs != base_runs
                 and rows["ratio"].isna().any()):

@@ -19,6 +19,7 @@ import pandas as pd  # noqa: E402
 
 from ..files import make_folder, replacing  # noqa: E402
 from ..measures.speed import speed_setting  # noqa: E402
+from .marks import flag_marks  # noqa: E402
 from .report import (  # noqa: E402
     BASELINE,
     chance_levels,
@@ -180,8 +181,7 @@ def speed_points(rows: pd.DataFrame) -> tuple[pd.Series, pd.Series, bool] | None
     would compare the machine's state, not the variants). Marks: `!` under load, `‡` the run waited, `§` its
     worker processes disagreed (standard deviation over 10% of the mean)."""
     keys = ["variant", "batch_size"] if rows["batch_size"].nunique() > 1 else ["variant"]
-    flags = rows.groupby(keys)["flags"].agg(lambda fs: "".join(
-        m for m, f in (("!", "load"), ("‡", "waited"), ("§", "spread")) if any(f in (x or ()) for x in fs)))
+    flags = rows.groupby(keys)["flags"].agg(flag_marks)
     if rows["ratio"].notna().all():
         ratio = rows.groupby(keys)["ratio"].mean()
         base = ratio.index.get_level_values(0) == BASELINE if len(keys) > 1 else ratio.index == BASELINE

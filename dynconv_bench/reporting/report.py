@@ -196,8 +196,6 @@ def _add_metric(table: pd.DataFrame, label: str, sub: pd.DataFrame, compare: str
         table[f"{label} marks"] = pd.Series(marks, dtype=object).reindex(table.index)
 
 
-
-
 def near_chance(top1: Sequence[float], chance: float, points: float = NEAR_CHANCE_POINTS) -> bool:
     """True when the mean top-1 is within `points` of chance, or its 95% t interval over seeds reaches chance."""
     from .stats import t_quantile
