@@ -196,11 +196,18 @@ def test_a_timed_cells_ratio_does_not_depend_on_the_cells_before_it(tmp_path) ->
     assert low <= high, (alone.process_ratios, after.process_ratios)  # the two ranges overlap
 
 
-def test_a_timed_run_stores_its_page_faults_and_the_kernels_share_of_cpu_time() -> None:
+def _without_malloc_tunables(monkeypatch) -> None:  # noqa: ANN001
+    for name in [k for k in os.environ if k.startswith("MALLOC_") or k == "GLIBC_TUNABLES"]:
+        monkeypatch.delenv(name)
+
+
+def test_a_timed_run_stores_its_page_faults_and_the_kernels_share_of_cpu_time(monkeypatch) -> None:  # noqa: ANN001
     import torch
 
-    from dynconv_bench.metrics.env import allocator_settings
     from dynconv_bench.metrics.speed import measure_inference, measure_paired
+
+    _without_malloc_tunables(monkeypatch)
+    monkeypatch.setenv("MALLOC_TOP_PAD_", "131072")  # read from the environment, as a worker started with it
 
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU())
     alone = measure_inference(model, 2, (3, 16, 16), threads=1, warmup=1, min_time=0.0, min_runs=3)
@@ -211,7 +218,7 @@ def test_a_timed_run_stores_its_page_faults_and_the_kernels_share_of_cpu_time() 
         assert r.minor_faults_per_run is not None and r.minor_faults_per_run >= 0
         assert r.system_share is None or 0.0 <= r.system_share <= 1.0
         assert SpeedResult.from_values(r.to_values()).minor_faults_per_run == r.minor_faults_per_run
-        assert r.allocator == allocator_settings()  # the tunables the measuring process ran under
+        assert r.allocator == "MALLOC_TOP_PAD_=131072"  # the tunables the measuring process ran under
     both = combine_processes([_process(0.03, 0.6), _process(0.03, 0.62), _process(0.03, 0.61)])
     assert both.minor_faults_per_run is None  # not recorded by those processes: nothing invented
     counted = [dataclasses.replace(_process(0.03, 0.6), minor_faults_per_run=f, system_share=s, major_faults=m)
@@ -223,8 +230,7 @@ def test_a_timed_run_stores_its_page_faults_and_the_kernels_share_of_cpu_time() 
 def test_malloc_tunables_make_their_own_environment_only_when_set(monkeypatch) -> None:  # noqa: ANN001
     from dynconv_bench.metrics.env import allocator_settings, environment_key
 
-    for name in [k for k in os.environ if k.startswith("MALLOC_") or k == "GLIBC_TUNABLES"]:
-        monkeypatch.delenv(name)
+    _without_malloc_tunables(monkeypatch)
     assert allocator_settings() is None
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "268435456")
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "67108864")
@@ -241,8 +247,7 @@ def test_timed_workers_start_with_steady_malloc_thresholds_unless_told_to_inheri
 
     from .child_calls import malloc_of_child
 
-    for name in [k for k in os.environ if k.startswith("MALLOC_") or k == "GLIBC_TUNABLES"]:
-        monkeypatch.delenv(name)
+    _without_malloc_tunables(monkeypatch)
     steady = Speed.worker_environment(SpeedOptions(SpeedOptions.validate({}, "speed")))
     assert steady == {"MALLOC_MMAP_THRESHOLD_": "67108864", "MALLOC_TRIM_THRESHOLD_": "268435456"}
     assert Speed.worker_environment(SpeedOptions(SpeedOptions.validate({"malloc": "inherit"}, "speed"))) == {}
