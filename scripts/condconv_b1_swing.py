@@ -20,6 +20,9 @@ import subprocess
 import sys
 import time
 
+from dynconv_bench.metrics.env import STEADY_MALLOC
+
+CIFAR_B16 = {"SWING_BACKBONE": "cifar_resnet20", "SWING_BATCH": "16", "DYNCONV_BENCH_STRATEGY": "grouped"}
 SCENARIOS = {  # name: (prior work, extra environment)
     "fresh": ("none", {}),
     "after-macs": ("macs", {}),
@@ -32,8 +35,7 @@ SCENARIOS = {  # name: (prior work, extra environment)
     "after-macs-memory-guard": ("macs", {"SWING_GUARD": "1"}),
     "fresh-mmap-threshold-fixed": ("none", {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}),
     "after-macs-mmap-threshold-fixed": ("macs", {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}),
-    "fresh-big-mmap-threshold": ("none", {"MALLOC_MMAP_THRESHOLD_": str(64 * 2**20),
-                                          "MALLOC_TRIM_THRESHOLD_": str(256 * 2**20)}),
+    "fresh-big-mmap-threshold": ("none", STEADY_MALLOC),  # the speed workers' `malloc = "steady"`
     "fresh-omp-passive": ("none", {"OMP_WAIT_POLICY": "PASSIVE"}),
     # torch's shared libraries dropped from the page cache first, as the VM's DAMON pageout scheme does to
     # file pages idle for 60 s (see results/README.md): every first use of a kernel's code waits for the disk
@@ -50,16 +52,10 @@ SCENARIOS = {  # name: (prior work, extra environment)
     # buffers elsewhere) and off (`setarch -R`: every process gets the same addresses); run them with --repeat
     "fresh-aslr-off": ("none", {"SWING_ASLR_OFF": "1"}),
     # the same at batch 16 on cifar_resnet20, the per-sample strategy forced to 'grouped' (no tuning to differ)
-    "b16-cifar": ("none", {"SWING_BACKBONE": "cifar_resnet20", "SWING_BATCH": "16",
-                           "DYNCONV_BENCH_STRATEGY": "grouped"}),
-    "b16-cifar-aslr-off": ("none", {"SWING_BACKBONE": "cifar_resnet20", "SWING_BATCH": "16",
-                                    "DYNCONV_BENCH_STRATEGY": "grouped", "SWING_ASLR_OFF": "1"}),
-    "b16-cifar-big-mmap-threshold": ("none", {"SWING_BACKBONE": "cifar_resnet20", "SWING_BATCH": "16",
-                                              "DYNCONV_BENCH_STRATEGY": "grouped",
-                                              "MALLOC_MMAP_THRESHOLD_": str(64 * 2**20),
-                                              "MALLOC_TRIM_THRESHOLD_": str(256 * 2**20)}),
-    "b16-cifar-1-thread": ("none", {"SWING_BACKBONE": "cifar_resnet20", "SWING_BATCH": "16",
-                                    "DYNCONV_BENCH_STRATEGY": "grouped", "SWING_THREADS": "1"}),
+    "b16-cifar": ("none", CIFAR_B16),
+    "b16-cifar-aslr-off": ("none", {**CIFAR_B16, "SWING_ASLR_OFF": "1"}),
+    "b16-cifar-big-mmap-threshold": ("none", {**CIFAR_B16, **STEADY_MALLOC}),
+    "b16-cifar-1-thread": ("none", {**CIFAR_B16, "SWING_THREADS": "1"}),
 }
 
 

@@ -225,6 +225,8 @@ def save_case(case: dict, path: Path) -> None:
             size = 0
         parts[-1][key] = tensor
         size += nbytes
+    for stale in path.parent.glob(f"{path.name}.part*"):  # parts of an earlier, larger case would be merged too
+        stale.unlink()
     torch.save({**case, "state_dict": parts[0]}, path)
     for i, part in enumerate(parts[1:], start=2):
         torch.save(part, path.with_name(f"{path.name}.part{i}"))
