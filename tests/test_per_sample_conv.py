@@ -128,3 +128,48 @@ def test_batch_one_needs_no_tuning():
     with record_strategies() as rec:
         per_sample_conv(torch.randn(1, 4, 6, 6), torch.randn(1, 3, 4, 3, 3), None, (1, 1), (1, 1), (1, 1), 1)
     assert rec == {"loop": 1} and psc._CACHE == {}
+
+
+def _raise(message):  # noqa: ANN001, ANN202
+    def run(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError(message)
+    return run
+
+
+def test_a_candidate_that_raises_is_dropped_and_recorded_and_the_others_are_tuned(monkeypatch):
+    from dynconv_bench.models import triton_conv
+
+    # the fused kernel as a candidate (as on CUDA) that cannot launch: out of shared memory
+    monkeypatch.setattr(psc, "_fused_fits", lambda *args, **kwargs: True)
+    monkeypatch.setattr(triton_conv, "fused_conv", _raise("out of resource: shared memory, Required: 303104,\n"
+                                                          "Hardware limit: 232448"))
+    monkeypatch.setitem(psc._RUN, "bmm", _raise("bmm broke"))
+    conv, x, att, bank, bias = _mixture_case(DYNAMIC_CONV_CASES[0].values[0])
+    x, att, bank = x.detach(), att.detach(), bank.detach()
+    bias = None if bias is None else bias.detach()
+    with torch.no_grad(), record_strategies() as rec:
+        out = per_sample_conv(x, KernelMixture(att, bank, bias), None, conv.stride, conv.padding, conv.dilation,
+                              conv.groups)
+    (choice,) = rec
+    assert choice in ("grouped", "loop", "output_space")  # a candidate that ran
+    torch.testing.assert_close(out, _reference(conv, x, att, bank, bias), rtol=1e-4, atol=1e-4)
+    assert len(rec.failures) == 2 and all("\n" not in line for line in rec.failures)  # one line each
+    fused, bmm = sorted(rec.failures, key=lambda line: "bmm" in line)
+    assert fused.startswith("layer (3,") and "| strategy fused | RuntimeError: out of resource: shared memory, " \
+                                            "Required: 303104, Hardware limit: 232448" in fused
+    assert "| strategy bmm | RuntimeError: bmm broke" in bmm
+    key = next(iter(psc._CACHE))
+    assert fused.split(" | ")[0] == f"layer {key}" and psc._CACHE[key] == choice  # the layer: its strategy key
+    with record_strategies() as again:  # the choice is cached: no second tuning, nothing more recorded
+        per_sample_conv(x, KernelMixture(att, bank, bias), None, conv.stride, conv.padding, conv.dilation, conv.groups)
+    assert again == {choice: 1} and again.failures == []
+
+
+def test_every_candidate_failing_raises_a_clear_error(monkeypatch):
+    for name in ("grouped", "loop", "bmm"):
+        monkeypatch.setitem(psc._RUN, name, _raise(f"{name} broke"))
+    x, w = torch.randn(3, 4, 6, 6), torch.randn(3, 5, 4, 3, 3)
+    with record_strategies() as rec, pytest.raises(psc.StrategyError, match="every per-sample conv strategy failed") as err:
+        per_sample_conv(x, w, None, (1, 1), (1, 1), (1, 1), 1)
+    assert all(f"strategy {n} | RuntimeError: {n} broke" in str(err.value) for n in ("grouped", "loop", "bmm"))
+    assert len(rec.failures) == 3 and psc._CACHE == {}  # nothing cached: the next call tunes afresh

@@ -217,6 +217,7 @@ def _measure(mode: str, model: nn.Module, batch_size: int, input_size: tuple[int
                     steps = warmup + len(times)
             record_usage(result, usage, warmup + len(times))
             result.strategies = {k: n // steps for k, n in sorted(used.items())}
+            result.strategy_failures = list(used.failures)
             summarise(result, times, cpu)
             result.status = "ok"
             if dev.type == "cuda":
@@ -364,31 +365,52 @@ def measure_paired(model: nn.Module, baseline: nn.Module, mode: str, batch_size:
     with the median, min and max of the per-round ratios of baseline time to its time (above 1: faster).
 
     `runs_per_round` ({"own": n, "baseline": m}, e.g. another process's `runs_per_round`) fixes the run counts.
+    As in `measure_inference`: cudnn.benchmark on CUDA, and a failure (OOM, compile error, a layer none of whose
+    strategies runs) becomes a failed result with the error; both models' train/eval modes are restored.
     """
     dev = resolve_device(device)
     dtype = amp_dtype(amp)
     warmup = DEFAULT_WARMUP[dev.type] if warmup is None else warmup
     min_time = DEFAULT_MIN_TIME[dev.type] if min_time is None else min_time
-    cpu: dict[str, list[float]] = {}
-    with fixed_threads(threads) as n_threads:
-        steps = {name: build_step(mode, m, batch_size, input_size, dev, channels_last, dtype, compile, num_classes,
-                                  0.01) for name, m in (("own", model), ("baseline", baseline))}
-        usage = process_usage()
-        with record_strategies() as used:
-            times = time_interleaved(steps, dev, rounds, warmup, min_time, min_runs, cpu, runs_per_round)
-    own = [t for r in times["own"] for t in r]
-    result = SpeedResult("ok", None, mode, batch_size, list(input_size), str(dev), n_threads, warmup=warmup,
+    result = SpeedResult("failed", None, mode, batch_size, list(input_size), str(dev), None, warmup=warmup,
                          min_time=min_time, channels_last=channels_last, amp=amp if dtype else None, compile=compile)
-    summarise(result, own)
-    record_usage(result, usage, sum(len(r) for t in times.values() for r in t) + 2 * (warmup + 1))
-    result.cpu_s, result.baseline_cpu_s = statistics.median(cpu["own"]), statistics.median(cpu["baseline"])
-    result.baseline_median_s = statistics.median([t for r in times["baseline"] for t in r])
-    calls = warmup + 1 + len(own)  # forwards of `model` (the baseline's add no per-sample layer calls)
-    result.strategies = {k: n // calls for k, n in sorted(used.items())}
-    ratios = round_ratios(times["own"], times["baseline"])
-    result.rounds, result.runs_per_round = rounds, {n: len(times[n][0]) for n in times}
-    result.baseline_ratio = statistics.median(ratios)
-    result.baseline_ratio_min, result.baseline_ratio_max = min(ratios), max(ratios)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        result.error = "CUDA requested but torch.cuda.is_available() is False (no GPU or no CUDA driver)"
+        return result
+    modes = [(m, m.training) for m in (model, baseline)]
+    cpu: dict[str, list[float]] = {}
+    with fixed_threads(threads) as n_threads, _cudnn_benchmark(dev.type == "cuda"):
+        result.threads = n_threads
+        steps: dict[str, Callable[[], Any]] = {}
+        try:
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+            steps = {name: build_step(mode, m, batch_size, input_size, dev, channels_last, dtype, compile,
+                                      num_classes, 0.01) for name, m in (("own", model), ("baseline", baseline))}
+            usage = process_usage()
+            with record_strategies() as used:
+                times = time_interleaved(steps, dev, rounds, warmup, min_time, min_runs, cpu, runs_per_round)
+            own = [t for r in times["own"] for t in r]
+            summarise(result, own)
+            record_usage(result, usage, sum(len(r) for t in times.values() for r in t) + 2 * (warmup + 1))
+            result.cpu_s, result.baseline_cpu_s = statistics.median(cpu["own"]), statistics.median(cpu["baseline"])
+            result.baseline_median_s = statistics.median([t for r in times["baseline"] for t in r])
+            calls = warmup + 1 + len(own)  # forwards of `model` (the baseline's add no per-sample layer calls)
+            result.strategies = {k: n // calls for k, n in sorted(used.items())}
+            result.strategy_failures = list(used.failures)
+            ratios = round_ratios(times["own"], times["baseline"])
+            result.rounds, result.runs_per_round = rounds, {n: len(times[n][0]) for n in times}
+            result.baseline_ratio = statistics.median(ratios)
+            result.baseline_ratio_min, result.baseline_ratio_max = min(ratios), max(ratios)
+            result.status = "ok"
+        except Exception as exc:  # OOM, compile failure, unsupported op: a failed result, the caller goes on
+            result.status, result.error = "failed", _error_text(exc)
+        finally:
+            steps = {}  # noqa: F841 - drop the model copies before emptying the cache
+            for m, training in modes:
+                m.train(training)
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
     return result
 
 

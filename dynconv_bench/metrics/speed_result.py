@@ -52,6 +52,8 @@ class SpeedResult:
     cuda_graph: bool = False  # replays of a captured CUDA graph were timed
     peak_memory_bytes: int | None = None
     strategies: dict[str, int] = field(default_factory=dict)  # per-sample conv strategy -> layers using it
+    # candidates the strategy tuner dropped because they raised: 'layer <key> | strategy <name> | <error>' lines
+    strategy_failures: list[str] = field(default_factory=list)
     rounds: int = 0  # interleaved rounds with the baseline (0: timed alone)
     runs_per_round: dict[str, int] = field(default_factory=dict)  # timed runs per round (own, baseline)
     baseline_ratio: float | None = None

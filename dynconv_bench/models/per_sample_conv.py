@@ -10,7 +10,8 @@
   run (autograd, no triton, per-sample kernels given as a tensor) a forced 'fused' runs 'grouped'.
 
 `auto` (the default) times the applicable strategies once per key (shapes, geometry, dtype, device, threads)
-and caches the fastest in memory and, when `DYNCONV_BENCH_STRATEGY_CACHE` (or `set_strategy_cache`) names a
+(a candidate that raises is dropped, and `record_strategies` lists it in its `failures`; when every candidate
+fails the call raises `StrategyError`) and caches the fastest in memory and, when `DYNCONV_BENCH_STRATEGY_CACHE` (or `set_strategy_cache`) names a
 JSON file, on disk (see `strategy_cache`: a hint that never fails a cell). `DYNCONV_BENCH_STRATEGY` or
 `use_strategy(...)` forces one strategy. Tuning runs the candidates without autograd on detached inputs, so it
 never changes a result or a gradient; under autograd a key reuses the choice tuned for it (forward time) and
@@ -175,15 +176,29 @@ def per_sample_conv(x: torch.Tensor, weight: torch.Tensor | KernelMixture, bias:
 
 
 # -- choice: forced, tuned, cached -------------------------------------------------------------------------
-_RECORDERS: list[Counter] = []
+class StrategyError(RuntimeError):
+    """Every candidate strategy of a per-sample conv failed while it was tuned."""
+
+
+class StrategyCounts(Counter):
+    """Per-sample conv calls per strategy, and `failures`: one line per candidate the tuner dropped because it
+    raised, 'layer <strategy key> | strategy <name> | <exception type>: <message>'."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.failures: list[str] = []
+
+
+_RECORDERS: list[StrategyCounts] = []
 _CACHE: dict[str, str] = {}
 _CACHE_FILE: list[Path | None] = []  # empty: not set by set_strategy_cache, read the env var
 
 
 @contextlib.contextmanager
-def record_strategies() -> Iterator[Counter]:
-    """Count the strategy each per-sample conv call inside the block used."""
-    rec: Counter = Counter()
+def record_strategies() -> Iterator[StrategyCounts]:
+    """Count the strategy each per-sample conv call inside the block used; `.failures` lists the candidates the
+    tuner dropped inside the block because they raised."""
+    rec = StrategyCounts()
     _RECORDERS.append(rec)
     try:
         yield rec
@@ -256,7 +271,7 @@ def _choose(x, weight, bias, stride, padding, dilation, groups, mixture):  # noq
                                                 f"{', '.join(candidates)}); such entries are tuned afresh")
     if x.is_cuda and torch.cuda.is_current_stream_capturing():
         return "bmm"  # a CUDA graph records this shape untuned (no warm-up saw it): timing would sync
-    choice = _tune(candidates, x, weight, bias, stride, padding, dilation, groups)
+    choice = _tune(candidates, x, weight, bias, stride, padding, dilation, groups, layer=key)
     _CACHE[key] = choice
     if path is not None:
         strategy_cache.store(path, key, choice)
@@ -267,25 +282,45 @@ def _detached(weight: torch.Tensor | KernelMixture | CellMixture) -> torch.Tenso
     return weight.detach()
 
 
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
 def _tune(candidates: tuple[str, ...], x, weight, bias, stride, padding, dilation, groups,  # noqa: ANN001
-          repeats: int = 2) -> str:
-    """The fastest candidate by the best of `repeats` timed forwards (after one warm-up), without autograd."""
+          repeats: int = 2, layer: str = "?") -> str:
+    """The fastest candidate by the best of `repeats` timed forwards (after one warm-up), without autograd.
+
+    A candidate that raises (a kernel that cannot launch here, out of memory) is dropped: each open
+    `record_strategies` block gets a line naming the layer (its strategy key), the strategy and the error, and the
+    others are still timed. StrategyError when every candidate raised.
+    """
     x, weight = x.detach(), _detached(weight)
     bias = None if bias is None else bias.detach()
     cuda = x.device.type == "cuda"
-    best, best_t = candidates[0], float("inf")
+    best, best_t = None, float("inf")
+    errors: list[str] = []
     with torch.no_grad():
         for name in candidates:
             times = []
-            for i in range(repeats + 1):
-                if cuda:
-                    torch.cuda.synchronize(x.device)
-                t0 = time.perf_counter()
-                _run(name, x, weight, bias, stride, padding, dilation, groups)
-                if cuda:
-                    torch.cuda.synchronize(x.device)
-                if i:
-                    times.append(time.perf_counter() - t0)
+            try:
+                for i in range(repeats + 1):
+                    if cuda:
+                        torch.cuda.synchronize(x.device)
+                    t0 = time.perf_counter()
+                    _run(name, x, weight, bias, stride, padding, dilation, groups)
+                    if cuda:
+                        torch.cuda.synchronize(x.device)
+                    if i:
+                        times.append(time.perf_counter() - t0)
+            except Exception as exc:  # noqa: BLE001 (any failure drops the candidate; the others still run)
+                line = f"layer {layer} | strategy {name} | {_one_line(exc)}"
+                errors.append(line)
+                for rec in _RECORDERS:
+                    rec.failures.append(line)
+                continue
             if min(times) < best_t:
                 best, best_t = name, min(times)
+    if best is None:
+        raise StrategyError(f"every per-sample conv strategy failed for layer {layer}:\n" + "\n".join(errors))
     return best

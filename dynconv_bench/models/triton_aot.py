@@ -21,13 +21,14 @@ from dataclasses import dataclass
 
 import torch
 
-from .triton_tiles import ConvProblem, choose_tiles, compile_key
+from .triton_tiles import TARGETS, ConvProblem, choose_tiles, compile_key
 
 __all__ = ["ARCHS", "BACKBONES", "KernelReport", "compile_report", "family", "launcher_configs", "model_problems",
            "precision_class", "representative"]
 
-# (architecture, SM count of the part the split-K rule sizes for): A100 SXM has 108 SMs, H100 SXM / H200 132
-ARCHS = {80: 108, 90: 132}
+# (architecture, SM count of the part the split-K rule sizes for): A100 SXM has 108 SMs, H100 SXM / H200 132; the
+# launcher sizes its tiles for the device's limits (triton_tiles.TARGETS: shared memory per block and per SM)
+ARCHS = {arch: t.sms for arch, t in TARGETS.items()}
 BACKBONES = {"resnet18": 224, "resnet50": 224, "mobilenetv2_100": 224}
 # compute dtype and fp32 dot precision: the three dtypes, fp32 with and without TF32
 PRECISIONS = (("fp32", "tf32"), ("fp32", "ieee"), ("bf16", "ieee"), ("fp16", "ieee"))
@@ -130,7 +131,8 @@ def launcher_configs(problems: list[ConvProblem], batches: tuple[int, ...] = (1,
             for dtype, prec in precisions:
                 q = dataclasses.replace(p, batch=batch, dtype=dtype, precision=prec if dtype == "fp32" else "ieee")
                 for arch, sms in archs.items():
-                    key = json.dumps(compile_key(q, choose_tiles(q, sms)), sort_keys=True)
+                    target = dataclasses.replace(TARGETS[arch], sms=sms) if arch in TARGETS else None
+                    key = json.dumps(compile_key(q, choose_tiles(q, sms, target)), sort_keys=True)
                     out.setdefault(key, set()).add(arch)
     return out
 

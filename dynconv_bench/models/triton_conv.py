@@ -35,7 +35,7 @@ from torch.utils.weak import WeakTensorKeyDictionary
 from .conv_modes import capturing_graph, conv_output_size, forced_strategy
 from .conv_spec import _reversed_twice
 from .mixtures import CellMixture, KernelMixture
-from .triton_tiles import ConvProblem, choose_tiles, lowrank_width
+from .triton_tiles import ConvProblem, Target, choose_tiles, lowrank_width, target_from_properties
 
 try:
     import triton
@@ -198,6 +198,12 @@ def _sms(device: torch.device) -> int | None:
     return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else None
 
 
+@functools.lru_cache(maxsize=8)
+def _target(device: torch.device) -> Target | None:
+    """The limits (shared memory, registers) of a CUDA device the tiles must fit (None on CPU: any known GPU's)."""
+    return target_from_properties(torch.cuda.get_device_properties(device)) if device.type == "cuda" else None
+
+
 def _launch(x: torch.Tensor, kernel: tuple[int, int], cout: int, groups: int, stride, padding, dilation,  # noqa: ANN001
             mode: int, att: torch.Tensor, bank: torch.Tensor, *, num_k: int = 1, bias=None, channel=None,  # noqa: ANN001
             filt=None, spatial=None, cells=(1, 1, 1, 1, 0), q=None, r=None) -> torch.Tensor:  # noqa: ANN001
@@ -211,7 +217,7 @@ def _launch(x: torch.Tensor, kernel: tuple[int, int], cout: int, groups: int, st
         for rec in _PLANS:
             rec.append(problem)
         return torch.zeros(b, h_out, w_out, cout, device=x.device, dtype=dtype).permute(0, 3, 1, 2)
-    tiles = choose_tiles(problem, _sms(x.device))
+    tiles = choose_tiles(problem, _sms(x.device), _target(x.device))
     xh = x.to(dtype).permute(0, 2, 3, 1).contiguous()  # NHWC: free when x is channels_last already
     positions, cout_g = h_out * w_out, cout // groups
     if tiles.splits > 1:  # one fp32 slice per split, added below in a fixed order

@@ -3,15 +3,63 @@
 The table (see `choose_tiles`) is what the launcher runs and what the ahead-of-time compile test walks: BM/BN up
 to 128, BK 16-32, 8 warps (255-register ceiling), 2-3 pipelining stages, and split-K when the grid would leave
 most SMs idle (batch 1 at the late stages). Register sizes are checked against spills by the AOT test (sm_80, sm_90).
+
+Shared memory grows with the tile, the pipelining stages, the dtype and the number of mixed kernels K (each stage
+buffers K bank tiles): `shared_bytes` is an upper bound of what the compiled kernel asks for (checked against the
+compiled figures of docs/fused-kernels.json), and `choose_tiles` shrinks a configuration until it fits the
+target's per-block limit (`Target`; A100 163 KiB, H100/H200 227 KiB), so a launch never fails for lack of it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-__all__ = ["ConvProblem", "Tiles", "choose_tiles", "compile_key"]
+__all__ = ["TARGETS", "ConvProblem", "Target", "Tiles", "TilesDoNotFit", "choose_tiles", "compile_key", "ctas_per_sm",
+           "shared_bytes", "target_from_properties"]
 
 DTYPES = ("fp32", "bf16", "fp16")
+_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A GPU's limits that a launch configuration must respect (CUDA C++ Programming Guide, table "Technical
+    Specifications per Compute Capability"; `cudaDevAttrMaxSharedMemoryPerBlockOptin` is what Triton checks at
+    launch, raising OutOfResources above it)."""
+
+    arch: int  # compute capability x 10: 80 (A100), 90 (H100, H200)
+    sms: int  # multiprocessors (the split-K rule sizes its grid for them)
+    smem_block: int  # shared memory one block may use (opt-in maximum), bytes
+    smem_sm: int  # shared memory per SM (the largest carveout), bytes
+    regs_sm: int = 65536  # 32-bit registers per SM (and per block)
+    regs_thread: int = 255  # registers per thread
+    ctas_sm: int = 32  # resident blocks per SM
+    threads_sm: int = 2048  # resident threads per SM (64 warps)
+    smem_reserved: int = 1024  # shared memory the system reserves per resident block (sm_80 and later)
+
+    @property
+    def name(self) -> str:
+        return f"sm_{self.arch}"
+
+
+# A100 SXM: 108 SMs, 164 KiB shared memory per SM, 163 KiB (166,912 B) per block; H100 SXM / H200: 132 SMs,
+# 228 KiB per SM, 227 KiB (232,448 B) per block
+TARGETS = {80: Target(80, 108, 166_912, 167_936), 90: Target(90, 132, 232_448, 233_472)}
+
+
+class TilesDoNotFit(ValueError):
+    """No configuration of the fused kernel fits the target's shared memory for this problem."""
+
+
+def target_from_properties(props: object) -> Target:
+    """The `Target` of a CUDA device from `torch.cuda.get_device_properties` (duck-typed: no torch import here)."""
+    arch = props.major * 10 + props.minor
+    known = TARGETS.get(arch)
+    smem_block = getattr(props, "shared_memory_per_block_optin", 0) or (known.smem_block if known else 49_152)
+    smem_sm = getattr(props, "shared_memory_per_multiprocessor", 0) or (known.smem_sm if known else smem_block)
+    return Target(arch, props.multi_processor_count, smem_block, smem_sm,
+                  regs_sm=getattr(props, "regs_per_multiprocessor", 0) or 65536,
+                  threads_sm=getattr(props, "max_threads_per_multi_processor", 0) or 2048)
 
 
 @dataclass(frozen=True)
@@ -84,8 +132,9 @@ def choose_bk(p: ConvProblem) -> int:
     return _pow2(p.cin // p.groups, 16, 16 if narrow else 32)
 
 
-def choose_tiles(p: ConvProblem, sms: int | None = None) -> Tiles:
-    """The launch configuration for `p` on a GPU with `sms` multiprocessors (None: no split-K, e.g. the interpreter).
+def choose_tiles(p: ConvProblem, sms: int | None = None, target: Target | None = None) -> Tiles:
+    """The launch configuration for `p` on a GPU with `sms` multiprocessors (None: no split-K, e.g. the interpreter)
+    whose limits are `target` (None: every GPU in TARGETS, i.e. a configuration that fits an A100 and an H100).
 
     BM >= 64 so that sm_90 can issue wgmma (a warpgroup's M is 64); BM = 128 once a sample has enough positions
     to fill it. Register budgets (from the AOT report): tiles up to 128x64x32 or 64x128x32 on 8 warps (128x128
@@ -93,6 +142,11 @@ def choose_tiles(p: ConvProblem, sms: int | None = None) -> Tiles:
     registers); warehouse cells (MODE 1) BN <= 64: the per-element gather of their attention holds index tiles too.
     1x1 mixtures of 4+ kernels BM 64; an IEEE fp32 low-rank residual with a latent width of 64+ BN 16. 8 warps
     throughout (4 spill on the K = 4 mixtures and the cells), compiled with maxnreg 255 (see `Tiles`).
+
+    Shared memory (`shared_bytes`, which grows with K: each stage buffers K bank tiles) must fit the target's
+    per-block limit: while it does not, BN halves down to 64, then the stages drop to 2, then BN halves down to 16,
+    then pipelining is switched off (1 stage); BK is never changed (the split-K steps are counted with it). CondConv's
+    8 experts on a 1x1 conv in TF32 (64x128x32, 3 stages: 294,912 B on sm_80, 303,104 B on sm_90) run 64x64x32.
     """
     ieee = p.dtype == "fp32" and p.precision == "ieee"
     bk = choose_bk(p)
@@ -104,6 +158,23 @@ def choose_tiles(p: ConvProblem, sms: int | None = None) -> Tiles:
         bn = 16  # FMA dots with a 64-wide latent tile besides: 64x64 and 64x32 spill at 255 registers
     warps = 8
     stages = 2 if p.mode == 1 or p.rank else 3
+    targets = (target,) if target is not None else tuple(TARGETS.values())
+    maxnreg = min(255, *(_max_regs(t, warps) for t in targets))
+    tiles = Tiles(bm, bn, bk, warps, stages, 1, maxnreg)
+    while not all(shared_bytes(p, tiles, t.arch) <= t.smem_block for t in targets):
+        if tiles.bn > 64:
+            tiles = replace(tiles, bn=tiles.bn // 2)
+        elif tiles.stages > 2:
+            tiles = replace(tiles, stages=tiles.stages - 1)
+        elif tiles.bn > 16:
+            tiles = replace(tiles, bn=tiles.bn // 2)
+        elif tiles.stages > 1:
+            tiles = replace(tiles, stages=1)
+        else:
+            need = max(shared_bytes(p, tiles, t.arch) for t in targets)
+            raise TilesDoNotFit(f"the fused conv kernel needs {need:,} B of shared memory per block for {p} even at "
+                                f"{tiles}; the limit is {min(t.smem_block for t in targets):,} B")
+    bm, bn, stages = tiles.bm, tiles.bn, tiles.stages
     splits = 1
     if sms:
         ctas = p.batch * -(-p.positions // bm) * -(-(p.cout // p.groups) // bn) * p.groups
@@ -111,7 +182,46 @@ def choose_tiles(p: ConvProblem, sms: int | None = None) -> Tiles:
         if ctas * 2 <= sms and iters >= 8:
             per = -(-iters // min(sms // ctas, iters // 4, 16))  # at most one wave of CTAs
             splits = -(-iters // per)
-    return Tiles(bm, bn, bk, warps, stages, splits)
+    return Tiles(bm, bn, bk, warps, stages, splits, maxnreg)
+
+
+def _max_regs(target: Target, warps: int) -> int:
+    """The register ceiling per thread at which a block of `warps` warps still fits the SM's register file."""
+    per_warp = target.regs_sm // 4 // -(-warps // 4)  # the register file is split over 4 sub-partitions
+    return min(target.regs_thread, per_warp // 256 * 256 // 32)  # allocated per warp in units of 256
+
+
+def shared_bytes(p: ConvProblem, t: Tiles, arch: int) -> int:
+    """An upper bound of the shared memory (bytes per block) the kernel compiled for `t` asks for on sm_`arch`.
+
+    In the main loop, each of the stages - 1 buffered stages holds the x tile (BM x BK), the K bank tiles
+    (BK x BN each; the cells' gather: its attention (fp32) and cell tiles), the channel and tap scales and the
+    low-rank Q tile (fp32); besides, the mixed weight tile (and Q's) is staged for the dot in the compute dtype, and
+    on sm_90 (wgmma) the x tile too. The epilogue reuses the memory: the fp32 accumulator's layout change for the
+    store (BM x BN) and the low-rank z (BM x LP) and R (LP x BN) tiles. The larger of the two. On Triton 3.8 this
+    equals the compiled figure for the largest (pipelined TF32) tiles and exceeds it elsewhere (bf16/fp16 tiles are
+    not pipelined there); tests/test_triton_aot.py checks it against every compiled configuration of the report.
+    """
+    e = _BYTES[p.dtype]
+    lp = lowrank_width(p.rank) if p.rank else 0
+    bank = p.num_k * t.bk * t.bn * e if p.mode == 0 else t.bk * t.bn * (4 + e)
+    stage = t.bm * t.bk * e + bank + 4 * t.bk * p.has_channel + 4 * p.has_spatial + 4 * t.bk * lp
+    staged = t.bk * t.bn * e + (t.bm * t.bk * e if arch >= 90 else 0) + t.bk * lp * e
+    loop = max(t.stages - 1, 0) * stage + staged
+    epilogue = 4 * t.bm * t.bn + 4 * lp * (t.bm + t.bn)
+    return max(loop, epilogue)
+
+
+def ctas_per_sm(target: Target, warps: int, registers: int, shared: int) -> int:
+    """Resident blocks per SM of a kernel with these resources (CUDA's occupancy calculator, cuda_occupancy.h):
+    the least of the block limit, the threads, the registers (allocated per warp in units of 256, a quarter of the
+    register file per sub-partition) and the shared memory (plus 1 KiB reserved per block, in units of 128 B)."""
+    by_threads = target.threads_sm // (warps * 32)
+    per_warp = -(-registers * 32 // 256) * 256
+    by_regs = 4 * (target.regs_sm // 4 // per_warp) // warps if registers <= target.regs_thread else 0
+    smem = -(-(shared + target.smem_reserved) // 128) * 128
+    by_smem = target.smem_sm // smem if shared <= target.smem_block else 0
+    return min(target.ctas_sm, by_threads, by_regs, by_smem)
 
 
 def lowrank_width(rank: int) -> int:
