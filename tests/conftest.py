@@ -49,6 +49,15 @@ def _isolated_registry():  # noqa: ANN202
     registry._VARIANTS.update(saved)
 
 
+@pytest.fixture
+def no_tf32():  # noqa: ANN201
+    """fp32 convs and matmuls in IEEE fp32 for the test (restored after), through the installed torch's API."""
+    from dynconv_bench.models.tf32 import tf32_switches
+
+    with tf32_switches(conv=False, matmul=False):
+        yield
+
+
 @pytest.fixture(scope="session")
 def variant_names() -> list[str]:
     return dynconv_bench.list_variants()

@@ -25,6 +25,7 @@ from dynconv_bench.execution.store import ResultStore
 from dynconv_bench.execution.suite import Cell, parse_suite
 from dynconv_bench.metrics.export import calibrate_batchnorm
 from dynconv_bench.metrics.memory import measure_model, peak_memory
+from dynconv_bench.models.tf32 import tf32_switches
 from dynconv_bench.metrics.speed import capture_cuda_graph, measure_inference
 from dynconv_bench.models.per_sample_conv import STRATEGIES, clear_strategy_cache, use_strategy
 
@@ -37,10 +38,8 @@ TOLERANCE = 1e-4  # of the output's scale; float32 vs float64 on CPU is 6e-6 to 
 
 @pytest.fixture(autouse=True)
 def _no_tf32() -> Iterator[None]:
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+    with tf32_switches(conv=False, matmul=False):
+        yield
 
 
 _MODELS: dict[tuple[str, str], tuple[nn.Module, nn.Module]] = {}

@@ -13,6 +13,7 @@ from dynconv_bench_variants._se import SEConv
 from torch import nn
 
 from dynconv_bench.models import per_sample_conv as psc
+from dynconv_bench.models.tf32 import tf32_switches
 from dynconv_bench.models.per_sample_conv import (
     CellMixture,
     KernelMixture,
@@ -272,18 +273,16 @@ def test_more_shapes_and_fp16(interpreter, case, dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_shapes_and_half_precision_on_cuda(case, dtype, monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
-    _check_dtype(case, dtype, "cuda")
+    with tf32_switches(matmul=False):
+        _check_dtype(case, dtype, "cuda")
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_every_builtin_variant_on_resnet18_fused_equals_loop_on_cuda(variant_names, monkeypatch):
+def test_every_builtin_variant_on_resnet18_fused_equals_loop_on_cuda(variant_names, monkeypatch, no_tf32):
     import dynconv_bench
 
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     x = torch.randn(4, 3, 64, 64, device="cuda")
     for name in variant_names:
         model = dynconv_bench.create_model("resnet18", name, num_classes=10).cuda().eval()
@@ -396,19 +395,18 @@ def test_split_k_at_batch_one_equals_the_reference(interpreter, monkeypatch):
     assert torch.equal(out, _fused(x, mix, geo))  # fixed-order sum of the split slices: deterministic
 
 
-def test_fp32_dots_follow_the_cudnn_tf32_switch(monkeypatch):
+def test_fp32_dots_follow_the_cudnn_tf32_switch():
     from dynconv_bench.models.triton_conv import dot_precision, dot_precisions
 
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     for cudnn_tf32, matmul_tf32 in ((True, False), (False, True)):
-        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", cudnn_tf32)
-        monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", matmul_tf32)
-        assert dot_precision(cuda, torch.float32) == ("tf32" if cudnn_tf32 else "ieee")
-        assert dot_precision(cpu, torch.float32) == "ieee"  # the CPU baseline never rounds to TF32
-        assert dot_precision(cuda, torch.bfloat16) == "ieee"  # (the input_precision of half tiles is unused)
-        sides = dot_precisions("cuda")
-        assert sides["conv"] == sides["fused"] == ("tf32" if cudnn_tf32 else "fp32")
-        assert sides["matmul"] == ("tf32" if matmul_tf32 else "fp32")
+        with tf32_switches(conv=cudnn_tf32, matmul=matmul_tf32):
+            assert dot_precision(cuda, torch.float32) == ("tf32" if cudnn_tf32 else "ieee")
+            assert dot_precision(cpu, torch.float32) == "ieee"  # the CPU baseline never rounds to TF32
+            assert dot_precision(cuda, torch.bfloat16) == "ieee"  # (the input_precision of half tiles is unused)
+            sides = dot_precisions("cuda")
+            assert sides["conv"] == sides["fused"] == ("tf32" if cudnn_tf32 else "fp32")
+            assert sides["matmul"] == ("tf32" if matmul_tf32 else "fp32")
     assert dot_precisions("cuda", "bf16") == {"conv": "bf16", "fused": "bf16", "matmul": "bf16"}
 
 
