@@ -25,9 +25,9 @@ from dynconv_bench.execution.store import ResultStore
 from dynconv_bench.execution.suite import Cell, parse_suite
 from dynconv_bench.metrics.export import calibrate_batchnorm
 from dynconv_bench.metrics.memory import measure_model, peak_memory
-from dynconv_bench.models.tf32 import tf32_switches
 from dynconv_bench.metrics.speed import capture_cuda_graph, measure_inference
 from dynconv_bench.models.per_sample_conv import STRATEGIES, clear_strategy_cache, use_strategy
+from dynconv_bench.models.tf32 import tf32_switches
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 

@@ -13,7 +13,6 @@ from dynconv_bench_variants._se import SEConv
 from torch import nn
 
 from dynconv_bench.models import per_sample_conv as psc
-from dynconv_bench.models.tf32 import tf32_switches
 from dynconv_bench.models.per_sample_conv import (
     CellMixture,
     KernelMixture,
@@ -21,6 +20,7 @@ from dynconv_bench.models.per_sample_conv import (
     record_strategies,
     use_strategy,
 )
+from dynconv_bench.models.tf32 import tf32_switches
 
 pytest.importorskip("triton")
 
