@@ -12,7 +12,7 @@ per-sample kernel is ever written to memory:
   dense convs only (the low-rank residual is dense across groups, a grouped reduction never sees the other groups).
 
 Forward only: the strategy is never chosen when autograd needs a gradient (see `runnable`). fp32 runs the dots
-in TF32 on CUDA when torch.backends.cudnn.allow_tf32 is set (the switch the static baseline's cuDNN conv follows);
+in TF32 on CUDA when cuDNN may use TF32 (models/tf32.conv_tf32: the switch static's cuDNN conv follows);
 bf16/fp16 tiles accumulate in fp32. On CPU the kernels run only under TRITON_INTERPRET=1 (the jitted kernel is
 built on first use for the current mode). The kernel itself is in triton_kernel.py, its tiles in triton_tiles.py.
 
@@ -35,6 +35,7 @@ from torch.utils.weak import WeakTensorKeyDictionary
 from .conv_modes import capturing_graph, conv_output_size, forced_strategy
 from .conv_spec import _reversed_twice
 from .mixtures import CellMixture, KernelMixture
+from .tf32 import conv_tf32, matmul_tf32
 from .triton_tiles import ConvProblem, Target, choose_tiles, lowrank_width, target_from_properties
 
 try:
@@ -176,8 +177,8 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
 
 
 def dot_precision(device: torch.device, dtype: torch.dtype) -> str:
-    """fp32 dots in TF32 exactly when the static baseline's cuDNN conv may use TF32 (cudnn.allow_tf32, CUDA)."""
-    tf32 = dtype == torch.float32 and device.type == "cuda" and torch.backends.cudnn.allow_tf32
+    """fp32 dots in TF32 exactly when the static baseline's cuDNN conv may use TF32 (conv_tf32(), CUDA)."""
+    tf32 = dtype == torch.float32 and device.type == "cuda" and conv_tf32()
     return "tf32" if tf32 else "ieee"
 
 
@@ -187,9 +188,9 @@ def dot_precisions(device: str, amp: str | None = None) -> dict[str, str]:
     if amp:
         return {"conv": amp, "fused": amp, "matmul": amp}
     cuda = str(device).startswith("cuda")
-    conv = "tf32" if cuda and torch.backends.cudnn.allow_tf32 else "fp32"
+    conv = "tf32" if cuda and conv_tf32() else "fp32"
     return {"conv": conv, "fused": conv if cuda else "fp32",
-            "matmul": "tf32" if cuda and torch.backends.cuda.matmul.allow_tf32 else "fp32"}
+            "matmul": "tf32" if cuda and matmul_tf32() else "fp32"}
 
 
 @functools.lru_cache(maxsize=8)
