@@ -4,6 +4,16 @@ A full disk or a kill mid-write leaves the previous file as it was; a path that 
 file (a device, FIFO, socket or folder) is refused, never replaced. The `check_*` functions run at the start
 of a command, before any work: they test writability by creating (and removing) a file, which also works
 for root, whom permission bits do not stop.
+
+Symbolic links: nothing is ever written through a link. An output file whose own name is a symbolic link
+(dangling or not, to whatever target) is refused in one line, before any work and again just before the
+rename; the rename itself (`os.replace`) replaces a name and never follows a link planted there meanwhile.
+The figures folder (`check_output_dir` / `make_folder` with `no_link=True`) is refused when its own name is
+a link, so a planted `plots -> /etc` is not written into. Folders above the final component are followed
+(`/tmp` is a link on macOS, home folders often are): a user names them, and an attacker who can replace
+them can replace the files anyway. The results store has its own rule (store_schema.py: a link to an
+SQLite file is opened only when that file is a dynconv-bench store). `check_not_input` refuses an output
+that is the same file (device and inode) as one of the command's inputs.
 """
 
 from __future__ import annotations
@@ -13,7 +23,7 @@ import errno
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .errors import UserError
@@ -55,16 +65,19 @@ def check_path_name(path: str | os.PathLike[str], what: str = "output") -> Path:
 
 
 def check_output_path(path: str | os.PathLike[str], what: str = "output", probe: bool = True,
-                      example: str = "out.txt") -> Path:
+                      example: str = "out.txt", link_ok: bool = False) -> Path:
     """The path as a Path, or UserError (one line) when it cannot become a regular file of ours.
 
     `probe`: also create and remove a file in its folder (a read-only or virtual file system fails here);
-    `example`: a file name the error for a folder suggests.
+    `example`: a file name the error for a folder suggests; `link_ok`: a symbolic link is checked as its target
+    instead of refused (only the results store, which checks the file it opens itself: store_schema.py).
     """
     text = os.fspath(path)
     path = check_path_name(path, what)
     if str(text).endswith(os.sep):
         raise UserError(f"{what} {show_path(text)} names a folder; give a file path")
+    if not link_ok:
+        _refuse_link(path, what)
     mode = _mode(path, what)
     if mode is not None and stat.S_ISDIR(mode):
         raise UserError(f"{what} {show_path(path)} is a directory; pass a file path such as "
@@ -80,9 +93,16 @@ def check_output_path(path: str | os.PathLike[str], what: str = "output", probe:
     return path
 
 
-def check_output_dir(path: str | os.PathLike[str], what: str = "figures", probe: bool = True) -> Path:
-    """`path` as a folder that files can be written into (it may not exist yet), or a one-line UserError."""
+def check_output_dir(path: str | os.PathLike[str], what: str = "figures", probe: bool = True,
+                     no_link: bool = False) -> Path:
+    """`path` as a folder that files can be written into (it may not exist yet), or a one-line UserError.
+
+    `no_link`: refuse a `path` that is itself a symbolic link (the figures folder, whose file names anyone can
+    predict); its parent folders are followed.
+    """
     path = check_path_name(path, what)
+    if no_link:
+        _refuse_link(path, f"folder for the {what}")
     mode = _mode(path, what)
     if mode is not None and not stat.S_ISDIR(mode):
         kind = "a file" if stat.S_ISREG(mode) else "a device, FIFO or socket"
@@ -110,9 +130,10 @@ def check_writable_folder(folder: str | os.PathLike[str], what: str = "output",
         os.unlink(name)
 
 
-def make_folder(path: str | os.PathLike[str], what: str = "figures") -> Path:
-    """Create `path` and its parents (as `mkdir -p`); a one-line UserError when that fails."""
-    path = check_output_dir(path, what, probe=False)
+def make_folder(path: str | os.PathLike[str], what: str = "figures", no_link: bool = False) -> Path:
+    """Create `path` and its parents (as `mkdir -p`); a one-line UserError when that fails (`no_link`: see
+    `check_output_dir`)."""
+    path = check_output_dir(path, what, probe=False, no_link=no_link)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -125,12 +146,10 @@ def replacing(path: str | os.PathLike[str], what: str = "output") -> Iterator[Pa
     """Yield a unique temporary path beside `path` (same suffix); rename it over `path` when the block ends cleanly.
 
     Any exception removes the temporary file and leaves `path` untouched; OSErrors become one-line UserErrors.
-    A symbolic link is written through: its target is replaced.
+    A symbolic link is never written through: a `path` that is a link is refused (UserError, one line), and one
+    planted after that check is replaced by the rename, its target untouched.
     """
-    shown = check_output_path(path, what, probe=False)
-    path = Path(os.path.realpath(shown)) if os.path.islink(shown) else shown
-    if path != shown:
-        check_output_path(path, what, probe=False)
+    path = shown = check_output_path(path, what, probe=False)
     parent = _parent(path)
     suffix = path.suffix if 0 < len(os.fsencode(path.suffix)) <= 32 else ".part"
     try:
@@ -142,10 +161,11 @@ def replacing(path: str | os.PathLike[str], what: str = "output") -> Iterator[Pa
     try:
         yield tmp
         with contextlib.suppress(OSError):  # keep the permissions of the file replaced; a new one gets 0644
-            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode) if path.exists() else 0o644)
+            before = os.lstat(path) if os.path.lexists(path) else None
+            os.chmod(tmp, stat.S_IMODE(before.st_mode) if before and stat.S_ISREG(before.st_mode) else 0o644)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        check_output_path(path, what, probe=False)  # it may have become a device or folder meanwhile
+        check_output_path(path, what, probe=False)  # it may have become a device, folder or link meanwhile
         os.replace(tmp, path)
         _sync_folder(parent)
     except OSError as exc:
@@ -161,6 +181,38 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes, what: str = "o
         with open(tmp, "wb") as fh:
             fh.write(data.encode("utf-8") if isinstance(data, str) else data)
     return Path(path)
+
+
+def check_not_input(output: str | os.PathLike[str], inputs: Iterable[tuple[str, str | os.PathLike[str] | None]],
+                    what: str = "output") -> None:
+    """Refuse (one-line UserError) an `output` that is the same file (device and inode: the same name, a hard
+    link or a link to it) as one of `inputs`, given as (what the input is, its path); missing paths pass."""
+    try:
+        out = os.stat(output)
+    except (OSError, ValueError):
+        return
+    for name, path in inputs:
+        if path is None or not os.fspath(path):
+            continue
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):
+            continue
+        if (st.st_dev, st.st_ino) == (out.st_dev, out.st_ino):
+            raise UserError(f"{what} {show_path(output)} is the same file as the {name} {show_path(path)}, which "
+                            f"this command reads; pass another output path")
+
+
+def _refuse_link(path: Path, what: str) -> None:
+    """A one-line UserError when `path` itself is a symbolic link: nothing is written through a link."""
+    if not os.path.islink(path):
+        return
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "?"
+    raise UserError(f"{what} {show_path(path)} is a symbolic link (to {show_path(target, 100)}); dynconv-bench "
+                    f"never writes through a link: remove it or pass another path")
 
 
 def _mode(path: Path, what: str) -> int | None:

@@ -31,12 +31,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.format not in EXPORT_FORMATS:
         raise unknown_choice("export format", args.format, EXPORT_FORMATS)
     from ..execution.suite import default_num_classes
+    from ..files import check_not_input
     from ..metrics.export import TOLERANCE, export_checked, first_line, require_onnx
     from ..models.backbones import default_input_size
     from ..models.convert import create_model, deploy
     from ..models.per_sample_conv import forced_strategy
 
     out = check_output_file(args.output, "ONNX file", "model.onnx")  # before the minutes of work
+    check_not_input(out, [("plugin", f) for f in getattr(args, "plugin", None) or []], "ONNX file")
     forced_strategy()
     require_onnx()
     classes = args.num_classes or default_num_classes(args.backbone)

@@ -23,7 +23,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     import torch
 
     from ..errors import UserError, unknown_choice
-    from ..files import replacing
+    from ..files import check_not_input, check_output_path, replacing
     from ..models.published import (
         check_file,
         classes_of,
@@ -36,6 +36,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     if args.release not in releases():  # before reading a possibly large file
         raise unknown_choice("release", args.release, releases())
+    check_output_path(args.output, "converted model", example="model.pt")  # a link or folder: before the work
+    plugins = [("plugin", f) for f in getattr(args, "plugin", None) or []]
+    check_not_input(args.output, [("checkpoint", args.file), *plugins], "converted model")
     digest = check_file(args.file, args.sha256, args.size)
     sd = read_state_dict(args.file)
     if args.arch is not None:

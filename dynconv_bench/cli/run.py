@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import UserError, unknown_choice
 from ..reporting.formats import list_formats
-from .common import bounded_float, check_output_dir, check_output_file, command, db_path
+from .common import bounded_float, check_output_file, command, db_path
 
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
 
@@ -157,17 +157,19 @@ def _check_run_outputs(args: argparse.Namespace) -> None:
     import os
 
     from ..execution.runner import strategy_cache_path
-    from ..files import NAME_MAX, check_output_path
+    from ..files import NAME_MAX, check_not_input, check_output_dir, check_output_path
     from ..models.per_sample_conv import CACHE_ENV, forced_strategy
     from ..models.strategy_cache import check_cache_file
 
-    db = check_output_path(db_path(args), "results store", not args.dry_run, "results.sqlite")
+    # the store follows a link: it opens only an SQLite file that is empty or a dynconv-bench store (store_schema.py)
+    db = check_output_path(db_path(args), "results store", not args.dry_run, "results.sqlite", link_ok=True)
+    check_not_input(db, [("suite file", _suite_file(args.suite)), *_plugin_inputs(args)], "results store")
     room = NAME_MAX - len(".strategies.json")  # the longest name SQLite and the runner put beside the store
     if len(os.fsencode(db.name)) > room:
         raise UserError(f"results store file name is {len(os.fsencode(db.name))} bytes; at most {room} (files named "
                         f"after it are kept beside it, such as {db.name[:20]}....strategies.json)")
     if not args.no_plots:
-        check_output_dir(args.plots_dir, "figures", probe=not args.dry_run)
+        check_output_dir(args.plots_dir, "figures", probe=not args.dry_run, no_link=True)
     forced_strategy()  # DYNCONV_BENCH_STRATEGY=bogus: one line now, not a failure in every cell
     check_cache_file(os.environ.get(CACHE_ENV, "").strip() or strategy_cache_path(db))
 
@@ -179,7 +181,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from ..reporting.report import render
 
     if args.output and args.output != "-":
+        from ..files import check_not_input
+
         check_output_file(args.output, "report", "report.md")
+        pngs = sorted(Path(args.plots_dir).glob("*.png")) if args.plots_dir and Path(args.plots_dir).is_dir() else []
+        check_not_input(args.output, [("results store", db_path(args)), *_plugin_inputs(args),
+                                      *(("figure", p) for p in pngs)], "report")
     if args.runs or args.compare:
         text = _runs_text(args)
     else:
@@ -195,6 +202,21 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _plugin_inputs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The --plugin files as inputs of `files.check_not_input`."""
+    return [("plugin", p) for p in getattr(args, "plugin", None) or []]
+
+
+def _suite_file(suite: str) -> Path | None:
+    """The file a suite argument names (a path, or suites/NAME.toml), None when it names none."""
+    from ..execution.suite import resolve_suite_path
+
+    try:
+        return resolve_suite_path(suite)
+    except (UserError, OSError, ValueError):
+        return None
 
 
 def _html_page(args: argparse.Namespace, df: object, name: str) -> str:
@@ -231,12 +253,14 @@ def _runs_text(args: argparse.Namespace) -> str:
                            f"{r['started']} .. {r['finished']}\n" for r in runs) or "no runs in the store\n"
         df = compare_runs(store, *args.compare)
         _warn_malformed(store.malformed)
+    from ..reporting.escape import csv_frame, html_frame
+
     if args.format == "csv":
-        return df.to_csv(index=False)
+        return csv_frame(df).to_csv(index=False)  # the report formats' escaping: formulas, bidi overrides
     if args.format == "json":
-        return df.to_json(orient="records", indent=2) + "\n"
+        return df.to_json(orient="records", indent=2) + "\n"  # ASCII: \u202e, never the raw character
     if args.format == "html":
-        return df.to_html(index=False)
+        return html_frame(df).to_html(index=False)
     return render_comparison(df, *args.compare)
 
 
@@ -260,9 +284,10 @@ def _cap_text(cap: object) -> str:
 @command
 def cmd_plot(args: argparse.Namespace) -> int:
     """Write the figures of one suite."""
+    from ..files import check_output_dir
     from ..reporting.plots import make_plots
 
-    check_output_dir(args.out_dir)
+    check_output_dir(args.out_dir, "figures", no_link=True)  # a planted `plots -> /etc` is not written into
     name, df = _suite_rows(args, args.suite)
     paths = make_plots(df, args.out_dir, name)
     for p in paths:

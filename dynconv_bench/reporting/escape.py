@@ -1,33 +1,69 @@
 """Escaping per output format: user-chosen names (variants, backbones, datasets, error texts) reach every report.
 
-Markdown cells keep the table's shape (pipes escaped, newlines as `<br>`, no raw HTML); CSV fields follow OWASP's
-CSV-injection rule; terminal text shows control characters, ANSI escapes and bidirectional marks as escapes.
-HTML is escaped with `html.escape` where it is written, LaTeX by pandas' Styler and `latex_text` here.
+Markdown text makes no link, image or HTML (`]` that could close a link, `<`, `&` and autolink starts escaped) and
+cells keep the table's shape (pipes escaped, newlines as `<br>`); CSV fields follow OWASP's CSV-injection rule, also
+after leading spaces and for full-width forms (NFKC); HTML is escaped with `html_text`/`html_frame`, LaTeX by pandas'
+Styler and `latex_text`. Every format shows control characters, bidirectional marks and other invisible format
+characters (Unicode Cf, the line and paragraph separators U+2028/U+2029) as escapes (`visible`); CSV keeps the
+controls a field may hold (newlines, tabs). JSON is written as ASCII (`\\u202e`), so no raw character reaches it.
 """
 
 from __future__ import annotations
 
+import html
 import re
+import unicodedata
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     import pandas as pd
 
-# C0 controls but tab and newline, DEL, C1 controls, and the bidirectional marks and overrides (Trojan Source)
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# C0 controls but tab and newline, DEL, C1 controls, and the bidirectional marks and overrides (Trojan Source); the
+# other candidates (any character beyond ASCII) are shown when their Unicode category is unsafe (`_hidden`)
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\U0010ffff]")
+_NON_ASCII = re.compile("[\x80-\U0010ffff]")
+_HIDDEN_CATEGORIES = ("Cc", "Cf", "Cs", "Zl", "Zp")  # controls, format (bidi, zero-width, tags), surrogates, separators
 CSV_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")  # OWASP: a spreadsheet reads a field starting so as a formula
 
 
+def _hidden(char: str) -> bool:
+    """Whether `char` is invisible or changes how the text around it is shown (U+202E reverses it)."""
+    return unicodedata.category(char) in _HIDDEN_CATEGORIES
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return char.encode("unicode_escape").decode("ascii") if char < "\x80" or _hidden(char) else char
+
+
 def visible(text: str) -> str:
-    """`text` with every control character, ANSI escape and bidi mark shown as a Python escape (`\\x1b`, `\\u202e`)."""
-    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    """`text` with every control character, ANSI escape, bidi mark and other format character (Unicode Cf, U+2028,
+    U+2029) shown as a Python escape (`\\x1b`, `\\u202e`); tab and newline stay."""
+    return _UNSAFE.sub(_escape, text)
+
+
+def visible_format(text: str) -> str:
+    """`text` with the characters beyond ASCII that `visible` shows (format characters such as bidi overrides,
+    U+2028, U+2029, C1 controls, lone surrogates) shown as escapes; ASCII controls stay (a CSV field may hold
+    newlines)."""
+    return _NON_ASCII.sub(_escape, text)
+
+
+_MD_ESCAPE = re.compile(r"[\\<&`]")
+_MD_ESCAPE_CODE = re.compile(r"[\\<&]")
+_MD_LINK_CLOSE = re.compile(r"\](?=\s*[(\[:]|\s*$)")  # `](url)`, `][ref]`, `]: url` (a definition), or last
+_MD_AUTOLINK = re.compile(r"(?i)(?<=[a-z0-9])(:)(?=//)|(?<![a-z0-9])(www)(\.)|(?<=\w)(@)(?=\w)")  # GFM autolinks
 
 
 def md_text(text: Any, code: bool = False) -> str:
-    """Text for Markdown outside a table: control characters shown, no raw HTML (`<` escaped), one line;
-    backticks escaped too unless `code` (our own notes mark names as code)."""
+    """Text for Markdown outside a table, one line: control and format characters shown, no raw HTML (`<` and `&`
+    escaped), no link or image (a `]` that could close one is escaped, and so are the starts of GitHub's autolinks:
+    `://`, `www.`, `a@b`); backticks escaped too unless `code` (our own notes mark names as code)."""
     out = visible(str(text).replace("\r\n", "\n").replace("\n", " "))
-    return re.sub(r"([\\<])" if code else r"([\\<`])", r"\\\1", out)
+    out = (_MD_ESCAPE_CODE if code else _MD_ESCAPE).sub(r"\\\g<0>", out)
+    out = _MD_LINK_CLOSE.sub(r"\\]", out)
+    return _MD_AUTOLINK.sub(lambda m: "".join(("\\" + g) if g in (":", ".", "@") else g
+                                              for g in m.groups() if g is not None), out)
 
 
 def md_cell(text: Any) -> str:
@@ -53,10 +89,16 @@ def _numeric(column: pd.Series) -> bool:
 
 
 def csv_field(value: Any) -> Any:
-    """A string that a spreadsheet would run as a formula gets a leading `'` (OWASP); other values unchanged."""
-    if isinstance(value, str) and value.startswith(CSV_TRIGGERS):
-        return "'" + value
-    return value
+    """A string that a spreadsheet would run as a formula gets a leading `'` (OWASP), format characters (bidi
+    overrides) shown as escapes; other values unchanged. A formula is also found after leading white space
+    (` =1+1`) and in full-width or other compatibility forms (`＝`, `＋`, `－`, `＠`): the text is NFKC-normalised
+    and left-stripped before the check, and written as it was."""
+    if not isinstance(value, str):
+        return value
+    text = visible_format(value)
+    if text.startswith(CSV_TRIGGERS) or unicodedata.normalize("NFKC", text).lstrip().startswith(CSV_TRIGGERS):
+        return "'" + text
+    return text
 
 
 def csv_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -65,6 +107,23 @@ def csv_frame(df: pd.DataFrame) -> pd.DataFrame:
     for col in out.columns:
         if not _numeric(out[col]):
             out[col] = [csv_field(v) for v in out[col]]
+    return out
+
+
+def html_text(text: Any) -> str:
+    """Text for HTML: control and format characters shown as escapes (`visible`), then `html.escape`d."""
+    return html.escape(visible(str(text)))
+
+
+def html_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` with its index, column labels and string cells passed through `visible` (`to_html` escapes them)."""
+    def show(value: Any) -> Any:
+        return visible(value) if isinstance(value, str) else value
+
+    out = df.rename(index=show, columns=show)
+    for col in out.columns:
+        if not _numeric(out[col]):
+            out[col] = [show(v) for v in out[col]]
     return out
 
 

@@ -1,6 +1,11 @@
 """Figures (PNG, SVG with real text, PDF): accuracy trade-offs with the Pareto front, throughput vs batch, per-layer
 latency. No caption is drawn into a figure: it travels in the files' metadata, and the HTML and LaTeX reports print
-it under the figure."""
+it under the figure.
+
+Every text a user chose (variant, backbone, dataset, layer names) is drawn as plain text: `plain` shows control and
+format characters as escapes and escapes `$`, so matplotlib never parses it as mathtext, and figures are drawn with
+`text.usetex` off. Figures are written through `files.replacing` (a figure name that is a symbolic link is refused,
+never followed) into a folder that is not itself a link (`make_folder(..., no_link=True)`)."""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import pandas as pd  # noqa: E402
 
 from ..files import make_folder, replacing  # noqa: E402
 from ..measures.speed import speed_setting  # noqa: E402
+from .escape import visible  # noqa: E402
 from .marks import flag_marks  # noqa: E402
 from .report import (  # noqa: E402
     BASELINE,
@@ -33,6 +39,18 @@ FORMATS = ("png", "svg", "pdf")
 # text stays text: editable in Inkscape/Illustrator (SVG) and embedded as TrueType, not Type 3 outlines (PDF)
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")  # one shape per variant: readable in grey print
 EDITABLE_TEXT = {"svg.fonttype": "none", "pdf.fonttype": 42}
+PLAIN_TEXT = {"text.usetex": False}  # a user's matplotlibrc with usetex on would send labels to LaTeX
+
+
+def plain(text: Any) -> str:
+    """A label as matplotlib draws it literally: control and format characters (bidi overrides) shown as escapes,
+    every `$` escaped (`\\$`), so no pair of them starts mathtext (`$\\undefinedmacro$` would raise at draw)."""
+    return visible(str(text)).replace("$", r"\$")
+
+
+def unplain(text: str) -> str:
+    """The inverse of `plain`'s `$` escape (for the title stored in a figure's metadata)."""
+    return text.replace(r"\$", "$")
 
 
 def pareto_front(xs: Sequence[float], ys: Sequence[float], higher_x_better: bool = False) -> list[int]:
@@ -60,7 +78,7 @@ def _save(fig: Any, out_dir: Path, stem: str, env: str, caption: str = "", tags:
     Backbone) as text chunks (the HTML report places each figure by them), the SVG and PDF title and caption."""
     if not finished:
         _finish(fig, env, caption)
-    title = fig.axes[0].get_title() if fig.axes else stem
+    title = unplain(fig.axes[0].get_title()) if fig.axes else stem
     if fig.axes:  # the title leads the caption the reports print: not drawn twice
         fig.axes[0].set_title("")
     metadata = {"png": {**(tags or {}), "Title": title, "Description": caption, "Comment": env},
@@ -135,10 +153,10 @@ def tradeoff_figure(points: pd.DataFrame, x_label: str, y_label: str, title: str
         ax.axhline(chance, color="#777777", ls=":", lw=1.0, zorder=0, label=f"chance ({chance:.1f}%)")
     if log_x:
         ax.set_xscale("log")
-    ax.set_xlabel(f"{x_label} ({'higher' if higher_x_better else 'lower'} is better)")
+    ax.set_xlabel(plain(f"{x_label} ({'higher' if higher_x_better else 'lower'} is better)"))
     every = sorted({int(n) for n in points["n"]})
-    ax.set_ylabel(f"{y_label}, mean over {_count(every)} seed{'s' if every[-1] > 1 else ''}")
-    ax.set_title(title)
+    ax.set_ylabel(plain(f"{y_label}, mean over {_count(every)} seed{'s' if every[-1] > 1 else ''}"))
+    ax.set_title(plain(title))
     ax.margins(x=0.1)  # room for the labels of the outermost points
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0.0)  # beside: no label under it
@@ -199,7 +217,7 @@ def _label_points(ax: Any, names: list[str], xs: list[float], ys: list[float]) -
     """
     from adjustText import adjust_text
 
-    texts = [ax.text(x, y, name, fontsize=8, fontweight="bold" if name == BASELINE else "normal")
+    texts = [ax.text(x, y, plain(name), fontsize=8, fontweight="bold" if name == BASELINE else "normal")
              for name, x, y in zip(names, xs, ys)]
     tries = ((1.3, 1.8), (1.6, 2.2), (2.0, 2.8))
     for k, expand in enumerate(tries):
@@ -271,18 +289,18 @@ def plot_throughput_vs_batch(long: pd.DataFrame, backbone: str, out_dir: Path, e
         fig, ax = plt.subplots(figsize=(7, 4.8))
         for k, variant in enumerate(dict.fromkeys(sub["variant"])):  # a marker at each measured batch
             line = values[variant].sort_index()
-            ax.plot(line.index, line.values, marker=MARKERS[k % len(MARKERS)], ms=6, label=variant,
+            ax.plot(line.index, line.values, marker=MARKERS[k % len(MARKERS)], ms=6, label=plain(variant),
                     lw=2.2 if variant == BASELINE else 1.4, color="black" if variant == BASELINE else None)
             for batch, y in line.items():
                 if marks.get((variant, batch)):
-                    ax.annotate(marks[(variant, batch)], (batch, y), xytext=(4, 4), textcoords="offset points")
+                    ax.annotate(plain(marks[(variant, batch)]), (batch, y), xytext=(4, 4), textcoords="offset points")
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(sub["batch_size"].unique()))
         ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.set_xlabel("batch size")
         ax.set_ylabel(f"throughput vs {BASELINE} (x, ratio measured in the same cell)" if relative
                       else "throughput (images/s, median of timed runs; absolute: one run)")
-        ax.set_title(f"{backbone}: {mode} throughput, {setting}")
+        ax.set_title(plain(f"{backbone}: {mode} throughput, {setting}"))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, ncol=2)
         caption = ((f"{mode.capitalize()} throughput of each variant at each batch size as a ratio to {BASELINE}'s, "
@@ -304,7 +322,7 @@ def plot_layer_breakdown(layers: list[dict[str, Any]], title: str, out_dir: Path
         return []
     df = df.sort_values("time_ms", ascending=False)
     head, rest = df.head(top), df.iloc[top:]
-    labels = [f"{r.layer} ({r.type})" for r in head.itertuples()]
+    labels = [plain(f"{r.layer} ({r.type})") for r in head.itertuples()]
     values = head["time_ms"].tolist()
     if not rest.empty:
         labels.append(f"other {len(rest)} layers")
@@ -319,11 +337,11 @@ def plot_layer_breakdown(layers: list[dict[str, Any]], title: str, out_dir: Path
     ax.invert_yaxis()
     from matplotlib.patches import Patch
 
-    handles = [Patch(color=cmap(i % 10), label=t) for i, t in enumerate(types)]
+    handles = [Patch(color=cmap(i % 10), label=plain(t)) for i, t in enumerate(types)]
     ax.legend(handles=handles, title="layer type", fontsize=7, title_fontsize=7, loc="center right")
     ax.set_xlabel("forward time per call (ms, median)")
     total = float(df["time_ms"].sum())
-    ax.set_title(f"{title}\nsum of layer times {total:.2f} ms")
+    ax.set_title(plain(f"{title}\nsum of layer times {total:.2f} ms"))
     ax.grid(axis="x", alpha=0.3)
     caption = (f"Median forward time per call of the {len(head)} slowest layers"
                + (f"; the other {len(rest)} summed in grey." if not rest.empty else "."))
@@ -336,11 +354,13 @@ def make_plots(df: pd.DataFrame, out_dir: str | Path, suite: str | None = None) 
     The environment of the latest row keeps the plain file names; another one's files start with
     `env-<id>_`, so that no figure mixes rows of two environments.
     """
-    out = make_folder(out_dir, "figures")
+    out = make_folder(out_dir, "figures", no_link=True)
     paths: list[Path] = []
-    for i, section in enumerate(environment_sections(df)):
-        prefix = (f"{_slug(suite)}_" if suite else "") + (f"env-{section.environment_id}_" if i else "")
-        paths += _section_plots(section.rows, out, prefix, {"Suite": suite or "", "Environment": section.environment_id})
+    with plt.rc_context(PLAIN_TEXT):
+        for i, section in enumerate(environment_sections(df)):
+            prefix = (f"{_slug(suite)}_" if suite else "") + (f"env-{section.environment_id}_" if i else "")
+            paths += _section_plots(section.rows, out, prefix,
+                                    {"Suite": suite or "", "Environment": section.environment_id})
     return [p for p in paths if p.suffix.lstrip(".") in FORMATS]
 
 

@@ -2,14 +2,14 @@
 
 Styles inline, figures as data URIs. Figures find their section through the text chunks that `plots._save` writes
 into each PNG (backbone and environment id); a PNG without them goes under "Other figures". The figures carry no
-caption of their own: the page shows the caption stored in the PNG under each one. Every text is escaped; notes
+caption of their own: the page shows the caption stored in the PNG under each one. Every text is escaped
+(`escape.html_text`: markup, and control and format characters such as bidi overrides shown as escapes); notes
 show `name` as <code>name</code>.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from ..escape import html_frame, html_text
 
 STYLE = (
     "body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
@@ -69,14 +71,14 @@ def anchor(*parts: str) -> str:
 
 def table_html(table: pd.DataFrame) -> str:
     """A table in a horizontally scrolling box; the row labels are a plain first column (one header row)."""
-    flat = table.reset_index()
+    flat = html_frame(table.reset_index())  # bidi overrides and controls shown as escapes; to_html escapes markup
     return f'<div class="scroll">{flat.to_html(index=False, escape=True, border=0)}</div>'
 
 
 def figure_html(fig: Figure) -> str:
     data = base64.b64encode(fig.path.read_bytes()).decode()
-    caption = f"<b>{html.escape(fig.title)}.</b> {html.escape(fig.caption)}".strip()  # the image has neither
-    return (f'<figure><img alt="{html.escape(fig.title)}" src="data:image/png;base64,{data}">'
+    caption = f"<b>{html_text(fig.title)}.</b> {html_text(fig.caption)}".strip()  # the image has neither
+    return (f'<figure><img alt="{html_text(fig.title)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{caption}</figcaption></figure>")
 
 
@@ -116,22 +118,22 @@ def page(title: str, intro: Sequence[str], sections: Sequence[Section]) -> str:
             while len(levels) > 1 and s.level < levels[-1]:
                 toc.append("</ul></li>")
                 levels.pop()
-        toc.append(f'<li><a href="#{s.id}">{html.escape(s.title)}</a>')
+        toc.append(f'<li><a href="#{s.id}">{html_text(s.title)}</a>')
     toc.append("</li></ul>" * len(levels))
     toc = ["<nav><h2>Contents</h2>", *toc, "</nav>"]
-    body = [f"<h1>{html.escape(title)}</h1>", *(f'<p class="note">{html.escape(t)}</p>' for t in intro),
+    body = [f"<h1>{html_text(title)}</h1>", *(f'<p class="note">{html_text(t)}</p>' for t in intro),
             "".join(toc)]
     for s in sections:
-        body.append(f'<section id="{s.id}"><h{s.level}>{html.escape(s.title)}</h{s.level}>{"".join(s.body)}'
+        body.append(f'<section id="{s.id}"><h{s.level}>{html_text(s.title)}</h{s.level}>{"".join(s.body)}'
                     f"</section>")
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-            f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{html.escape(title)}</title>"
+            f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{html_text(title)}</title>"
             f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n")
 
 
 def inline_html(text: Any) -> str:
     """Escaped text with `name` as <code>name</code> (the notes' one piece of Markdown)."""
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(str(text)))
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html_text(text))
 
 
 def note_html(*texts: Any) -> str:
@@ -177,7 +179,7 @@ def render(report: Any) -> str:
         sections.append(Section("other-figures", 2, "Other figures", [figures_html(rest)]))
     fails = report.fails
     if not fails.empty:
-        items = "".join(f"<li>{html.escape(f'{r.backbone}/{r.variant}/{r.kind}: {r.error}')}</li>"
+        items = "".join(f"<li>{html_text(f'{r.backbone}/{r.variant}/{r.kind}: {r.error}')}</li>"
                         for r in fails.itertuples())
         sections.append(Section("failed", 2, f"Failed cells ({len(fails)})", [f"<ul>{items}</ul>"]))
     return page(report.title, intro, sections)
