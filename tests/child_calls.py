@@ -9,3 +9,12 @@ def malloc_of_child() -> dict:
     from dynconv_bench.metrics.env import allocator_settings
 
     return {"status": "ok", "allocator": allocator_settings()}
+
+
+def killed_by_sigkill() -> dict:
+    """Ends the child as `kill -9` from outside would."""
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+    return {"status": "ok"}

@@ -121,10 +121,15 @@ def test_plots_order_points_as_the_table_does_with_a_loaded_static(tmp_path, mon
 @pytest.mark.parametrize("code, capped, expected", [
     (-signal.SIGSEGV, True, "was killed by signal 11 (SIGSEGV: segmentation fault)"),
     (-signal.SIGABRT, False, "was killed by signal 6 (SIGABRT: aborted)"),
-    (-signal.SIGKILL, True, "was killed by signal 9 (SIGKILL: killed) (out of memory?)"),
+    (-signal.SIGKILL, True, "was killed by signal 9 (SIGKILL: killed) (by another process: the memory watcher did "
+                            "not see the cell's cap reached)"),
+    (-signal.SIGKILL, False, "was killed by signal 9 (SIGKILL: killed)"),
     (3, True, "exited 3"),
 ])
-def test_a_dead_worker_is_named_by_its_signal(code: int, capped: bool, expected: str) -> None:
+def test_a_dead_worker_is_named_by_its_signal(code: int, capped: bool, expected: str, monkeypatch) -> None:  # noqa: ANN001
+    from dynconv_bench.metrics import isolate
+
+    monkeypatch.setattr(isolate, "_memory_low", lambda: False)
     assert death_text(code, capped) == expected
 
 
@@ -133,9 +138,9 @@ def test_sigkill_without_a_cap_suggests_memory_only_when_memory_is_low(monkeypat
 
     monkeypatch.setattr(isolate, "available_memory", lambda: 10 * 2**30)
     monkeypatch.setattr(isolate, "machine_memory", lambda: 16 * 2**30)
-    assert "out of memory" not in death_text(-signal.SIGKILL, capped=False)
+    assert "memory" not in death_text(-signal.SIGKILL, capped=False)
     monkeypatch.setattr(isolate, "available_memory", lambda: 2**30)
-    assert death_text(-signal.SIGKILL, capped=False).endswith("(out of memory?)")
+    assert death_text(-signal.SIGKILL, capped=True).endswith("(the machine is low on memory: the kernel's OOM killer?)")
 
 
 def segfault() -> dict:
@@ -256,3 +261,14 @@ def test_timed_workers_start_with_steady_malloc_thresholds_unless_told_to_inheri
     out = run_isolated(malloc_of_child, memory_cap=None, extra_env=steady)
     assert out["allocator"] == "MALLOC_MMAP_THRESHOLD_=67108864 MALLOC_TRIM_THRESHOLD_=268435456"
     assert "MALLOC_MMAP_THRESHOLD_" not in os.environ  # the runner's own environment is left as it was
+
+
+def test_a_worker_killed_from_outside_is_not_called_out_of_memory(monkeypatch) -> None:  # noqa: ANN001
+    from dynconv_bench.metrics import isolate
+    from tests.child_calls import killed_by_sigkill
+
+    monkeypatch.setattr(isolate, "_memory_low", lambda: False)
+    out = isolate.run_isolated(killed_by_sigkill, memory_cap=2**33)
+    assert out["status"] == "failed"
+    assert "killed by signal 9" in out["error"] and "did not see the cell's cap reached" in out["error"]
+    assert "out of memory" not in out["error"]

@@ -112,8 +112,9 @@ def _wait_ready(proc: subprocess.Popen, limit: float | None) -> bool | None:
 def death_text(returncode: int, capped: bool = False) -> str:
     """How a child ended, in words: its exit status, or the signal that killed it and what that signal means.
 
-    Only SIGKILL suggests "out of memory?", and only when a memory cap was set or the machine is low on memory
-    now (the OOM killer's signal); a segfault or an abort says so instead."""
+    A child that goes over its memory cap writes its own failure and exits, so a SIGKILL is never the cap:
+    with a cap (`capped`) the text says the cap was not reached; "out of memory?" is suggested only when the
+    machine is low on memory now (the kernel's OOM killer). A segfault or an abort says so instead."""
     if returncode >= 0:
         return f"exited {returncode}"
     try:
@@ -121,8 +122,11 @@ def death_text(returncode: int, capped: bool = False) -> str:
     except ValueError:
         return f"was killed by signal {-returncode}"
     text = f"was killed by signal {-returncode} ({name}: {_SIGNALS.get(name, 'signal')})"
-    if name == "SIGKILL" and (capped or _memory_low()):
-        text += " (out of memory?)"
+    if name == "SIGKILL":
+        if _memory_low():
+            text += " (the machine is low on memory: the kernel's OOM killer?)"
+        elif capped:
+            text += " (by another process: the memory watcher did not see the cell's cap reached)"
     return text
 
 
