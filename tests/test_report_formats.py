@@ -137,7 +137,7 @@ def test_csv_fields_that_a_spreadsheet_would_run_are_prefixed(hostile: pd.DataFr
     text = render(hostile, "csv", "f")
     rows = list(csv.reader(io.StringIO(text)))
     variants = [r[2] for r in rows[1:]]
-    assert "'=cmd|' /C calc'!A0\x1b[31m\u202e" in variants  # OWASP: a leading ' makes it text
+    assert "'=cmd|' /C calc'!A0\x1b[31m\\u202e" in variants  # OWASP: a leading ' makes it text; bidi shown
     assert all(not str(v).startswith(("=", "+", "-", "@", "\t", "\r")) for r in rows for v in r if v and
                not re.fullmatch(r"-?[\d.e+-]+", v))
     numbers = pd.read_csv(io.StringIO(text))

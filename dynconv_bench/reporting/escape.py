@@ -51,7 +51,7 @@ def visible_format(text: str) -> str:
 
 _MD_ESCAPE = re.compile(r"[\\<&`]")
 _MD_ESCAPE_CODE = re.compile(r"[\\<&]")
-_MD_LINK_CLOSE = re.compile(r"\](?=\s*[(\[:]|\s*$)")  # `](url)`, `][ref]`, `]: url` (a definition), or last
+_MD_LINK_CLOSE = re.compile(r"\](?=\s*[(\[:])")  # `](url)`, `][ref]`, `]: url` (a definition): no link, no definition
 _MD_AUTOLINK = re.compile(r"(?i)(?<=[a-z0-9])(:)(?=//)|(?<![a-z0-9])(www)(\.)|(?<=\w)(@)(?=\w)")  # GFM autolinks
 
 
@@ -64,6 +64,13 @@ def md_text(text: Any, code: bool = False) -> str:
     out = _MD_LINK_CLOSE.sub(r"\\]", out)
     return _MD_AUTOLINK.sub(lambda m: "".join(("\\" + g) if g in (":", ".", "@") else g
                                               for g in m.groups() if g is not None), out)
+
+
+def md_label(text: Any) -> str:
+    """`md_cell` for a label that our own `:` follows (`- label: error`): a last `]` is escaped too, so that
+    `[x]` and our `:` never make a link reference definition."""
+    out = md_cell(text)  # every `\\` of the text is escaped by now: a last `]` is never escaped yet
+    return out[:-1] + "\\]" if out.endswith("]") else out
 
 
 def md_cell(text: Any) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..escape import md_cell, md_frame, md_text
+from ..escape import md_frame, md_label, md_text
 from ..marks import NOTE, mark_notes
 from ..report import BASELINE, Report, describe_environment, format_table, kind_notes
 
@@ -30,6 +30,6 @@ def render(report: Report) -> str:
         lines.append(NOTE.format(b=BASELINE))
     if not report.fails.empty:
         lines += ["", f"{len(report.fails)} failed cell(s):"]
-        lines += [f"- {md_cell(f'{r.backbone}/{r.variant}/{r.kind}')}: {md_text(r.error)}"
+        lines += [f"- {md_label(f'{r.backbone}/{r.variant}/{r.kind}')}: {md_text(r.error)}"
                   for r in report.fails.itertuples()]
     return "\n".join(lines) + "\n"
