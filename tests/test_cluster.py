@@ -81,6 +81,29 @@ def test_a_cell_no_node_can_hold_is_refused_with_the_nodes_named() -> None:
     assert ledger.update([_node("b", 2)]) == [] and not ledger.nodes and ledger.place(Demand(False, False, 1, 0)) is None
 
 
+def test_ddp_cells_the_nodes_cannot_hold_are_refused() -> None:
+    """Ray Train waits forever for workers that no node can hold (`gpus = 4` on 2 CPUs hung 300 s): refused."""
+    one = Ledger([_node("a", 2, host="box1")])
+    ddp = cell_demand(_cell("accuracy", gpus=4))
+    assert (ddp.workers, ddp.worker_cpus, ddp.worker_gpus, ddp.strategy) == (4, 1.0, 0.0, "STRICT_PACK")
+    assert one.impossible(ddp) == ("no live node of the Ray cluster can hold this cell: it needs 4 DDP workers of "
+                                   "1 CPU each, on one node (STRICT_PACK) (nodes: box1 2 CPU 0 GPU)")
+    assert one.impossible(cell_demand(_cell("accuracy", gpus=2))) is None
+    spread = cell_demand(_cell("accuracy", gpus=3, nodes=3))
+    assert one.impossible(spread).endswith("3 DDP workers of 1 CPU each, each on its own node (3 nodes) "
+                                           "(STRICT_SPREAD) (nodes: box1 2 CPU 0 GPU)")
+    three = Ledger([_node("a", 1), _node("b", 1), _node("c", 1), _node("head", 0)])
+    assert three.impossible(spread) is None and three.impossible(ddp) is not None
+    assert three.impossible(cell_demand(_cell("accuracy", gpus=2, nodes=2, threads=1))) is None
+    gpus = Ledger([_node("g1", 8, 2), _node("g2", 8, 2)])
+    cuda = cell_demand(_cell("accuracy", gpus=4, nodes=2, device="cuda", threads=2))
+    assert (cuda.strategy, gpus.impossible(cuda)) == ("PACK", None)  # 2 + 2 GPUs over the cluster
+    assert "4 DDP workers of 2 CPU and 1 GPU each, on one node" in gpus.impossible(
+        cell_demand(_cell("accuracy", gpus=4, device="cuda", threads=2)))
+    assert "over 2 nodes (PACK)" in gpus.impossible(cell_demand(_cell("accuracy", gpus=6, nodes=2, device="cuda")))
+    assert Ledger([]).impossible(ddp).endswith("(nodes: none)")
+
+
 def test_cluster_rows_key_by_cluster_and_hardware() -> None:
     base = {"cpu_model": "X", "threads": 2, "gpu": "H100", "torch": "2", "timm": "1"}
     local = {**base, "host": "head"}

@@ -31,8 +31,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=bounded_float(0, MAX_TIMEOUT_S, low_open=True), default=None,
                    help="per-cell time limit in s, at most a week (with --subprocess)")
     p.add_argument("--ray-address", default=None,
-                   help="ray executor: the cluster's head, HOST:PORT as `ray start --head` prints it (default: start "
-                        "a local Ray)")
+                   help="ray executor: the cluster's head, HOST:PORT as `ray start --head` prints it (default: "
+                        "$RAY_ADDRESS, else the Ray that `ray start` started on this machine, else start a local Ray, "
+                        "one per machine at a time)")
+    p.add_argument("--ray-timeout", type=bounded_float(0, 3600, low_open=True), default=None, metavar="SECONDS",
+                   help="ray executor: how long the head may take to answer before the run stops with an error "
+                        "(default: $DYNCONV_RAY_TIMEOUT, else 30)")
     p.add_argument("--num-cpus", type=bounded_float(0, 1024, low_open=True), default=1,
                    help="ray executor: CPUs each untimed cell's task asks for (default 1; a timed cell asks for "
                         "every CPU of its node instead) and the torch threads it runs with")
@@ -103,7 +107,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_run_outputs(args)
     cap = resolve_memory_cap(suite, args.memory_cap)
     executor = make_executor(args.executor, subprocess=args.subprocess, timeout=args.timeout,
-                             address=args.ray_address, num_cpus=args.num_cpus, num_gpus=args.num_gpus)
+                             address=args.ray_address, num_cpus=args.num_cpus, num_gpus=args.num_gpus,
+                             ray_timeout=args.ray_timeout, exit_on_timeout=True)
     plugged = _plugin_variants(suite)
     if plugged:
         print(f"suite {suite.name}: variants from plugins: {plugged}")
@@ -120,6 +125,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         for cell in todo:
             print(f"  {cell.label()}")
         return 0
+    if hasattr(executor, "connect"):  # a Ray head that does not answer: one line, exit 2, before the store is opened
+        executor.connect()
     with ResultStore(db_path(args)) as store:
         summary = run_suite(suite, store, force=args.force, executor=executor, plugins=args.plugin,
                             only=args.only, progress=not args.no_progress, memory_cap=cap)

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import socket
+import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
@@ -94,25 +99,50 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, address: str | None = None, num_cpus: float = 1, num_gpus: float = 0,
-                 max_pending: int | None = None, fn: CellFn | None = None, poll_s: float = 2.0) -> None:
+                 max_pending: int | None = None, fn: CellFn | None = None, poll_s: float = 2.0,
+                 timeout: float | None = None, exit_on_timeout: bool = False) -> None:
         self.address = address
+        if address is not None:
+            parse_ray_address(address)  # a malformed address (port 99999) is refused now, not after a wait
         self.num_cpus = num_cpus
         self.num_gpus = num_gpus
         self.max_pending = max_pending
         self.fn = fn or _default_fn
         self.poll_s = poll_s  # how often the live nodes are read again while waiting
+        self.timeout = ray_timeout(timeout)  # how long a head may take to answer (connect)
+        self.exit_on_timeout = exit_on_timeout  # the CLI: a ray.init that hangs past it ends the process (exit 2)
 
-    def _connect(self) -> Any:
+    def connect(self) -> Any:
+        """Ray, connected: to `address` (or RAY_ADDRESS) once its head answered within the timeout, else to a
+        running `ray start` Ray of this machine, else a local Ray started here (one per machine at a time)."""
         try:
             import ray
         except ImportError:
             raise UserError("the ray executor needs Ray: pip install 'dynconv-bench[ray]'") from None
-        if not ray.is_initialized():
-            try:
-                ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
-                         ignore_reinit_error=True)
-            except (ConnectionError, ValueError, RuntimeError) as exc:
-                raise UserError(f"cannot connect to the Ray cluster at {self.address!r}: {exc}") from None
+        if ray.is_initialized():
+            return ray
+        address = self.address or os.environ.get("RAY_ADDRESS") or None
+        if address is None:  # ray.init() joins the `ray start` Ray this machine recorded, or starts one here
+            address = _recorded_ray_address()
+            if address is None:
+                hold_local_ray_lock()
+        hostport = parse_ray_address(address) if address else None
+        if hostport is not None:
+            probe_ray_head(*hostport, timeout=self.timeout, address=address)
+        watchdog = None
+        if hostport is not None and self.exit_on_timeout:
+            watchdog = threading.Timer(self.timeout, _die, (f"the Ray head at {address} answered but Ray could not "
+                                                            f"connect to it within {self.timeout:g} s",))
+            watchdog.daemon = True
+            watchdog.start()
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"cannot connect to the Ray cluster at {address!r}: {first}") from None
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
         return ray
 
     def map(self, cells: Iterable[Cell], plugins: Sequence[str] = (), on_start: OnStart | None = None,
@@ -120,7 +150,7 @@ class RayExecutor:
         """Yield (cell, result) as tasks finish; a cell whose `on_start` returns False is not submitted."""
         from .placement import Ledger, cell_demand
 
-        ray = self._connect()
+        ray = self.connect()
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         ledger = Ledger(ray.nodes())
@@ -226,10 +256,133 @@ def utcnow_ms() -> str:
 
 
 def make_executor(name: str = "local", **kw: Any) -> LocalExecutor | RayExecutor:
-    """An executor by name: `local` (subprocess, timeout) or `ray` (address, num_cpus, num_gpus)."""
+    """An executor by name: `local` (subprocess, timeout) or `ray` (address, num_cpus, num_gpus, ray_timeout)."""
     if name == "local":
         return LocalExecutor(**{k: v for k, v in kw.items() if k in ("subprocess", "timeout", "fn")})
     if name == "ray":
-        return RayExecutor(**{k: v for k, v in kw.items() if k in ("address", "num_cpus", "num_gpus", "max_pending",
-                                                                    "fn", "poll_s")})
+        ray_kw = {k: v for k, v in kw.items() if k in ("address", "num_cpus", "num_gpus", "max_pending", "fn",
+                                                        "poll_s", "exit_on_timeout")}
+        return RayExecutor(**ray_kw, timeout=kw.get("ray_timeout"))
     raise unknown_choice("executor", name, EXECUTORS)
+
+
+# -- reaching a Ray head without hanging -------------------------------------------------------------
+RAY_TIMEOUT_ENV = "DYNCONV_RAY_TIMEOUT"
+DEFAULT_RAY_TIMEOUT_S = 30.0
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # + empty SETTINGS
+
+
+def ray_timeout(value: float | None = None) -> float:
+    """Seconds a Ray head may take to answer: `value`, else $DYNCONV_RAY_TIMEOUT, else 30."""
+    if value is None:
+        text = os.environ.get(RAY_TIMEOUT_ENV, "").strip()
+        if not text:
+            return DEFAULT_RAY_TIMEOUT_S
+        try:
+            value = float(text)
+        except ValueError:
+            raise UserError(f"{RAY_TIMEOUT_ENV}={text!r} is not a number of seconds") from None
+    if not (0 < value <= 3600):
+        raise UserError(f"the Ray connect timeout must be in (0, 3600] s, not {value:g}")
+    return float(value)
+
+
+def parse_ray_address(address: str) -> tuple[str, int] | None:
+    """(host, port) of a Ray address (HOST:PORT, [IPv6]:PORT, ray://HOST:PORT); None for `auto` and `local`."""
+    text = address.strip()
+    if text in ("auto", "local"):
+        return None
+    rest = text[len("ray://"):] if text.startswith("ray://") else text
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([A-Za-z0-9._-]+):(\d{1,5})", rest)
+    port = int(m.group(2) or m.group(4)) if m else 0
+    if m is None or not 1 <= port <= 65535:
+        raise UserError(f"Ray address {address!r} is not HOST:PORT with a port in 1..65535 (the head's address "
+                        "as `ray start --head` prints it, e.g. 10.0.0.5:6379), nor auto or local")
+    return m.group(1) or m.group(3), port
+
+
+def probe_ray_head(host: str, port: int, timeout: float, address: str | None = None) -> None:
+    """Check within `timeout` s that HOST:PORT accepts a connection and speaks gRPC (HTTP/2), as a Ray head's GCS
+    does; a UserError of one line otherwise. ray.init itself would wait on a silent address for minutes."""
+    where = address or f"{host}:{port}"
+    hint = f"(--ray-timeout or ${RAY_TIMEOUT_ENV}; the head: `ray start --head --port={port}`)"
+    deadline = time.monotonic() + timeout
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(max(deadline - time.monotonic(), 0.01))
+            sock.sendall(_HTTP2_PREFACE)
+            head = b""
+            while len(head) < 9:
+                sock.settimeout(max(deadline - time.monotonic(), 0.01))
+                chunk = sock.recv(9 - len(head))
+                if not chunk:
+                    break
+                head += chunk
+    except socket.gaierror as exc:
+        raise UserError(f"cannot resolve the Ray head's host {host!r} ({where}): {exc.strerror or exc}") from None
+    except ConnectionRefusedError:
+        raise UserError(f"no Ray head at {where}: connection refused {hint}") from None
+    except (socket.timeout, TimeoutError):
+        raise UserError(f"the Ray head at {where} did not answer within {timeout:g} s {hint}") from None
+    except OSError as exc:
+        raise UserError(f"cannot reach the Ray head at {where}: {exc.strerror or exc} {hint}") from None
+    if len(head) < 9 or head[3] != 0x4:  # a gRPC server opens with a SETTINGS frame
+        raise UserError(f"{where} answered, but not as a Ray head (no gRPC): is {port} the head's GCS port "
+                        "(6379 unless `ray start --head --port` said otherwise)?")
+
+
+def _die(message: str) -> None:
+    """The watchdog of a hung ray.init (CLI only): one line, exit 2, no native stack."""
+    sys.stderr.write(f"dynconv-bench: error: {message}\n")
+    sys.stderr.flush()
+    os._exit(2)
+
+
+# -- one local Ray per machine ------------------------------------------------------------------------
+_LOCAL_LOCK: list[int] = []  # the open lock file of this process's local Ray, held until it exits
+
+
+def local_ray_lock_path() -> str:
+    """The file a run that starts its own local Ray locks (one per machine)."""
+    return os.path.join(tempfile.gettempdir(), "dynconv-bench-local-ray.lock")
+
+
+def _recorded_ray_address() -> str | None:
+    """The address of the `ray start` Ray this machine recorded (ray.init() without an address joins it), or None:
+    ray.init() would start a Ray here."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        return canonicalize_bootstrap_address(None)
+    except Exception:  # a private helper that moved: ray.init() decides, as a local start
+        return None
+
+
+def hold_local_ray_lock() -> None:
+    """Take this machine's local-Ray lock for the life of this process, or refuse at once (a UserError).
+
+    Two runs that each start a local Ray would each think the machine is theirs: their timed cells would run
+    side by side. The second one is refused with what to do instead.
+    """
+    if _LOCAL_LOCK:
+        return
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): nothing to hold
+        return
+    path = local_ray_lock_path()
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        return  # a lock file another user owns and we cannot open: Ray's own start is the judge
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise UserError(f"another run (pid {holder}) has started a local Ray on this machine, and the timed cells of "
+                        "two Ray clusters are not kept apart: wait for it, or start one Ray (`ray start --head`) that "
+                        "both runs join (docs/cluster.md)") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    _LOCAL_LOCK.append(fd)

@@ -31,6 +31,15 @@ class Demand:
     cpus: float  # untimed: the request; timed: resolved per node (`Node.request`)
     gpus: float
     pinned: bool = True  # False: a coordinator (DDP accuracy) that asks for nothing and goes anywhere
+    workers: int = 0  # DDP accuracy: Ray Train's workers, each asking worker_cpus CPUs and worker_gpus GPUs,
+    worker_cpus: float = 0.0  # spread over `nodes` nodes (1: STRICT_PACK, = workers: STRICT_SPREAD, else PACK)
+    worker_gpus: float = 0.0
+    nodes: int = 1
+
+    @property
+    def strategy(self) -> str:
+        """The placement strategy of the DDP workers' placement group (training.distributed does the same)."""
+        return "STRICT_PACK" if self.nodes == 1 else "STRICT_SPREAD" if self.nodes == self.workers else "PACK"
 
 
 @dataclass
@@ -79,8 +88,11 @@ def cell_demand(cell: Cell, num_cpus: float = 1, num_gpus: float = 0) -> Demand:
     """The demand of `cell`: its kind's `timed`, its device, the executor's per-task CPUs and GPUs."""
     options = cell.options
     cuda = str(options.get("device", "cpu")).startswith("cuda")
-    if cell.kind == "accuracy" and int(options.get("gpus") or 1) > 1:  # Ray Train's workers hold the resources
-        return Demand(False, cuda, 0.0, 0.0, pinned=False)
+    workers = int(options.get("gpus") or 1)
+    if cell.kind == "accuracy" and workers > 1:  # Ray Train's workers hold the resources
+        return Demand(False, cuda, 0.0, 0.0, pinned=False, workers=workers,
+                      worker_cpus=float(options.get("threads") or 1), worker_gpus=1.0 if cuda else 0.0,
+                      nodes=int(options.get("nodes") or 1))
     gpus = options.get("num_gpus")
     if gpus is None:
         gpus = max(num_gpus, 1) if cuda else num_gpus
@@ -134,12 +146,35 @@ class Ledger:
 
     def impossible(self, demand: Demand) -> str | None:
         """Why no live node can ever run a cell of this demand, or None."""
+        have = "; ".join(f"{n.host or n.node_id[:8]} {n.cpus:g} CPU {n.gpus:g} GPU" for n in self.nodes.values())
+        if demand.workers:
+            return self._workers_impossible(demand, have or "none")
         if not demand.pinned or any(n.could_hold(demand) for n in self.nodes.values()):
             return None
-        have = "; ".join(f"{n.host or n.node_id[:8]} {n.cpus:g} CPU {n.gpus:g} GPU" for n in self.nodes.values())
         what = ("a whole GPU" if demand.cuda else "a node with CPUs") if demand.timed else \
             f"{demand.cpus:g} CPU and {demand.gpus:g} GPU"
         return f"no live node of the Ray cluster can hold this cell: it needs {what} (nodes: {have or 'none'})"
+
+    def _workers_impossible(self, demand: Demand, have: str) -> str | None:
+        """Why the live nodes, empty, cannot hold a DDP cell's workers together (Ray Train would wait forever)."""
+        def slots(node: Node) -> int:  # the workers this node holds when empty
+            fits = [math.floor(total / each + 1e-9) for total, each in
+                    ((node.cpus, demand.worker_cpus), (node.gpus, demand.worker_gpus)) if each > 0]
+            return min(fits) if fits else demand.workers
+
+        held = [slots(n) for n in self.nodes.values()]
+        strategy = demand.strategy
+        if strategy == "STRICT_PACK":
+            ok, where = max(held, default=0) >= demand.workers, "on one node"
+        elif strategy == "STRICT_SPREAD":
+            ok, where = sum(1 for k in held if k >= 1) >= demand.workers, f"each on its own node ({demand.workers} nodes)"
+        else:
+            ok, where = sum(held) >= demand.workers, f"over {demand.nodes} nodes"
+        if ok:
+            return None
+        each = f"{demand.worker_cpus:g} CPU" + (f" and {demand.worker_gpus:g} GPU" if demand.worker_gpus else "")
+        return (f"no live node of the Ray cluster can hold this cell: it needs {demand.workers} DDP workers of {each} "
+                f"each, {where} ({strategy}) (nodes: {have})")
 
     def place(self, demand: Demand) -> Placement | None:
         """A node where the cell fits now (and its accounting taken), or None: wait for a cell to finish.
