@@ -18,7 +18,6 @@ from collections.abc import Collection
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from ..errors import UserError
 from .store_schema import (
@@ -31,6 +30,7 @@ from .store_schema import (
     check_store_path,
     newer_schema_line,
     parse_schema_version,
+    read_only_uri,
     read_schema_version,
     sqlite_error_line,
 )
@@ -85,8 +85,8 @@ class ResultStore:
             check_foreign_file(self.path)  # read-only, before WAL mode: that alone rewrites the file's header
         try:
             if readonly:  # no -wal: no writer is open, and a snapshot read must not create -wal/-shm files
-                immutable = "&immutable=1" if not Path(f"{self.path}-wal").exists() else ""
-                self.conn = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro{immutable}", uri=True, timeout=30.0,
+                immutable = not Path(f"{self.path}-wal").exists()
+                self.conn = sqlite3.connect(read_only_uri(self.path, immutable), uri=True, timeout=30.0,
                                             isolation_level=None)
             else:
                 self.conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
@@ -312,10 +312,7 @@ class ResultStore:
         for r in self.conn.execute(sql + " ORDER BY id", args):
             row = dict.fromkeys(COLUMNS)
             row.update(zip(cols, r))
-            try:
-                for c in JSON_COLUMNS:
-                    row[c] = json.loads(row[c]) if row[c] else None
-            except (json.JSONDecodeError, TypeError):  # a row damaged outside dynconv-bench: report the rest
+            if unusable_row(row) is not None:  # a row damaged outside dynconv-bench: report the rest
                 if row["id"] not in self.malformed:
                     self.malformed.append(row["id"])
                 continue
@@ -335,19 +332,139 @@ class ResultStore:
         return self.conn.execute(f"SELECT count(*) FROM results{where}").fetchone()[0]
 
 
+# -- reading rows edited outside dynconv-bench ---------------------------------------------------------
+_TEXT_COLUMNS = {"suite": False, "backbone": False, "variant": False, "kind": False, "status": False,
+                 "variant_name": True, "config_hash": True, "options_hash": True, "error": True, "run_id": True,
+                 "started": True, "finished": True, "owner": True, "heartbeat": True}  # name -> may be NULL
+# cell options the reports read, beside each kind's declared options (the per-cell keys a table expands into)
+_CELL_OPTIONS: dict[str, Any] = {"mode": str, "batch_size": int, "dataset": str, "seed": int, "device": str,
+                                 "precision": str, "threads": int, "channels_last": bool, "compile": bool,
+                                 "cuda_graph": bool}
+
+
+def unusable_row(row: dict[str, Any]) -> str | None:
+    """Decode the JSON columns of a stored row in place; why a report cannot use it (None: usable).
+
+    A store edited by hand or by another program may hold anything SQLite takes: text that is no JSON or JSON
+    nested past Python's recursion limit, an array where an object belongs, a string or a list where a number
+    belongs, a number in a text column. Such a row is left out (by id) instead of failing the whole report.
+    """
+    if not isinstance(row.get("id"), int) or isinstance(row.get("id"), bool):
+        return "id is not an integer"
+    for col, nullable in _TEXT_COLUMNS.items():
+        if not isinstance(row.get(col), str) and not (nullable and row.get(col) is None):
+            return f"{col} is not text"
+    for col in JSON_COLUMNS:
+        text = row[col]
+        try:
+            row[col] = json.loads(text) if text else None
+        except (ValueError, TypeError, RecursionError):  # JSONDecodeError is a ValueError; bytes that are no UTF-8
+            return f"{col} is not JSON"
+        if row[col] is not None and not isinstance(row[col], dict):
+            return f"{col} is a JSON {type(row[col]).__name__}, not an object"
+    if row["status"] != "ok":
+        return None  # failed rows show their error only
+    try:
+        from ..measures import get_kind, records_of
+
+        kind = get_kind(row["kind"])
+    except Exception:  # noqa: BLE001 -- an unknown kind has no records: the report shows nothing of it
+        return None
+    options = row["options"] or {}
+    declared = {k: p.type or type(p.default) for k, p in kind.options.params.items() if p.default is not None or p.type}
+    for key, value in options.items():
+        want = _CELL_OPTIONS.get(key) or declared.get(key)
+        if want is not None and value is not None and not _fits_type(value, want):
+            return f"options.{key} is {_json_kind(value)}"
+    problem = _values_problem(kind.result, row["values"] or {})
+    if problem:
+        return problem
+    try:  # what the leaderboards read of it: every record a finite or NaN float with hashable dimensions
+        for rec in records_of(row["kind"], options, row["values"]):
+            if not isinstance(rec.value, float) or any(not isinstance(v, (str, int, float, bool, type(None)))
+                                                       for _, v in rec.dims):
+                return f"a {rec.metric} record is not a number"
+        import pandas as pd
+
+        one = pd.DataFrame([row], columns=list(COLUMNS))
+        kind.note(one)  # the kind's own readers: its note under the tables and its section (deploy's matrix)
+        kind.section(one)
+    except Exception as exc:  # noqa: BLE001 -- a reader that cannot take the row's values
+        return f"values cannot be read ({type(exc).__name__})"
+    return None
+
+
+def _values_problem(cls: type, values: dict[str, Any]) -> str | None:
+    """The first field of the kind's result dataclass whose stored value has the wrong JSON type, as text."""
+    import dataclasses
+    import typing
+
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 -- a third-party result class whose annotations do not resolve
+        return None
+    for f in dataclasses.fields(cls):
+        if f.name == "extra" or f.name not in values:
+            continue
+        if not _fits_type(values[f.name], hints.get(f.name, Any)):
+            return f"values.{f.name} is {_json_kind(values[f.name])}"
+    return None
+
+
+def _fits_type(value: Any, tp: Any) -> bool:
+    """Whether a decoded JSON value fits a type annotation (int: not bool; float: any number)."""
+    import types
+    import typing
+
+    if tp is Any or tp is object:
+        return True
+    if isinstance(tp, tuple):
+        return any(_fits_type(value, t) for t in tp)
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits_type(value, t) for t in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    args = typing.get_args(tp)
+    if origin is list or tp is list:
+        return isinstance(value, list) and (not args or all(_fits_type(v, args[0]) for v in value))
+    if origin is dict or tp is dict:
+        return isinstance(value, dict) and (len(args) < 2 or all(_fits_type(v, args[1]) for v in value.values()))
+    return True
+
+
+def _json_kind(value: Any) -> str:
+    name = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
+            dict: "an object", type(None): "null"}.get(type(value), type(value).__name__)
+    return f"{name} ({_short(value)})"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def owner_alive(owner: str | None, heartbeat: str | None, stale_after: float = STALE_AFTER_S) -> bool:
     """Whether the run that wrote a claim still runs: its process exists (same host) and its heartbeat is fresh."""
     try:
-        age = datetime.now(timezone.utc) - datetime.fromisoformat(heartbeat or "")
-    except ValueError:
+        age = datetime.now(timezone.utc) - datetime.fromisoformat(heartbeat if isinstance(heartbeat, str) else "")
+    except (ValueError, TypeError):  # a heartbeat edited into no time, or a naive one
         return False
     if age > timedelta(seconds=stale_after):
         return False
-    host, _, pid = (owner or "").rpartition(":")
-    if host == platform.node() and pid.isdigit():
+    host, _, pid = (owner if isinstance(owner, str) else "").rpartition(":")
+    if host == platform.node() and pid.isascii() and pid.isdigit():
         try:
             os.kill(int(pid), 0)
-        except ProcessLookupError:
+        except (ProcessLookupError, OverflowError):  # OverflowError: no pid of this machine is that large
             return False
         except PermissionError:  # exists, another user's
             return True
@@ -356,8 +473,9 @@ def owner_alive(owner: str | None, heartbeat: str | None, stale_after: float = S
 
 def _age_s(stamp: str | None) -> float:
     try:
-        return (datetime.now(timezone.utc) - datetime.fromisoformat(stamp or "")).total_seconds()
-    except ValueError:
+        return (datetime.now(timezone.utc) - datetime.fromisoformat(stamp if isinstance(stamp, str) else "")
+                ).total_seconds()
+    except (ValueError, TypeError):
         return float("inf")
 
 

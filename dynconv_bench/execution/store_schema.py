@@ -77,6 +77,12 @@ _OURS = {"results", "meta", "sqlite_sequence"}
 _V1_COLUMNS = tuple(c for c in COLUMNS if c not in ("owner", "heartbeat"))  # the one-row-per-cell schema
 
 
+def read_only_uri(path: Path, immutable: bool = False) -> str:
+    """The SQLite URI that opens `path` read-only. Quoted from the file system's bytes: a name that is no valid
+    UTF-8 (`--db $'\\xff.sqlite'`, held as surrogate escapes) names the same file, not a UnicodeEncodeError."""
+    return f"file:{quote(os.fsencode(path))}?mode=ro" + ("&immutable=1" if immutable else "")
+
+
 def check_foreign_file(path: Path) -> None:
     """Refuse an existing SQLite file that is neither empty nor a dynconv-bench store, without writing to it.
 
@@ -85,7 +91,7 @@ def check_foreign_file(path: Path) -> None:
     if not path.is_file() or path.stat().st_size == 0:
         return
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=30.0)) as conn:
+        with contextlib.closing(sqlite3.connect(read_only_uri(path), uri=True, timeout=30.0)) as conn:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             columns = {r[1] for r in conn.execute("PRAGMA table_info(results)")} if "results" in tables else set()
             version = read_schema_version(conn, path) if tables else SCHEMA_VERSION
