@@ -1,8 +1,8 @@
-"""CIFAR-10 / CIFAR-100 from a local directory in the standard python-pickle batch format."""
+"""CIFAR-10 / CIFAR-100 from a local directory in the standard python-pickle batch format (read by a restricted
+unpickler: a batch file never runs code)."""
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..errors import UserError
+from ..untrusted import load_restricted_pickle
 
 # The usual per-channel normalisation constants of the CIFAR training sets.
 MEAN = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.4865, 0.4409)}
@@ -50,12 +51,11 @@ def load_batches(name: str, root: str | Path | None, split: str) -> tuple[np.nda
     images, labels = [], []
     for fname in FILES[name][split]:
         path = folder / fname
+        batch = load_restricted_pickle(path, f"{name} batch")  # admits dicts, lists, bytes, numbers, arrays only
         try:
-            with open(path, "rb") as fh:
-                batch = pickle.load(fh, encoding="bytes")
             data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
             lab = np.asarray(batch[LABEL_KEY[name]], dtype=np.int64)
-        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
             raise UserError(f"{name} batch {str(path)!r} is malformed ({type(exc).__name__}: {exc}); "
                             f"{layout(name)}") from None
         if len(lab) != len(data):

@@ -17,11 +17,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from ..errors import UserError
-from ..files import make_folder, replacing
+from ..files import make_folder, replacing, show_path
 from ..models.convert import set_progress
 from ..models.layers import recomputing_batchnorm
 from ..models.per_sample_conv import forced_strategy, use_strategy
 from ..models.variant import DynamicLayer, TrainingProgress
+from ..untrusted import load_weights
 from . import distributed as D
 from .recipes import Recipe, get_recipe
 
@@ -143,16 +144,25 @@ def _fingerprint(recipe: Recipe, seed: int, dataset: str, num_classes: int) -> d
 
 def _load_checkpoint(path: Path, fingerprint: dict, model: nn.Module, opt: torch.optim.Optimizer,
                      scaler: Any) -> dict[str, Any] | None:
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = load_weights(path, "checkpoint")  # weights-only: our checkpoints hold tensors and plain data
+    if not isinstance(state, dict) or not {"model", "optimizer"} <= set(state):
+        raise UserError(f"checkpoint {show_path(path)} is not a training checkpoint of dynconv-bench (a dict with "
+                        "'model', 'optimizer', 'epoch', 'history' and 'fingerprint'); use another checkpoint "
+                        "directory or delete it")
     if state.get("fingerprint") != fingerprint:
         raise UserError(f"checkpoint {str(path)!r} belongs to a different run (recipe, seed or dataset differ); "
                         "use another checkpoint directory or delete it")
-    model.load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
-    if scaler is not None and state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
+    try:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"checkpoint {show_path(path)} does not fit this model and optimizer ({show_path(first, 160)})"
+                        "; use another checkpoint directory or delete it") from None
     return state
 
 

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ...errors import UserError, unknown_choice
+from ...untrusted import describe_file_type, load_weights
 from ..registry import RELEASE_GROUP
 
 # (our key, tensor) pairs a release tensor fills; [] = the release tensor carries nothing we keep (never silent:
@@ -245,9 +246,12 @@ def classes_of(pair: Pair, release_sd: Mapping[str, torch.Tensor]) -> int:
 # -- files -----------------------------------------------------------------------------------------
 def sha256_of(path: str | Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as exc:  # e.g. EIO from /proc/self/mem
+        raise UserError(f"cannot read the checkpoint {path}: {exc.strerror or exc}") from None
     return h.hexdigest()
 
 
@@ -260,14 +264,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     import argparse
 
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint file not found: {path}")
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot read checkpoint {path}: {first}") from None
+    obj = load_weights(path, "checkpoint", safe_globals=[argparse.Namespace])
     for key in ("state_dict", "model", "state_dict_ema"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -281,8 +278,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 def check_file(path: str | Path, sha256: str | None = None, size: int | None = None) -> str:
     """The file's sha256, after checking it against the expected sha256 and/or size (UserError on mismatch)."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint file not found: {path}")
+    describe_file_type(path, "checkpoint")
     if size is not None and path.stat().st_size != size:
         raise UserError(f"checkpoint {path} has {path.stat().st_size} bytes, expected {size}")
     digest = sha256_of(path)
