@@ -3,8 +3,9 @@
 For ResNet-18/50 and MobileNetV2 (224x224) x every built-in variant, the launcher's configurations at batch 1
 and 128, in fp32 (TF32 and IEEE), bf16 and fp16, for sm_80 and sm_90, are compiled with Triton's own compiler and
 bundled ptxas (no GPU needed). Writes docs/fused-kernels.json (one row per configuration: constexprs, tiles,
-and per architecture registers, spills, shared memory, main-loop instructions, which models use it) and the
-summary table in docs/fused-kernels.md between its markers.
+and per architecture registers, spills, shared memory, the shared-memory model's bound, occupancy in CTAs per SM,
+main-loop instructions, which models use it; the targets' limits) and the summary table in docs/fused-kernels.md
+between its markers.
 Run: python scripts/fused_kernels_report.py [--backbones resnet18,...]   (several minutes)
 """
 
@@ -29,7 +30,9 @@ from dynconv_bench.models.triton_aot import (
     launcher_configs,
     model_problems,
     precision_class,
+    shared_bound,
 )
+from dynconv_bench.models.triton_tiles import TARGETS, ctas_per_sm
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 START, END = "<!-- aot-table:start -->", "<!-- aot-table:end -->"
@@ -84,8 +87,18 @@ def build(backbones: list[str], reuse: Path | None = None, partial: Path | None 
 
 
 def _report(backbones: list[str], rows: list[dict], complete: bool) -> dict:
+    targets = {t.name: {"smem_block": t.smem_block, "smem_sm": t.smem_sm, "regs_sm": t.regs_sm,
+                        "regs_thread": t.regs_thread, "ctas_sm": t.ctas_sm, "threads_sm": t.threads_sm,
+                        "sms": t.sms} for t in TARGETS.values()}
     return {"triton": triton.__version__, "kernel_sha": kernel_sha(), "backbones": backbones,
-            "archs": sorted(ARCHS), "batches": [1, 128], "complete": complete, "configs": rows}
+            "archs": sorted(ARCHS), "batches": [1, 128], "complete": complete, "targets": targets, "configs": rows}
+
+
+def occupancy(key: dict, arch: int, res: dict) -> dict:
+    """What the limits say of a compiled configuration: the shared-memory model's bound (triton_tiles.shared_bytes)
+    and the CTAs one SM holds with its registers and shared memory."""
+    return {"shared_bound": shared_bound(key, arch),
+            "ctas_per_sm": ctas_per_sm(TARGETS[arch], key["num_warps"], res["registers"], res["shared_bytes"])}
 
 
 def _compile_rows(backbones: list[str], prior: dict, rows: list[dict]) -> None:
@@ -98,7 +111,7 @@ def _compile_rows(backbones: list[str], prior: dict, rows: list[dict]) -> None:
                 r = compile_report(key_json, arch)
                 res = {"registers": r.registers, "spill_stores": r.spill_stores, "spill_loads": r.spill_loads,
                        "shared_bytes": r.shared_bytes, "instructions": r.instructions, "counts": r.counts}
-            row["archs"][f"sm_{arch}"] = res
+            row["archs"][f"sm_{arch}"] = {**res, **occupancy(json.loads(key_json), arch, res)}
         rows.append(row)
         print(f"{len(rows)} configs", end="\r", file=sys.stderr, flush=True)
 
@@ -109,8 +122,9 @@ def summary(report: dict) -> str:
     groups: dict[tuple, list[dict]] = {}
     for row in report["configs"]:
         groups.setdefault((row["family"], precision_class(row)), []).append(row)
-    lines = ["| kernel | precision | configs | tiles BMxBNxBK | sm_80 regs | sm_80 max spill B | sm_80 loop | "
-             "sm_90 regs | sm_90 max spill B | sm_90 loop |", "|---" * 10 + "|"]
+    lines = ["| kernel | precision | configs | tiles BMxBNxBK | sm_80 regs | sm_80 max spill B | sm_80 max smem B | "
+             "sm_80 CTAs/SM | sm_80 loop | sm_90 regs | sm_90 max spill B | sm_90 max smem B | sm_90 CTAs/SM | "
+             "sm_90 loop |", "|---" * 14 + "|"]
     spilled = []
     for (fam, prec), rows in sorted(groups.items()):
         tiles = sorted({(r["BM"], r["BN"], r["BK"]) for r in rows}, reverse=True)
@@ -118,15 +132,18 @@ def summary(report: dict) -> str:
         for arch in ("sm_80", "sm_90"):
             res = [r["archs"][arch] for r in rows if arch in r["archs"]]
             regs = [x["registers"] for x in res]
+            ctas = [x["ctas_per_sm"] for x in res]
             cells += [f"{min(regs)}-{max(regs)}", str(max(x["spill_stores"] for x in res)),
+                      f"{max(x['shared_bytes'] for x in res):,}", f"{min(ctas)}-{max(ctas)}",
                       "/".join(sorted({x["instructions"] for x in res}))]
             spilled += [(arch, r) for r in rows if arch in r["archs"] and r["archs"][arch]["spill_stores"]]
         lines.append(f"| {fam} | {prec} | {len(rows)} | {', '.join('x'.join(map(str, t)) for t in tiles)} | "
                      f"{' | '.join(cells)} |")
     total = sum(len(r["archs"]) for r in report["configs"])
+    limits = "; ".join(f"{name} {t['smem_block']:,} B per block" for name, t in sorted(report["targets"].items()))
     lines.append(f"\n{len(report['configs'])} configurations, {total} compiles (Triton {report['triton']}; "
                  f"{', '.join(report['backbones'])} x {len(VARIANTS)} variants, batch 1 and 128, kernel "
-                 f"{report['kernel_sha']}). Spilling: {len(spilled) or 'none'}.")
+                 f"{report['kernel_sha']}). Spilling: {len(spilled) or 'none'}. Shared memory limits: {limits}.")
     for arch, r in sorted(spilled, key=lambda x: (x[0], x[1]["family"], precision_class(x[1]))):
         res = r["archs"][arch]
         lines.append(f"- {arch} {r['family']} {precision_class(r)} {r['KH']}x{r['KW']} tile {r['BM']}x{r['BN']}x"

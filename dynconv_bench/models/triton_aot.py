@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .triton_tiles import TARGETS, ConvProblem, choose_tiles, compile_key
+from .triton_tiles import TARGETS, ConvProblem, Tiles, choose_tiles, compile_key, shared_bytes
 
 __all__ = ["ARCHS", "BACKBONES", "KernelReport", "compile_report", "family", "launcher_configs", "model_problems",
-           "precision_class", "representative"]
+           "precision_class", "representative", "shared_bound"]
 
 # (architecture, SM count of the part the split-K rule sizes for): A100 SXM has 108 SMs, H100 SXM / H200 132; the
 # launcher sizes its tiles for the device's limits (triton_tiles.TARGETS: shared memory per block and per SM)
@@ -163,3 +163,12 @@ def representative(configs: dict[str, set[int]], picks: dict[int, tuple[str, ...
                 if slot not in best or size > best[slot][0]:
                     best[slot] = (size, key_json)
     return sorted((key_json, slot[1]) for slot, (_, key_json) in best.items())
+
+
+def shared_bound(key: dict, arch: int) -> int:
+    """`triton_tiles.shared_bytes` of a compile key: the shared memory the model allows that configuration."""
+    p = ConvProblem(1, 1, 1, 1, (key["KH"], key["KW"]), (1, 1), key["MODE"], key["NUM_K"], 0, key["HAS_BIAS"],
+                    key["HAS_CHANNEL"], key["HAS_FILTER"], key["HAS_SPATIAL"], key["LP"] if key["HAS_LOWRANK"] else 0,
+                    key["dtype"], key["PREC"])
+    t = Tiles(key["BM"], key["BN"], key["BK"], key["num_warps"], key["num_stages"], 1, key["maxnreg"])
+    return shared_bytes(p, t, arch)

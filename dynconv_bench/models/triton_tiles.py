@@ -145,7 +145,8 @@ def choose_tiles(p: ConvProblem, sms: int | None = None, target: Target | None =
 
     Shared memory (`shared_bytes`, which grows with K: each stage buffers K bank tiles) must fit the target's
     per-block limit: while it does not, BN halves down to 64, then the stages drop to 2, then BN halves down to 16,
-    then pipelining is switched off (1 stage); BK is never changed (the split-K steps are counted with it). CondConv's
+    then pipelining is switched off (1 stage), then BM halves down to 16 (DCD's widest latents: the z tile is BM x
+    LP); BK is never changed (the split-K steps are counted with it). CondConv's
     8 experts on a 1x1 conv in TF32 (64x128x32, 3 stages: 294,912 B on sm_80, 303,104 B on sm_90) run 64x64x32.
     """
     ieee = p.dtype == "fp32" and p.precision == "ieee"
@@ -170,6 +171,8 @@ def choose_tiles(p: ConvProblem, sms: int | None = None, target: Target | None =
             tiles = replace(tiles, bn=tiles.bn // 2)
         elif tiles.stages > 1:
             tiles = replace(tiles, stages=1)
+        elif tiles.bm > 16:  # a wide low-rank latent: its z (BM x LP) tile
+            tiles = replace(tiles, bm=tiles.bm // 2)
         else:
             need = max(shared_bytes(p, tiles, t.arch) for t in targets)
             raise TilesDoNotFit(f"the fused conv kernel needs {need:,} B of shared memory per block for {p} even at "
