@@ -123,6 +123,46 @@ def test_the_cli_exits_2_with_one_line_on_a_silent_head(suite_file: Path, tmp_pa
     assert executors.ray_timeout() == 30.0 and executors.ray_timeout(2) == 2.0
 
 
+def test_a_head_that_greets_but_never_serves_ends_the_cli_within_the_timeout(suite_file: Path, tmp_path: Path) -> None:
+    """Past the probe (a gRPC greeting), ray.init can still wait in native code: the CLI's watchdog ends it."""
+    import threading
+
+    server = socket.socket()
+    server.bind(("0.0.0.0", 0))  # Ray connects to this machine's own address rather than 127.0.0.1
+    server.listen(16)
+    server.settimeout(0.2)
+    port, peers, stop = server.getsockname()[1], [], threading.Event()
+
+    def greet() -> None:  # an HTTP/2 SETTINGS frame, then silence
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            peers.append(conn)
+            conn.sendall(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+
+    thread = threading.Thread(target=greet, daemon=True)
+    thread.start()
+    try:
+        start = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "dynconv_bench.cli", *_argv(
+            suite_file, tmp_path, "--ray-address", f"127.0.0.1:{port}", "--ray-timeout", "3")],
+            capture_output=True, text=True, timeout=120)
+        elapsed = time.monotonic() - start
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in peers:
+            conn.close()
+        server.close()
+    assert proc.returncode == 2 and proc.stderr.splitlines() == [
+        f"dynconv-bench: error: the Ray head at 127.0.0.1:{port} answered, but Ray could not connect to it within "
+        "3 s"], proc.stderr[-3000:]
+    assert peers and elapsed < 60, elapsed
+    assert not (tmp_path / "r.sqlite").exists()
+
+
 @pytest.fixture
 def local_lock(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """This machine's local-Ray lock, moved to tmp_path; no RAY_ADDRESS and no `ray start` Ray recorded."""

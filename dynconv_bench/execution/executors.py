@@ -129,20 +129,22 @@ class RayExecutor:
         hostport = parse_ray_address(address) if address else None
         if hostport is not None:
             probe_ray_head(*hostport, timeout=self.timeout, address=address)
-        watchdog = None
-        if hostport is not None and self.exit_on_timeout:
-            watchdog = threading.Timer(self.timeout, _die, (f"the Ray head at {address} answered but Ray could not "
-                                                            f"connect to it within {self.timeout:g} s",))
-            watchdog.daemon = True
-            watchdog.start()
-        try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(f"cannot connect to the Ray cluster at {address!r}: {first}") from None
-        finally:
-            if watchdog is not None:
-                watchdog.cancel()
+        bounded = hostport is not None and self.exit_on_timeout
+        with _stderr_held(bounded) as real_stderr:
+            watchdog = None
+            if bounded:  # ray.init blocks in native code that no exception reaches: end the process instead
+                watchdog = threading.Timer(self.timeout, _die, (real_stderr, f"the Ray head at {address} answered, "
+                                           f"but Ray could not connect to it within {self.timeout:g} s"))
+                watchdog.daemon = True
+                watchdog.start()
+            try:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+            except (OSError, ValueError, RuntimeError) as exc:  # ConnectionError, TimeoutError among them
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise UserError(f"cannot connect to the Ray cluster at {address!r}: {first}") from None
+            finally:
+                if watchdog is not None:
+                    watchdog.cancel()
         return ray
 
     def map(self, cells: Iterable[Cell], plugins: Sequence[str] = (), on_start: OnStart | None = None,
@@ -331,11 +333,36 @@ def probe_ray_head(host: str, port: int, timeout: float, address: str | None = N
                         "(6379 unless `ray start --head --port` said otherwise)?")
 
 
-def _die(message: str) -> None:
-    """The watchdog of a hung ray.init (CLI only): one line, exit 2, no native stack."""
-    sys.stderr.write(f"dynconv-bench: error: {message}\n")
-    sys.stderr.flush()
+def _die(fd: int, message: str) -> None:
+    """The watchdog of a hung ray.init (CLI only): one line on the real stderr, exit 2, no native stack."""
+    os.write(fd, f"dynconv-bench: error: {message}\n".encode(errors="replace"))
     os._exit(2)
+
+
+@contextlib.contextmanager
+def _stderr_held(enabled: bool) -> Iterator[int]:
+    """While ray.init runs (CLI only): what Ray and its native code write to stderr is held back, and written
+    out only when ray.init returns, so that a failure is the one line of the error. Yields the real stderr."""
+    if not enabled:
+        yield 2
+        return
+    sys.stderr.flush()
+    real = os.dup(2)
+    held = tempfile.TemporaryFile()
+    os.dup2(held.fileno(), 2)
+    ok = False
+    try:
+        yield real
+        ok = True
+    finally:
+        sys.stderr.flush()
+        os.dup2(real, 2)
+        os.close(real)
+        if ok:
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            sys.stderr.flush()
+        held.close()
 
 
 # -- one local Ray per machine ------------------------------------------------------------------------
