@@ -78,8 +78,11 @@ def render() -> str:
                       r.source or "-"] for r in sorted(RECIPES.values(), key=lambda r: r.name)])
     lines += ["", "## Recipe overrides", "",
               "`[measure.accuracy] overrides = {key = value}` replaces recipe fields; each is checked at load:", ""]
-    lines += _table(["key", "type", "default"],
-                    [[f"`{f.name}`", str(f.type).replace(" | ", " or "), _value(None if f.default is dataclasses.MISSING else list(f.default) if isinstance(f.default, tuple) else f.default)]
+    from .suite import RECIPE_OVERRIDES
+
+    lines += _table(["key", "type", "default", "valid"],
+                    [[f"`{f.name}`", str(f.type).replace(" | ", " or "), _value(None if f.default is dataclasses.MISSING else list(f.default) if isinstance(f.default, tuple) else f.default),
+                      RECIPE_OVERRIDES[f.name][0] if f.name in RECIPE_OVERRIDES else "-"]
                      for f in dataclasses.fields(Recipe) if f.name not in ("name", "notes")])
     return "\n".join(lines) + "\n"
 
