@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from torch.utils.data import Dataset
@@ -12,6 +13,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LAYOUT = "imagefolder expects root/train/<class>/*.jpg|png and root/val/<class>/*.jpg|png (same class folders)"
 SPLIT_DIR = {"train": "train", "test": "val", "val": "val"}
+SYNSET_ID = re.compile(r"n\d{8}")  # the shape of an ImageNet (WordNet) synset id, e.g. n01440764
 
 
 def class_names(root: str | Path | None, split: str = "train") -> list[str]:
@@ -27,6 +29,29 @@ def class_names(root: str | Path | None, split: str = "train") -> list[str]:
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
     if not classes:
         raise UserError(f"imagefolder {str(folder)!r} has no class folders; {LAYOUT}")
+    return classes
+
+
+def imagenet_synsets() -> list[str]:
+    """The 1000 ImageNet-1k synset ids in class-index order (timm's table)."""
+    from timm.data import ImageNetInfo
+
+    return list(ImageNetInfo().label_names())
+
+
+def require_imagenet_synsets(root: str | Path | None, split: str = "val") -> list[str]:
+    """The class folders of one split, each an ImageNet-1k synset id; otherwise one-line UserError naming the first
+    that are not. A 1000-class checkpoint's label i is ImageNet's class i: scored on folders numbered in sorted
+    order (`cat`, `dog` as 0, 1) its top-1 compares unrelated classes and means nothing."""
+    classes = class_names(root, split)
+    known = set(imagenet_synsets())
+    bad = [c for c in classes if c not in known]
+    if bad:
+        shown = ", ".join(c if c.isprintable() else repr(c) for c in bad[:5])
+        more = f", ... ({len(bad)} of {len(classes)})" if len(bad) > 5 else ""
+        folder = Path(root).expanduser() / SPLIT_DIR[split]  # type: ignore[arg-type]
+        raise UserError(f"{folder}: class folders are not ImageNet synset ids (nXXXXXXXX): {shown}{more}; a "
+                        "1000-class checkpoint's top-1 on them means nothing")
     return classes
 
 

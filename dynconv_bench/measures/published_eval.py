@@ -61,6 +61,7 @@ def evaluate_checkpoint(spec: ModelSpec, opts: Any) -> dict[str, Any]:
     import torch
 
     from ..data.eval_transforms import eval_folder
+    from ..data.imagefolder import require_imagenet_synsets
     from ..models.published import check_file, classes_of, find_pair, import_state_dict, read_state_dict
     from ..training import evaluate
 
@@ -70,6 +71,8 @@ def evaluate_checkpoint(spec: ModelSpec, opts: Any) -> dict[str, Any]:
     digest = check_file(path, opts.checkpoint_sha256, opts.checkpoint_size)
     sd = read_state_dict(path)
     classes = classes_of(pair, sd)
+    if classes == 1000:  # ImageNet's label order: folders that are not its synsets would be scored by sorted name
+        require_imagenet_synsets(opts.data_root)
     model = import_state_dict(pair, sd, num_classes=classes).to(opts.device)
     data = eval_folder(opts.data_root, pair.transform, classes)
     start = time.perf_counter()
