@@ -136,10 +136,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     _, df = _suite_rows(args, suite.name)
     from ..reporting.history import claims_note, concurrency_note, sources_note
     from ..reporting.report import render
+    from ..reporting.sources import superseded_note
 
     print()
     print(render(df, "md", suite.name))
-    for note in (concurrency_note(df), claims_note(df, suite.name), sources_note(df)):
+    for note in (concurrency_note(df), claims_note(df, suite.name), sources_note(df), superseded_note(df)):
         if note:
             print(note)
     if not args.no_plots:
@@ -186,6 +187,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Print or write the leaderboards of one suite (its latest result per cell), or compare two runs."""
     from ..reporting.history import claims_note, concurrency_note, sources_note
     from ..reporting.report import render
+    from ..reporting.sources import superseded_note
 
     if args.output and args.output != "-":
         from ..files import check_not_input
@@ -199,7 +201,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         name, df = _suite_rows(args, args.suite)
         text = render(df, args.format, name) if args.format != "html" else _html_page(args, df, name)
-        notes = [concurrency_note(df), claims_note(df, name), sources_note(df)] if args.format == "md" else []
+        notes = ([concurrency_note(df), claims_note(df, name), sources_note(df), superseded_note(df)]
+                 if args.format == "md" else [])
         text += "".join(f"\n{note}\n" for note in notes if note)
     if args.output and args.output != "-":
         from ..files import write_atomic

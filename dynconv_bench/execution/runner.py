@@ -21,7 +21,7 @@ from ..models.per_sample_conv import CACHE_ENV
 from ..models.registry import variant_source
 from .executors import LocalExecutor, RayExecutor
 from .store import HEARTBEAT_EVERY_S, STALE_AFTER_S, ResultStore, sqlite_error_line, this_owner
-from .suite import Cell, Suite, load_suite
+from .suite import Cell, Suite, _with_defaults, load_suite
 
 
 @dataclass
@@ -173,6 +173,7 @@ def run_suite(suite: Suite | str | Path, store: ResultStore | str | Path, force:
             if others:  # say so: this cell was measured while another run was measuring too
                 env["concurrent_runs"] = sorted(others)
             env["variant_source"] = cell.source or variant_source(cell.variant_name)
+            env["variant_config"] = _with_defaults(cell.variant_name, cell.config)  # reports name what changed
             kept = db.finish(claims[cell.key], cell, result.get("values"), result["status"], result.get("error"), env,
                              result.get("started"), result.get("finished"), run_id=summary.run_id, owner=owner)
             claims.pop(cell.key)  # only once its result is stored: a failed write leaves the claim to release

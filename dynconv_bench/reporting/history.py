@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import UserError, unknown_choice
-from ..execution.suite import KEY_FIELDS, Cell
+from ..execution.suite import Cell
 from ..measures import get_kind, list_kinds
 
 
@@ -25,9 +25,18 @@ def resolve_run(store: Any, run: str) -> str:
 
 
 def compare_runs(store: Any, run_a: str, run_b: str) -> pd.DataFrame:
-    """Cells measured ok in both runs: headline value in each (in `unit`) and the ratio B / A (same cell key)."""
+    """Cells measured ok in both runs: headline value in each (in `unit`) and the ratio B / A.
+
+    A cell is matched by (backbone, variant, kind, options): not by its config hash, which holds a plugin's
+    source, so that a run before and one after an edit of the plugin compare. `source A` / `source B` name the
+    code each side measured (reporting/sources.py), `source differs` says when they are not the same code,
+    `config differs` when the same code ran another config, and `config change` names the recorded config keys
+    (defaults filled in) that differ.
+    """
+    from .sources import config_change, describe_source, row_source, source_key
+
     a, b = resolve_run(store, run_a), resolve_run(store, run_b)
-    rows = {run: {tuple(r[f] for f in KEY_FIELDS): r for r in store.rows(run_id=run, status="ok")} for run in (a, b)}
+    rows = {run: {_compare_key(r): r for r in store.rows(run_id=run, status="ok")} for run in (a, b)}
     out = []
     for key, ra in rows[a].items():
         rb = rows[b].get(key)
@@ -41,15 +50,29 @@ def compare_runs(store: Any, run_a: str, run_b: str) -> pd.DataFrame:
             continue
         name, unit, scale, higher = kind.headline_shown
         better = {True: "higher", False: "lower"}.get(higher, "")
+        sa, sb = (row_source(r["environment"]) for r in (ra, rb))
+        ca, cb = (r["environment"].get("variant_config") if isinstance(r["environment"], dict) else None
+                  for r in (ra, rb))
+        same = source_key(sa) == source_key(sb)
         out.append({"suite": ra["suite"], "cell": Cell.from_dict(ra).label(), "metric": name, "unit": unit,
-                    "A": va * scale, "B": vb * scale, "B / A": vb / va if va else float("nan"), "better": better})
+                    "A": va * scale, "B": vb * scale, "B / A": vb / va if va else float("nan"), "better": better,
+                    "variant": ra["variant"], "source A": describe_source(sa), "source B": describe_source(sb),
+                    "source differs": not same, "config differs": same and ra["config_hash"] != rb["config_hash"],
+                    "config change": config_change(ca if isinstance(ca, dict) else None,
+                                                   cb if isinstance(cb, dict) else None)})
     if not out:
         raise UserError(f"runs {a} and {b} have no cell measured ok in both")
     return pd.DataFrame(out)
 
 
+def _compare_key(row: dict) -> tuple:
+    """What matches a cell across runs: backbone, variant label, kind and options (the seed included)."""
+    return (row["backbone"], row["variant"], row["kind"], row["options_hash"])
+
+
 def render_comparison(df: pd.DataFrame, run_a: str, run_b: str) -> str:
-    """A markdown table of `compare_runs`: values rounded, with their units."""
+    """A markdown table of `compare_runs`: values rounded, with their units; then a line per change of code."""
+    from .escape import md_text
     from .report import _num
 
     lines = [f"# runs {run_a} (A) vs {run_b} (B)", "", "| cell | metric | A | B | B / A | better |",
@@ -57,6 +80,24 @@ def render_comparison(df: pd.DataFrame, run_a: str, run_b: str) -> str:
     for r in df.to_dict("records"):
         a, b = (f"{_num(r[k])} {r['unit']}".strip() for k in ("A", "B"))
         lines.append(f"| {r['cell']} | {r['metric']} | {a} | {b} | {r['B / A']:.3f}x | {r['better'] or '-'} |")
+    changes: dict[tuple, list[str]] = {}
+    for r in df.to_dict("records"):
+        if r.get("source differs"):
+            key = (f"source differs: {r['source A']} -> {r['source B']}", r.get("config change") or "")
+        elif r.get("config differs"):
+            key = ("config differs", r.get("config change") or "")
+        else:
+            continue
+        variants = changes.setdefault(key, [])
+        if r["variant"] not in variants:
+            variants.append(r["variant"])
+    if changes:
+        lines.append("")
+    for (head, change), variants in changes.items():
+        detail = f" (defaults or config changed: {change})" if change else ""
+        lines.append(md_text(f"{head}{detail}, for {', '.join(variants)}: B / A compares two versions of the code "
+                             f"or config") if head != "config differs" else
+                     md_text(f"{head}{detail}, for {', '.join(variants)}: B / A compares two configs"))
     return "\n".join(lines) + "\n"
 
 
@@ -85,14 +126,27 @@ def claims_note(df: pd.DataFrame, suite: str) -> str | None:
 
 
 def sources_note(df: pd.DataFrame) -> str | None:
-    """A line per variant whose code is not built in: the plugin file and its sha256, or the package and version."""
-    seen: dict[str, str] = {}
-    for r in df.itertuples(index=False):
-        src = r.environment.get("variant_source") if isinstance(r.environment, dict) else None
-        if isinstance(src, dict) and src.get("from") not in (None, "built-in"):
-            where = (f"plugin file {src.get('path')} (sha256 {str(src.get('sha256'))[:12]})"
-                     if src.get("from") == "plugin file" else
-                     f"package {src.get('package')} {src.get('version')}" if src.get("from") == "entry point" else
-                     f"module {src.get('module')}")
-            seen.setdefault(r.variant, where)
-    return "\n".join(f"note: variant {v} comes from {w}" for v, w in sorted(seen.items())) or None
+    """A line per variant whose code is not built in: the plugin file and its sha256, or the package and version,
+    of the rows shown (reporting/sources.py leaves rows of older code out). Where the rows shown come from several
+    versions (a backbone not measured since the plugin changed), the older ones are named with their backbones."""
+    from .sources import shown_sources
+
+    lines = []
+    for variant, found in sorted(shown_sources(df).items()):
+        (src, backbones, _), older = found[0], found[1:]
+        line = f"note: variant {variant} comes from {_where(src)}"
+        if older:
+            line += f" on {', '.join(backbones)}" + "".join(
+                f"; {', '.join(b)} show{'s' if len(b) == 1 else ''} rows of an older version, {_where(s)}, measured "
+                f"{str(f)[:16].replace('T', ' ') or 'at an unrecorded time'}" for s, b, f in older)
+            line += ": rerun the suite to measure those with the current code"
+        lines.append(line)
+    return "\n".join(lines) or None
+
+
+def _where(src: dict) -> str:
+    if src.get("from") == "plugin file":
+        return f"plugin file {src.get('path')} (sha256 {str(src.get('sha256'))[:12]})"
+    if src.get("from") == "entry point":
+        return f"package {src.get('package')} {src.get('version')}"
+    return f"module {src.get('module')}"

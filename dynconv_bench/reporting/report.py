@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import statistics
@@ -15,15 +16,20 @@ import pandas as pd
 from ..errors import UserError, unknown_choice
 from ..measures import get_kind, list_kinds, metric_spec, records_of
 from ..metrics.env import environment_key
-from .marks import NEAR_CHANCE_POINTS, cell_marks
+from .marks import LEGACY_SPEED_NOTE, MIN_SEEDS, NEAR_CHANCE_POINTS, NO_REFERENCE_NOTE, SEEDS_NOTE, cell_marks
 from .stats import welch_interval
 
 BASELINE = "static"
 
 
-def load_results(store: Any, suite: str | None = None) -> pd.DataFrame:
-    """Rows of the store (a ResultStore or a path) for `suite`, one per cell, with status ok or failed."""
+def load_results(store: Any, suite: str | None = None, current: bool = True) -> pd.DataFrame:
+    """Rows of the store (a ResultStore or a path) for `suite`, one per cell, with status ok or failed.
+
+    With `current` (the default), only each cell's rows of the code and config measured last: older ones are
+    listed in `attrs["superseded"]` (reporting/sources.py), never pooled into a mean with newer ones.
+    """
     from ..execution.store import ResultStore
+    from .sources import current_rows
 
     own = not isinstance(store, ResultStore)
     db = ResultStore(store, readonly=True) if own else store
@@ -35,7 +41,7 @@ def load_results(store: Any, suite: str | None = None) -> pd.DataFrame:
         df = db.dataframe(suite=suite)
         df.attrs["malformed"] = list(db.malformed)  # row ids left out: their JSON did not decode
         df.attrs["claims"] = db.open_claims_of(suite)  # cells being measured now, or held by a stalled run
-        return df
+        return current_rows(df) if current else df
     finally:
         if own:
             db.close()
@@ -172,9 +178,19 @@ def _add_metric(table: pd.DataFrame, label: str, sub: pd.DataFrame, compare: str
         table[f"{label} std"] = pd.Series({v: statistics.stdev(x) if len(x) > 1 else float("nan")
                                            for v, x in values.items()}).reindex(table.index)
         table[f"{label} n"] = pd.Series({v: len(x) for v, x in values.items()}).reindex(table.index)
+        table[f"{label} min"] = pd.Series({v: min(x) for v, x in values.items()}).reindex(table.index)
+        table[f"{label} max"] = pd.Series({v: max(x) for v, x in values.items()}).reindex(table.index)
         if base is None:
             return
-        diffs = {v: welch_interval(x, base) for v, x in values.items() if v != baseline}
+        # a t interval needs MIN_SEEDS seeds a side (over 2 it spans about +-8 points and may pass 100%): with fewer,
+        # the range of the seed-by-seed differences (min-max), not an interval
+        diffs = {v: welch_interval(x, base) if min(len(x), len(base)) >= MIN_SEEDS else
+                 dataclasses.replace(welch_interval(x, base), low=None, high=None, df=None)
+                 for v, x in values.items() if v != baseline}
+        for end, get in (("low", lambda x: min(x) - max(base)), ("high", lambda x: max(x) - min(base))):
+            table[f"{label} vs {baseline} seeds {end}"] = pd.Series(
+                {v: get(x) if min(len(x), len(base)) < MIN_SEEDS and max(len(x), len(base)) > 1 else None
+                 for v, x in values.items() if v != baseline}, dtype=object).reindex(table.index)
         table[f"{label} vs {baseline} (pts)"] = pd.Series(
             {baseline: 0.0, **{v: d.diff for v, d in diffs.items()}}).reindex(table.index)
         for col, get in (("CI low", lambda d: d.low), ("CI high", lambda d: d.high),  # None: no interval
@@ -186,9 +202,18 @@ def _add_metric(table: pd.DataFrame, label: str, sub: pd.DataFrame, compare: str
         ratio = _ratios(sub, baseline)  # measured inside each cell (interleaved timing) where every row has one
         if ratio is not None:
             table[column] = ratio.reindex(table.index)
-            if sub["ratio_low"].notna().any():  # the range of the per-process ratios of fresh worker processes
+            table[f"{column} measured"] = sub.groupby("variant")["ratio"].mean().reindex(table.index)  # static: A/A
+            if sub["ratio_low"].notna().any():  # the interval of each row's measured ratio
                 for end in ("low", "high"):
                     table[f"{column} {end}"] = sub.groupby("variant")[f"ratio_{end}"].mean().reindex(table.index)
+                table[f"{column} interval"] = pd.Series(
+                    {v: None if g["ratio_low"].isna().all() else "process min-max" if any(
+                        "process-range" in (f or ()) for f in g["flags"]) else "95% bootstrap"
+                     for v, g in sub.groupby("variant")}, dtype=object).reindex(table.index)
+            if baseline in values and statistics.fmean(values[baseline]) > 0:  # one reference: static's own cell
+                ref = statistics.fmean(values[baseline])
+                table[f"{label} measured"] = mean  # each row's own measured value, kept beside
+                table[label] = scaled_speed(ref, table[column], compare)
         elif base is not None and statistics.fmean(base) != 0:
             table[column] = statistics.fmean(base) / mean if compare == "speedup" else mean / statistics.fmean(base)
     marks = cell_marks(sub, baseline)
@@ -210,13 +235,24 @@ def near_chance(top1: Sequence[float], chance: float, points: float = NEAR_CHANC
 
 
 def _ratios(sub: pd.DataFrame, baseline: str) -> pd.Series | None:
-    """Ratios to the baseline measured inside each cell (interleaved timing), when every row has one."""
+    """Ratios to the baseline measured inside each cell (interleaved timing), when every row has one.
+
+    The baseline's is 1 by definition (the reference); its measured static-vs-static (A/A) ratio and interval,
+    the noise floor of its cell, stay in the table's `... measured`, `low` and `high` columns."""
     if sub["ratio"].isna().any():
         return None
     out = sub.groupby("variant")["ratio"].mean()
-    if baseline in out.index:  # its own baseline: 1 by construction (its static-vs-static range shows the noise)
+    if baseline in out.index:
         out[baseline] = 1.0
     return out
+
+
+def scaled_speed(reference: float, ratio: pd.Series, compare: str) -> pd.Series:
+    """One consistent set of speed figures: each row's value from the baseline's own measured value (`reference`,
+    its cell's throughput or latency) and the row's in-cell ratio: throughput x ratio, latency / speed-up. Sorting
+    by the values then gives the order of the ratios."""
+    ratio = ratio.where(ratio > 0)
+    return reference / ratio if compare == "speedup" else reference * ratio
 
 
 def format_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -227,6 +263,7 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
     baseline = table.attrs.get("baseline", BASELINE)
     higher = table.attrs.get("higher_is_better", {})
     shown = pd.DataFrame(index=table.index)
+    notes: dict[str, None] = {}  # what the cells show beyond the report's note (older rows, few seeds)
     for col, compare in table.attrs.get("compare", {}).items():
         vals = table[col]
         marks = ["" if not isinstance(m, str) else m
@@ -237,9 +274,13 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
                           for m, s, k, mk in zip(vals, std, n, marks)]
             vs = f"{col} vs {baseline}"
             if f"{vs} (pts)" in table:
+                nan = pd.Series(index=table.index, dtype=object)
                 rows = zip(table.index, table[f"{vs} (pts)"], table[f"{vs} CI low"], table[f"{vs} CI high"],
-                           table[f"{vs} significant"])
-                shown[f"{col} vs {baseline} (pts, 95% CI)"] = [_difference(v == baseline, *r) for v, *r in rows]
+                           table[f"{vs} significant"], table.get(f"{vs} seeds low", nan),
+                           table.get(f"{vs} seeds high", nan))
+                shown[f"{col} vs {baseline} (pts, 95% CI)"] = cells = [_difference(v == baseline, *r) for v, *r in rows]
+                if any("seed pairs" in c for c in cells):
+                    notes[SEEDS_NOTE.format(n=MIN_SEEDS)] = None
             continue
         ratio = table.get(f"{col} speed-up vs {baseline}" if compare == "speedup" else f"{col} vs {baseline}")
         if ratio is not None:
@@ -248,16 +289,27 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
             nan = pd.Series(index=table.index, dtype=float)
             ranges = [f", {lo:.2f}-{hi:.2f}" if pd.notna(lo) and pd.notna(hi) else ""
                       for lo, hi in zip(table.get(f"{column} low", nan), table.get(f"{column} high", nan))]
-            shown[f"{col}, x: {way}"] = [("-" if pd.isna(x) else f"{_num(x)} ({r:.2f}x{g}){m}" if pd.notna(r)
-                                          else f"{_num(x)}{m}") for x, r, m, g in zip(vals, ratio, marks, ranges)]
+            measured = table.get(f"{column} measured", nan)  # absent: ratios of means (no in-cell timing)
+            shown[f"{col}, x: {way}"] = [
+                "-" if pd.isna(x) else f"{_num(x)}{m}" if pd.isna(r) else
+                f"{_num(x)} (ref; A/A {a:.2f}{g}){m}" if v == baseline and pd.notna(a) else f"{_num(x)} ({r:.2f}x{g}){m}"
+                for v, x, r, a, m, g in zip(table.index, vals, ratio, measured, marks, ranges)]
+            if "process min-max" in set(table.get(f"{column} interval", nan).dropna()):
+                notes[LEGACY_SPEED_NOTE] = None
+            if f"{column} measured" in table and f"{col} measured" not in table:
+                notes[NO_REFERENCE_NOTE.format(col=col, b=baseline)] = None
         else:
             shown[col] = [_num(x) + m if pd.notna(x) else "-" for x, m in zip(vals, marks)]
+    shown.attrs["notes"] = list(notes)
     return shown
 
 
-def _difference(is_baseline: bool, diff: float, low: Any, high: Any, significant: Any) -> str:
+def _difference(is_baseline: bool, diff: float, low: Any, high: Any, significant: Any, seeds_low: Any = None,
+                seeds_high: Any = None) -> str:
     if is_baseline or pd.isna(diff):
         return "-"
+    if seeds_low is not None and pd.notna(seeds_low):  # too few seeds for a t interval: the seeds' own range
+        return f"{diff:+.2f} (seed pairs {seeds_low:+.2f} to {seeds_high:+.2f})"
     if low is None or pd.isna(low):
         return f"{diff:+.2f}"
     return f"{diff:+.2f} [{low:+.2f}, {high:+.2f}]" + (" *" if significant else "")
@@ -364,12 +416,20 @@ class Report:
 
 
 def build_report(df: pd.DataFrame, suite: str | None = None, images: Sequence[Path] = ()) -> Report:
-    """The report of `df` (rows of one suite): leaderboards per environment, notes, failures."""
+    """The report of `df` (rows of one suite): leaderboards per environment, notes, failures.
+
+    Only each cell's rows of its latest code and config are shown (reporting/sources.py); a section lists the rest.
+    """
+    from .sources import current_rows, superseded_section
+
+    df = current_rows(df)  # rows from load_results are already current: this leaves out nothing more
     parts = [Part(s, leaderboards(s.rows), environment_summary(s.rows), chance_levels(s.rows))
              for s in environment_sections(df)]
     suites = list(dict.fromkeys(df["suite"])) if "suite" in df else []
     title = f"dynconv-bench leaderboard: suite {suite or ', '.join(suites)}"
-    return Report(title, suite, parts, failures(df), kind_sections(df), images, suites)
+    superseded = superseded_section(df)
+    return Report(title, suite, parts, failures(df), kind_sections(df) + ([superseded] if superseded else []),
+                  images, suites)
 
 
 def render(df: pd.DataFrame, fmt: str = "md", suite: str | None = None, images: Sequence[Path] = ()) -> str:
