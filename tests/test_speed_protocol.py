@@ -58,7 +58,8 @@ def test_stored_values_round_trip_and_records_carry_the_range_and_the_waited_fla
     stored = combined.to_values()
     assert "times_s" not in stored and SpeedResult.from_values(stored).to_values() == stored
     (rec,) = records_of("speed", {"batch_size": 4}, stored)
-    assert rec.ratio == 0.63 and rec.ratio_range == (0.60, 0.66) and rec.flags == ("waited",)
+    # processes without per-round ratios (older rows): the min-max of the per-process ratios, flagged as such
+    assert rec.ratio == 0.63 and rec.ratio_range == (0.60, 0.66) and rec.flags == ("waited", "process-range")
 
 
 def test_a_cell_whose_processes_disagree_is_marked_in_the_leaderboard() -> None:
@@ -67,7 +68,7 @@ def test_a_cell_whose_processes_disagree_is_marked_in_the_leaderboard() -> None:
     wide = combine_processes([_process(0.03, r, cpu_s=0.06) for r in (0.40, 0.46, 0.62)])  # worked, not waited
     assert wide.spread_warning
     (rec,) = records_of("speed", {"batch_size": 4}, wide.to_values())
-    assert rec.flags == ("spread",) and rec.ratio_range == (0.40, 0.62)
+    assert rec.flags == ("spread", "process-range") and rec.ratio_range == (0.40, 0.62)
     notes = mark_notes(pd.DataFrame({"infer": ["1.0 (0.46x, 0.40-0.62)§"]}))
     assert notes == [f"`§`: {MARKS['§']}."]
 
@@ -98,7 +99,8 @@ def test_plots_order_points_as_the_table_does_with_a_loaded_static(tmp_path, mon
     by_table = table[column].sort_values().index.tolist()
     assert by_table == ["condconv", "dyconv", "kerneldna", "static"] and table.loc["static", column] == 1.0
     shown = format_table(table)["infer cpu b16 (img/s), x: higher is better"]
-    assert shown["static"] == "132 (1.00x, 1.01-1.04)!" and shown["condconv"] == "136 (0.48x, 0.46-0.49)"
+    # static is the reference: its A/A ratio (1.03) with its range; condconv's img/s is 0.48 x static's 132
+    assert shown["static"] == "132 (ref; A/A 1.03, 1.01-1.04)!" and shown["condconv"] == "63.4 (0.48x, 0.46-0.49)"
 
     drawn: dict[str, object] = {}
     monkeypatch.setattr(plots, "plot_tradeoff", lambda points, x_label, *a, **k: drawn.update(

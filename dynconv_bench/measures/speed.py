@@ -44,8 +44,9 @@ class SpeedOptions(MeasureOptions):
                                "min_runs holds in each (0: off)",
                             type=int, min=0, max=1000),
         "processes": Param(None, "fresh worker processes per cell, one after another, each importing once and "
-                                 "building its models once; the value is the median of their medians, their range "
-                                 "is stored beside it (default: 3 on CPU, 1 on CUDA; 0: in the runner's process, "
+                                 "building its models once, the later ones with the first one's run counts and tuned "
+                                 "strategies; the ratio is the median of every round of every process, with a 95% "
+                                 "bootstrap interval (default: 3 on CPU, 1 on CUDA; 0: in the runner's process, "
                                  "for debugging)", type=int, min=0, max=100),
         "malloc": Param("steady", "glibc malloc in the worker processes: 'steady' fixes its mmap and trim "
                                   "thresholds (64 MiB, 256 MiB) so no process drifts into faulting in fresh pages "
@@ -97,10 +98,14 @@ class Speed(Kind):
 
     @classmethod
     def calibration(cls, first: SpeedResult) -> dict[str, Any] | None:
-        """The first process's run counts (per round when interleaved), as pyperf reuses its calibrated loops."""
+        """The first process's run counts (per round when interleaved), as pyperf reuses its calibrated loops, and
+        its tuned per-sample conv strategies (`strategy_plan`): every later process runs the same ones."""
         if first.status != "ok":
             return None
-        return {"runs_per_round": dict(first.runs_per_round)} if first.rounds else {"runs": first.runs}
+        out: dict[str, Any] = {"runs_per_round": dict(first.runs_per_round)} if first.rounds else {"runs": first.runs}
+        if first.strategy_plan:
+            out["strategy_plan"] = dict(first.strategy_plan)
+        return out
 
     @classmethod
     def combine(cls, results: Sequence[SpeedResult]) -> SpeedResult:
@@ -117,8 +122,11 @@ class Speed(Kind):
         before = machine_load()
         if opts.interleave and opts.cuda_graph:
             raise UserError("speed: interleave and cuda_graph cannot be combined yet; time graphs alone")
+        from ..models.per_sample_conv import follow_plan
+
         calibration = getattr(opts, "calibration", None) or {}
-        out = cls._interleaved(spec, opts, calibration) if opts.interleave else cls._alone(spec, opts, calibration)
+        with follow_plan(calibration.get("strategy_plan")):  # the first process's tuned strategies, if handed on
+            out = cls._interleaved(spec, opts, calibration) if opts.interleave else cls._alone(spec, opts, calibration)
         after = machine_load()
         loads = [x["load_avg"] for x in (before, after) if x["load_avg"] is not None]
         out.load_avg, out.cores, out.cpu_mhz = (max(loads) if loads else None), after["cores"], after["cpu_mhz"]
@@ -171,8 +179,10 @@ class Speed(Kind):
             dims["cuda_graph"] = True
         mode, batch = options.get("mode", "inference"), options.get("batch_size")
         flags = result.flags
-        ratio, spread = result.baseline_ratio, result.process_range
+        if result.interval_source == "processes":  # an older row: the min-max of its per-process ratios
+            flags = (*flags, "process-range")
+        ratio, interval = result.baseline_ratio, result.ratio_interval
         out = record("throughput", result.throughput, "img/s", mode=mode, batch_size=batch, **dims)
         if batch == 1 and mode != "train":
             out += record("latency", result.latency_ms, "ms", batch_size=1, **dims)
-        return [dataclasses.replace(r, flags=flags, ratio=ratio, ratio_range=spread) for r in out]  # latency's: the speed-up too
+        return [dataclasses.replace(r, flags=flags, ratio=ratio, ratio_range=interval) for r in out]  # latency's: the speed-up too

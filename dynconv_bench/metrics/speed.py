@@ -217,6 +217,7 @@ def _measure(mode: str, model: nn.Module, batch_size: int, input_size: tuple[int
                     steps = warmup + len(times)
             record_usage(result, usage, warmup + len(times))
             result.strategies = {k: n // steps for k, n in sorted(used.items())}
+            result.strategy_plan = dict(sorted(used.plan.items()))
             result.strategy_failures = list(used.failures)
             summarise(result, times, cpu)
             result.status = "ok"
@@ -362,7 +363,8 @@ def measure_paired(model: nn.Module, baseline: nn.Module, mode: str, batch_size:
                    channels_last: bool = False, amp: str | None = None, compile: bool = False,
                    num_classes: int | None = None, runs_per_round: Mapping[str, int] | None = None) -> SpeedResult:
     """Time `model` round-robin with `baseline` in this process: its SpeedResult (runs of every round pooled)
-    with the median, min and max of the per-round ratios of baseline time to its time (above 1: faster).
+    with the median, min and max of the per-round ratios of baseline time to its time (above 1: faster), the
+    ratios themselves (`round_ratios`, one list: this process) and the tuned strategies (`strategy_plan`).
 
     `runs_per_round` ({"own": n, "baseline": m}, e.g. another process's `runs_per_round`) fixes the run counts.
     As in `measure_inference`: cudnn.benchmark on CUDA, and a failure (OOM, compile error, a layer none of whose
@@ -397,9 +399,11 @@ def measure_paired(model: nn.Module, baseline: nn.Module, mode: str, batch_size:
             result.baseline_median_s = statistics.median([t for r in times["baseline"] for t in r])
             calls = warmup + 1 + len(own)  # forwards of `model` (the baseline's add no per-sample layer calls)
             result.strategies = {k: n // calls for k, n in sorted(used.items())}
+            result.strategy_plan = dict(sorted(used.plan.items()))
             result.strategy_failures = list(used.failures)
             ratios = round_ratios(times["own"], times["baseline"])
             result.rounds, result.runs_per_round = rounds, {n: len(times[n][0]) for n in times}
+            result.round_ratios = [ratios]  # this process's; combine_processes pools every process's rounds
             result.baseline_ratio = statistics.median(ratios)
             result.baseline_ratio_min, result.baseline_ratio_max = min(ratios), max(ratios)
             result.status = "ok"

@@ -187,23 +187,39 @@ class StrategyCounts(Counter):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.failures: list[str] = []
+        self.plan: dict[str, str] = {}  # strategy key -> the strategy every tuned ('auto') layer of that key ran
 
 
 _RECORDERS: list[StrategyCounts] = []
 _CACHE: dict[str, str] = {}
+_PLAN: list[dict[str, str]] = []  # plans handed in by `follow_plan` (innermost last): they override the caches
 _CACHE_FILE: list[Path | None] = []  # empty: not set by set_strategy_cache, read the env var
 
 
 @contextlib.contextmanager
 def record_strategies() -> Iterator[StrategyCounts]:
     """Count the strategy each per-sample conv call inside the block used; `.failures` lists the candidates the
-    tuner dropped inside the block because they raised."""
+    tuner dropped inside the block because they raised; `.plan` maps each tuned ('auto') layer's strategy key to
+    the strategy it ran (what `follow_plan` hands to another process)."""
     rec = StrategyCounts()
     _RECORDERS.append(rec)
     try:
         yield rec
     finally:
         _RECORDERS.remove(rec)
+
+
+@contextlib.contextmanager
+def follow_plan(plan: dict[str, str] | None) -> Iterator[None]:
+    """Inside the block, a tuned ('auto') layer whose strategy key is in `plan` runs the planned strategy without
+    tuning (before the in-memory and file caches): how the later worker processes of a timed cell run exactly the
+    strategies the first one tuned. A planned strategy that does not apply to the layer (another version's plan)
+    is ignored and the layer is chosen as usual."""
+    _PLAN.append(dict(plan or {}))
+    try:
+        yield
+    finally:
+        _PLAN.pop()
 
 
 def set_strategy_cache(path: str | os.PathLike | None) -> None:
@@ -259,6 +275,17 @@ def _choose(x, weight, bias, stride, padding, dilation, groups, mixture):  # noq
                        and (s != "fused" or _fused_fits(x, weight, groups, tuning=True)))
     if "fused" not in candidates and _fused_fits(x.detach(), _detached(weight), groups, tuning=True):
         key += "|autograd"  # the fused kernel is left out only under autograd: tune that set on its own
+    choice = _choose_key(key, candidates, x, weight, bias, stride, padding, dilation, groups)
+    if not (x.is_cuda and torch.cuda.is_current_stream_capturing()):  # an untuned capture is no plan
+        for rec in _RECORDERS:
+            rec.plan[key] = choice
+    return choice
+
+
+def _choose_key(key, candidates, x, weight, bias, stride, padding, dilation, groups):  # noqa: ANN001, ANN202
+    planned = _PLAN[-1].get(key) if _PLAN else None
+    if planned is not None and planned in candidates:
+        return planned
     if key in _CACHE:
         return _CACHE[key]
     path = _cache_file()
