@@ -9,6 +9,7 @@ from .lazy import lazy_names
 
 if TYPE_CHECKING:
     from .models.convert import ConversionReport, convert, create_model, deploy, set_progress
+    from .models.published.imported import load_imported
     from .models.registry import get_variant, list_variants, load_plugin_file, register_variant
     from .models.sites import ConvSite, find_conv_sites
     from .models.variant import DynamicLayer, Param, StageContext, TrainingProgress, Variant
@@ -19,6 +20,7 @@ __version__ = "0.1.0"
 # reporting verbs start without them.
 _LAZY = {
     "models.convert": ("ConversionReport", "convert", "create_model", "deploy", "set_progress"),
+    "models.published.imported": ("load_imported",),
     "models.registry": ("get_variant", "list_variants", "load_plugin_file", "register_variant"),
     "models.sites": ("ConvSite", "find_conv_sites"),
     "models.variant": ("DynamicLayer", "Param", "StageContext", "TrainingProgress", "Variant"),
@@ -36,5 +38,5 @@ def profile(model, input_size=(3, 224, 224), **kwargs):  # noqa: ANN001, ANN201
 __all__ = [
     "ConfigError", "ConversionReport", "ConvSite", "DynamicLayer", "Param", "StageContext", "UserError",
     "Variant", "convert", "create_model", "deploy", "find_conv_sites", "get_variant", "list_variants",
-    "load_plugin_file", "profile", "register_variant", "set_progress", "TrainingProgress",
+    "load_imported", "load_plugin_file", "profile", "register_variant", "set_progress", "TrainingProgress",
 ]
