@@ -100,11 +100,11 @@ class Accuracy(Kind):
         from ..training.recipes import default_recipe, get_recipe
 
         if getattr(opts, "checkpoint", None):
-            return AccuracyValues.from_values(evaluate_checkpoint(spec, opts))
+            return AccuracyValues.from_values(finite_evaluation(evaluate_checkpoint(spec, opts), "the checkpoint"))
         if int(opts.gpus or 1) > 1:
             from .accuracy_ddp import measure_distributed
 
-            return AccuracyValues.from_values(measure_distributed(spec, opts))
+            return AccuracyValues.from_values(finite_evaluation(measure_distributed(spec, opts), "the trained model"))
         info = dataset_info(opts.dataset, root=opts.data_root)
         torch.manual_seed(opts.seed)  # the same initial weights for the same seed
         model = spec.build(info["num_classes"], info.get("channels", 3))
@@ -118,6 +118,7 @@ class Accuracy(Kind):
             dataset = training_subset(opts.dataset, opts.train_samples, opts.seed, opts.data_root, size)
         out = train_and_evaluate(model, dataset, seed=opts.seed, data_root=opts.data_root, device=opts.device, **kw)
         gpus = out.get("world_size", 1) if str(opts.device).startswith("cuda") else 0
+        out = finite_evaluation(out, "the trained model")
         return AccuracyValues.from_values({**out, "threads": torch.get_num_threads(), "gpus": gpus})
 
     @classmethod
@@ -176,6 +177,25 @@ class Accuracy(Kind):
                 raise UserError(f"{where}.overrides: {exc}") from None
             except (TypeError, ValueError) as exc:  # a value of the wrong type in a recipe's checks
                 raise UserError(f"{where}.overrides: a value has the wrong type ({exc})") from None
+
+
+class NonFiniteEvaluation(RuntimeError):
+    """An evaluation whose loss or accuracy is NaN or infinite: the model computes no numbers, the cell fails."""
+
+
+def finite_evaluation(values: dict[str, Any], what: str) -> dict[str, Any]:
+    """`values` when its loss, top-1 and top-5 are finite (or absent); else NonFiniteEvaluation, which the runner
+    stores as a failed cell naming why (a NaN model's top-1 of 0.00 is not a result)."""
+    import math
+
+    for key in ("loss", "top1", "top5"):
+        value = values.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise NonFiniteEvaluation(f"evaluating {what} gave {key} = {value!r} (not a finite number): its outputs "
+                                      f"are NaN or infinite, so its accuracy is no result")
+    return values
 
 
 def temperature_note(df: Any) -> str:

@@ -189,6 +189,8 @@ def assemble(pair: Pair, release_sd: Mapping[str, torch.Tensor], ours: nn.Module
     source: dict[str, str] = {}
     ignored = 0
     for key, tensor in release_sd.items():
+        if not isinstance(key, str):  # a file's tensors are checked whole by read_state_dict
+            raise UserError(f"{pair.name}: the state_dict has a key {key!r} ({type(key).__name__}), not a tensor name")
         placed = pair.place(key, tensor, ours)
         if placed is None:
             raise UserError(f"{pair.name}: release tensor {key!r} has no place in our {pair.backbone} + "
@@ -208,7 +210,13 @@ def assemble(pair: Pair, release_sd: Mapping[str, torch.Tensor], ours: nn.Module
                                 f"{ours_key!r}")
             if ours_key in out and not torch.equal(out[ours_key], value):
                 raise UserError(f"{pair.name}: release tensor {key!r} fills ours {ours_key!r} twice, differently")
-            out[ours_key] = value.to(target[ours_key].dtype)
+            want_dtype = target[ours_key].dtype
+            # int64 or bool where ours holds floats: no weights. Not checked on a meta model (`_fitting_pair` finds
+            # the architecture the file's shapes fit): the error then names the key when the values are loaded.
+            if want_dtype.is_floating_point and not value.dtype.is_floating_point and not target[ours_key].is_meta:
+                raise UserError(f"{pair.name}: release tensor {key!r} is {_dtype_name(value.dtype)}, but ours "
+                                f"{ours_key!r} holds {_dtype_name(want_dtype)}: not weights of this model")
+            out[ours_key] = value.to(want_dtype)
             source[ours_key] = key
     filled = {alias[k] for k in out}
     for key, value in target.items():
@@ -223,6 +231,36 @@ def assemble(pair: Pair, release_sd: Mapping[str, torch.Tensor], ours: nn.Module
         raise UserError(f"{pair.name}: ours {key!r} {tuple(value.shape)} receives no release tensor (closest "
                         f"release key: {_closest(key, list(release_sd))})")
     return out
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def check_release_tensor(key: object, tensor: object, where: str) -> None:
+    """A release tensor an import can take: a named, dense, materialised real tensor whose values are finite.
+
+    A UserError (one line naming the key) for a key that is no string, a sparse or meta tensor (no values to
+    load), a complex tensor, and a floating tensor holding NaN or Inf (it would import as a model that computes
+    nothing, every one of ours set)."""
+    if not isinstance(key, str):
+        raise UserError(f"{where}: the state_dict has a key {key!r} ({type(key).__name__}), not a tensor name")
+    if not isinstance(tensor, torch.Tensor):
+        raise UserError(f"{where}: {key!r} is a {type(tensor).__name__}, not a tensor")
+    if tensor.layout != torch.strided:
+        raise UserError(f"{where}: release tensor {key!r} is a sparse tensor ({str(tensor.layout).removeprefix('torch.')}"
+                        f"); weights are dense")
+    if tensor.is_meta:
+        raise UserError(f"{where}: release tensor {key!r} is a meta tensor: it has a shape but no values")
+    if tensor.is_complex():
+        raise UserError(f"{where}: release tensor {key!r} is {_dtype_name(tensor.dtype)}; weights are real numbers")
+    if tensor.dtype.is_floating_point and tensor.numel():
+        finite = torch.isfinite(tensor)
+        if not bool(finite.all()):
+            bad = int((~finite).sum())
+            what = "NaN" if bool(torch.isnan(tensor).any()) else "Inf"
+            raise UserError(f"{where}: release tensor {key!r} {tuple(tensor.shape)} holds {bad} non-finite value(s) "
+                            f"({what}): not usable weights")
 
 
 def import_state_dict(pair: Pair, release_sd: Mapping[str, torch.Tensor],
@@ -272,6 +310,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise UserError(f"checkpoint {path} holds no state_dict (a dict of tensors, bare or under 'state_dict' "
                         "or 'model')")
+    for key, tensor in obj.items():
+        check_release_tensor(key, tensor, f"checkpoint {path}")
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
 
 
