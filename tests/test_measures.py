@@ -200,7 +200,9 @@ def test_leaderboard_uses_in_cell_ratios_and_marks_loaded_rows() -> None:
     board = leaderboards(pd.DataFrame(rows))["b"]
     assert board["infer cpu b16 (img/s) vs static"].tolist() == [1.0, 0.62]  # measured in-cell, not 50 / 100
     shown = format_table(board)
-    assert shown.iloc[1, 0] == "50.0 (0.62x)!" and shown.iloc[0, 0] == "100 (1.00x)"
+    # one consistent set: x's img/s is static's own 100 x its in-cell 0.62 (its own measured 50 is kept beside)
+    assert shown.iloc[1, 0] == "62.0 (0.62x)!" and shown.iloc[0, 0] == "100 (ref; A/A 1.00)"
+    assert board.loc["x", "infer cpu b16 (img/s) measured"] == 50.0
 
 
 def test_an_interleaved_cell_counts_the_same_strategy_layers_as_a_cell_timed_alone() -> None:

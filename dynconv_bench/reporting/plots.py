@@ -197,7 +197,7 @@ def speed_points(rows: pd.DataFrame) -> tuple[pd.Series, pd.Series, bool] | None
     The in-cell ratio to the baseline when every row was interleaved (the baseline's is 1 by construction);
     else absolute throughput when the rows come from one run; else None (absolute values of different runs
     would compare the machine's state, not the variants). Marks: `!` under load, `‡` the run waited, `§` its
-    worker processes disagreed (standard deviation over 10% of the mean)."""
+    ratio's interval is too wide (see reporting/marks.MARKS). `speed_intervals` gives the intervals."""
     keys = ["variant", "batch_size"] if rows["batch_size"].nunique() > 1 else ["variant"]
     flags = rows.groupby(keys)["flags"].agg(flag_marks)
     if rows["ratio"].notna().all():
@@ -208,6 +208,21 @@ def speed_points(rows: pd.DataFrame) -> tuple[pd.Series, pd.Series, bool] | None
     if rows["run_id"].nunique() <= 1:
         return rows.groupby(keys)["value"].median(), flags, False
     return None
+
+
+def speed_intervals(rows: pd.DataFrame) -> tuple[pd.Series, pd.Series] | None:
+    """Per variant (and batch, as `speed_points`): the low and high ends of the interval the leaderboard prints
+    beside each ratio (95% bootstrap; older rows: the per-process range); None unless every row has a ratio. The
+    baseline's are NaN: it is the reference at 1, and its A/A interval belongs to its A/A point, not to 1."""
+    if not rows["ratio"].notna().all():
+        return None
+    keys = ["variant", "batch_size"] if rows["batch_size"].nunique() > 1 else ["variant"]
+    ends = []
+    for end in ("ratio_low", "ratio_high"):
+        values = rows.groupby(keys)[end].mean()
+        values[(values.index.get_level_values(0) if len(keys) > 1 else values.index) == BASELINE] = float("nan")
+        ends.append(values)
+    return ends[0], ends[1]
 
 
 def _label_points(ax: Any, names: list[str], xs: list[float], ys: list[float]) -> None:
@@ -286,11 +301,17 @@ def plot_throughput_vs_batch(long: pd.DataFrame, backbone: str, out_dir: Path, e
         if shown is None:
             continue
         values, marks, relative = shown
+        bars = speed_intervals(sub) if relative else None
         fig, ax = plt.subplots(figsize=(7, 4.8))
         for k, variant in enumerate(dict.fromkeys(sub["variant"])):  # a marker at each measured batch
             line = values[variant].sort_index()
-            ax.plot(line.index, line.values, marker=MARKERS[k % len(MARKERS)], ms=6, label=plain(variant),
-                    lw=2.2 if variant == BASELINE else 1.4, color="black" if variant == BASELINE else None)
+            drawn = ax.plot(line.index, line.values, marker=MARKERS[k % len(MARKERS)], ms=6, label=plain(variant),
+                            lw=2.2 if variant == BASELINE else 1.4, color="black" if variant == BASELINE else None)
+            if bars is not None and bars[0][variant].notna().any():  # the interval the table prints, as error bars
+                low, high = bars[0][variant].reindex(line.index), bars[1][variant].reindex(line.index)
+                ax.errorbar(line.index, line.values, yerr=[(line - low).clip(lower=0).fillna(0).values,
+                                                           (high - line).clip(lower=0).fillna(0).values],
+                            fmt="none", ecolor=drawn[0].get_color(), elinewidth=1.0, capsize=3, alpha=0.8)
             for batch, y in line.items():
                 if marks.get((variant, batch)):
                     ax.annotate(plain(marks[(variant, batch)]), (batch, y), xytext=(4, 4), textcoords="offset points")
@@ -304,11 +325,15 @@ def plot_throughput_vs_batch(long: pd.DataFrame, backbone: str, out_dir: Path, e
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, ncol=2)
         caption = ((f"{mode.capitalize()} throughput of each variant at each batch size as a ratio to {BASELINE}'s, "
-                    f"timed round-robin with it in the same cell ({BASELINE} is 1 by construction)" if relative else
+                    f"timed round-robin with it in the same cell ({BASELINE} is the reference, 1 by definition); "
+                    f"error bars: the interval the leaderboard prints beside each ratio (95% hierarchical bootstrap "
+                    f"over the cell's processes and rounds; rows of older versions: the range of the per-process "
+                    f"ratios)" if relative else
                     f"{mode.capitalize()} throughput of each variant at each batch size: the median of the timed runs "
                     f"of one cell, all from one run") + f"; {BASELINE} in black; ! marks a point measured under load, "
                                                         f"‡ one whose runs waited rather than worked, "
-                                                        f"§ one whose worker processes disagreed (sd over 10% of the mean).")
+                                                        f"§ one whose ratio's interval is wide (see the "
+                                                        f"leaderboard's note).")
         paths += _save(fig, out_dir, f"{prefix}throughput-vs-batch_{_slug(backbone)}_{_slug(setting)}_{mode}", env,
                        caption, {**(tags or {}), "Backbone": backbone})
     return paths
