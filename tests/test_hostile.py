@@ -97,7 +97,8 @@ def test_report_names_rows_with_malformed_json_and_reports_the_rest(tmp_path, ca
     conn.close()
     assert main(["--db", str(db), "report"]) == 0
     out, err = capsys.readouterr()
-    assert err == f"dynconv-bench: warning: left out 1 store row(s) with malformed JSON: id {bad}\n"
+    assert err == (f"dynconv-bench: warning: left out 1 store row(s) that cannot be reported (malformed JSON, values "
+                   f"of the wrong type or outside their valid range): id {bad}\n")
     assert "| static " in out and "static-se" not in out
 
 

@@ -175,3 +175,36 @@ def test_claims_edited_into_nonsense_are_read(db: Path, capsys) -> None:  # noqa
              "'params', '{}', 'y', 'running', x'ff', x'00')")  # BLOBs: SQLite keeps them as bytes
     code, out, err = cli(["--db", str(db), "report"], capsys)
     assert code == 0 and not err, err
+
+
+# -- item 6: values outside their kind's valid range are left out, with the warning line ---------------
+OUT_OF_RANGE = [
+    ("params", "$.total", "-5000", "params is -0.005"),
+    ("speed", "$.throughput", "-5", "throughput is -5"),
+    ("speed", "$.throughput", "9e999", "throughput is inf"),  # JSON's 9e999 reads as infinity
+    ("speed", "$.latency_ms", "0", "latency is 0"),
+    ("accuracy", "$.top1", "140", "top1 is 140"),
+    ("memory", "$.peak_bytes", "-1048576", "peak_memory is -1"),
+    ("speed", "$.baseline_ratio", "-2", "ratio of throughput"),
+]
+
+
+@pytest.mark.parametrize("kind, path, value, reason", OUT_OF_RANGE, ids=[f"{k}{p}={v}" for k, p, v, _ in OUT_OF_RANGE])
+def test_values_outside_their_range_are_left_out_with_a_warning(kind: str, path: str, value: str, reason: str,
+                                                                db: Path, capsys) -> None:  # noqa: ANN001
+    from dynconv_bench.execution.store import ResultStore, unusable_row
+
+    bad = row_id(db, kind)
+    edit(db, f"""UPDATE results SET "values"=json_set("values", '{path}', json('{value}')) WHERE id=?""", bad)
+    for fmt in FORMATS:
+        code, out, err = cli(["--db", str(db), "report", "--format", fmt, "--no-plots"], capsys)
+        assert code == 0 and err.count("\n") == 1 and "outside their valid range" in err, err
+        assert err.rstrip().endswith(f"id {bad}"), err
+    with ResultStore(db, readonly=True) as store:
+        rows = store.rows(history=True)
+        assert bad in store.malformed and len(rows) == 13
+    with sqlite3.connect(db) as conn:
+        conn.row_factory = sqlite3.Row
+        raw = dict(conn.execute("SELECT * FROM results WHERE id=?", (bad,)).fetchone())
+    conn.close()
+    assert reason in (unusable_row(raw) or "")

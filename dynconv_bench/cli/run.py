@@ -246,7 +246,8 @@ def _html_page(args: argparse.Namespace, df: object, name: str) -> str:
 
 def _warn_malformed(ids: list[int] | None) -> None:
     if ids:
-        sys.stderr.write(f"dynconv-bench: warning: left out {len(ids)} store row(s) with malformed JSON: id "
+        sys.stderr.write(f"dynconv-bench: warning: left out {len(ids)} store row(s) that cannot be reported "
+                         f"(malformed JSON, values of the wrong type or outside their valid range): id "
                          f"{', '.join(map(str, ids))}\n")
 
 

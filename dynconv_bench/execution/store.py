@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import platform
 import sqlite3
@@ -384,6 +385,9 @@ def unusable_row(row: dict[str, Any]) -> str | None:
             if not isinstance(rec.value, float) or any(not isinstance(v, (str, int, float, bool, type(None)))
                                                        for _, v in rec.dims):
                 return f"a {rec.metric} record is not a number"
+            problem = out_of_range(rec.metric, rec.value, rec.ratio)
+            if problem:
+                return problem
         import pandas as pd
 
         one = pd.DataFrame([row], columns=list(COLUMNS))
@@ -391,6 +395,30 @@ def unusable_row(row: dict[str, Any]) -> str | None:
         kind.section(one)
     except Exception as exc:  # noqa: BLE001 -- a reader that cannot take the row's values
         return f"values cannot be read ({type(exc).__name__})"
+    return None
+
+
+# The values a metric can take (low, high, whether low itself is excluded); every value must be finite. A value
+# outside (negative parameters, -5 img/s, a top-1 of 140 %) is no measurement: its row is left out, by id.
+VALID_RANGES: dict[str, tuple[float, float, bool]] = {
+    "top1": (0.0, 100.0, False), "top5": (0.0, 100.0, False), "chance": (0.0, 100.0, True),
+    "paper_top1": (0.0, 100.0, False), "params": (0.0, math.inf, False), "deployed_params": (0.0, math.inf, False),
+    "macs": (0.0, math.inf, False), "overhead": (0.0, math.inf, False), "peak_memory": (0.0, math.inf, False),
+    "throughput": (0.0, math.inf, True), "latency": (0.0, math.inf, True), "layer_time": (0.0, math.inf, False),
+    "layers_forward": (0.0, math.inf, True),
+}
+
+
+def out_of_range(metric: str, value: float, ratio: float | None = None) -> str | None:
+    """Why a record's value (and its ratio to the baseline) cannot be a measurement of `metric`, or None."""
+    if not math.isfinite(value):
+        return f"{metric} is {value!r}, not a finite number"
+    low, high, low_open = VALID_RANGES.get(metric, (-math.inf, math.inf, False))
+    if value < low or (low_open and value == low) or value > high:
+        bounds = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high == math.inf else ']'}"
+        return f"{metric} is {value:g}, outside its valid range {bounds}"
+    if ratio is not None and (not isinstance(ratio, (int, float)) or not math.isfinite(ratio) or ratio <= 0):
+        return f"the ratio of {metric} to the baseline is {ratio!r}, not a positive number"
     return None
 
 
