@@ -94,7 +94,9 @@ def test_cpu_store_gives_one_table_per_kind_per_backbone_with_short_headers(cpu:
     assert "\\begin{table}" not in tex  # every table a table*: the full width of a two-column paper
     kinds = [re.match(r"(.*?): (cost|speed|accuracy|other figures) of every variant", _caption(t)).groups()
              for t in tables]
-    assert [(b, k) for b, k in kinds] == [("cifar\\_resnet20", "cost"), ("cifar\\_resnet20", "speed"),
+    assert {k for _, k in kinds} <= {"cost", "speed", "accuracy", "other figures"}
+    tables = [t for t, (_, k) in zip(tables, kinds) if k != "other figures"]  # e.g. training seconds per epoch
+    assert [(b, k) for b, k in kinds if k != "other figures"] == [("cifar\\_resnet20", "cost"), ("cifar\\_resnet20", "speed"),
                                           ("cifar\\_resnet20", "accuracy"), ("resnet18", "cost"),
                                           ("resnet18", "speed"), ("mobilenetv2\\_100", "cost"),
                                           ("mobilenetv2\\_100", "speed")]
@@ -104,18 +106,19 @@ def test_cpu_store_gives_one_table_per_kind_per_backbone_with_short_headers(cpu:
     assert heads[2] == ["Variant", "Top-1 digits (\\%)", "\\ensuremath{\\Delta} digits (pts)",
                         "Top-1 synthetic (\\%)", "\\ensuremath{\\Delta} synthetic (pts)"]
     assert "MACs (G)" in heads[3] and "Mem b16 (MiB)" in heads[3] and "Train mem b16 (MiB)" in heads[3]
-    assert all(len(re.sub(r"\\[a-z]+|[{}\\]", "", h)) <= 20 for hs in heads for h in hs)
+    assert all(len(re.sub(r"\\[A-Za-z]+|[{}\\]", "", h)) <= 20 for hs in heads for h in hs)
     assert not any(", x:" in h or "lower is better" in h for hs in heads for h in hs)
     for t in tables:
         rows = _rows(t)
         assert [r[0] for r in rows][0] == "static" and {len(r) for r in rows} == {len(_headers(t))}
         assert t.count("{\\footnotesize ") <= 1  # at most one note line, no paragraph of footnotes
-        assert "environment" not in t.split("\\begin{table*}")[1] and "8c203a" not in t.split("\\begin{table*}")[1]
+        inside = "\n".join(line for line in t.splitlines() if not line.startswith("\\label"))
+        assert "environment" not in inside and "8c203a" not in inside and "Temperature" not in inside
     # the environment, the kinds' notes and each mark's full meaning: comments above the tables
     assert re.search(r"^% cifar_resnet20, speed; environment 8c203a: host vm", tex, re.M)
-    assert all(line.startswith("%") for line in tex.splitlines() if "8c203a" in line or "Temperature" in line)
+    assert all(line.startswith(("%", "\\label")) for line in tex.splitlines() if "8c203a" in line or "Temperature" in line)
     speed = _rows(tables[1])
-    assert speed[0][1].startswith("1.00 [")  # static against itself (A/A): its interval is the noise
+    assert re.match(r"A/A \d\.\d\d \[", speed[0][1])  # static against itself (A/A): the noise floor
     assert re.fullmatch(r"\d\.\d\d \[\d\.\d\d, \d\.\d\d\](\\textsuperscript\{.*\})?", speed[1][1])
     assert re.fullmatch(r"[\d,]+", speed[1][5])  # b16 img/s
     acc = _rows(tables[2])
@@ -126,7 +129,7 @@ def test_cpu_store_gives_one_table_per_kind_per_backbone_with_short_headers(cpu:
 def test_marks_are_superscripts_explained_in_one_line(cpu: pd.DataFrame, smoke: pd.DataFrame) -> None:
     for frame in (cpu, smoke):
         for t in _tables(render(frame, "latex")):
-            marks = set(re.findall(r"\\textsuperscript\{(.*?)\}", t.split("\\bottomrule")[0]))
+            marks = set(re.findall(r"\\textsuperscript\{((?:[^{}]|\{\})*)\}", t.split("\\bottomrule")[0]))
             note = t.split("\\bottomrule")[1]
             for mark in marks:
                 for piece in re.findall(r"\\[A-Za-z]+\{\}|\\textasciitilde\{\}|.", mark):
@@ -140,7 +143,7 @@ def test_marks_are_superscripts_explained_in_one_line(cpu: pd.DataFrame, smoke: 
 def test_smoke_store_gives_cost_speed_accuracy_tables_that_fit(smoke: pd.DataFrame) -> None:
     tex = render(smoke, "latex")
     kinds = [re.match(r"(.*?): (\w+)", _caption(t)).groups() for t in _tables(tex)]
-    assert kinds == [("cifar\\_resnet20", "cost"), ("cifar\\_resnet20", "speed"), ("cifar\\_resnet20", "accuracy"),
+    assert [k for k in kinds if k[1] != "other"] == [("cifar\\_resnet20", "cost"), ("cifar\\_resnet20", "speed"), ("cifar\\_resnet20", "accuracy"),
                      ("resnet18", "cost")]
     assert _headers(_tables(tex)[1]) == ["Variant", "b1", "b16", "b16 img/s"]
     assert _headers(_tables(tex)[2]) == ["Variant", "Top-1 digits (\\%)", "\\ensuremath{\\Delta} digits (pts)"]
@@ -188,8 +191,9 @@ def test_hostile_labels_render_as_printable_ascii(smoke: pd.DataFrame) -> None:
              if v != "static"}
     tex = render(smoke.assign(variant=smoke["variant"].map(lambda v: names.get(v, v))), "latex")
     body = "\n".join(line for line in tex.splitlines() if not line.startswith("%"))
-    assert all(" " <= c <= "~" for c in body), sorted({c for c in body if not " " <= c <= "~"})
-    assert re.search(r"(?<!textbackslash\{\})\\input", tex) is None
+    assert all(" " <= c <= "~" for c in body.replace("\n", "")), sorted({c for c in body if not " " <= c <= "~"})
+    assert re.search(r"(?<!textbackslash\{\})\\input", body) is None  # the labels' \input is text
+    assert all(line.startswith("% ") for line in tex.splitlines() if "\\input" in line and line not in body)
     assert "\x1b" not in tex and "\u2028" not in tex and "\x00" not in tex  # the comments show them escaped too
     first = [r[0] for t in _tables(tex)[:1] for r in _rows(t)]
     assert len(first) == len(set(smoke["variant"]))  # a label's characters split no row

@@ -136,14 +136,49 @@ def html_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 _LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
           "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}",
-          ">": r"\textgreater{}", "±": r"\ensuremath{\pm}", "†": r"\dag{}", "|": r"\textbar{}"}
-_LATEX_RE = re.compile("|".join(map(re.escape, _LATEX)))
+          ">": r"\textgreater{}", "|": r"\textbar{}", "\t": " ",
+          # beyond ASCII: what pdflatex sets with its defaults (OT1 or T1, utf8) and no package
+          "±": r"\ensuremath{\pm}", "×": r"\ensuremath{\times}", "÷": r"\ensuremath{\div}", "†": r"\dag{}",
+          "‡": r"\ddag{}", "§": r"\S{}", "¶": r"\P{}", "©": r"\copyright{}", "°": r"\ensuremath{^\circ}",
+          "µ": r"\ensuremath{\mu}", "·": r"\ensuremath{\cdot}", "–": "--", "—": "---", "‘": "`", "’": "'",
+          "“": "``", "”": "''", "…": r"\ldots{}", "•": r"\ensuremath{\bullet}", "≤": r"\ensuremath{\leq}",
+          "≥": r"\ensuremath{\geq}", "≈": r"\ensuremath{\approx}", "≠": r"\ensuremath{\neq}",
+          "→": r"\ensuremath{\rightarrow}", "←": r"\ensuremath{\leftarrow}", "∞": r"\ensuremath{\infty}",
+          "−": r"\ensuremath{-}", "¡": r"\textexclamdown{}", "¿": r"\textquestiondown{}", "\u00a0": "~",
+          "ß": r"\ss{}", "æ": r"\ae{}", "Æ": r"\AE{}", "œ": r"\oe{}", "Œ": r"\OE{}", "ø": r"\o{}",
+          "Ø": r"\O{}", "ł": r"\l{}", "Ł": r"\L{}", "ı": r"\i{}", "å": r"\aa{}", "Å": r"\AA{}",
+          **{c: rf"\ensuremath{{\{n}}}" for c, n in zip("ΓΔΘΛΞΠΣΦΨΩαβγδεζηθικλμνξπρστυφχψω", (
+              "Gamma Delta Theta Lambda Xi Pi Sigma Phi Psi Omega alpha beta gamma delta epsilon zeta eta theta "
+              "iota kappa lambda mu nu xi pi rho sigma tau upsilon phi chi psi omega").split())}}
+# accents (combining marks) that pdflatex sets as \<accent>{letter} in OT1 and T1 alike
+_LATEX_ACCENTS = {"0300": "`", "0301": "'", "0302": "^", "0303": "~", "0308": '"', "0304": "=", "0307": ".",
+                  "030A": "r", "0306": "u", "030C": "v", "030B": "H", "0327": "c"}
+_ASCII_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+def _latex_char(char: str) -> str:
+    """One character for LaTeX: printable ASCII as itself (specials as commands), a few symbols and accented
+    Latin letters as commands; any other character (controls, format characters, U+2028, full-width forms,
+    scripts pdflatex has no glyph for) shown as its code point, `\\u2028` (a backslash drawn by
+    \textbackslash)."""
+    if char in _LATEX:
+        return _LATEX[char]
+    if " " <= char <= "~":
+        return char
+    parts = unicodedata.decomposition(char).split()
+    if len(parts) == 2 and parts[1] in _LATEX_ACCENTS and chr(int(parts[0], 16)) in _ASCII_LETTERS:
+        return f"\\{_LATEX_ACCENTS[parts[1]]}{{{chr(int(parts[0], 16))}}}"
+    code = ord(char)
+    return r"\textbackslash{}" + (f"x{code:02x}" if code < 0x100 else f"u{code:04x}" if code < 0x10000
+                                  else f"U{code:08x}")
 
 
 def latex_text(text: Any) -> str:
-    """Text for LaTeX: special characters as commands, control characters shown, one line."""
-    out = visible(str(text).replace("\r\n", "\n").replace("\n", " "))
-    return _LATEX_RE.sub(lambda m: _LATEX[m.group()], out)
+    """Text for LaTeX that pdflatex compiles with its defaults (OT1 or T1 fonts, utf8 input) and no package: one
+    line (newlines as spaces), special characters as commands, accented Latin letters as accent commands, and
+    every other character beyond printable ASCII (controls, bidi and zero-width marks, U+2028, U+FEFF, full-width
+    `＝`, scripts without a glyph) as its code point, `\\u2028`, like `visible`."""
+    return "".join(map(_latex_char, str(text).replace("\r\n", "\n").replace("\n", " ")))
 
 
 class VisibleStream:
