@@ -74,6 +74,7 @@ class AccuracyValues(Result):
     nodes: int = 1  # nodes the workers spanned
     gpus: int = 0  # GPUs that trained it (world_size on cuda, 0 on cpu)
     published: dict[str, Any] | None = None  # evaluated published weights: release, file sha256, paper's top-1
+    memory_method: str | None = None  # how history's peak_rss_mib was read: "VmHWM" (reset per epoch) or "ru_maxrss"
 
 
 @register_kind
@@ -89,7 +90,13 @@ class Accuracy(Kind):
                                 in_leaderboard=False),
                "top5": Metric(lambda d, u: f"top-5 {d.get('dataset')} ({u})", 4001, compare="none"),
                "paper_top1": Metric(lambda d, u: f"paper top-1 {d.get('dataset')} ({u}, reference)", 4002,
-                                    compare="none")}
+                                    compare="none"),
+               # what training cost, per epoch (history's epoch_time_s, peak_rss_mib / peak_cuda_mib): shown as
+               # measured, never as a ratio to the baseline (not an interleaved timing: compare "none")
+               "train_epoch_s": Metric(lambda d, u: f"train s/epoch {d.get('dataset')}", 4003, compare="none",
+                                       higher_is_better=False),
+               "train_peak_mib": Metric(lambda d, u: f"train peak MiB {d.get('dataset')} ({d.get('memory')})", 4004,
+                                        compare="none", higher_is_better=False)}
 
     @classmethod
     def measure(cls, spec: ModelSpec, opts: MeasureOptions) -> AccuracyValues:
@@ -135,7 +142,8 @@ class Accuracy(Kind):
             return (top1 + record("top5", result.top5, "%", dataset=dataset)
                     + record("paper_top1", result.published.get("paper_top1"), "%", dataset=dataset))
         return (record("top1", result.top1, "%", dataset=dataset, seed=options.get("seed"))
-                + record("chance", 100.0 / classes if classes else None, "%", dataset=dataset))
+                + record("chance", 100.0 / classes if classes else None, "%", dataset=dataset)
+                + training_cost(result, dataset, options.get("seed")))
 
     @classmethod
     def check(cls, table: dict[str, Any], where: str) -> None:
@@ -177,6 +185,26 @@ class Accuracy(Kind):
                 raise UserError(f"{where}.overrides: {exc}") from None
             except (TypeError, ValueError) as exc:  # a value of the wrong type in a recipe's checks
                 raise UserError(f"{where}.overrides: a value has the wrong type ({exc})") from None
+
+
+def _numbers(history: list[Any], key: str) -> list[float]:
+    return [float(e[key]) for e in history if isinstance(e, dict) and isinstance(e.get(key), (int, float))
+            and not isinstance(e.get(key), bool)]
+
+
+def training_cost(result: AccuracyValues, dataset: Any, seed: Any) -> list[Record]:
+    """Mean training seconds per epoch and the largest per-epoch peak memory (CUDA allocator peak on CUDA, else
+    peak RSS) from the history; rows older than per-epoch costs give s/epoch from train_time_s / epochs."""
+    history = result.history if isinstance(result.history, list) else []
+    times = _numbers(history, "epoch_time_s")
+    epochs = result.epochs if isinstance(result.epochs, int) and not isinstance(result.epochs, bool) else 0
+    total = result.train_time_s
+    per_epoch = (sum(times) / len(times) if times else
+                 total / epochs if epochs > 0 and isinstance(total, (int, float)) and total > 0 else None)
+    cuda, rss = _numbers(history, "peak_cuda_mib"), _numbers(history, "peak_rss_mib")
+    peak, memory = (max(cuda), "CUDA") if cuda else (max(rss), "RSS") if rss else (None, None)
+    return (record("train_epoch_s", per_epoch, "s", dataset=dataset, seed=seed)
+            + record("train_peak_mib", peak, "MiB", dataset=dataset, seed=seed, memory=memory))
 
 
 class NonFiniteEvaluation(RuntimeError):

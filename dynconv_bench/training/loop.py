@@ -201,6 +201,63 @@ def _schedules(model: nn.Module) -> list[str]:
     return sorted(d for d in found if d)
 
 
+class EpochCost:
+    """Wall time and peak memory of one training epoch (the forward, backward and optimizer steps of its batches).
+
+    Peak RSS: the process's resident peak (`VmHWM`, absolute: model, data and libraries included; DataLoader worker
+    processes not), its mark reset at the epoch's start (`/proc/self/clear_refs` <- "5", Linux), so each epoch has
+    its own. Where the mark cannot be reset, `ru_maxrss` (the process's peak so far: an earlier higher peak hides a
+    lower one; `memory_method` says which). On CUDA also `torch.cuda.max_memory_allocated` with the allocator's
+    peak reset at the epoch's start (tensors this process allocated on the device)."""
+
+    def __init__(self, device: str) -> None:
+        self.cuda = str(device).startswith("cuda") and torch.cuda.is_available()
+        self.device = device
+        self.method = "VmHWM" if _reset_peak_rss() else "ru_maxrss"
+        self.t0 = 0.0
+
+    def start(self) -> None:
+        if self.method == "VmHWM":
+            _reset_peak_rss()
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self.t0 = time.perf_counter()
+
+    def stop(self) -> dict[str, Any]:
+        """{epoch_time_s, peak_rss_mib[, peak_cuda_mib]} of the epoch since `start`."""
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+        out: dict[str, Any] = {"epoch_time_s": time.perf_counter() - self.t0}
+        hwm = _status_kib("VmHWM") if self.method == "VmHWM" else None
+        if hwm is None:
+            import resource
+
+            self.method = "ru_maxrss"
+            hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        out["peak_rss_mib"] = hwm / 1024
+        if self.cuda:
+            out["peak_cuda_mib"] = torch.cuda.max_memory_allocated(self.device) / 2**20
+        return out
+
+
+def _status_kib(key: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
 def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return (int(seed) * 1_000_003 + epoch * 9_973 + rank * 101) % (2 ** 63)
 
@@ -213,7 +270,9 @@ def train_and_evaluate(model: nn.Module, dataset: str | tuple[Dataset, Dataset],
     """Train `model` on `dataset` with a named recipe, evaluate after each epoch, return the result dict.
 
     Keys: status ("ok"/"failed"), error, top1, top5 (None with <= 5 classes), loss, epochs, history,
-    train_time_s, seed (plus recipe, dataset, num_classes, world_size, device). With `checkpoint_dir`
+    train_time_s, seed (plus recipe, dataset, num_classes, world_size, device, memory_method). Each history entry
+    holds its epoch's training cost (`EpochCost`): `epoch_time_s`, `peak_rss_mib` and, on CUDA, `peak_cuda_mib`
+    (`train_time_s` there is the running total). With `checkpoint_dir`
     the state is saved after every epoch and a rerun resumes from it. Under torchrun (process group
     initialised) the model is wrapped in DDP, `batch_size` is global and metrics are all-reduced. Per-sample convs
     run one fixed strategy (`training_strategy()`, recorded as `strategy`), never an autotuned one.
@@ -254,12 +313,14 @@ def train_and_evaluate(model: nn.Module, dataset: str | tuple[Dataset, Dataset],
             start, history, train_time = state["epoch"], state["history"], state["train_time_s"]
             result["resumed_from_epoch"] = start
     set_progress(model, TrainingProgress.at(start * iters, iters, total))
+    cost = EpochCost(dev)
 
     try:
         for epoch in range(start, rec.epochs):
             sampler.set_epoch(epoch)
             torch.manual_seed(_epoch_seed(seed, epoch, info.rank))  # augmentation and dropout, resume-exact
             net.train()
+            cost.start()
             t0 = time.perf_counter()
             sums = torch.zeros(3, dtype=torch.float64)  # loss, top1, count
             lr = rec.lr
@@ -297,10 +358,11 @@ def train_and_evaluate(model: nn.Module, dataset: str | tuple[Dataset, Dataset],
                 sums += torch.tensor([value * len(y), topk_correct(logits.detach().float(), y, (1,))[0], len(y)],
                                      dtype=torch.float64)
             train_time += time.perf_counter() - t0
+            spent = cost.stop()
             sums = D.all_reduce_sum(sums, info).cpu()
             entry: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": sums[0].item() / max(sums[2].item(), 1),
                                      "train_top1": 100.0 * sums[1].item() / max(sums[2].item(), 1),
-                                     "train_time_s": train_time}
+                                     "train_time_s": train_time, **spent}
             evaluating = (epoch + 1) % rec.eval_every == 0 or epoch + 1 == rec.epochs
             if evaluating and rec.bn_recalibration_batches > 0:
                 recalibrate_batchnorm(model, train_ds, per_rank, rec.bn_recalibration_batches, dev, rec.amp,
@@ -326,7 +388,7 @@ def train_and_evaluate(model: nn.Module, dataset: str | tuple[Dataset, Dataset],
     except Exception as exc:  # e.g. out of memory: recorded as a failed run, never a crash of the suite
         result.update(status="failed", error=f"{type(exc).__name__}: {exc}")
 
-    result.update(history=history, epochs=len(history), train_time_s=train_time,
+    result.update(history=history, epochs=len(history), train_time_s=train_time, memory_method=cost.method,
                   final_temperatures=_temperatures(model), temperature_schedules=_schedules(model))
     if result["status"] == "ok" and history:
         last = history[-1]
