@@ -113,7 +113,7 @@ def test_the_cli_exits_2_with_one_line_on_a_silent_head(suite_file: Path, tmp_pa
     assert proc.stderr.splitlines() == [f"dynconv-bench: error: the Ray head at {silent_head} did not answer within "
                                         "2 s (--ray-timeout or $DYNCONV_RAY_TIMEOUT; the head: `ray start --head "
                                         f"--port={silent_head.rsplit(':', 1)[1]}`)"]
-    assert elapsed < 60, elapsed  # interpreter and imports on a busy machine, plus the 2 s
+    assert elapsed < 100, elapsed  # interpreter and imports on a busy machine (~30 s on 2 shared cores), plus 2 s
     with pytest.raises(UserError, match="DYNCONV_RAY_TIMEOUT='soon' is not a number"):
         os.environ["DYNCONV_RAY_TIMEOUT"] = "soon"
         try:
@@ -159,7 +159,7 @@ def test_a_head_that_greets_but_never_serves_ends_the_cli_within_the_timeout(sui
     assert proc.returncode == 2 and proc.stderr.splitlines() == [
         f"dynconv-bench: error: the Ray head at 127.0.0.1:{port} answered, but Ray could not connect to it within "
         "3 s"], proc.stderr[-3000:]
-    assert peers and elapsed < 60, elapsed
+    assert peers and elapsed < 100, elapsed  # startup on a busy machine, plus 3 s
     assert not (tmp_path / "r.sqlite").exists()
 
 
@@ -218,7 +218,7 @@ def fake_measure(cell: dict, plugins: tuple = ()) -> dict:
 
 def _ddp(gpus: int, nodes: int = 1, device: str = "cpu") -> dict:
     return {"datasets": ["digits"], "recipe": "digits-quick", "epochs": 1, "threads": 1, "gpus": gpus,
-            "nodes": nodes, "device": device, "overrides": {"batch_size": 63}}
+            "nodes": nodes, "device": device, "overrides": {"batch_size": 60}}
 
 
 @pytest.mark.slow
@@ -248,7 +248,7 @@ def test_cells_no_node_can_hold_fail_at_once_and_the_run_goes_on(tmp_path: Path)
                 start = time.monotonic()
                 summary = run_suite(parse_suite(suite(f"s{i}", accuracy)), store,
                                     executor=executors.RayExecutor(fn=fake_measure, poll_s=0.5), progress=False)
-                assert time.monotonic() - start < 30
+                assert time.monotonic() - start < 90  # Ray workers start on a busy machine; not a hang
                 assert summary.ran == 2 and len(summary.failed) == 1, summary.describe()
                 ((label, error),) = summary.failed
                 assert "accuracy" in label
@@ -257,5 +257,14 @@ def test_cells_no_node_can_hold_fail_at_once_and_the_run_goes_on(tmp_path: Path)
             fits = run_suite(parse_suite(suite("fits", _ddp(2))), store,  # 2 workers of 1 CPU on 2 CPUs: submitted
                              executor=executors.RayExecutor(fn=fake_measure, poll_s=0.5), progress=False)
             assert fits.ok and fits.ran == 2
+        # a head that answers: the probe lets the CLI through, and what ray.init said is written out after it
+        head = ray.get_runtime_context().gcs_address
+        (tmp_path / "tiny.toml").write_text(SUITE)
+        (tmp_path / "cli").mkdir()
+        proc = subprocess.run([sys.executable, "-m", "dynconv_bench.cli", *_argv(
+            tmp_path / "tiny.toml", tmp_path / "cli", "--ray-address", head, "--ray-timeout", "20")],
+            capture_output=True, text=True, timeout=240)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "suite tiny: 1 cells, 1 run" in proc.stdout and "Connecting to existing Ray cluster" in proc.stderr
     finally:
         ray.shutdown()

@@ -324,7 +324,7 @@ def probe_ray_head(host: str, port: int, timeout: float, address: str | None = N
         raise UserError(f"cannot resolve the Ray head's host {host!r} ({where}): {exc.strerror or exc}") from None
     except ConnectionRefusedError:
         raise UserError(f"no Ray head at {where}: connection refused {hint}") from None
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:  # socket.timeout too
         raise UserError(f"the Ray head at {where} did not answer within {timeout:g} s {hint}") from None
     except OSError as exc:
         raise UserError(f"cannot reach the Ray head at {where}: {exc.strerror or exc} {hint}") from None
