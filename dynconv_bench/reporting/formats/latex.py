@@ -225,12 +225,12 @@ def speed_columns(table: pd.DataFrame, labels: list[str], info: dict) -> tuple[l
         out.append(Column(header or col, [c + m if c != "-" else c for c, m in zip(cells, _marks(table, col))]))
     if not out:
         return [], []
-    bracket = {"95% bootstrap": "its 95% interval (bootstrap over rounds and processes)",
-               "process min-max": "the min-max of the worker processes' ratios"}
+    bracket = {"95% bootstrap": "95% interval (bootstrap over rounds and processes)",
+               "process min-max": "min-max of the worker processes' ratios"}
     shown = [bracket.get(k, k) for k in sorted(kinds, reverse=True)]
-    notes = [f"Speed-up over {baseline} (x, higher is better), measured in each cell"
-             + (f"; in brackets {' or '.join(shown)}" if shown else "")
-             + (f"; {baseline}'s row: {baseline} against itself (A/A), the noise floor" if aa else "") + "."]
+    notes = [f"Speed-up over {baseline} (×, higher is better) measured in each cell"
+             + (f", [{' or '.join(shown)}]" if shown else "")
+             + (f"; {baseline}: A/A, against itself (the noise floor)" if aa else "") + "."]
     infer = [c for c in labels if info[c][0] == "throughput" and info[c][2].get("mode") != "train"]
     pick = ([c for c in infer if info[c][2].get("batch_size") == 16] or
             sorted(infer, key=lambda c: -(info[c][2].get("batch_size") or 0)))[:1]
@@ -239,7 +239,7 @@ def speed_columns(table: pd.DataFrame, labels: list[str], info: dict) -> tuple[l
         where = f"{dims.get('device')} " if len(devices) > 1 else ""
         out.append(Column(f"{where}{_batch(dims)} img/s", [_num(v) for v in table[col].astype(float)]))
         if f"{col} measured" in table:
-            notes.append(f"img/s: {baseline}'s measured throughput times the row's ratio.")
+            notes.append(f"img/s: {baseline}'s measured throughput × the row's ratio.")
     return out, notes
 
 
@@ -351,7 +351,7 @@ def backbone_tables(backbone: str, table: pd.DataFrame, rows: pd.DataFrame, part
     baseline = table.attrs.get("baseline", BASELINE)
     first = Column("Variant", [str(v) for v in table.index])
     env = part.footer()
-    out = []
+    out: list[str] = []
     for group in groups:
         if not by_group.get(group):
             continue
@@ -373,7 +373,7 @@ def backbone_tables(backbone: str, table: pd.DataFrame, rows: pd.DataFrame, part
             of = f" ({i + 1}/{len(parts)})" if len(parts) > 1 else ""
             caption = latex_text(f"{backbone}{where}: {GROUPS[group]} of every variant against {baseline}{of}")
             comments = [f"{backbone}, {GROUPS[group]}{of}; {env}", *(f"mark {f}" for f in full),
-                        *kind_notes(rows)]
+                        *(kind_notes(rows) if not out else [])]  # the kinds' notes once, above the first table
             out.append(float_table(tabular(first, chunk), caption, label(backbone, part.section.environment_id,
                                                                          group, str(i)), note, comments))
     return out
