@@ -110,22 +110,25 @@ def current_rows(df: pd.DataFrame) -> pd.DataFrame:
     rows = list(df.itertuples(index=False))
     cells = [cell_of(r) for r in rows]
     idents = [identity_of(r) for r in rows]
-    newest: dict[tuple, dict[tuple, tuple]] = {}
+    newest: dict[tuple, dict[tuple, tuple]] = {}  # cell -> identity -> its newest row's (finished, id, position)
+    members: dict[tuple, dict[tuple, list]] = {}  # cell -> identity -> its rows, oldest first
     for pos, (r, cell, ident) in enumerate(zip(rows, cells, idents)):
         finished, row_id = getattr(r, "finished", None), getattr(r, "id", None)
-        stamp = (finished if isinstance(finished, str) else "", int(row_id) if isinstance(row_id, Integral) else -1, pos)
+        stamp = (finished if isinstance(finished, str) else "", int(row_id) if isinstance(row_id, Integral) else -1,
+                 pos)
         per = newest.setdefault(cell, {})
         per[ident] = max(per.get(ident, stamp), stamp)
+        members.setdefault(cell, {}).setdefault(ident, []).append((stamp, r))
     current = {cell: max(per, key=per.get) for cell, per in newest.items()}
     keep = [current[c] == i for c, i in zip(cells, idents)]
     for cell, per in newest.items():
         if len(per) < 2:
             continue
         shown_ident = current[cell]
-        shown = [r for r, c, i in zip(rows, cells, idents) if c == cell and i == shown_ident]
-        new_src, new_cfg = row_source(shown[-1].environment), _config_of(shown[-1])
+        latest = max(members[cell][shown_ident], key=lambda t: t[0])[1]
+        new_src, new_cfg = row_source(latest.environment), _config_of(latest)
         for ident in sorted((i for i in per if i != shown_ident), key=per.get):
-            old = [r for r, c, i in zip(rows, cells, idents) if c == cell and i == ident]
+            old = [r for _, r in sorted(members[cell][ident], key=lambda t: t[0])]
             old_src = row_source(old[-1].environment)
             finished = [f for r in old if isinstance(f := getattr(r, "finished", None), str)]
             superseded.append({
@@ -194,8 +197,7 @@ def superseded_section(df: pd.DataFrame) -> tuple[str, pd.DataFrame, str] | None
                            "the table shows": _what(r)[1]} for r in recs]).set_index("cell")
     note = ("Each cell shows only the rows of the code and config it measured last (a plugin file's sha256, a "
             "package's version, or a built-in's version and git commit; the config with its defaults filled in); "
-            "the rows listed here were measured with an older one and are in no mean. Rerun the suite to measure "
-            "the other cells with the current code.")
+            "the rows listed here were measured with an older one and are in no mean.")
     return SECTION_TITLE, table, note
 
 
