@@ -67,7 +67,7 @@ def cell(text: Any) -> str:
 
 
 def _sup(marks: str) -> str:
-    return rf"\textsuperscript{{{''.join(_MARK_TEX[c] for c in marks)}}}" if marks else ""
+    return rf"\textsuperscript{{{''.join(_MARK_TEX.get(c) or latex_text(c) for c in marks)}}}" if marks else ""
 
 
 def prose(text: Any) -> str:
@@ -334,8 +334,8 @@ def float_table(body: str, caption: str, key: str, note: str = "", comments: Seq
 def mark_note(columns: list[Column]) -> tuple[str, list[str]]:
     """The one line that explains the marks the columns' cells carry, and their full meanings (comments)."""
     used = "".join(_MARKS_AT_END.match(t)["marks"] for c in columns for t in c.cells)
-    present = [m for m in _MARK_TEX if m in used]
-    line = "; ".join(rf"\textsuperscript{{{_MARK_TEX[m]}}}{latex_text(_SHORT_MARKS[m])}" for m in present)
+    present = [m for m in [*MARKS, _PUBLISHED_MARK] if m in used]
+    line = "; ".join(_sup(m) + latex_text(_SHORT_MARKS.get(m) or MARKS[m]) for m in present)
     full = [f"{m}: {MARKS.get(m, _SHORT_MARKS[m])}" for m in present]
     return (line + "." if line else ""), full
 
