@@ -114,7 +114,7 @@ def test_import_refuses_mismatch_and_corruption(tmp_path: Path, capsys: pytest.C
     broken.write_bytes(src.read_bytes()[: 4096])
     rc = main(["import", "odconv", str(broken), "-o", str(tmp_path / "m.pt")])
     err = capsys.readouterr().err
-    assert rc == 2 and len(err.strip().splitlines()) == 1 and "cannot read checkpoint" in err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "broken.pth is not a torch checkpoint" in err
     rc = main(["import", "odconv", str(src), "--sha256", "0" * 64, "-o", str(tmp_path / "m.pt")])
     assert rc == 2 and "expected " + "0" * 64 in capsys.readouterr().err
     rc = main(["import", "nosuch", str(broken), "-o", str(tmp_path / "m.pt")])  # named before the file is read

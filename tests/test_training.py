@@ -153,7 +153,7 @@ def test_checkpoint_resume_matches_uninterrupted(tiny_data: tuple, tmp_path: Pat
     with pytest.raises(KeyboardInterrupt):
         train_and_evaluate(tiny_net(6), tiny_data, "synthetic-quick", seed=1, epochs=4, checkpoint_dir=tmp_path,
                            progress=interrupt, **QUICK)
-    assert torch.load(tmp_path / "last.pt", weights_only=False)["epoch"] == 2
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 2
     resumed_model = tiny_net(6, seed=123)  # different init: everything must come from the checkpoint
     resumed = train_and_evaluate(resumed_model, tiny_data, "synthetic-quick", seed=1, epochs=4,
                                  checkpoint_dir=tmp_path, **QUICK)
