@@ -1,237 +1,175 @@
-"""A roofline model of a converted model's convs on a GPU: predicted times, never measurements.
+"""A calibrated cost model of a model's whole inference forward on a GPU: predicted times, never measurements.
 
-Per converted layer: the FLOPs and bytes of the static conv and of each per-sample strategy (grouped, bmm,
-output_space, the layer's own unfused path, fused), and a predicted time max(compute / peak, bytes / bandwidth),
-with the compute split between tensor cores and CUDA cores as each path runs it, and the fused kernel's wave
-quantisation over the SMs. Summed over the model's convs (layers left static count the same on both sides) to a
-predicted throughput ratio to static. It is optimistic by construction: every kernel at its roofline, perfect
-overlap, no launch gaps; see docs/fused-kernels.md for where it is most optimistic.
+Every op of the forward (`gpu_cost.trace_forward`: convs, BatchNorm, activations, pooling, elementwise ops, the
+attention branches' matmuls, reductions and softmaxes, autocast's casts, copies between memory formats) costs
+
+    max(bytes / (bandwidth x memory), FLOPs / (peak x compute fraction of its precision)) + kernel_us
+
+on the GPU (peaks and bandwidth from the data sheets, `gpu_cost.GPUS`), and `host_us` on the host in eager mode.
+An eager forward takes max(GPU sum, host sum) (launches are asynchronous); a CUDA-graph replay the GPU sum. Each
+per-sample conv takes the strategy with the least predicted time among those the tuner weighs there (output_space
+only without spatial attention, as `per_sample_conv` requires). The ratio to static is static's predicted time
+over the variant's, in the same precision, batch and memory format.
+
+The five constants (`FITTED`) are fitted by `scripts/cost_model_fit.py` (least squares on the ratio to static)
+to the ResNet-18 rows of the 2026-11-26 H200 measurements; no constant is per variant. The fused path (today's
+Triton kernel) uses the same constants: no fused kernel was ever measured, so its predictions are the least
+certain (see docs/fused-kernels.md).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
-import torch
-from torch import nn
+import numpy as np
 
-from ..models.triton_tiles import ConvProblem, choose_tiles
+from .gpu_cost import GPU, GPUS, Choice, Op, Trace, trace_forward
+from .roofline_convs import predict, static_conv_problems  # noqa: F401 (the first, conv-only model: fused_check.py)
 
-__all__ = ["GPUS", "GPU", "LayerPrediction", "Prediction", "predict", "predict_model"]
+__all__ = ["FITTED", "FITTED_ON", "GPUS", "GPU", "STRATEGIES", "Constants", "Prediction", "forward_time", "op_time",
+           "predict_model"]
 
-
-@dataclass(frozen=True)
-class GPU:
-    """Dense peaks (no structured sparsity) in FLOP/s, HBM bandwidth in bytes/s, and the SM count."""
-
-    name: str
-    fp32: float  # CUDA cores (FMA = 2 FLOPs)
-    tf32: float  # tensor cores
-    half: float  # tensor cores, bf16/fp16 with fp32 accumulation
-    bandwidth: float
-    sms: int
-
-
-T = 1e12
-# Vendors' public data sheets; the sheets print tensor figures "with sparsity", halved here to dense:
-# H100 SXM5 and H200 SXM: NVIDIA H100 / H200 Tensor Core GPU datasheets (FP32 67 TF, TF32 989 TF sparse,
-#   BF16/FP16 1979 TF sparse; HBM3 3.35 TB/s, HBM3e 4.8 TB/s; 132 SMs per the Hopper architecture whitepaper).
-# A100 SXM 80GB: NVIDIA A100 datasheet (FP32 19.5 TF, TF32 156 TF dense, BF16/FP16 312 TF dense, 2,039 GB/s;
-#   108 SMs per the Ampere GA100 whitepaper).
-# L4: NVIDIA L4 datasheet (FP32 30.3 TF, TF32 120 TF sparse, BF16/FP16 242 TF sparse, 300 GB/s; 58 SMs per the
-#   Ada Lovelace architecture whitepaper).
-GPUS = {
-    "h100": GPU("H100 SXM", 67 * T, 989 / 2 * T, 1979 / 2 * T, 3.35e12, 132),
-    "h200": GPU("H200 SXM", 67 * T, 989 / 2 * T, 1979 / 2 * T, 4.8e12, 132),
-    "a100": GPU("A100 SXM 80GB", 19.5 * T, 156 * T, 312 * T, 2.039e12, 108),
-    "l4": GPU("L4", 30.3 * T, 120 / 2 * T, 242 / 2 * T, 0.3e12, 58),
-}
-STRATEGIES = ("grouped", "bmm", "output_space", "own", "fused")
-BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+STRATEGIES = ("grouped", "loop", "bmm", "output_space", "fused")
 
 
 @dataclass(frozen=True)
-class Cost:
-    """Work of one kernel sequence: tensor-core FLOPs (at a precision), CUDA-core FLOPs, bytes to and from HBM."""
+class Constants:
+    """What a GPU achieves of its data-sheet figures, and what each kernel costs besides its work."""
 
-    tensor: float = 0.0
-    precision: str = "tf32"  # of `tensor`: 'tf32', 'half' or 'fp32' (then on CUDA cores too)
-    cuda: float = 0.0
-    bytes: float = 0.0
-    efficiency: float = 1.0  # the share of the SMs the launch keeps busy (fused kernel's wave quantisation)
+    tensor_tf32: float  # fraction of the TF32 tensor-core peak convs and matmuls reach in fp32 runs (also CUDA cores')
+    tensor_half: float  # fraction of the bf16/fp16 tensor-core peak they reach in half-precision runs
+    memory: float  # fraction of HBM bandwidth memory-bound kernels reach
+    kernel_us: float  # GPU time per kernel besides its work (launch latency, ramp-up, tail), microseconds
+    host_us: float  # host time per kernel-launching op in eager mode (Python, dispatch, launch), microseconds
 
-    def time(self, gpu: GPU) -> float:
-        peak = {"tf32": gpu.tf32, "half": gpu.half, "fp32": gpu.fp32}[self.precision]
-        compute = (self.tensor / peak + self.cuda / gpu.fp32) / self.efficiency
-        return max(compute, self.bytes / gpu.bandwidth)
+    def as_tuple(self) -> tuple[float, ...]:
+        return (self.tensor_tf32, self.tensor_half, self.memory, self.kernel_us, self.host_us)
 
 
-def time_sum(costs: list[Cost], gpu: GPU) -> float:
-    """Kernels run one after another: their times add."""
-    return sum(c.time(gpu) for c in costs)
+# Fitted 2026-12-07 by scripts/cost_model_fit.py on the 23 ResNet-18 paired speed rows of
+# shared/measured/h200-2026-11-26/paired_gpu.jsonl (8 variants x fp32 b1, fp32 b128; 7 x bf16 channels_last b128;
+# the releases' own code and the KernelDNA architecture left out): mean absolute error of the ratio 0.041, the
+# per-row table in docs/fused-kernels.md. Least squares on the ratio from (0.30, 0.30, 0.70, 3, 20).
+FITTED = Constants(tensor_tf32=0.2443, tensor_half=0.2526, memory=0.5543, kernel_us=9.863, host_us=29.49)
+FITTED_ON = "2026-11-26 H200 measurements, ResNet-18 paired speed rows (23), fitted 2026-12-07"
 
 
-@dataclass(frozen=True)
-class LayerPrediction:
-    """Predicted seconds of one converted layer: static conv and each strategy that applies (None: does not)."""
+def op_time(op: Op, gpu: GPU, c: Constants = FITTED) -> float:
+    """Predicted GPU seconds of one op (0 for an op that launches no kernel)."""
+    if not op.kernel:
+        return 0.0
+    rate = {"tf32": gpu.tf32 * c.tensor_tf32, "half": gpu.half * c.tensor_half, "fp32": gpu.fp32 * c.tensor_tf32}
+    compute = (op.flops / rate[op.compute] + op.cuda_flops / rate["fp32"]) / op.occupancy
+    return max(compute, op.bytes / (gpu.bandwidth * c.memory)) + c.kernel_us * 1e-6
 
-    problem: ConvProblem
-    static_s: float
-    strategies: dict[str, float | None]
 
-    @property
-    def unfused_s(self) -> float:
-        """The best of the unfused strategies, as the tuner would pick."""
-        return min(t for s, t in self.strategies.items() if s != "fused" and t is not None)
+class _Arrays:
+    """An op list as arrays (per op: FLOPs per compute class, CUDA-core FLOPs, bytes, occupancy, kernel or not)."""
+
+    def __init__(self, ops: list[Op]) -> None:
+        ops = [o for o in ops if o.kernel]
+        self.n = len(ops)
+        cls = np.array([{"tf32": 0, "half": 1, "fp32": 2}[o.compute] for o in ops], dtype=int)
+        self.flops = np.zeros((3, self.n))
+        self.flops[cls, np.arange(self.n)] = [o.flops for o in ops]
+        self.cuda = np.array([o.cuda_flops for o in ops])
+        self.bytes = np.array([o.bytes for o in ops])
+        self.occupancy = np.array([o.occupancy for o in ops])
+
+    def times(self, gpu: GPU, c: Constants, mode: str) -> tuple[float, float]:
+        """(GPU seconds, host seconds) of these ops."""
+        if not self.n:
+            return 0.0, 0.0
+        rate = np.array([gpu.tf32 * c.tensor_tf32, gpu.half * c.tensor_half, gpu.fp32 * c.tensor_tf32])
+        compute = ((self.flops / rate[:, None]).sum(0) + self.cuda / rate[2]) / self.occupancy
+        t = np.maximum(compute, self.bytes / (gpu.bandwidth * c.memory)) + c.kernel_us * 1e-6
+        return float(t.sum()), 0.0 if mode == "graph" else self.n * c.host_us * 1e-6
+
+
+@dataclass
+class _Compiled:
+    fixed: _Arrays
+    choices: list[dict[str, _Arrays]] = field(default_factory=list)
+
+
+def _compile(trace: Trace) -> _Compiled:
+    fixed = [x for x in trace.items if isinstance(x, Op)]
+    return _Compiled(_Arrays(fixed), [{s: _Arrays(ops) for s, ops in x.options.items()} for x in trace.choices])
+
+
+def forward_time(trace: Trace | _Compiled, gpu: GPU, c: Constants = FITTED, mode: str = "eager",
+                 force: str | None = None) -> tuple[float, Counter]:
+    """Predicted seconds of one forward and the strategy each per-sample conv takes: the cheapest (or `force`
+    where it applies there). `mode`: 'eager' (max of the GPU and host sums) or 'graph' (the GPU sum)."""
+    comp = trace if isinstance(trace, _Compiled) else _compile(trace)
+    gpu_s, host_s = comp.fixed.times(gpu, c, mode)
+    picks: Counter = Counter()
+    for options in comp.choices:
+        times = {s: a.times(gpu, c, mode) for s, a in options.items()}
+        best = force if force in times else min(times, key=lambda s: max(times[s]))
+        picks[best] += 1
+        gpu_s, host_s = gpu_s + times[best][0], host_s + times[best][1]
+    return max(gpu_s, host_s), picks
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """A model's predicted conv time on a GPU: static, best unfused, fused; ratios to static (> 1: faster)."""
+    """Predicted forward times (seconds) of static and of the variant per strategy; ratios to static (> 1: faster)."""
 
     gpu: GPU
     batch: int
     dtype: str
-    layers: list[LayerPrediction]
-    static_other_s: float  # convs left static in the variant (and in static)
-
-    @property
-    def static_s(self) -> float:
-        return self.static_other_s + sum(x.static_s for x in self.layers)
+    channels_last: bool
+    mode: str
+    static_s: float
+    times: dict[str, float]  # 'unfused' (cheapest per call), each strategy forced where it applies, 'fused'
+    picks: dict[str, int]  # the strategy each per-sample conv takes in 'unfused'
 
     def total_s(self, strategy: str) -> float:
-        """Model conv time with every converted layer on `strategy` ('unfused' = best unfused per layer)."""
-        return self.static_other_s + sum(
-            x.unfused_s if strategy == "unfused" else (x.strategies[strategy] if x.strategies[strategy] is not None
-                                                       else x.unfused_s) for x in self.layers)
+        return self.times[strategy]
 
     def ratio(self, strategy: str) -> float:
-        return self.static_s / self.total_s(strategy)
+        return self.static_s / self.times[strategy]
 
 
-def _precisions(dtype: str, cudnn_tf32: bool, matmul_tf32: bool) -> tuple[str, str]:
-    """Compute class of cuDNN convs and of torch matmuls (cuBLAS) for a run in `dtype`."""
-    if dtype != "fp32":
-        return "half", "half"
-    return ("tf32" if cudnn_tf32 else "fp32"), ("tf32" if matmul_tf32 else "fp32")
+_TRACES: dict[tuple, _Compiled] = {}
 
 
-def _sizes(p: ConvProblem) -> tuple[float, float, float, float]:
-    """Elements of x, y, one kernel W, and the conv's FLOPs (2 per MAC), for the whole batch."""
-    b, (ho, wo), (hi, wi) = p.batch, p.out_size, p.in_size
-    w = p.cout * (p.cin // p.groups) * p.kernel[0] * p.kernel[1]
-    return b * p.cin * hi * wi, b * p.cout * ho * wo, w, 2.0 * b * ho * wo * w
-
-
-def _static(p: ConvProblem, conv_prec: str) -> Cost:
-    x, y, w, flops = _sizes(p)
-    e = BYTES[p.dtype]
-    depthwise = p.groups > 1 and p.groups == p.cin
-    return Cost(0 if depthwise else flops, conv_prec, flops if depthwise else 0, e * (x + y + w))
-
-
-def _layer_costs(p: ConvProblem, conv_prec: str, mm_prec: str, sms: int) -> dict[str, list[Cost] | None]:
-    x, y, w, flops = _sizes(p)
-    e, b = BYTES[p.dtype], p.batch
-    depthwise = p.groups > 1 and p.groups == p.cin
-    attention = Cost(bytes=e * x)  # the attention branch's global average pool reads x once
-    n = p.num_cells if p.mode == 1 else p.num_k
-    # per-sample kernels in memory: aggregate (B, n) x (n, W) -> B kernels written, then read by the conv
-    aggregate = Cost(2.0 * b * n * w, mm_prec, bytes=e * (n * w + b * w))
-    scales = []
-    if p.has_channel:
-        scales.append(Cost(bytes=2 * e * x))
-    if p.has_filter:
-        scales.append(Cost(bytes=2 * e * y))
-    shared = p.mode == 0 and p.num_k == 1 and not p.rank
-    per_sample_conv = Cost(0 if depthwise else flops, conv_prec, flops if depthwise else 0, e * (x + y + b * w))
-    out: dict[str, list[Cost] | None] = dict.fromkeys(STRATEGIES)
-    if p.rank:  # a low-rank residual (rank > 0): its own unfused path (scaled static conv + Q, Phi, P convs), and the fused kernel
-        lr = 2.0 * b * p.out_size[0] * p.out_size[1] * p.rank * (p.cin + p.cout)
-        z = b * p.rank * p.out_size[0] * p.out_size[1]
-        out["own"] = [attention, _static(p, conv_prec), Cost(bytes=2 * e * y),  # Lambda scale
-                      Cost(lr, conv_prec, bytes=e * (x + 4 * z + 2 * y))]  # Q^T x, Phi z, P z added to y
-    elif shared:  # SE-style scale of x then the one conv (output_space is exactly this)
-        out["output_space"] = [attention, *scales, _static(p, conv_prec)]
-    else:
-        out["grouped"] = [attention, aggregate, *scales, per_sample_conv]
-        cols = b * p.cin * p.kernel[0] * p.kernel[1] * p.out_size[0] * p.out_size[1]
-        out["bmm"] = [attention, aggregate, *scales, Cost(bytes=e * (x + 2 * cols)),  # im2col written and read
-                      Cost(flops, mm_prec, bytes=e * (b * w + y))]
-        if p.mode == 0 and not p.has_spatial:  # K kernels stacked along C_out, then the weighted sum over K
-            out["output_space"] = [attention, *scales, Cost(p.num_k * flops, conv_prec,
-                                                            bytes=e * (x + p.num_k * w + 2 * p.num_k * y)),
-                                   Cost(2.0 * p.num_k * y, "fp32", bytes=e * (p.num_k * y + y))]
-    out["fused"] = [attention, _fused(p, sms)]
-    return out
-
-
-def _fused(p: ConvProblem, sms: int) -> Cost:
-    """The fused kernel: padded tiles on tensor cores, weight tiles mixed on CUDA cores once per row tile."""
-    t = choose_tiles(p, sms)
-    x, y, w, _ = _sizes(p)
-    e = BYTES[p.dtype]
-    ho, wo = p.out_size
-    m_tiles, n_tiles = -(-ho * wo // t.bm), -(-(p.cout // p.groups) // t.bn)
-    reduction = -(-(p.cin // p.groups) // t.bk) * t.bk * p.kernel[0] * p.kernel[1]
-    tensor = 2.0 * p.batch * p.groups * m_tiles * t.bm * n_tiles * t.bn * reduction
-    if p.rank:
-        tensor += 2.0 * p.batch * m_tiles * t.bm * p.rank * (p.cin + p.cout)
-    n = p.num_cells if p.mode == 1 else p.num_k
-    mixing = 2.0 * p.batch * m_tiles * n * w  # every row tile rebuilds its weight tiles (fp32 FMAs)
-    ctas = p.batch * m_tiles * n_tiles * p.groups * t.splits
-    waves = -(-ctas // sms)
-    prec = "half" if p.dtype != "fp32" else p.precision if p.precision == "tf32" else "fp32"
-    split_bytes = 2 * 4 * y * t.splits if t.splits > 1 else 0  # fp32 slices written, then summed
-    return Cost(tensor, prec, mixing, e * (x + y + n * w) + split_bytes, ctas / (waves * sms))
-
-
-def predict(problems: list[ConvProblem], static_convs: list[ConvProblem], gpu: GPU, batch: int = 128,
-            dtype: str = "fp32", cudnn_tf32: bool = True, matmul_tf32: bool = False) -> Prediction:
-    """Predicted conv times of a model whose converted layers are `problems` (as `collect_problems` records
-    them) and whose static form has the convs `static_convs`, at `batch` in `dtype` with PyTorch's TF32 switches."""
-    conv_prec, mm_prec = _precisions(dtype, cudnn_tf32, matmul_tf32)
-    fused_prec = "tf32" if dtype == "fp32" and cudnn_tf32 else "ieee"
-    layers = []
-    for p in problems:
-        p = dataclasses.replace(p, batch=batch, dtype=dtype, precision=fused_prec)
-        costs = _layer_costs(p, conv_prec, mm_prec, gpu.sms)
-        layers.append(LayerPrediction(p, _static(p, conv_prec).time(gpu),
-                                      {s: None if c is None else time_sum(c, gpu) for s, c in costs.items()}))
-    static_all = sum(_static(dataclasses.replace(p, batch=batch, dtype=dtype), conv_prec).time(gpu)
-                     for p in static_convs)
-    converted = sum(x.static_s for x in layers)
-    return Prediction(gpu, batch, dtype, layers, max(static_all - converted, 0.0))
-
-
-def static_conv_problems(model: nn.Module, input_size: tuple[int, int, int]) -> list[ConvProblem]:
-    """Every nn.Conv2d of a (static) model as a ConvProblem at batch 1, shapes from one forward."""
-    found: list[ConvProblem] = []
-
-    def hook(m: nn.Conv2d, args: tuple, out: torch.Tensor) -> None:
-        x = args[0]
-        found.append(ConvProblem(1, m.in_channels, m.out_channels, m.groups, tuple(m.kernel_size),
-                                 tuple(out.shape[2:]), in_size=tuple(x.shape[2:])))
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
-    try:
-        with torch.no_grad():
-            model.eval()(torch.randn(1, *input_size))
-    finally:
-        for h in handles:
-            h.remove()
-    return found
+def compiled_trace(backbone: str, variant: str, cfg: dict | None, batch: int, dtype: str, channels_last: bool,
+                   input_size: int, fused: bool = False, sms: int = 132) -> _Compiled:
+    """The traced forward (kept in memory: a trace takes seconds, a prediction from it microseconds)."""
+    key = (backbone, variant, tuple(sorted((cfg or {}).items())), batch, dtype, channels_last, input_size, fused,
+           sms if fused else 0)
+    if key not in _TRACES:
+        _TRACES[key] = _compile(trace_forward(backbone, variant, cfg, batch, dtype, channels_last, input_size,
+                                              fused, sms))
+    return _TRACES[key]
 
 
 def predict_model(backbone: str, variant: str, cfg: dict | None = None, gpu: str = "h200", batch: int = 128,
-                  dtype: str = "fp32", input_size: int = 224) -> Prediction:
-    """The prediction for a backbone converted with a variant (its deployed form, as the speed kind times it)."""
-    from ..models.convert import create_model
-    from ..models.triton_aot import model_problems
+                  dtype: str = "fp32", input_size: int = 224, channels_last: bool | None = None, mode: str = "eager",
+                  fused: bool = True, constants: Constants = FITTED) -> Prediction:
+    """The prediction for a backbone converted with a variant (its deployed form, as the speed kind times it).
 
+    `channels_last` defaults to the measurements' setting: on for bf16/fp16, off for fp32. `fused`: also predict
+    today's fused Triton path (every fusable per-sample conv forced to it).
+    """
     if gpu not in GPUS:
         raise ValueError(f"unknown GPU {gpu!r}; valid: {', '.join(GPUS)}")
-    static = static_conv_problems(create_model(backbone, "static", num_classes=1000), (3, input_size, input_size))
-    problems = model_problems(backbone, variant, cfg, input_size)
-    return predict(problems, static, GPUS[gpu], batch, dtype)
+    if mode not in ("eager", "graph"):
+        raise ValueError(f"unknown mode {mode!r}; valid: eager, graph")
+    g = GPUS[gpu]
+    cl = dtype != "fp32" if channels_last is None else channels_last
+    args = (batch, dtype, cl, input_size)
+    static, _ = forward_time(compiled_trace(backbone, "static", {}, *args), g, constants, mode)
+    trace = compiled_trace(backbone, variant, cfg, *args)
+    unfused, picks = forward_time(trace, g, constants, mode)
+    times = {"unfused": unfused}
+    for s in STRATEGIES[:-1]:
+        if any(s in options for options in trace.choices):
+            times[s] = forward_time(trace, g, constants, mode, force=s)[0]
+    if fused:
+        times["fused"] = forward_time(compiled_trace(backbone, variant, cfg, *args, fused=True, sms=g.sms), g,
+                                      constants, mode)[0]
+    return Prediction(g, batch, dtype, cl, mode, static, times, dict(picks))
