@@ -484,3 +484,121 @@ def test_output_locations_that_are_not_ours_stay_untouched(outputs: tuple[Path, 
 @pytest.mark.slow
 def test_output_names_many(outputs: tuple[Path, Path, str]) -> None:
     check_names(outputs, examples=1500)
+
+
+# -- issue 35 (items 3, 6, 7): hostile store contents. Rows of a store with every built-in kind get random JSON
+# (or raw SQLite values: numbers, text, BLOBs) in random columns, or in one field of their values; `report` in
+# every format and `plot` then exit 0 (the rows they cannot use left out with one warning line naming their ids)
+# or 2 (one error line), never with a traceback.
+STORE_TALLY = Tally()
+_JSON_LEAVES = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20),
+                         st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8))
+JSON_VALUES = st.recursive(_JSON_LEAVES, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                                 st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+                           max_leaves=8)
+STORE_COLUMNS = ["values", "options", "environment", "config", "status", "kind", "variant", "backbone", "suite",
+                 "error", "finished", "run_id", "owner", "heartbeat"]
+VALUE_FIELDS = ["total", "deployed", "macs", "throughput", "latency_ms", "median_s", "batch_size", "threads",
+                "process_ratios", "baseline_ratio", "load_avg", "cores", "peak_bytes", "top1", "top5", "loss",
+                "num_classes", "final_temperatures", "temperature_schedules", "layers", "targets", "published",
+                "no_layer_converted", "input_size", "cpu_s", "device"]
+RAW = st.one_of(st.integers(-2**63, 2**63 - 1), st.floats(allow_nan=False), st.text(max_size=10),
+                st.binary(max_size=6), st.none())
+
+
+@st.composite
+def store_edits(draw: st.DrawFn) -> list[tuple[str, str, object]]:
+    """1-3 edits: (column, how, what): `json` text of a JSON value, `raw` SQLite value, `field` of the values."""
+    edits = []
+    for _ in range(draw(st.integers(1, 3))):
+        how = draw(st.sampled_from(["json", "raw", "field", "field"]))
+        column = "values" if how == "field" else draw(st.sampled_from(STORE_COLUMNS))
+        what = (draw(st.sampled_from(VALUE_FIELDS)), draw(JSON_VALUES)) if how == "field" else (
+            draw(JSON_VALUES) if how == "json" else draw(RAW))
+        edits.append((column, how, what))
+    return edits
+
+
+@pytest.fixture(scope="module")
+def hostile_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.test_hostile_store import SUITE, fake_cell
+
+    from dynconv_bench.execution.executors import LocalExecutor
+
+    db = tmp_path_factory.mktemp("hostile-store") / "pristine.sqlite"
+    run_suite(parse_suite(SUITE), db, executor=LocalExecutor(fn=fake_cell), progress=False)
+    for extra in db.parent.glob("pristine.sqlite-*"):
+        extra.unlink()
+    return db
+
+
+def check_store(pristine: Path, edits: list, row_ids: list[int], with_plot: bool) -> None:
+    import sqlite3
+
+    work = Path(tempfile.mkdtemp(dir=pristine.parent))
+    db = work / "r.sqlite"
+    shutil.copy(pristine, db)
+    with sqlite3.connect(db) as conn:
+        for (column, how, what), rid in zip(edits, row_ids):
+            if how == "field":
+                key, value = what
+                row = conn.execute('SELECT "values" FROM results WHERE id=?', (rid,)).fetchone()
+                try:
+                    values = json.loads(row[0]) if row and isinstance(row[0], str) else {}
+                except ValueError:
+                    values = {}
+                values = values if isinstance(values, dict) else {}
+                values[key] = value  # NaN and Infinity as Python's json writes them (SQLite's json() refuses them)
+                conn.execute('UPDATE results SET "values"=? WHERE id=?', (json.dumps(values), rid))
+            else:
+                text = json.dumps(what) if how == "json" else what
+                try:
+                    conn.execute(f'UPDATE results SET "{column}"=? WHERE id=?', (text, rid))
+                except sqlite3.IntegrityError:  # NOT NULL columns
+                    conn.execute(f'UPDATE results SET "{column}"=? WHERE id=?', ("", rid))
+    conn.close()
+    commands = [["report", "--format", fmt, "--no-plots"] for fmt in ("md", "csv", "json", "html", "latex")]
+    if with_plot:
+        commands.append(["plot", "--out-dir", str(work / "figs")])
+    for argv in commands:
+        STORE_TALLY["inputs"] += 1
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(["--db", str(db), *argv])
+            except SystemExit as exc:
+                code = exc.code
+            except BaseException:
+                STORE_TALLY["tracebacks"] += 1
+                raise
+        text = err.getvalue()
+        assert "Traceback" not in text + out.getvalue(), (edits, argv, text)
+        if code == 0:
+            STORE_TALLY["valid"] += 1
+            assert text == "" or (text.count("\n") == 1 and text.startswith("dynconv-bench: warning: left out ")), \
+                (edits, argv, text)
+        else:
+            STORE_TALLY["errors"] += 1
+            assert code == 2 and text.count("\n") == 1 and text.startswith("dynconv-bench: error: "), \
+                (edits, argv, code, text)
+    shutil.rmtree(work)
+
+
+def check_stores(pristine: Path, examples: int) -> None:
+    @settings(max_examples=examples, **_NO_SHRINK)
+    @given(edits=store_edits(), rows=st.lists(st.integers(1, 14), min_size=3, max_size=3), with_plot=st.booleans())
+    def prop(edits: list, rows: list[int], with_plot: bool) -> None:
+        check_store(pristine, edits, rows, with_plot)
+
+    prop()
+
+
+def test_hostile_store_contents_report_or_are_one_line(hostile_store: Path) -> None:
+    check_stores(hostile_store, examples=15)  # ~80 commands; about 1.5 min on 2 shared cores
+    print(f"\nhostile stores: {STORE_TALLY.describe()}")
+
+
+@pytest.mark.slow
+def test_hostile_store_contents_many(hostile_store: Path) -> None:
+    check_stores(hostile_store, examples=400)
+    print(f"\nhostile stores: {STORE_TALLY.describe()}")
