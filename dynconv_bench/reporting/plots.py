@@ -374,7 +374,8 @@ def plot_layer_breakdown(layers: list[dict[str, Any]], title: str, out_dir: Path
     handles = [Patch(color=cmap(i % 10), label=plain(t)) for i, t in enumerate(types)]
     ax.legend(handles=handles, title="layer type", fontsize=7, title_fontsize=7, loc="center right")
     batch = f"batch {int(batch_size)}" if _known(batch_size) else "batch not recorded"
-    thr = f"{int(threads)} torch threads" if _known(threads) else "threads not recorded"
+    thr = (f"{int(threads)} torch thread{'s' if int(threads) != 1 else ''}" if _known(threads)
+           else "threads not recorded")
     total = float(df["per_forward"].sum())
     whole = (f"whole forward {float(forward_ms):.2f} ms" if _known(forward_ms)
              else "whole forward not recorded by this row")
@@ -451,7 +452,7 @@ def _section_plots(df: pd.DataFrame, out: Path, prefix: str, tags: Mapping[str, 
         batch, threads = first.get("batch_size"), first.get("threads")
         forward = {bool(r.get("hooks")): r["value"] for _, r in whole[whole["id"] == row_id].iterrows()}
         setting = (f"batch {int(batch)}" if _known(batch) else "batch not recorded") + (
-            f", {int(threads)} threads" if _known(threads) else "")
+            f", {int(threads)} thread{'s' if int(threads) != 1 else ''}" if _known(threads) else "")
         title = f"{backbone} / {variant}: per-layer latency ({setting}, deployed)"
         table = [{"layer": r["layer"], "type": r["type"], "time_ms": r["value"], "calls": r.get("calls")}
                  for _, r in rows.iterrows()]
