@@ -65,7 +65,7 @@ def test_a_real_layers_cell_records_the_whole_forward_and_the_figure_shows_it(tm
     paths = make_plots(load_results(tmp_path / "p.sqlite", "p"), tmp_path / "plots", "p")
     svg = next(p for p in paths if p.name == f"{_slug('p')}_layers_{_slug('cifar_resnet8')}_{_slug('static')}.svg")
     drawn = _drawn(svg.read_text())
-    assert "batch 2, 1 torch threads, CPU" in drawn
+    assert "batch 2, 1 torch thread, CPU" in drawn
     assert re.search(r"sum of the \d+ layers [\d.]+ ms per forward; whole forward [\d.]+ ms \([\d.]+ ms with the "
                      r"hooks\)", drawn), drawn
     title = Image.open(svg.with_suffix(".png")).text["Title"]
