@@ -313,3 +313,26 @@ def test_the_first_workers_strategy_plan_is_run_by_the_second(monkeypatch: pytes
     assert set(result.strategies) == {"loop"}  # both workers ran 'loop' (else the warning names each's)
     assert "different per-sample conv strategies" not in (result.spread_warning or "")
     assert len(result.round_ratios) == 2 and all(len(r) == 2 for r in result.round_ratios)
+
+
+def test_the_speed_figure_draws_the_tables_interval_as_error_bars(smoke: pd.DataFrame, tmp_path,  # noqa: ANN001
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from matplotlib.container import ErrorbarContainer
+
+    from dynconv_bench.reporting import plots
+    from dynconv_bench.reporting.report import metric_rows
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, *a, **k: figures.append((fig, a[3])) or [])
+    plots.plot_throughput_vs_batch(metric_rows(smoke), "resnet18", tmp_path, "env")
+    ((fig, caption),) = figures
+    board = leaderboards(smoke)["resnet18"]
+    bars = [c for c in fig.axes[0].containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == 3 and "error bars: the interval the leaderboard prints" in caption  # static: no bar
+    # each bar spans the printed interval at batch 16
+    col = "infer cpu b16 (img/s) vs static"
+    spans = sorted((round(s[0][1], 6), round(s[1][1], 6)) for c in bars for s in c.lines[2][0].get_segments()
+                   if s[0][0] == 16)
+    expected = sorted((round(board.loc[v, f"{col} low"], 6), round(board.loc[v, f"{col} high"], 6))
+                      for v in ("static-se", "condconv", "kerneldna"))
+    assert spans == expected
