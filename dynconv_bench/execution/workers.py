@@ -1,6 +1,7 @@
 """Timed cells in fresh worker processes, the way pyperf runs a benchmark: several processes one after another,
-each importing once and building its models once, the first one's run counts reused by the others (calibration),
-one value from the per-process values and their spread beside it, and a warning when that spread is large.
+each importing once and building its models once, the first one's run counts and tuned per-sample conv strategies
+reused by the others (calibration: `Kind.calibration`), one value from every process's values with its interval
+beside it, and a warning when that interval is wide.
 
 A process carries state from whatever ran in it before (thread pools, allocator arenas, caches); a value
 measured in fresh processes does not depend on the cells that came before it in the run.
