@@ -69,4 +69,4 @@ def test_a_real_layers_cell_records_the_whole_forward_and_the_figure_shows_it(tm
     assert re.search(r"sum of the \d+ layers [\d.]+ ms per forward; whole forward [\d.]+ ms \([\d.]+ ms with the "
                      r"hooks\)", drawn), drawn
     title = Image.open(svg.with_suffix(".png")).text["Title"]
-    assert title.startswith("cifar_resnet8 / static: per-layer latency (batch 2, 1 threads, deployed)")
+    assert title.startswith("cifar_resnet8 / static: per-layer latency (batch 2, 1 thread, deployed)")
