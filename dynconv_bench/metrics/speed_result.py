@@ -4,6 +4,7 @@ the reports read stored results with it)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -197,11 +198,16 @@ def ratio_bootstrap(groups: list[list[float]], level: float = INTERVAL_LEVEL, re
     `random((resamples, P, R))` with R the most rounds of any process (round j of a drawn process with n rounds
     is `floor(u * n)`; draws past its n are unused); the quantiles are numpy's default (linear) ones.
     """
-    import numpy as np
-
-    groups = [list(map(float, g)) for g in groups if len(g)]
+    groups = tuple(tuple(map(float, g)) for g in groups if len(g))
     if not groups:
         raise ValueError("no rounds to bootstrap")
+    return _bootstrap(groups, level, resamples, seed)
+
+
+@functools.lru_cache(maxsize=4096)  # a report reads each stored row several times (validation, tables, plots)
+def _bootstrap(groups: tuple[tuple[float, ...], ...], level: float, resamples: int, seed: int) -> tuple[float, float]:
+    import numpy as np
+
     counts = np.array([len(g) for g in groups])
     width = int(counts.max())
     table = np.full((len(groups), width), np.nan)
