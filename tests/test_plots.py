@@ -73,12 +73,14 @@ def test_make_plots_writes_png_and_svg(tmp_path) -> None:  # noqa: ANN001
     svg = (tmp_path / "plots" / f"{stems['throughput']}.svg").read_text()
     # the largest batch's record, absolute (the fake rows have no in-cell ratio) and from one run
     assert "inference throughput, cpu, batch 16 (images/s, absolute: one run) (higher is better)" in svg
-    assert "95% t interval over seeds" in svg and "Error bars: 95% Student t interval of the mean over 2 seeds" in svg
+    # two seeds: their min-max, never a t interval over two values
+    assert "95% t interval (min-max for 2 seeds)" in svg
+    assert "Error bars: the two seeds' min-max where a variant has 2 seeds (no t interval over 2)." in svg
     assert not any("Error bars" in t for t in re.findall(r"<text\b[^>]*>(.*?)</text>", svg, re.S))  # no caption
     meta = Image.open(tmp_path / "plots" / f"{stems['params']}.png").text
     assert (meta["Suite"], meta["Backbone"], meta["Title"]) == ("p", "cifar_resnet8",
                                                                 "cifar_resnet8 on digits: accuracy vs params")
-    assert meta["Description"].startswith("Error bars: 95% Student t interval of the mean over 2 seeds.")
+    assert meta["Description"].startswith("Error bars: the two seeds' min-max where a variant has 2 seeds")
 
 
 def _points(ys: list[float], xs: list[float], std: float = 1.0, n: int = 3) -> pd.DataFrame:
@@ -237,3 +239,20 @@ def test_throughput_has_a_marker_of_its_own_shape_at_every_measured_batch(tmp_pa
     assert [list(ln.get_xdata()) for ln in lines] == [[1, 4, 16], [1, 4, 16]]
     assert len({ln.get_marker() for ln in lines}) == 2 and all(ln.get_marker() not in ("", "None") for ln in lines)
     plt.close(saved[0])
+
+
+def test_accuracy_bars_show_two_seeds_by_their_range_and_never_run_past_100() -> None:
+    from dynconv_bench.reporting.plots import accuracy_bars
+
+    points = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [96.0, 99.0, 50.0], "std": [2.0, 1.5, float("nan")],
+                           "n": [2, 3, 1], "min": [94.0, 97.5, 50.0], "max": [98.0, 100.0, 50.0]},
+                          index=["two", "three", "one"])
+    below, above, cut = accuracy_bars(points)
+    half = 4.302653 * 1.5 / 3 ** 0.5  # t(0.975, df 2): 3.73 points, past 100 from 99
+    assert below[:2] == pytest.approx([2.0, half]) and above[:2] == pytest.approx([2.0, 1.0])
+    assert math.isnan(below[2]) and math.isnan(above[2]) and cut == 1
+    fig = tradeoff_figure(points, "params (M)", "top-1 (%)", "t")
+    segments = fig.axes[0].containers[0].lines[2][0].get_segments()
+    assert max(y for s in segments for y in s[:, 1]) == pytest.approx(100.0)
+    caption = tradeoff_caption(points, "top-1 (%)")
+    assert "min-max where a variant has 2 seeds" in caption and "1 t interval reached past 0 or 100% and is cut" in caption

@@ -106,10 +106,36 @@ def interval_halfwidths(std: Sequence[float], n: Sequence[int], level: float = 0
             if pd.notna(k) and int(k) >= 2 and pd.notna(s) else float("nan") for s, k in zip(std, n)]
 
 
-def accuracy_limits(ys: Sequence[float], half: Sequence[float]) -> tuple[float, float]:
-    """The y range of an accuracy plot: the means and their intervals, padded for the labels."""
-    low = min(y - (0.0 if pd.isna(h) else h) for y, h in zip(ys, half))
-    high = max(y + (0.0 if pd.isna(h) else h) for y, h in zip(ys, half))
+def accuracy_bars(points: pd.DataFrame, level: float = 0.95) -> tuple[list[float], list[float], int]:
+    """Per point, the error bar's extent below and above the mean, and how many t intervals were cut at 100%.
+
+    Three or more seeds: the Student t interval of the mean; two: the seeds' own min-max (a t interval over two
+    values spans about +-6 std: it says nothing); one: no bar. A bar never runs past 0 or 100%: the cut ones
+    are counted, and the caption says so."""
+    half = interval_halfwidths(points["std"].tolist(), points["n"].tolist(), level)
+    lows = points["min"].tolist() if "min" in points else [float("nan")] * len(points)
+    highs = points["max"].tolist() if "max" in points else [float("nan")] * len(points)
+    below, above, cut = [], [], 0
+    for y, h, k, lo, hi in zip(points["y"].tolist(), half, points["n"].tolist(), lows, highs):
+        if pd.notna(k) and int(k) == 2 and pd.notna(lo) and pd.notna(hi):
+            below.append(y - lo)
+            above.append(hi - y)
+        elif pd.notna(h) and pd.notna(k) and int(k) >= 3:
+            cut += (y + h > 100.0) or (y - h < 0.0)
+            below.append(min(h, y))
+            above.append(min(h, 100.0 - y))
+        else:
+            below.append(float("nan"))
+            above.append(float("nan"))
+    return below, above, cut
+
+
+def accuracy_limits(ys: Sequence[float], below: Sequence[float], above: Sequence[float] | None = None
+                    ) -> tuple[float, float]:
+    """The y range of an accuracy plot: the means and their error bars, padded for the labels."""
+    above = below if above is None else above
+    low = min(y - (0.0 if pd.isna(b) else b) for y, b in zip(ys, below))
+    high = max(y + (0.0 if pd.isna(a) else a) for y, a in zip(ys, above))
     pad = max(0.15 * (high - low), 0.5)  # half a point at least when all means agree
     return max(low - pad, 0.0), min(high + pad, 100.0 + pad / 2)
 
@@ -117,9 +143,15 @@ def accuracy_limits(ys: Sequence[float], half: Sequence[float]) -> tuple[float, 
 def tradeoff_caption(points: pd.DataFrame, y_label: str, chance: float | None = None,
                      shown: tuple[float, float] | None = None) -> str:
     """What the error bars are and where chance lies (guessing: 100 / classes)."""
-    ns = sorted({int(n) for n, s in zip(points["n"], points["std"]) if pd.notna(s) and int(n) >= 2})
-    bars = (f"Error bars: 95% Student t interval of the mean over {_count(ns)} seeds." if ns
-            else "No error bars: one seed per variant.")
+    with_std = [int(n) for n, s in zip(points["n"], points["std"]) if pd.notna(s) and pd.notna(n)]
+    ns = sorted({n for n in with_std if n >= 3})
+    parts = [f"95% Student t interval of the mean over {_count(ns)} seeds"] if ns else []
+    if 2 in with_std and "min" in points:
+        parts.append("the two seeds' min-max where a variant has 2 seeds (no t interval over 2)")
+    cut = accuracy_bars(points)[2]
+    bars = (f"Error bars: {'; '.join(parts)}." if parts else "No error bars: one seed per variant.")
+    if cut:
+        bars += f" {cut} t interval{'s' if cut > 1 else ''} reached past 0 or 100% and {'are' if cut > 1 else 'is'} cut there."
     if chance is None:
         return f"{bars} Chance level not recorded."
     where = "dotted line" if shown is not None and shown[0] <= chance <= shown[1] else "below the axis, which is zoomed to the data"
@@ -134,12 +166,14 @@ def tradeoff_figure(points: pd.DataFrame, x_label: str, y_label: str, title: str
     """
     fig, ax = plt.subplots(figsize=(8, 5))
     xs, ys = points["x"].tolist(), points["y"].tolist()
-    half = interval_halfwidths(points["std"].tolist(), points["n"].tolist())
+    below, above, _ = accuracy_bars(points)
     front = pareto_front(xs, ys, higher_x_better)
     on = [i in front for i in range(len(xs))]
-    if any(pd.notna(h) for h in half):
-        ax.errorbar(xs, ys, yerr=[0.0 if pd.isna(h) else h for h in half], fmt="none", ecolor="#999999", capsize=3,
-                    zorder=1, label="95% t interval over seeds")
+    if any(pd.notna(b) for b in below):
+        ax.errorbar(xs, ys, yerr=[[0.0 if pd.isna(b) else b for b in below], [0.0 if pd.isna(a) else a for a in above]],
+                    fmt="none", ecolor="#999999", capsize=3, zorder=1,
+                    label="95% t interval over seeds" if all(int(k) != 2 for k in points["n"]) else
+                    "95% t interval (min-max for 2 seeds)")
     if len(front) > 1:
         ax.plot([xs[i] for i in front], [ys[i] for i in front], "--", color="tab:red", lw=1.2, zorder=1,
                 label="Pareto front")
@@ -147,7 +181,7 @@ def tradeoff_figure(points: pd.DataFrame, x_label: str, y_label: str, title: str
         sel = [i for i in range(len(xs)) if on[i] == flag]
         if sel:
             ax.scatter([xs[i] for i in sel], [ys[i] for i in sel], c=color, s=45, zorder=2, label=label)
-    shown = accuracy_limits(ys, half)
+    shown = accuracy_limits(ys, below, above)
     ax.set_ylim(*shown)
     if chance is not None and shown[0] <= chance <= shown[1]:
         ax.axhline(chance, color="#777777", ls=":", lw=1.0, zorder=0, label=f"chance ({chance:.1f}%)")
@@ -178,8 +212,8 @@ def plot_tradeoff(points: pd.DataFrame, x_label: str, y_label: str, title: str, 
     if points.empty:
         return []
     fig = tradeoff_figure(points, x_label, y_label, title, higher_x_better, log_x, chance, env)
-    half = interval_halfwidths(points["std"].tolist(), points["n"].tolist())
-    caption = tradeoff_caption(points, y_label, chance, accuracy_limits(points["y"].tolist(), half))
+    below, above, _ = accuracy_bars(points)
+    caption = tradeoff_caption(points, y_label, chance, accuracy_limits(points["y"].tolist(), below, above))
     return _save(fig, out_dir, stem, env, caption, tags, finished=True)
 
 
@@ -436,7 +470,8 @@ def _section_plots(df: pd.DataFrame, out: Path, prefix: str, tags: Mapping[str, 
             y = acc[acc["dataset"] == dataset].groupby("variant", sort=False)["value"]
             for x_rows, x_label, tag, higher, *marks in xs:
                 points = pd.DataFrame({"x": x_rows.groupby("variant")["value"].mean(), "y": y.mean(),
-                                       "std": y.std(ddof=1), "n": y.count()}).reindex(list(y.groups))
+                                       "std": y.std(ddof=1), "n": y.count(), "min": y.min(), "max": y.max()}
+                                      ).reindex(list(y.groups))
                 if marks:  # a speed measured under load (or that waited) carries its mark into the figure
                     points.index = [f"{v} {marks[0].get(v, '')}".strip() for v in points.index]
                 paths += plot_tradeoff(points, x_label, f"top-1 on {dataset} (%)",
