@@ -1,7 +1,9 @@
-"""Write the roofline model's predicted ratios (ResNet-18, batch 128, fp32, H200 by default) into docs/fused-kernels.md.
+"""Write the cost model's tables into docs/fused-kernels.md: its calibration error per measured row, and its
+predicted ratios per variant (unfused and today's fused, b1 and b128, fp32 and bf16).
 
-Every figure is the model's prediction (dynconv_bench.metrics.roofline), not a measurement.
-Run: python scripts/roofline_table.py [--gpu h200] [--batch 128] [--dtype fp32]
+Every ratio it writes under "predicted" is the model's (dynconv_bench.metrics.roofline), not a measurement; the
+measured column is the 2026-11-26 H200 run (shared/measured/h200-2026-11-26), quoted with that label.
+Run: python scripts/roofline_table.py [--gpu h200]
 """
 
 from __future__ import annotations
@@ -13,42 +15,50 @@ from pathlib import Path
 from dynconv_bench_variants._speed_configs import VARIANTS
 
 from dynconv_bench.files import write_atomic
-from dynconv_bench.metrics.roofline import GPUS, predict, static_conv_problems
-from dynconv_bench.models.convert import create_model
-from dynconv_bench.models.triton_aot import model_problems
+from dynconv_bench.metrics.roofline import FITTED, FITTED_ON, GPUS, predict_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cost_model_fit  # noqa: E402
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "fused-kernels.md"
-START, END = "<!-- roofline-table:start -->", "<!-- roofline-table:end -->"
+MARKS = {"calibration": ("<!-- cost-model-calibration:start -->", "<!-- cost-model-calibration:end -->"),
+         "variants": ("<!-- roofline-table:start -->", "<!-- roofline-table:end -->")}
+SETTINGS = ((1, "fp32"), (1, "bf16"), (128, "fp32"), (128, "bf16"))  # bf16 with channels_last, as measured
 
 
-def table(gpu: str, batch: int, dtype: str, backbone: str = "resnet18", size: int = 224) -> str:
-    static = static_conv_problems(create_model(backbone, "static", num_classes=1000), (3, size, size))
-    lines = ["| variant | predicted unfused (best per layer) | strategies picked | predicted fused |",
-             "|---|---|---|---|"]
+def calibration() -> str:
+    rows = cost_model_fit.load_rows(cost_model_fit.DATA)
+    text, mae = cost_model_fit.table(rows, FITTED)
+    consts = ", ".join(f"{k} {v:.4g}" for k, v in FITTED.__dict__.items())
+    return (f"{text}\n\nMean absolute error {mae:.3f} over {len(rows)} rows. Constants: {consts} ({FITTED_ON}). "
+            f"Written by scripts/roofline_table.py.")
+
+
+def variants(gpu: str, backbone: str = "resnet18", size: int = 224) -> str:
+    head = " | ".join(f"b{b} {d}{' cl' if d != 'fp32' else ''} unfused | fused" for b, d in SETTINGS)
+    lines = [f"| variant | {head} |", "|---" * (1 + 2 * len(SETTINGS)) + "|"]
     for label, name, cfg in VARIANTS:
-        p = predict(model_problems(backbone, name, cfg, size), static, GPUS[gpu], batch, dtype)
-        picks: dict[str, int] = {}
-        for layer in p.layers:
-            best = min((t, s) for s, t in layer.strategies.items() if s != "fused" and t is not None)[1]
-            picks[best] = picks.get(best, 0) + 1
-        lines.append(f"| {label} | {p.ratio('unfused'):.2f} | "
-                     f"{', '.join(f'{s} x{n}' for s, n in sorted(picks.items()))} | {p.ratio('fused'):.2f} |")
-    lines.append(f"\n{backbone} {size}x{size}, batch {batch}, {dtype}, {GPUS[gpu].name}: predicted static conv time "
-                 f"{p.static_s * 1e3:.2f} ms (convs only). Written by scripts/roofline_table.py.")
+        cells = []
+        for batch, dtype in SETTINGS:
+            p = predict_model(backbone, name, cfg, gpu, batch, dtype, size)
+            cells += [f"{p.ratio('unfused'):.2f}", f"{p.ratio('fused'):.2f}"]
+        lines.append(f"| {label} | {' | '.join(cells)} |")
+    lines.append(f"\n{backbone} {size}x{size}, eager, {GPUS[gpu].name}; predicted ratios to static, not measurements. "
+                 f"Written by scripts/roofline_table.py.")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gpu", choices=list(GPUS), default="h200")
-    ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
     args = ap.parse_args(argv)
-    text = table(args.gpu, args.batch, args.dtype)
     doc = DOC.read_text()
-    head, rest = doc.split(START, 1)
-    write_atomic(DOC, head + START + "\n" + text + "\n" + END + rest.split(END, 1)[1])
-    print(text)
+    for key, text in (("calibration", calibration()), ("variants", variants(args.gpu))):
+        start, end = MARKS[key]
+        head, rest = doc.split(start, 1)
+        doc = head + start + "\n" + text + "\n" + end + rest.split(end, 1)[1]
+        print(text + "\n")
+    write_atomic(DOC, doc)
     return 0
 
 
