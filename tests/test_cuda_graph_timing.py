@@ -36,11 +36,11 @@ def test_cuda_graph_rejects_train_and_compile(mode: str, compile: bool, message:
 
 def test_result_says_whether_a_graph_was_timed() -> None:
     eager = measure_inference(_tiny(), 1, (3, 8, 8), warmup=0, min_time=0.0, min_runs=1)
-    assert eager.ok and eager.to_dict()["cuda_graph"] is False
+    assert eager.ok and eager.to_values()["cuda_graph"] is False
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: the replay is tested in test_gpu.py")
     graph = measure_inference(_tiny(), 1, (3, 8, 8), device="cuda", cuda_graph=True)
-    assert graph.status == "failed" and "CUDA" in graph.error and graph.to_dict()["cuda_graph"] is True
+    assert graph.status == "failed" and "CUDA" in graph.error and graph.to_values()["cuda_graph"] is True
 
 
 def test_speed_cell_with_cuda_graph_on_cpu_fails_with_the_reason() -> None:

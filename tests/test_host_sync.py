@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import dynconv_bench
-from dynconv_bench.metrics.host_sync import HostSyncError, forbid_host_sync
+from .host_sync import HostSyncError, forbid_host_sync
 from dynconv_bench.models.per_sample_conv import (
     STRATEGIES,
     KernelMixture,

@@ -15,7 +15,6 @@ from torch import nn
 
 import dynconv_bench
 from dynconv_bench.errors import UserError
-from dynconv_bench.execution.workers import measure_in_subprocess
 from dynconv_bench.metrics import speed
 from dynconv_bench.metrics.speed import measure_inference, measure_train_step
 
@@ -35,7 +34,7 @@ def test_inference_statistics_describe_the_recorded_runs(tiny):
     assert (res.min_s, res.max_s) == (min(t), max(t))
     assert res.throughput == pytest.approx(4 / res.median_s)
     assert res.latency_ms == pytest.approx(1000 * res.median_s)
-    d = res.to_dict()
+    d = res.to_values()
     for key in ("status", "error", "batch_size", "runs", "median_s", "iqr_s", "min_s", "max_s", "throughput",
                 "latency_ms", "device", "threads"):
         assert key in d
@@ -134,15 +133,6 @@ def test_time_runs_stops_at_min_runs_and_max_runs():
     assert all(t >= 0 for t in times)
 
 
-@pytest.mark.slow
-def test_measure_in_subprocess_returns_the_same_dict():
-    out = measure_in_subprocess("cifar_resnet8", "static", num_classes=10, batch_size=2, input_size=(3, 32, 32),
-                                threads=1, warmup=1, min_time=0.0, min_runs=3)
-    assert out["status"] == "ok" and out["runs"] == 3 and out["threads"] == 1
-    bad = measure_in_subprocess("no_such_net", num_classes=10, batch_size=1, input_size=(3, 32, 32))
-    assert bad["status"] == "failed" and "unknown backbone 'no_such_net'" in bad["error"]
-
-
 def test_inference_restores_the_callers_train_mode(tiny):
     tiny.train()
     res = measure_inference(tiny, 2, (3, 32, 32), warmup=0, min_time=0.0, min_runs=1)
@@ -159,7 +149,7 @@ def test_the_strategy_of_each_per_sample_conv_layer_is_recorded():
     n_layers = len(model.dynconv_report.converted)
     with use_strategy("bmm"):
         forced = speed.measure_inference(model, 2, (3, 32, 32), threads=1, warmup=2, min_time=0.0, min_runs=3)
-    assert forced.strategies == {"bmm": n_layers} and forced.to_dict()["strategies"] == {"bmm": n_layers}
+    assert forced.strategies == {"bmm": n_layers} and forced.to_values()["strategies"] == {"bmm": n_layers}
     one = speed.measure_inference(model, 1, (3, 32, 32), threads=1, warmup=1, min_time=0.0, min_runs=2)
     assert one.strategies == {"loop": n_layers}
     static = dynconv_bench.create_model("cifar_resnet8", num_classes=10)

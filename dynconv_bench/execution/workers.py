@@ -14,9 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..measures import Result, get_kind
-from ..metrics.env import malloc_environment
 from ..metrics.isolate import run_isolated
-from ..models.modelspec import ModelSpec
 from .suite import Cell
 
 
@@ -59,33 +57,3 @@ def _worker(cell: dict[str, Any], plugins: list[str], calibration: dict[str, Any
     spec.load_plugins()
     return get_kind(c.kind).measure(spec, opts).to_values()
 
-
-def measure_in_subprocess(model: ModelSpec | str, variant: str = "static", cfg: dict[str, Any] | None = None,
-                          mode: str = "inference", num_classes: int = 1000, plugins: tuple[str, ...] = (),
-                          timeout: float | None = None, malloc: str = "steady", **kwargs: Any) -> dict[str, Any]:
-    """Build the model and time it in a fresh process (glibc malloc per `malloc`, as the speed kind's option);
-    returns `SpeedResult.to_values()`.
-
-    `model` is a ModelSpec, or a backbone name converted by `variant` with `cfg` (`plugins` register it);
-    `kwargs` go to `measure_inference` / `measure_train_step` (batch_size, input_size, device, ...); `timeout`
-    counts the measurement, not the worker's start-up.
-    """
-    from ..errors import UserError
-
-    if mode not in ("inference", "train"):
-        raise UserError(f"unknown mode {mode!r}; valid: inference, train")
-    spec = model if isinstance(model, ModelSpec) else ModelSpec(model, variant, cfg or {}, tuple(plugins))
-    out = run_isolated(_speed_worker, mode, spec, num_classes, kwargs, timeout=timeout,
-                       extra_env=malloc_environment(malloc), cuda=str(kwargs.get("device", "cpu")).startswith("cuda"))
-    if out.get("status") == "failed" and "mode" not in out:
-        out.update(mode=mode, batch_size=kwargs.get("batch_size"), device=kwargs.get("device", "cpu"))
-    return out
-
-
-def _speed_worker(mode: str, spec: ModelSpec, num_classes: int, kwargs: dict[str, Any]) -> dict[str, Any]:
-    from ..metrics.speed import measure_inference, measure_train_step
-
-    model = spec.build(num_classes=num_classes)
-    if mode == "train":
-        return measure_train_step(model, num_classes=num_classes, **kwargs).to_values()
-    return measure_inference(model, **kwargs).to_values()

@@ -127,10 +127,6 @@ def wrap_model(model: nn.Module, info: DistInfo) -> nn.Module:
     return DDP(model, device_ids=ids)
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
-
-
 # -- launching N workers ------------------------------------------------------------------------------
 # Each rank runs: import the target, call it with the payload, rank 0 writes what it returned.
 _RANK_BOOT = ("import sys\n"

@@ -3,6 +3,9 @@
 A CUDA graph replays GPU work only: a forward that reads a tensor's value on the host (`.item()`, `if t:`,
 `.tolist()`), copies to or from the host, or makes a shape that depends on values (`nonzero`, boolean
 masks) cannot be captured. `forbid_host_sync()` raises at the first such call, so a CPU run finds them.
+
+A test helper (tests/test_host_sync.py runs every built-in variant under it), not part of the package: the
+product never runs it, since a capture on the GPU fails by itself.
 """
 
 from __future__ import annotations
