@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from dynconv_bench.execution.store import ResultStore
-from dynconv_bench.measures.speed import SpeedValues
+from dynconv_bench.metrics.speed_result import SpeedResult
 from dynconv_bench.reporting.marks import flag_marks
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -29,7 +29,7 @@ def table(db: Path, suite: str, backbone: str) -> str:
         raise SystemExit(f"{db}: no interleaved inference speed cells of {backbone} in suite {suite}")
     batches = sorted({r["options"]["batch_size"] for r in rows})
     variants = list(dict.fromkeys(r["variant"] for r in sorted(rows, key=lambda r: (r["variant"] != "static",))))
-    cells = {(r["variant"], r["options"]["batch_size"]): SpeedValues.from_values(r["values"]) for r in rows}
+    cells = {(r["variant"], r["options"]["batch_size"]): SpeedResult.from_values(r["values"]) for r in rows}
     out = ["| variant | " + " | ".join(f"b{b}" for b in batches) + " | strategies (layers) |",
            "|---|" + "---|" * (len(batches) + 1)]
     for v in variants:

@@ -58,7 +58,6 @@ class SpeedOptions(MeasureOptions):
 
 BASELINE = "static"
 DEFAULT_PROCESSES = {"cpu": 3, "cuda": 1}
-SpeedValues = SpeedResult  # the speed kind stores the timing module's result type as is (older name)
 
 
 def speed_setting(d: Mapping[str, Any]) -> str:
