@@ -2,8 +2,9 @@
 
     python scripts/make_release_fixtures.py RELEASE CHECKOUT [--commit SHA] [--out DIR] [--whole]
 
-RELEASE is odconv, kernelwarehouse, kerneldna or timm (CHECKOUT: "-", the installed timm). CHECKOUT is a
-snapshot of the release's public repository, imported from where it lies (never copied into this one). For
+RELEASE is a release a `dynconv_bench.releases` entry point registers, whose module defines how to build its
+fixtures (`release_fixtures`): built in, odconv, kernelwarehouse, kerneldna or timm (CHECKOUT: "-", the installed
+timm). CHECKOUT is a snapshot of the release's public repository, imported from where it lies (never copied into this one). For
 each fixture the release's own code builds its model (fixed seed; its random init, with every constant-initialised
 tensor perturbed so that a misplaced BatchNorm or bias shows), in eval mode, and the script saves the tensors of the
 whole model (small ones) or of one block/layer of each type, a fixed input to each and the release's output, and
@@ -21,6 +22,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 from dynconv_bench_variants.releases.layouts import mobilenetv2_block  # noqa: E402
 
-from dynconv_bench.models.published import get_pair, import_state_dict, list_pairs  # noqa: E402
+from dynconv_bench.errors import UserError  # noqa: E402
+from dynconv_bench.models.published import get_pair, import_state_dict, list_pairs, release_module  # noqa: E402
 
 SEED = 0
 TOL = 1e-5
@@ -52,54 +55,24 @@ def _release(checkout: str) -> Callable[[str, str], Callable]:
     return get
 
 
+def release_fixtures(release: str) -> Any:
+    """The module of `release` (its `dynconv_bench.releases` entry point, a third party's as a built-in's); it
+    defines `fixture_builders(get) -> {arch: f(num_classes) -> the release's own model}` (`get(module, name)`
+    imports from the checkout), `FIXTURE_CASES` [(arch, classes, input size, release modules whose input and
+    output are saved; None = the whole model)] and, optionally, `fixture_tensors(model, modules) -> {key: tensor}`
+    (more tensors the saved modules need, e.g. KernelWarehouse's warehouses)."""
+    try:
+        module = release_module(release)
+    except UserError as exc:
+        raise SystemExit(str(exc)) from None
+    if not hasattr(module, "fixture_builders") or not hasattr(module, "FIXTURE_CASES"):
+        raise SystemExit(f"release {release!r} ({module.__name__}) defines no fixture_builders and FIXTURE_CASES")
+    return module
+
+
 def builders(release: str, checkout: str) -> dict[str, Callable[..., nn.Module]]:
     """arch -> f(num_classes) building the release's own model, for every supported architecture."""
-    if release == "timm":
-        import timm
-
-        return {a: (lambda n, a=a: timm.create_model(a, num_classes=n)) for a in
-                ("efficientnet_cc_b0_4e", "efficientnet_cc_b0_8e")}
-    get = _release(checkout)
-    if release == "odconv":
-        r18, r50 = get("models.od_resnet", "od_resnet18"), get("models.od_resnet", "od_resnet50")
-        mnv2 = get("models.od_mobilenetv2", "od_mobilenetv2")
-        out = {f"resnet{d}_{k}x": (lambda n, f=f, k=k: f(num_classes=n, kernel_num=k))
-               for d, f in (("18", r18), ("50", r50)) for k in (1, 4)}
-        for w, mult in (("100", 1.0), ("050", 0.5), ("035", 0.35)):
-            for k in (1, 4):
-                out[f"mobilenetv2_{w}_{k}x"] = lambda n, m=mult, k=k: mnv2(num_classes=n, width_mult=m, kernel_num=k)
-        del out["mobilenetv2_035_1x"]
-        return out
-    if release == "kernelwarehouse":
-        return {f"resnet{d}_{k}x": (lambda n, d=d, k=k: get("models.kw_resnet", f"kw_resnet{d}")(
-            num_classes=n, cell_num_ratio=k, sharing_range="layer_conv", reduction=0.0625)) for d in ("18", "50")
-            for k in (1, 4)}
-    if release == "kerneldna":
-        def head(model: nn.Module, n: int) -> nn.Module:
-            fc = "fc" if hasattr(model, "fc") else None
-            if fc:
-                model.fc = nn.Linear(model.fc.in_features, n)
-            else:
-                model.classifier[1] = nn.Linear(model.classifier[1].in_features, n)
-            return model
-
-        return {"resnet18": lambda n: head(get("models.KDNA_ResNet18", "get_resnet18")(True), n),
-                "mobilenetv2_100": lambda n: head(get("models.KDNA_MobileNetV2", "get_mobilenet_v2")(True), n),
-                "mobilenetv2_050": lambda n: head(get("models.KDNA_MobileNetV2", "get_mobilenet_v2_1d2")(True), n)}
-    raise SystemExit(f"unknown release {release!r}: odconv, kernelwarehouse, kerneldna or timm")
-
-
-# release -> [(arch, classes, input size, modules: None = whole model, else release module names)]
-CASES = {
-    "odconv": [("mobilenetv2_050_1x", 10, 64, None),
-               ("mobilenetv2_050_4x", 10, 32, ["features.1", "features.2", "features.3"]),
-               ("resnet18_1x", 10, 32, ["layer1.0", "layer2.0"]),
-               ("resnet18_4x", 10, 32, ["layer1.0"])],
-    "kernelwarehouse": [("resnet18_1x", 10, 32, ["layer1.0", "layer2.0.conv1", "layer2.0.downsample"]),
-                        ("resnet18_4x", 10, 32, ["layer1.0", "layer2.0.conv1", "layer2.0.downsample"])],
-    "kerneldna": [("mobilenetv2_050", 10, 64, None), ("resnet18", 10, 64, ["layer3"])],
-    "timm": [("efficientnet_cc_b0_4e", 10, 64, ["blocks.4.0"])],
-}
+    return release_fixtures(release).fixture_builders(_release(checkout))
 
 
 def ours_module(release: str, arch: str, name: str) -> str:
@@ -172,11 +145,9 @@ def make_case(release: str, arch: str, make: Callable, classes: int, size: int, 
     keep = tuple(m + "." for m in modules)
     sd = model.state_dict()
     case["state_dict"] = {k: v.clone() for k, v in sd.items() if k.startswith(keep)}
-    if release == "kernelwarehouse":  # the warehouses the saved layers take their cells from
-        used = {mod.warehouse_id for m in modules for mod in model.get_submodule(m).modules()
-                if hasattr(mod, "warehouse_id")}
-        case["state_dict"].update({f"warehouse_manager.weights.{i}": sd[f"warehouse_manager.weights.{i}"].clone()
-                                   for i in sorted(used)})
+    extra = getattr(release_fixtures(release), "fixture_tensors", None)
+    if extra is not None:  # e.g. the warehouses the saved layers take their cells from
+        case["state_dict"].update(extra(model, modules))
     case["cases"] = [{"release_module": m, "ours_module": ours_module(release, arch, m), "input": seen[m][0],
                       "output": seen[m][1]} for m in modules]
     return case
@@ -256,7 +227,7 @@ def main() -> int:
             "script": "scripts/make_release_fixtures.py", "manifests": manifests}
     with gzip.open(out / "manifests.json.gz", "wt") as f:  # keys repeat: a tenth of the plain JSON
         f.write(json.dumps(meta, separators=(",", ":")) + "\n")
-    for arch, classes, size, modules in CASES[args.release]:
+    for arch, classes, size, modules in release_fixtures(args.release).FIXTURE_CASES:
         case = make_case(args.release, arch, makers[arch], classes, size, modules)
         case["commit"] = commit
         save_case(case, out / f"{arch}.pt")

@@ -129,6 +129,7 @@ def test_builtin_releases_come_from_the_entry_points_and_live_outside_the_core()
 def test_a_third_party_release_is_found_and_a_broken_one_warns(tmp_path: Path, monkeypatch) -> None:
     from importlib.metadata import EntryPoint
 
+    from dynconv_bench import discovery
     from dynconv_bench.models.published import base, releases
     from dynconv_bench.models.registry import RELEASE_GROUP
 
@@ -144,8 +145,10 @@ def test_a_third_party_release_is_found_and_a_broken_one_warns(tmp_path: Path, m
            EntryPoint("broken", "no_such_release_module_xyz", RELEASE_GROUP),
            EntryPoint("empty", "json", RELEASE_GROUP)]  # imports, registers nothing
     monkeypatch.setattr(base, "_PAIRS", {})
+    monkeypatch.setattr(base, "_MODULES", {})
     monkeypatch.setattr(base, "_releases_loaded", False)
-    monkeypatch.setattr(base, "entry_points", lambda group: eps if group == RELEASE_GROUP else [])
+    real = discovery.entry_points  # the one discovery helper: a third party's entry points arrive through it
+    monkeypatch.setattr(discovery, "entry_points", lambda group: eps if group == RELEASE_GROUP else real(group))
     with pytest.warns(UserWarning) as caught:
         assert releases() == ["toy"]
     assert [str(w.message).split(" (")[0] for w in caught] == [

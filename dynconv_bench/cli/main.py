@@ -27,9 +27,9 @@ DESCRIPTION = ("Benchmark dynamic convolutions ({variants}) against static basel
 
 def _description() -> str:
     """The description, naming the installed variants from their entry points (no plugin is imported)."""
-    from importlib.metadata import entry_points
+    from ..discovery import VARIANT_GROUP, entry_point_names
 
-    names = sorted({ep.name for ep in entry_points(group="dynconv_bench.variants")} - {"static"})
+    names = sorted(set(entry_point_names(VARIANT_GROUP)) - {"static"})
     return DESCRIPTION.format(variants=", ".join(names) or "none installed")
 EPILOG = ("Start with: dynconv-bench suites; dynconv-bench run smoke; dynconv-bench report --format html -o "
           "report.html. `dynconv-bench COMMAND --help` describes each command.")

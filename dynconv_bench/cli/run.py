@@ -7,6 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..discovery import EXECUTOR_GROUP, entry_point_names
 from ..errors import UserError, unknown_choice
 from ..reporting.formats import list_formats
 from .common import bounded_float, check_output_file, command, db_path
@@ -22,11 +23,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="run only cells of this kind, backbone or variant; repeated: a union (--only speed --only "
                         "resnet18: every speed cell and every resnet18 cell); joined by +: an intersection (--only "
                         "speed+resnet18: resnet18's speed cells)")
-    p.add_argument("--executor", choices=["local", "ray"], default="local",
+    p.add_argument("--executor", choices=entry_point_names(EXECUTOR_GROUP), default="local",
                    help="local: cells one after another on this machine (default); ray: cells as Ray tasks on a Ray "
                         "cluster (--ray-address) or a local Ray, timed kinds (speed, memory, layers) each holding a "
                         "whole node (CPU) or a whole GPU and its share of the node's CPUs (cuda), untimed ones packed "
-                        "(docs/cluster.md)")
+                        "(docs/cluster.md); or one an installed plugin registers (docs/plugin-api.md)")
     p.add_argument("--subprocess", action="store_true", help="local executor: each cell in its own process")
     p.add_argument("--timeout", type=bounded_float(0, MAX_TIMEOUT_S, low_open=True), default=None,
                    help="per-cell time limit in s, at most a week (with --subprocess)")
@@ -57,11 +58,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="leaderboards from the results store")
     p.add_argument("--suite", default=None, help="suite to report (default: the most recent)")
     p.add_argument("--format", choices=list_formats(), default="md",
-                   help="md (default), csv, json, latex (booktabs tables for a paper) or html (a page with figures)")
+                   help="md (default), csv, json, latex (booktabs tables for a paper), html (a page with figures) or "
+                        "one an installed plugin registers (docs/plugin-api.md)")
     p.add_argument("--output", "-o", default=None, help="file to write (default: stdout)")
     p.add_argument("--plots-dir", default=None,
-                   help="html: embed the PNGs of this folder (default: figures made for the page in a temporary folder)")
-    p.add_argument("--no-plots", action="store_true", help="html: no figures")
+                   help="html (a format with figures): embed the PNGs of this folder (default: figures made for the "
+                        "page in a temporary folder)")
+    p.add_argument("--no-plots", action="store_true", help="html (a format with figures): no figures")
     p.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"), default=None,
                    help="headline value of each cell in two runs and the ratio B / A (run ids or prefixes)")
     p.add_argument("--runs", action="store_true", help="list the runs in the store (ids for --compare)")
@@ -185,10 +188,12 @@ def _check_run_outputs(args: argparse.Namespace) -> None:
 @command
 def cmd_report(args: argparse.Namespace) -> int:
     """Print or write the leaderboards of one suite (its latest result per cell), or compare two runs."""
+    from ..reporting.formats import get_format
     from ..reporting.history import claims_note, concurrency_note, sources_note
     from ..reporting.report import render
     from ..reporting.sources import superseded_note
 
+    fmt = get_format(args.format)
     if args.output and args.output != "-":
         from ..files import check_not_input
 
@@ -200,9 +205,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         text = _runs_text(args)
     else:
         name, df = _suite_rows(args, args.suite)
-        text = render(df, args.format, name) if args.format != "html" else _html_page(args, df, name)
+        text = _with_figures(args, df, name) if fmt.figures else render(df, fmt.name, name)
         notes = ([concurrency_note(df), claims_note(df, name), sources_note(df), superseded_note(df)]
-                 if args.format == "md" else [])
+                 if fmt.notes else [])
         text += "".join(f"\n{note}\n" for note in notes if note)
     if args.output and args.output != "-":
         from ..files import write_atomic
@@ -229,19 +234,20 @@ def _suite_file(suite: str) -> Path | None:
         return None
 
 
-def _html_page(args: argparse.Namespace, df: object, name: str) -> str:
-    """The HTML report with the PNGs of --plots-dir, or figures made for it in a temporary folder."""
+def _with_figures(args: argparse.Namespace, df: object, name: str) -> str:
+    """The report of a format with figures (html) with the PNGs of --plots-dir, or figures made for it in a
+    temporary folder."""
     from ..reporting.plots import make_plots
     from ..reporting.report import render
 
     if args.no_plots:
-        return render(df, "html", name)
+        return render(df, args.format, name)
     if args.plots_dir:
         if not Path(args.plots_dir).is_dir():
             raise UserError(f"plots folder does not exist: {args.plots_dir}")
-        return render(df, "html", name, sorted(Path(args.plots_dir).glob("*.png")))
+        return render(df, args.format, name, sorted(Path(args.plots_dir).glob("*.png")))
     with tempfile.TemporaryDirectory(prefix="dynconv-report-") as tmp:  # read into the page, then gone
-        return render(df, "html", name, [p for p in make_plots(df, tmp, name) if p.suffix == ".png"])
+        return render(df, args.format, name, [p for p in make_plots(df, tmp, name) if p.suffix == ".png"])
 
 
 def _warn_malformed(ids: list[int] | None) -> None:
@@ -253,7 +259,7 @@ def _warn_malformed(ids: list[int] | None) -> None:
 
 def _runs_text(args: argparse.Namespace) -> str:
     from ..execution.store import ResultStore
-    from ..reporting.history import compare_runs, render_comparison
+    from ..reporting.history import compare_runs
 
     with ResultStore(db_path(args), readonly=True) as store:
         if args.suite is not None and args.suite not in store.suites():
@@ -264,15 +270,9 @@ def _runs_text(args: argparse.Namespace) -> str:
                            f"{r['started']} .. {r['finished']}\n" for r in runs) or "no runs in the store\n"
         df = compare_runs(store, *args.compare)
         _warn_malformed(store.malformed)
-    from ..reporting.escape import csv_frame, html_frame
+    from ..reporting.formats import get_format
 
-    if args.format == "csv":
-        return csv_frame(df).to_csv(index=False)  # the report formats' escaping: formulas, bidi overrides
-    if args.format == "json":
-        return df.to_json(orient="records", indent=2) + "\n"  # ASCII: \u202e, never the raw character
-    if args.format == "html":
-        return html_frame(df).to_html(index=False)
-    return render_comparison(df, *args.compare)
+    return get_format(args.format).comparison()(df, *args.compare)  # the Markdown table where it has none
 
 
 def _plugin_variants(suite: object) -> str:

@@ -1,4 +1,12 @@
-"""Executors run cells: `local` (in process, or one subprocess per cell) and `ray` (cells as Ray tasks, placed)."""
+"""Executors run cells: `local` (in process, or one subprocess per cell) and `ray` (cells as Ray tasks, placed).
+
+Executors are plugins: an entry point in the group `dynconv_bench.executors` names a factory (a class or a
+function) by the executor's name; `make_executor` calls it with the keyword options it accepts, of `subprocess`,
+`timeout` (per cell), `fn`, `address`, `num_cpus`, `num_gpus`, `max_pending`, `poll_s`, `ray_timeout` and
+`exit_on_timeout` (all of them if it takes **kwargs). What it returns has `map(cells, plugins, on_start=None,
+memory_cap=None)`, yielding (cell, result) as `LocalExecutor.map` does, and may have `connect()` (called before
+the store is opened). The built-ins are registered the same way, in this project's pyproject.toml.
+"""
 
 from __future__ import annotations
 
@@ -14,13 +22,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from ..discovery import EXECUTOR_GROUP, entry_point_names, load_group
 from ..errors import UserError, unknown_choice
 from ..metrics.isolate import run_isolated
 from ..metrics.limits import MemoryCap, MemoryCapExceeded, MemoryGuard
 from .store import utcnow
 from .suite import Cell
 
-EXECUTORS = ("local", "ray")
 CellFn = Callable[[dict[str, Any], Sequence[str]], dict[str, Any]]
 OnStart = Callable[[Cell], "bool | None"]  # called before a cell runs; False skips it (claimed elsewhere)
 
@@ -257,15 +265,49 @@ def utcnow_ms() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def make_executor(name: str = "local", **kw: Any) -> LocalExecutor | RayExecutor:
-    """An executor by name: `local` (subprocess, timeout) or `ray` (address, num_cpus, num_gpus, ray_timeout)."""
-    if name == "local":
-        return LocalExecutor(**{k: v for k, v in kw.items() if k in ("subprocess", "timeout", "fn")})
-    if name == "ray":
-        ray_kw = {k: v for k, v in kw.items() if k in ("address", "num_cpus", "num_gpus", "max_pending", "fn",
-                                                        "poll_s", "exit_on_timeout")}
-        return RayExecutor(**ray_kw, timeout=kw.get("ray_timeout"))
-    raise unknown_choice("executor", name, EXECUTORS)
+def make_ray_executor(address: str | None = None, num_cpus: float = 1, num_gpus: float = 0,
+                      max_pending: int | None = None, fn: CellFn | None = None, poll_s: float = 2.0,
+                      ray_timeout: float | None = None, exit_on_timeout: bool = False) -> RayExecutor:
+    """The `ray` executor's factory (its entry point): `ray_timeout` is how long a head may take to answer."""
+    return RayExecutor(address=address, num_cpus=num_cpus, num_gpus=num_gpus, max_pending=max_pending, fn=fn,
+                       poll_s=poll_s, timeout=ray_timeout, exit_on_timeout=exit_on_timeout)
+
+
+_EXECUTORS: dict[str, Callable[..., Any]] = {}
+_executors_loaded = False
+
+
+def register_executor(name: str, factory: Callable[..., Any]) -> Callable[..., Any]:
+    """Make an executor known to `make_executor` from code (an installed one: by entry point)."""
+    _EXECUTORS[name] = factory
+    return factory
+
+
+def _load_executors() -> dict[str, Callable[..., Any]]:
+    global _executors_loaded
+    if not _executors_loaded:
+        _executors_loaded = True
+        load_group(EXECUTOR_GROUP, "executor", lambda ep: register_executor(ep.name, ep.load()))
+    return _EXECUTORS
+
+
+def list_executors() -> list[str]:
+    """The executors' names: the installed entry points' (none imported), then any registered from code."""
+    return list(dict.fromkeys([*entry_point_names(EXECUTOR_GROUP), *_EXECUTORS]))
+
+
+def make_executor(name: str = "local", **kw: Any) -> Any:
+    """An executor by name, its factory called with the options of `kw` it accepts (module docstring)."""
+    import inspect
+
+    factories = _load_executors()
+    if name not in factories:
+        raise unknown_choice("executor", name, list(factories))
+    factory = factories[name]
+    params = inspect.signature(factory).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        kw = {k: v for k, v in kw.items() if k in params}
+    return factory(**kw)
 
 
 # -- reaching a Ray head without hanging -------------------------------------------------------------

@@ -10,14 +10,13 @@ import dataclasses
 import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
+from ..discovery import KIND_GROUP, load_group
 from ..errors import UserError, unknown_choice
 from ..models.modelspec import ModelSpec
 from .options import MeasureOptions
 
-KIND_GROUP = "dynconv_bench.measures"
 # the built-in kinds, by module name: loaded like plugins, so this module imports none of them
 BUILTIN_KINDS = ("params", "macs", "speed", "memory", "accuracy", "layers", "deploy")
 
@@ -190,13 +189,7 @@ def _load() -> None:
     _loaded = True
     for name in BUILTIN_KINDS:  # each registers itself
         importlib.import_module(f"{__package__}.{name}")
-    for ep in entry_points(group=KIND_GROUP):
-        try:
-            ep.load()
-        except Exception as exc:  # a broken plugin must not take the built-ins down
-            import warnings
-
-            warnings.warn(f"could not load measurement kind {ep.name!r} ({ep.value}): {exc}", stacklevel=2)
+    load_group(KIND_GROUP, "measurement kind")  # a broken plugin warns; it never takes the built-ins down
 
 
 def list_kinds() -> list[str]:

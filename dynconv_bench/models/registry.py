@@ -11,17 +11,24 @@ import importlib.util
 import pkgutil
 import sys
 import warnings
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any
 
+from ..discovery import (
+    ARCHITECTURE_GROUP,
+    EXECUTOR_GROUP,
+    FORMAT_GROUP,
+    RELEASE_GROUP,
+    VARIANT_GROUP,
+    entry_points,
+    load_group,
+)
 from ..errors import UserError, unknown_choice
 from .variant import Variant
 
-VARIANT_GROUP = "dynconv_bench.variants"
-ARCHITECTURE_GROUP = "dynconv_bench.architectures"
-RELEASE_GROUP = "dynconv_bench.releases"  # modules registering release importers (models/published)
-GROUPS = (VARIANT_GROUP, ARCHITECTURE_GROUP, RELEASE_GROUP)
+# the groups this project's pyproject.toml declares entry points in (installation_problems compares them)
+GROUPS = (VARIANT_GROUP, ARCHITECTURE_GROUP, RELEASE_GROUP, FORMAT_GROUP, EXECUTOR_GROUP)
 
 _VARIANTS: dict[str, type[Variant]] = {}
 _PLUGIN_FILES: dict[str, Path] = {}  # module name given to a loaded plugin file -> the file
@@ -64,11 +71,7 @@ def _load_entry_points() -> None:
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
-    for ep in entry_points(group=VARIANT_GROUP):
-        try:
-            _register_entry_point(ep)
-        except Exception as exc:  # a broken plugin must not break the suite
-            warnings.warn(f"could not load variant plugin {ep.name!r} ({ep.value}): {exc}", stacklevel=2)
+    load_group(VARIANT_GROUP, "variant plugin", _register_entry_point)
 
 
 def load_architectures() -> None:
@@ -77,16 +80,12 @@ def load_architectures() -> None:
     if _architectures_loaded:
         return
     _architectures_loaded = True
-    for ep in entry_points(group=ARCHITECTURE_GROUP):
-        try:
-            ep.load()
-        except Exception as exc:
-            warnings.warn(f"could not load architectures {ep.name!r} ({ep.value}): {exc}", stacklevel=2)
+    load_group(ARCHITECTURE_GROUP, "architectures")
 
 
 def architecture_modules() -> list[str]:
     """Module names (last component, as timm keys them) of the architecture entry points."""
-    return [ep.value.split(":")[0].rsplit(".", 1)[-1] for ep in entry_points(group=ARCHITECTURE_GROUP)]
+    return [ep.value.split(":")[0].rsplit(".", 1)[-1] for ep in entry_points(ARCHITECTURE_GROUP)]
 
 
 def load_plugin_file(path: str | Path) -> list[str]:
@@ -197,7 +196,7 @@ def installation_problems(pyproject: Path | None = None, plugin_dirs: list[Path]
     Defaults: this checkout's pyproject.toml and variants folder (none for a wheel install).
     """
     if installed is None:
-        installed = [ep for group in GROUPS for ep in entry_points(group=group)]
+        installed = [ep for group in GROUPS for ep in entry_points(group)]
     if pyproject is None or plugin_dirs is None:
         src_pyproject, src_dirs = _source_tree()
         pyproject = src_pyproject if pyproject is None else pyproject

@@ -445,12 +445,12 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, formats: Sequence[str] |
                  suite: str | None = None, images: Sequence[Path] = ()) -> list[Path]:
     """Write `leaderboard.<suffix>` files into `out_dir` (every registered format by default); return their paths."""
     from ..files import write_atomic
-    from .formats import get_format, list_formats
+    from .formats import get_format, loaded_formats
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for fmt in formats or list_formats():
+    for fmt in formats or loaded_formats():
         path = out / f"leaderboard.{get_format(fmt).suffix}"
         write_atomic(path, render(df, fmt, suite, images))
         paths.append(path)

@@ -92,3 +92,22 @@ for width, builder in (("100", "get_mobilenet_v2"), ("050", "get_mobilenet_v2_1d
     register_pair(Pair("kerneldna", f"mobilenetv2_{width}", f"kerneldna_mobilenetv2_{width}", "static", {},
                        _mobilenetv2, TRANSFORM, "classifier.1.weight", None,
                        f"models/KDNA_MobileNetV2.py {builder}(customize=True)"))
+
+
+# -- test fixtures (scripts/make_release_fixtures.py finds them through this module's entry point) ---------------
+FIXTURE_CASES = [("mobilenetv2_050", 10, 64, None), ("resnet18", 10, 64, ["layer3"])]
+
+
+def fixture_builders(get):  # noqa: ANN001, ANN201
+    """arch -> f(num_classes) building the release's own model; `get(module, name)` imports from the checkout."""
+    def head(model: nn.Module, n: int) -> nn.Module:
+        fc = "fc" if hasattr(model, "fc") else None
+        if fc:
+            model.fc = nn.Linear(model.fc.in_features, n)
+        else:
+            model.classifier[1] = nn.Linear(model.classifier[1].in_features, n)
+        return model
+
+    return {"resnet18": lambda n: head(get("models.KDNA_ResNet18", "get_resnet18")(True), n),
+            "mobilenetv2_100": lambda n: head(get("models.KDNA_MobileNetV2", "get_mobilenet_v2")(True), n),
+            "mobilenetv2_050": lambda n: head(get("models.KDNA_MobileNetV2", "get_mobilenet_v2_1d2")(True), n)}

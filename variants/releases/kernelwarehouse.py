@@ -61,3 +61,23 @@ for arch, backbone, ratio, top1 in (("resnet18_1x", "resnet18", 1.0, 74.77), ("r
                                                                                   "policy": _POLICY[backbone]}, _place,
                        TRANSFORM, "fc.weight", PaperResult(top1, README),
                        f"kw_{backbone}(cell_num_ratio={ratio:g}, sharing_range='layer_conv')"))
+
+
+# -- test fixtures (scripts/make_release_fixtures.py finds them through this module's entry point) ---------------
+FIXTURE_CASES = [("resnet18_1x", 10, 32, ["layer1.0", "layer2.0.conv1", "layer2.0.downsample"]),
+                 ("resnet18_4x", 10, 32, ["layer1.0", "layer2.0.conv1", "layer2.0.downsample"])]
+
+
+def fixture_builders(get):  # noqa: ANN001, ANN201
+    """arch -> f(num_classes) building the release's own model; `get(module, name)` imports from the checkout."""
+    return {f"resnet{d}_{k}x": (lambda n, d=d, k=k: get("models.kw_resnet", f"kw_resnet{d}")(
+        num_classes=n, cell_num_ratio=k, sharing_range="layer_conv", reduction=0.0625)) for d in ("18", "50")
+        for k in (1, 4)}
+
+
+def fixture_tensors(model: nn.Module, modules: list[str]) -> dict[str, torch.Tensor]:
+    """The warehouses the saved layers take their cells from (saved beside the layers' own tensors)."""
+    sd = model.state_dict()
+    used = {mod.warehouse_id for m in modules for mod in model.get_submodule(m).modules()
+            if hasattr(mod, "warehouse_id")}
+    return {f"warehouse_manager.weights.{i}": sd[f"warehouse_manager.weights.{i}"].clone() for i in sorted(used)}

@@ -52,3 +52,23 @@ _ARCHS = [
 for arch, backbone, k, policy, place, classifier, top1, builder in _ARCHS:
     register_pair(Pair("odconv", arch, backbone, "odconv", {**_ODCONV, "num_kernels": k, "policy": policy}, place,
                        TRANSFORM, classifier, PaperResult(top1, README) if top1 is not None else None, builder))
+
+
+# -- test fixtures (scripts/make_release_fixtures.py finds them through this module's entry point) ---------------
+FIXTURE_CASES = [("mobilenetv2_050_1x", 10, 64, None),
+                 ("mobilenetv2_050_4x", 10, 32, ["features.1", "features.2", "features.3"]),
+                 ("resnet18_1x", 10, 32, ["layer1.0", "layer2.0"]),
+                 ("resnet18_4x", 10, 32, ["layer1.0"])]
+
+
+def fixture_builders(get):  # noqa: ANN001, ANN201
+    """arch -> f(num_classes) building the release's own model; `get(module, name)` imports from the checkout."""
+    r18, r50 = get("models.od_resnet", "od_resnet18"), get("models.od_resnet", "od_resnet50")
+    mnv2 = get("models.od_mobilenetv2", "od_mobilenetv2")
+    out = {f"resnet{d}_{k}x": (lambda n, f=f, k=k: f(num_classes=n, kernel_num=k))
+           for d, f in (("18", r18), ("50", r50)) for k in (1, 4)}
+    for w, mult in (("100", 1.0), ("050", 0.5), ("035", 0.35)):
+        for k in (1, 4):
+            out[f"mobilenetv2_{w}_{k}x"] = lambda n, m=mult, k=k: mnv2(num_classes=n, width_mult=m, kernel_num=k)
+    del out["mobilenetv2_035_1x"]
+    return out

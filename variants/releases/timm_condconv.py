@@ -44,3 +44,16 @@ for experts, top1 in ((4, 77.8), (8, 78.3)):
                        PaperResult(top1, "CondConv paper (NeurIPS 2019): CondConv-EfficientNet-B0 "
                                          f"({experts} experts); timm's weights are its own port"),
                        f"timm.create_model('efficientnet_cc_b0_{experts}e')"))
+
+
+# -- test fixtures (scripts/make_release_fixtures.py finds them through this module's entry point) ---------------
+# cases: (arch, classes, input size, release modules whose input and output are saved; None = the whole model)
+FIXTURE_CASES = [("efficientnet_cc_b0_4e", 10, 64, ["blocks.4.0"])]
+
+
+def fixture_builders(get):  # noqa: ANN001, ANN201
+    """arch -> f(num_classes) building the release's own model: timm's (the installed one; `get` is unused)."""
+    import timm
+
+    return {a: (lambda n, a=a: timm.create_model(a, num_classes=n)) for a in
+            ("efficientnet_cc_b0_4e", "efficientnet_cc_b0_8e")}

@@ -24,10 +24,12 @@ from .base import (
            load_checkpoint,
            read_state_dict,
            register_pair,
+           release_module,
            releases,
            sha256_of,
 )
 
 __all__ = ["EvalTransform", "ImportRecord", "PaperResult", "Pair", "Placement", "Placer", "assemble", "check_file",
            "classes_of", "find_pair", "get_pair", "import_state_dict", "list_pairs", "load_checkpoint",
-           "read_state_dict", "register_pair", "releases", "sha256_of"]
+           "read_state_dict", "register_pair", "release_module", "releases",
+           "sha256_of"]

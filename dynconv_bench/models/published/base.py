@@ -13,16 +13,15 @@ import hashlib
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from ...discovery import RELEASE_GROUP, load_group
 from ...errors import UserError, unknown_choice
 from ...untrusted import describe_file_type, load_weights
-from ..registry import RELEASE_GROUP
 
 # (our key, tensor) pairs a release tensor fills; [] = the release tensor carries nothing we keep (never silent:
 # a pair lists such keys in `ignored` with the reason)
@@ -105,6 +104,7 @@ class ImportRecord:
 
 
 _PAIRS: dict[tuple[str, str], Pair] = {}
+_MODULES: dict[str, Any] = {}  # release name -> the module its entry point named (fixture makers live there)
 
 
 _releases_loaded = False
@@ -125,15 +125,23 @@ def _load_pairs() -> None:
     if _releases_loaded:
         return
     _releases_loaded = True
-    for ep in entry_points(group=RELEASE_GROUP):
-        try:
-            ep.load()
-        except Exception as exc:  # a broken release plugin must not break the others
-            warnings.warn(f"could not load release {ep.name!r} ({ep.value}): {exc}", stacklevel=2)
-            continue
-        if not any(release == ep.name for release, _ in _PAIRS):
-            warnings.warn(f"release entry point {ep.name!r} ({ep.value}) registered no pair of that release",
-                          stacklevel=2)
+    load_group(RELEASE_GROUP, "release", _register_release)
+
+
+def _register_release(ep: Any) -> None:
+    _MODULES[ep.name] = ep.load()
+    if not any(release == ep.name for release, _ in _PAIRS):
+        warnings.warn(f"release entry point {ep.name!r} ({ep.value}) registered no pair of that release",
+                      stacklevel=2)
+
+
+def release_module(release: str) -> Any:
+    """The module the entry point of `release` names (it registers the release's pairs and may define the
+    maker of its test fixtures, see scripts/make_release_fixtures.py); a UserError names the releases."""
+    _load_pairs()
+    if release not in _MODULES:
+        raise unknown_choice("release", release, sorted(_MODULES))
+    return _MODULES[release]
 
 
 def list_pairs() -> list[Pair]:

@@ -20,6 +20,10 @@ import pandas as pd
 
 from ..escape import html_frame, html_text
 
+SUFFIX = "html"
+HELP = "a self-contained page with tables, notes and figures"
+FIGURES = True  # `report` makes the figures (or reads --plots-dir) and passes their PNGs in Report.images
+
 STYLE = (
     "body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
     "h1{font-size:1.5em}h2{margin-top:2em}p,li,figcaption{overflow-wrap:anywhere}"
@@ -138,6 +142,11 @@ def inline_html(text: Any) -> str:
 
 def note_html(*texts: Any) -> str:
     return "".join(f'<p class="note">{inline_html(t)}</p>' for t in texts if t)
+
+
+def render_comparison(df: pd.DataFrame, run_a: str, run_b: str) -> str:
+    """`report --compare`: the comparison's rows as one escaped HTML table."""
+    return html_frame(df).to_html(index=False)
 
 
 def render(report: Any) -> str:

@@ -7,6 +7,14 @@ from typing import Any
 
 from ..report import BASELINE, Part, Report
 
+SUFFIX = "json"
+HELP = "the numeric tables, notes and failures as JSON"
+
+
+def render_comparison(df: Any, run_a: str, run_b: str) -> str:
+    """`report --compare`: the comparison's rows (ASCII: \\u202e, never the raw character)."""
+    return df.to_json(orient="records", indent=2) + "\n"
+
 
 def _boards(p: Part) -> dict[str, Any]:
     return {b: json.loads(t.reset_index().to_json(orient="records")) for b, t in p.boards.items()}

@@ -28,6 +28,9 @@ from ..escape import latex_text, visible
 from ..marks import MARKS
 from ..report import BASELINE, Part, Report, describe_environment, format_table, kind_notes, metric_rows
 
+SUFFIX = "tex"
+HELP = "booktabs tables for a paper (\\input them; needs \\usepackage{booktabs})"
+
 TEXT_WIDTH_PT = 505.89  # \textwidth of a two-column paper's table* (7 in)
 TABCOLSEP_PT = 4.0
 _BUDGET_PT = TEXT_WIDTH_PT - 2  # what an estimate may fill (it counts the wider glyph of OT1 and T1, no kerning)

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..escape import md_frame, md_label, md_text
 from ..marks import NOTE, mark_notes
 from ..report import BASELINE, Report, describe_environment, format_table, kind_notes
+
+SUFFIX = "md"
+HELP = "Markdown tables, one per backbone, with notes"
+NOTES = True  # `report` appends the store's notes (sources, superseded rows, concurrency, claims)
+
+
+def render_comparison(df: Any, run_a: str, run_b: str) -> str:
+    """`report --compare`: a Markdown table of the cells of two runs."""
+    from ..history import render_comparison as table
+
+    return table(df, run_a, run_b)
 
 
 def render(report: Report) -> str:
