@@ -15,7 +15,7 @@ from dynconv_bench import DynamicLayer, Param
 
 UNITS = ("epoch", "fraction")
 # Anneal over at least this many optimiser steps. ODConv (and its official layer) trains badly when the
-# temperature reaches 1 within a few dozen steps of a fresh network: see benchmarks/odconv_official_vs_ours.py.
+# temperature reaches 1 within a few dozen steps of a fresh network: see docs/investigations.md.
 DEFAULT_MIN_ITERS = 200
 
 
