@@ -171,8 +171,6 @@ class SpeedResult:
         d["input_size"] = list(self.input_size)
         return {**self.extra, **d}
 
-    to_dict = to_values
-
     @classmethod
     def from_values(cls, values: Mapping[str, Any] | None) -> SpeedResult:
         """A result from stored values; keys this version does not know are kept in `extra`."""
