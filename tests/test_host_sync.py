@@ -6,7 +6,6 @@ import pytest
 import torch
 
 import dynconv_bench
-from .host_sync import HostSyncError, forbid_host_sync
 from dynconv_bench.models.per_sample_conv import (
     STRATEGIES,
     KernelMixture,
@@ -14,6 +13,8 @@ from dynconv_bench.models.per_sample_conv import (
     per_sample_conv,
     use_strategy,
 )
+
+from .host_sync import HostSyncError, forbid_host_sync
 
 
 @pytest.fixture(autouse=True)
