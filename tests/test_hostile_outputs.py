@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dynconv_bench.cli.common import parse_config
+from dynconv_bench.config_text import parse_config
 from dynconv_bench.errors import UserError
 from dynconv_bench.execution.executors import LocalExecutor
 from dynconv_bench.execution.runner import run_suite

@@ -1,4 +1,4 @@
 """The `dynconv-bench` command line: `main` parses, verb modules (models, run, export) do the work.
 
-May import every other package of dynconv_bench; nothing imports it but training/__main__.py (for parse_config).
+May import every other package of dynconv_bench; nothing imports it.
 """

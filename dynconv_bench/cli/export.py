@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..config_text import parse_config
 from ..errors import UserError, unknown_choice
-from .common import MAX_CLASSES, MAX_SIDE, bounded_int, check_output_file, command, parse_config
+from .common import MAX_CLASSES, MAX_SIDE, bounded_int, check_output_file, command
 
 EXPORT_FORMATS = ("onnx",)
 
@@ -30,10 +31,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Build, deploy, export and check; say ok only when onnxruntime matches eager at batch 1 and 4."""
     if args.format not in EXPORT_FORMATS:
         raise unknown_choice("export format", args.format, EXPORT_FORMATS)
-    from ..execution.suite import default_num_classes
     from ..files import check_not_input
     from ..metrics.export import TOLERANCE, export_checked, first_line, require_onnx
-    from ..models.backbones import default_input_size
+    from ..models.backbones import default_input_size, default_num_classes
     from ..models.convert import create_model, deploy
     from ..models.per_sample_conv import forced_strategy
 

@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 
-from .common import MAX_CLASSES, bounded_int, command, parse_config
+from ..config_text import parse_config
+from .common import MAX_CLASSES, bounded_int, command
 
 GPU_NAMES = ("h100", "h200", "a100", "l4")  # metrics.roofline.GPUS (not imported here: the CLI starts without torch)
 

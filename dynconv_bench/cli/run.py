@@ -259,7 +259,7 @@ def _warn_malformed(ids: list[int] | None) -> None:
 
 def _runs_text(args: argparse.Namespace) -> str:
     from ..execution.store import ResultStore
-    from ..reporting.history import compare_runs
+    from ..reporting.history import compare_runs, render_comparison
 
     with ResultStore(db_path(args), readonly=True) as store:
         if args.suite is not None and args.suite not in store.suites():
@@ -272,7 +272,7 @@ def _runs_text(args: argparse.Namespace) -> str:
         _warn_malformed(store.malformed)
     from ..reporting.formats import get_format
 
-    return get_format(args.format).comparison()(df, *args.compare)  # the Markdown table where it has none
+    return (get_format(args.format).comparison() or render_comparison)(df, *args.compare)  # else Markdown
 
 
 def _plugin_variants(suite: object) -> str:

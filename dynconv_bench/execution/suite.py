@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import unicodedata
@@ -95,12 +94,12 @@ class Cell:
 
 
 def _with_defaults(variant: str, config: dict[str, Any]) -> dict[str, Any]:
-    from ..models.registry import get_variant
+    """The config with the variant's defaults filled in; a bad one is its ConfigError (never another hash)."""
+    from ..models.registry import get_variant, list_variants
 
-    try:
-        return get_variant(variant).validate(config)
-    except Exception:  # a variant not registered in this process: hash what was written
+    if variant not in list_variants():  # a variant not registered in this process: hash what was written
         return dict(config)
+    return get_variant(variant).validate(config)
 
 
 _LABEL_OPTIONS = ("mode", "batch_size", "dataset", "seed")
@@ -165,7 +164,7 @@ def stable_hash(obj: Any) -> str:
 
 
 def _expand(opts: dict[str, Any], backbone: str) -> list[dict[str, Any]]:
-    from ..models.backbones import default_input_size
+    from ..models.backbones import default_input_size, default_num_classes
 
     base = {k: v for k, v in opts.items() if k not in ("backbones", "variants", *EXPANDED)}
     if "num_classes" in base and base["num_classes"] is None:
@@ -177,20 +176,6 @@ def _expand(opts: dict[str, Any], backbone: str) -> list[dict[str, Any]]:
         if key in opts:
             out = [{**o, cell_key: v} for o in out for v in opts[key]]
     return out
-
-
-@functools.lru_cache(maxsize=1024)  # timm deep-copies its config on each call: once per backbone
-def default_num_classes(backbone: str) -> int:
-    """The class count a backbone was designed for (10 for the CIFAR-style nets, else 1000)."""
-    import timm
-
-    try:
-        cfg = timm.models.get_pretrained_cfg(backbone)
-        if cfg is not None and cfg.num_classes:
-            return int(cfg.num_classes)
-    except Exception:
-        pass
-    return 10 if backbone.startswith("cifar_") else 1000
 
 
 def resolve_suite_path(name_or_path: str | Path) -> Path:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import timm
 import torch
 from timm.models import register_model
@@ -89,24 +92,36 @@ def list_backbones(all_timm: bool = False) -> list[str]:
     return list(dict.fromkeys(STANDARD_BACKBONES + sorted(extra)))
 
 
-def default_num_classes(backbone: str) -> int:
-    """The number of classes a backbone is built with by default (10 for CIFAR-style, else its timm config)."""
+def check_backbone(backbone: str) -> None:
+    """A UserError naming the closest backbones unless `backbone` is a timm model or registered architecture."""
+    from ..errors import UserError, unknown_choice
     from .registry import load_architectures
 
     load_architectures()
-    cfg = timm.models.get_pretrained_cfg(backbone) if timm.is_model(backbone) else None
-    return int(getattr(cfg, "num_classes", None) or 1000)
+    if not timm.is_model(backbone):
+        err = unknown_choice("backbone", backbone, list_backbones())
+        raise UserError(f"{err} (or any name from timm.list_models())")
+
+
+@functools.lru_cache(maxsize=1024)  # timm deep-copies its config on each call: once per backbone
+def _pretrained_cfg(backbone: str) -> Any:
+    check_backbone(backbone)  # a mistyped name is an error, never another backbone's defaults (not cached)
+    return timm.models.get_pretrained_cfg(backbone)
+
+
+def default_num_classes(backbone: str) -> int:
+    """The class count a backbone was designed for: its timm config's, else 10 for the CIFAR-style nets and 1000
+    for the others; an unknown name is a UserError naming the closest ones."""
+    cfg = _pretrained_cfg(backbone)
+    if cfg is not None and cfg.num_classes:
+        return int(cfg.num_classes)
+    return 10 if backbone.startswith("cifar_") else 1000
 
 
 def default_input_size(backbone: str) -> tuple[int, int, int]:
-    """The input size a backbone was designed for (32x32 for CIFAR-style, else its timm config)."""
-    from .registry import load_architectures
-
-    load_architectures()
-    try:
-        cfg = timm.models.get_pretrained_cfg(backbone)
-        if cfg is not None and cfg.input_size:
-            return tuple(cfg.input_size)  # type: ignore[return-value]
-    except Exception:
-        pass
+    """The input size a backbone was designed for: its timm config's, else 32x32 for the CIFAR-style nets and
+    224x224 for the others; an unknown name is a UserError naming the closest ones."""
+    cfg = _pretrained_cfg(backbone)
+    if cfg is not None and cfg.input_size:
+        return tuple(cfg.input_size)  # type: ignore[return-value]
     return (3, 32, 32) if backbone.startswith("cifar_") else (3, 224, 224)

@@ -9,7 +9,7 @@ from typing import Any
 import timm
 from torch import nn
 
-from ..errors import UserError, unknown_choice
+from ..errors import UserError
 from .registry import get_variant, make_variant
 from .sites import ConvSite, find_conv_sites, select_sites, validate_policy
 from .variant import StageContext, TrainingProgress, Variant
@@ -91,9 +91,7 @@ def create_model(backbone: str, variant: str | Variant = "static", num_classes: 
     from .registry import load_architectures
 
     load_architectures()
-    if not timm.is_model(backbone):
-        err = unknown_choice("backbone", backbone, backbones.list_backbones())
-        raise UserError(f"{err} (or any name from timm.list_models())")
+    backbones.check_backbone(backbone)
     if pretrained:
         raise UserError("pretrained weights are not available: this suite never downloads weights")
     if preset is not None:

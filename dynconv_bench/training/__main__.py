@@ -40,7 +40,7 @@ def build_parser(prog: str = "python -m dynconv_bench.training") -> argparse.Arg
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m dynconv_bench.training") -> int:
     """Entry point; returns the exit code (0 ok, 1 failed run, 2 user error)."""
-    from ..cli.common import parse_config
+    from ..config_text import parse_config
     from ..files import check_output_path, write_atomic
     from . import distributed as D
     from . import train_model

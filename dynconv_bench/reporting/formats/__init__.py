@@ -33,12 +33,9 @@ class Format:
     def renderer(self) -> Callable[[Any], str]:
         return importlib.import_module(self.module, __name__).render
 
-    def comparison(self) -> Callable[[Any, str, str], str]:
-        """`render_comparison(df, run_a, run_b)` of the module; the Markdown table where it defines none."""
-        found = getattr(importlib.import_module(self.module, __name__), "render_comparison", None)
-        if found is None:
-            from ..history import render_comparison as found
-        return found
+    def comparison(self) -> Callable[[Any, str, str], str] | None:
+        """`render_comparison(df, run_a, run_b)` of the module; None where it defines none."""
+        return getattr(importlib.import_module(self.module, __name__), "render_comparison", None)
 
     @classmethod
     def of_module(cls, name: str, module: Any) -> Format:
