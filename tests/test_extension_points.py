@@ -166,3 +166,20 @@ def test_a_release_from_an_entry_point_is_imported_and_makes_its_fixtures(instal
     assert [c["release_module"] for c in case["cases"]] == ["layer1.0"]
     with pytest.raises(SystemExit, match="unknown release 'test-releas'"):
         script.release_fixtures("test-releas")
+
+
+def test_the_plugin_page_lists_the_five_points_with_an_example_each_that_runs(installed: Path) -> None:
+    import re
+
+    from dynconv_bench import discovery
+    from dynconv_bench.measures import list_kinds
+    from dynconv_bench.models.published import releases
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "plugin-api.md").read_text()
+    section = doc[doc.index("## Extension points"):doc.index("## Registration and naming")]
+    groups = re.findall(r'\[project\.entry-points\."([\w.]+)"\]', section)
+    assert groups == [discovery.VARIANT_GROUP, discovery.KIND_GROUP, discovery.FORMAT_GROUP,
+                      discovery.EXECUTOR_GROUP, discovery.RELEASE_GROUP]
+    for code in re.findall(r"```python\n(.*?)```", section, re.S):  # each runs (registries restored afterwards)
+        exec(compile(code, "docs/plugin-api.md", "exec"), {})
+    assert "conv_count" in list_kinds() and "toy" in releases()
