@@ -521,9 +521,8 @@ def store_edits(draw: st.DrawFn) -> list[tuple[str, str, object]]:
 
 @pytest.fixture(scope="module")
 def hostile_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.test_hostile_store import SUITE, fake_cell
-
     from dynconv_bench.execution.executors import LocalExecutor
+    from tests.test_hostile_store import SUITE, fake_cell
 
     db = tmp_path_factory.mktemp("hostile-store") / "pristine.sqlite"
     run_suite(parse_suite(SUITE), db, executor=LocalExecutor(fn=fake_cell), progress=False)
