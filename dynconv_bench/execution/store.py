@@ -440,7 +440,8 @@ def _values_problem(cls: type, values: dict[str, Any]) -> str | None:
 
 
 def _fits_type(value: Any, tp: Any) -> bool:
-    """Whether a decoded JSON value fits a type annotation (int: not bool; float: any number)."""
+    """Whether a decoded JSON value fits a type annotation (int: not bool, a whole float too, as JSON does not tell
+    12 from 12.0; float: any number)."""
     import types
     import typing
 
@@ -456,7 +457,8 @@ def _fits_type(value: Any, tp: Any) -> bool:
     if tp is bool:
         return isinstance(value, bool)
     if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and value.is_integer())
     if tp is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if tp is str:

@@ -49,7 +49,7 @@ class Constants:
 
 # Fitted 2026-12-07 by scripts/cost_model_fit.py on the 23 ResNet-18 paired speed rows of
 # shared/measured/h200-2026-11-26/paired_gpu.jsonl (8 variants x fp32 b1, fp32 b128; 7 x bf16 channels_last b128;
-# the releases' own code and the KernelDNA architecture left out): mean absolute error of the ratio 0.041, the
+# the releases' own code and the one row of a whole other architecture left out): mean absolute error of the ratio 0.041, the
 # per-row table in docs/fused-kernels.md. Least squares on the ratio from (0.30, 0.30, 0.70, 3, 20).
 FITTED = Constants(tensor_tf32=0.2443, tensor_half=0.2526, memory=0.5543, kernel_us=9.863, host_us=29.49)
 FITTED_ON = "2026-11-26 H200 measurements, ResNet-18 paired speed rows (23), fitted 2026-12-07"

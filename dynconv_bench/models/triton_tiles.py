@@ -145,9 +145,9 @@ def choose_tiles(p: ConvProblem, sms: int | None = None, target: Target | None =
 
     Shared memory (`shared_bytes`, which grows with K: each stage buffers K bank tiles) must fit the target's
     per-block limit: while it does not, BN halves down to 64, then the stages drop to 2, then BN halves down to 16,
-    then pipelining is switched off (1 stage), then BM halves down to 16 (DCD's widest latents: the z tile is BM x
-    LP); BK is never changed (the split-K steps are counted with it). CondConv's
-    8 experts on a 1x1 conv in TF32 (64x128x32, 3 stages: 294,912 B on sm_80, 303,104 B on sm_90) run 64x64x32.
+    then pipelining is switched off (1 stage), then BM halves down to 16 (the widest low-rank latents: the z tile
+    is BM x LP); BK is never changed (the split-K steps are counted with it). A mixture of
+    8 banks on a 1x1 conv in TF32 (64x128x32, 3 stages: 294,912 B on sm_80, 303,104 B on sm_90) run 64x64x32.
     """
     ieee = p.dtype == "fp32" and p.precision == "ieee"
     bk = choose_bk(p)
