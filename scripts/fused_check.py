@@ -54,18 +54,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def predictions(labels: list[str], settings: list[str], gpu: str) -> dict[tuple[str, str], tuple[float, float]]:
-    """(variant, setting) -> predicted (best unfused, fused) ratio to static: the roofline model, not a measurement."""
-    from dynconv_bench.metrics.roofline import GPUS, predict, static_conv_problems
-    from dynconv_bench.models.convert import create_model
-    from dynconv_bench.models.triton_aot import model_problems
+    """(variant, setting) -> predicted (best unfused, fused) ratio to static: the cost model
+    (metrics/roofline.predict_model, the whole forward), not a measurement."""
+    from dynconv_bench.metrics.roofline import predict_model
 
-    static = static_conv_problems(create_model(BACKBONE, "static", num_classes=1000), (3, SIZE, SIZE))
     out = {}
     for label in labels:
-        problems = model_problems(BACKBONE, *_variants()[label], SIZE)
+        name, cfg = _variants()[label]
         for s in settings:
-            batch, prec, _, _ = SETTINGS[s]
-            p = predict(problems, static, GPUS[gpu], batch, prec)
+            batch, prec, cl, graph = SETTINGS[s]
+            p = predict_model(BACKBONE, name, cfg, gpu, batch, prec, SIZE, cl, "graph" if graph else "eager")
             out[label, s] = (p.ratio("unfused"), p.ratio("fused"))
     return out
 
@@ -99,6 +97,8 @@ def _ratio(static: float, label: str, setting: str, forced: str | None, min_time
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dynconv_bench.metrics.roofline import FITTED_ON
+
     args = parse(argv)
     pred = predictions(args.variants, args.settings, args.gpu)
     if not args.dry_run:
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"fused_check: {torch.cuda.get_device_name(0)}; ResNet-18 {SIZE}x{SIZE}, deployed; ratio = static "
               f"time / variant time, measured one after the other in this process")
-    print(f"predicted columns: roofline model for {args.gpu} (convs only), not measurements")
+    print(f"predicted columns: cost model for {args.gpu} (whole forward; {FITTED_ON}), not measurements")
     rows = []
     head = f"{'variant':<16} {'setting':<10} {'auto':>6} {'fused':>6} {'pred unfused':>12} {'pred fused':>10}"
     print(head)

@@ -49,21 +49,20 @@ def _fused_check():  # noqa: ANN202
     return mod
 
 
-def test_fused_check_dry_run_prints_the_roofline_predictions(capsys, tmp_path) -> None:  # noqa: ANN001
-    from dynconv_bench.metrics.roofline import GPUS, predict, static_conv_problems
-    from dynconv_bench.models.convert import create_model
-    from dynconv_bench.models.triton_aot import model_problems
+def test_fused_check_dry_run_prints_the_cost_model_predictions(capsys, tmp_path) -> None:  # noqa: ANN001
+    from dynconv_bench.metrics.roofline import predict_model
 
     mod = _fused_check()
     out_json = tmp_path / "fused.json"
     assert mod.main(["--dry-run", "--variants", "odconv-1x", "--settings", "b128-bf16", "--gpu", "l4",
                      "--out", str(out_json)]) == 0
     out = capsys.readouterr().out
-    assert "predicted columns: roofline model for l4 (convs only), not measurements" in out
-    static = static_conv_problems(create_model("resnet18", "static", num_classes=1000), (3, 224, 224))
-    pred = predict(model_problems("resnet18", "odconv", {"num_kernels": 1}), static, GPUS["l4"], 128, "bf16")
+    assert re.search(r"^predicted columns: cost model for l4 \(whole forward; .*fitted 2026-12-07\), not measurements$",
+                     out, re.M)
+    pred = predict_model("resnet18", "odconv", {"num_kernels": 1}, "l4", 128, "bf16", 224, True, "eager")
     row = re.search(r"^odconv-1x\s+b128-bf16\s+-\s+-\s+([\d.]+)\s+([\d.]+)$", out, re.M)
     assert row.groups() == (f"{pred.ratio('unfused'):.2f}", f"{pred.ratio('fused'):.2f}")
+    assert 0.05 < pred.ratio("unfused") < 1.0  # ODConv 1x is slower than static on any GPU the model knows
     assert '"measured_fused": null' in out_json.read_text()  # nothing measured in a dry run
 
 

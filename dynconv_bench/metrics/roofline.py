@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .gpu_cost import GPU, GPUS, Op, Trace, trace_forward
-from .roofline_convs import predict, static_conv_problems  # noqa: F401 (the first, conv-only model: fused_check.py)
 
 __all__ = ["FITTED", "FITTED_ON", "GPUS", "GPU", "STRATEGIES", "Constants", "Prediction", "forward_time", "op_time",
            "predict_model"]
