@@ -601,3 +601,57 @@ def test_hostile_store_contents_report_or_are_one_line(hostile_store: Path) -> N
 def test_hostile_store_contents_many(hostile_store: Path) -> None:
     check_stores(hostile_store, examples=400)
     print(f"\nhostile stores: {STORE_TALLY.describe()}")
+
+
+# -- labels: any text a suite or a store may carry as a variant's label ----------------------------------------
+LABEL_TALLY = Tally()
+LABELS = st.text(st.characters(codec="utf-8"), min_size=1, max_size=24)  # every category: controls, bidi, Cf, CJK
+
+
+def check_label(pristine: Path, label: str, with_plot: bool) -> None:
+    """`static-se`'s rows relabelled `label`: every report format and `plot` exit 0 with no traceback, the label
+    never turns into markup (a link in Markdown, an unescaped macro or a raw non-ASCII character in LaTeX)."""
+    import re
+    import sqlite3
+
+    work = Path(tempfile.mkdtemp(dir=pristine.parent))
+    db = work / "r.sqlite"
+    shutil.copy(pristine, db)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE results SET variant=? WHERE variant='static-se'", (label,))
+    conn.close()
+    commands = [["report", "--format", fmt, "--no-plots"] for fmt in ("md", "csv", "json", "html", "latex")]
+    if with_plot:
+        commands.append(["plot", "--out-dir", str(work / "figs")])
+    for argv in commands:
+        LABEL_TALLY["inputs"] += 1
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(["--db", str(db), *argv])
+            except BaseException:
+                LABEL_TALLY["tracebacks"] += 1
+                raise
+        text = out.getvalue()
+        assert code == 0 and "Traceback" not in err.getvalue(), (label, argv, err.getvalue())
+        LABEL_TALLY["valid"] += 1
+        if "latex" in argv:
+            body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("%"))
+            assert all(32 <= ord(c) < 127 or c == "\n" for c in body), (label, "raw character in LaTeX")
+            assert not re.search(r"\\(input|include|write|openout|read|catcode|def)\b", body), label
+        if "md" in argv:
+            assert not re.search(r"(?<!\\)\]\((?!\s*\d)", text.replace(r"\]", "")), (label, "a live Markdown link")
+    shutil.rmtree(work)
+
+
+def test_any_label_reports_and_plots_as_text(hostile_store: Path) -> None:
+    @settings(max_examples=12, **_NO_SHRINK)
+    @given(label=st.one_of(LABELS, st.sampled_from(["$\\undefinedmacro$", "[x](javascript:alert(1))", "\u202e=1+1",
+                                                     " =cmd", "\uff1dcmd", "\u2028\u200b\ufeff", "x}}\\input{/etc/hostname}{{",
+                                                     "a$b", "%#&_^~"])),
+           with_plot=st.booleans())
+    def prop(label: str, with_plot: bool) -> None:
+        check_label(hostile_store, label, with_plot)
+
+    prop()
+    print(f"\nhostile labels: {LABEL_TALLY.describe()}")
