@@ -29,7 +29,8 @@ from ..models.modelspec import ModelSpec
 from .isolate import run_isolated
 
 
-def _status_kib(key: str) -> int | None:
+def status_kib(key: str) -> int | None:
+    """A `/proc/self/status` field in KiB (VmRSS, VmHWM), None where the file or field is missing."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith(key + ":"):
@@ -39,7 +40,8 @@ def _status_kib(key: str) -> int | None:
     return None
 
 
-def _reset_peak_rss() -> bool:
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak RSS (VmHWM) of this process; False where Linux's clear_refs is unavailable."""
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
@@ -99,8 +101,8 @@ def measure_model(model: nn.Module, batch_size: int, input_size: tuple[int, ...]
             torch.cuda.reset_peak_memory_stats(dev)
             before = torch.cuda.memory_allocated(dev)
             method = "cuda max_memory_allocated"
-        elif _reset_peak_rss() and _status_kib("VmHWM") is not None:
-            before = _status_kib("VmRSS") * 1024
+        elif reset_peak_rss() and status_kib("VmHWM") is not None:
+            before = status_kib("VmRSS") * 1024
             method = "VmHWM after clear_refs"
         else:
             before = _maxrss_bytes()
@@ -116,7 +118,7 @@ def measure_model(model: nn.Module, batch_size: int, input_size: tuple[int, ...]
             torch.cuda.synchronize(dev)
             peak = torch.cuda.max_memory_allocated(dev)
         elif method.startswith("VmHWM"):
-            peak = _status_kib("VmHWM") * 1024
+            peak = status_kib("VmHWM") * 1024
         else:
             peak = _maxrss_bytes()
     except Exception as exc:  # e.g. out of memory: a failed result

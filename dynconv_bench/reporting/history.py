@@ -73,12 +73,12 @@ def _compare_key(row: dict) -> tuple:
 def render_comparison(df: pd.DataFrame, run_a: str, run_b: str) -> str:
     """A markdown table of `compare_runs`: values rounded, with their units; then a line per change of code."""
     from .escape import md_text
-    from .report import _num
+    from .report import format_number
 
     lines = [f"# runs {run_a} (A) vs {run_b} (B)", "", "| cell | metric | A | B | B / A | better |",
              "|---|---|---:|---:|---:|---|"]
     for r in df.to_dict("records"):
-        a, b = (f"{_num(r[k])} {r['unit']}".strip() for k in ("A", "B"))
+        a, b = (f"{format_number(r[k])} {r['unit']}".strip() for k in ("A", "B"))
         lines.append(f"| {r['cell']} | {r['metric']} | {a} | {b} | {r['B / A']:.3f}x | {r['better'] or '-'} |")
     changes: dict[tuple, list[str]] = {}
     for r in df.to_dict("records"):

@@ -291,15 +291,15 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
                       for lo, hi in zip(table.get(f"{column} low", nan), table.get(f"{column} high", nan))]
             measured = table.get(f"{column} measured", nan)  # absent: ratios of means (no in-cell timing)
             shown[f"{col}, x: {way}"] = [
-                "-" if pd.isna(x) else f"{_num(x)}{m}" if pd.isna(r) else
-                f"{_num(x)} (ref; A/A {a:.2f}{g}){m}" if v == baseline and pd.notna(a) else f"{_num(x)} ({r:.2f}x{g}){m}"
+                "-" if pd.isna(x) else f"{format_number(x)}{m}" if pd.isna(r) else
+                f"{format_number(x)} (ref; A/A {a:.2f}{g}){m}" if v == baseline and pd.notna(a) else f"{format_number(x)} ({r:.2f}x{g}){m}"
                 for v, x, r, a, m, g in zip(table.index, vals, ratio, measured, marks, ranges)]
             if "process min-max" in set(table.get(f"{column} interval", nan).dropna()):
                 notes[LEGACY_SPEED_NOTE] = None
             if f"{column} measured" in table and f"{col} measured" not in table:
                 notes[NO_REFERENCE_NOTE.format(col=col, b=baseline)] = None
         else:
-            shown[col] = [_num(x) + m if pd.notna(x) else "-" for x, m in zip(vals, marks)]
+            shown[col] = [format_number(x) + m if pd.notna(x) else "-" for x, m in zip(vals, marks)]
     shown.attrs["notes"] = list(notes)
     return shown
 
@@ -315,14 +315,17 @@ def _difference(is_baseline: bool, diff: float, low: Any, high: Any, significant
     return f"{diff:+.2f} [{low:+.2f}, {high:+.2f}]" + (" *" if significant else "")
 
 
-def _num(x: float) -> str:
-    if pd.isna(x):
+def format_number(x: float | None, digits: int = 3) -> str:
+    """A value for reading: `digits` significant figures below 1, thousands with a comma, `-` for missing."""
+    if x is None or pd.isna(x):
         return "-"
     if abs(x) >= 100:
         return f"{x:,.0f}"
     if abs(x) >= 10:
         return f"{x:.1f}"
-    return f"{x:.3g}" if abs(x) < 1 else f"{x:.2f}"
+    return f"{x:.{digits}g}" if abs(x) < 1 else f"{x:.2f}"
+
+
 
 
 def environment_summary(df: pd.DataFrame) -> str:

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from ..errors import UserError
 from ..files import make_folder, replacing, show_path
+from ..metrics.memory import reset_peak_rss, status_kib
 from ..models.convert import set_progress
 from ..models.layers import recomputing_batchnorm
 from ..models.per_sample_conv import forced_strategy, use_strategy
@@ -213,12 +214,12 @@ class EpochCost:
     def __init__(self, device: str) -> None:
         self.cuda = str(device).startswith("cuda") and torch.cuda.is_available()
         self.device = device
-        self.method = "VmHWM" if _reset_peak_rss() else "ru_maxrss"
+        self.method = "VmHWM" if reset_peak_rss() else "ru_maxrss"
         self.t0 = 0.0
 
     def start(self) -> None:
         if self.method == "VmHWM":
-            _reset_peak_rss()
+            reset_peak_rss()
         if self.cuda:
             torch.cuda.reset_peak_memory_stats(self.device)
         self.t0 = time.perf_counter()
@@ -228,7 +229,7 @@ class EpochCost:
         if self.cuda:
             torch.cuda.synchronize(self.device)
         out: dict[str, Any] = {"epoch_time_s": time.perf_counter() - self.t0}
-        hwm = _status_kib("VmHWM") if self.method == "VmHWM" else None
+        hwm = status_kib("VmHWM") if self.method == "VmHWM" else None
         if hwm is None:
             import resource
 
@@ -238,24 +239,6 @@ class EpochCost:
         if self.cuda:
             out["peak_cuda_mib"] = torch.cuda.max_memory_allocated(self.device) / 2**20
         return out
-
-
-def _status_kib(key: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
 
 
 def _epoch_seed(seed: int, epoch: int, rank: int) -> int:

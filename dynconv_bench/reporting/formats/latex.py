@@ -26,7 +26,16 @@ import pandas as pd
 from ...errors import UserError
 from ..escape import latex_text, visible
 from ..marks import MARKS
-from ..report import BASELINE, Part, Report, describe_environment, format_table, kind_notes, metric_rows
+from ..report import (
+    BASELINE,
+    Part,
+    Report,
+    describe_environment,
+    format_number,
+    format_table,
+    kind_notes,
+    metric_rows,
+)
 
 SUFFIX = "tex"
 HELP = "booktabs tables for a paper (\\input them; needs \\usepackage{booktabs})"
@@ -90,17 +99,6 @@ def label(*parts: str) -> str:
     text = "/".join(parts)
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40]
     return f"tab:dynconv-{slug}-{hashlib.sha1(text.encode()).hexdigest()[:6]}"
-
-
-def _num(x: float, digits: int = 3) -> str:
-    """A value for reading: three significant figures, thousands with a comma, `-` for missing."""
-    if x is None or pd.isna(x):
-        return "-"
-    if abs(x) >= 100:
-        return f"{x:,.0f}"
-    if abs(x) >= 10:
-        return f"{x:.1f}"
-    return f"{x:.{digits}g}" if abs(x) < 1 else f"{x:.2f}"
 
 
 def _plain_width(text: str) -> float:
@@ -176,7 +174,7 @@ def cost_columns(table: pd.DataFrame, labels: list[str], info: dict) -> list[Col
         if metric == "overhead":
             cells = ["-" if pd.isna(v) else f"{v:.1f}" for v in vals]
         else:
-            cells = [_num(v * scale) for v in vals]
+            cells = [format_number(v * scale) for v in vals]
         out.append(Column(header or col, [c + m if c != "-" else c for c, m in zip(cells, _marks(table, col))]))
     return out
 
@@ -240,7 +238,7 @@ def speed_columns(table: pd.DataFrame, labels: list[str], info: dict) -> tuple[l
     for col in pick:
         dims = info[col][2]
         where = f"{dims.get('device')} " if len(devices) > 1 else ""
-        out.append(Column(f"{where}{_batch(dims)} img/s", [_num(v) for v in table[col].astype(float)]))
+        out.append(Column(f"{where}{_batch(dims)} img/s", [format_number(v) for v in table[col].astype(float)]))
         if f"{col} measured" in table:
             notes.append(f"img/s: {baseline}'s measured throughput × the row's ratio.")
     return out, notes
