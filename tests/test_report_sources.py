@@ -223,3 +223,18 @@ def test_the_latest_source_is_the_one_finished_last_ties_by_row() -> None:
         (1, "plugin sha256 oldoldoldold (x.py)"), (1, "plugin sha256 newnewnewnew (x.py)")]
     assert sources_note(out) == "note: variant x comes from plugin file /p/x.py (sha256 tietietietie)"
     assert current_rows(df.iloc[:0]).empty
+
+
+def test_the_note_names_the_version_shown_first_when_finish_times_tie() -> None:
+    """Finish times are to the second: an old version's row on another backbone that finished in the same second
+    as the new version's rows must not be named as the version shown (the CI failure of 2026-12-07)."""
+    def row(i: int, sha: str, backbone: str) -> dict:
+        return {"id": i, "suite": "s", "backbone": backbone, "variant": "x", "kind": "params", "status": "ok",
+                "options": {}, "config_hash": sha[:4], "finished": "2026-01-02T00:00:00+00:00",
+                "environment": {"variant_source": {"from": "plugin file", "path": "/p/x.py", "sha256": sha}}}
+
+    df = current_rows(pd.DataFrame([row(1, "old" * 8, "a"), row(2, "old" * 8, "b"), row(3, "new" * 8, "a")]))
+    assert sorted(zip(df["backbone"], df["id"])) == [("a", 3), ("b", 2)]
+    assert sources_note(df) == ("note: variant x comes from plugin file /p/x.py (sha256 newnewnewnew) on a; b shows rows"
+                                " of an older version, plugin file /p/x.py (sha256 oldoldoldold), measured 2026-01-02 "
+                                "00:00: rerun the suite to measure those with the current code")

@@ -96,6 +96,12 @@ def _when(finished: Any) -> str:
     return text[:16].replace("T", " ") + " UTC" if text else "at an unrecorded time"
 
 
+def _stamp(row: Any, pos: int) -> tuple[str, int, int]:
+    """How late a row is: its finish time, then its row id (finish times are to the second), then its position."""
+    finished, row_id = getattr(row, "finished", None), getattr(row, "id", None)
+    return (finished if isinstance(finished, str) else "", int(row_id) if isinstance(row_id, Integral) else -1, pos)
+
+
 def current_rows(df: pd.DataFrame) -> pd.DataFrame:
     """The rows of `df` of each cell's current identity; `attrs["superseded"]` lists the rows left out.
 
@@ -113,9 +119,7 @@ def current_rows(df: pd.DataFrame) -> pd.DataFrame:
     newest: dict[tuple, dict[tuple, tuple]] = {}  # cell -> identity -> its newest row's (finished, id, position)
     members: dict[tuple, dict[tuple, list]] = {}  # cell -> identity -> its rows, oldest first
     for pos, (r, cell, ident) in enumerate(zip(rows, cells, idents)):
-        finished, row_id = getattr(r, "finished", None), getattr(r, "id", None)
-        stamp = (finished if isinstance(finished, str) else "", int(row_id) if isinstance(row_id, Integral) else -1,
-                 pos)
+        stamp = _stamp(r, pos)
         per = newest.setdefault(cell, {})
         per[ident] = max(per.get(ident, stamp), stamp)
         members.setdefault(cell, {}).setdefault(ident, []).append((stamp, r))
@@ -205,14 +209,14 @@ def shown_sources(df: pd.DataFrame) -> dict[str, list[tuple[dict[str, Any], list
     """Per variant whose code is not built in: the sources of the rows shown, newest first, each with its
     backbones and the newest finish time of its rows."""
     found: dict[str, dict[tuple, list]] = {}
-    for r in df.itertuples(index=False):
+    for pos, r in enumerate(df.itertuples(index=False)):
         src = row_source(r.environment)
         if src.get("from") in ("built-in", "not recorded"):
             continue
-        entry = found.setdefault(r.variant, {}).setdefault(source_key(src), [src, [], ""])
+        entry = found.setdefault(r.variant, {}).setdefault(source_key(src), [src, [], ("", -1, -1)])
         if r.backbone not in entry[1]:
             entry[1].append(r.backbone)
-        finished = f if isinstance(f := getattr(r, "finished", None), str) else ""
-        entry[0], entry[2] = (src, finished) if finished >= entry[2] else (entry[0], entry[2])
-    return {v: sorted(((s, b, f) for s, b, f in per.values()), key=lambda t: t[2], reverse=True)
+        stamp = _stamp(r, pos)
+        entry[0], entry[2] = (src, stamp) if stamp >= entry[2] else (entry[0], entry[2])
+    return {v: [(s, b, f[0]) for s, b, f in sorted(per.values(), key=lambda t: t[2], reverse=True)]
             for v, per in found.items()}
