@@ -226,7 +226,8 @@ processes = 1
 def test_node_killed_mid_cell_rerun_completes_each_cell_once(cluster, tmp_path: Path) -> None:  # noqa: ANN001
     from dynconv_bench.execution.executors import RayExecutor
     from dynconv_bench.execution.runner import run_suite
-    from dynconv_bench.execution.store import STALE_AFTER_S, ResultStore
+    from dynconv_bench.execution.store import ResultStore
+    from dynconv_bench.execution.store_read import STALE_AFTER_S
 
     c, workers = cluster
     victim = workers[0]

@@ -192,7 +192,8 @@ OUT_OF_RANGE = [
 @pytest.mark.parametrize("kind, path, value, reason", OUT_OF_RANGE, ids=[f"{k}{p}={v}" for k, p, v, _ in OUT_OF_RANGE])
 def test_values_outside_their_range_are_left_out_with_a_warning(kind: str, path: str, value: str, reason: str,
                                                                 db: Path, capsys) -> None:  # noqa: ANN001
-    from dynconv_bench.execution.store import ResultStore, unusable_row
+    from dynconv_bench.execution.store import ResultStore
+    from dynconv_bench.execution.store_read import unusable_row
 
     bad = row_id(db, kind)
     edit(db, f"""UPDATE results SET "values"=json_set("values", '{path}', json('{value}')) WHERE id=?""", bad)

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from ..measures import get_kind
-from .store import utcnow
+from .store_write import utcnow
 from .suite import Cell
 
 

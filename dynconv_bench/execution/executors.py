@@ -26,7 +26,7 @@ from ..discovery import EXECUTOR_GROUP, entry_point_names, load_group
 from ..errors import UserError, unknown_choice
 from ..metrics.isolate import run_isolated
 from ..metrics.limits import MemoryCap, MemoryCapExceeded, MemoryGuard
-from .store import utcnow
+from .store_write import utcnow
 from .suite import Cell
 
 CellFn = Callable[[dict[str, Any], Sequence[str]], dict[str, Any]]

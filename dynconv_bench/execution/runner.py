@@ -20,7 +20,10 @@ from ..metrics.limits import MemoryCap, default_memory_cap, parse_memory_cap
 from ..models.per_sample_conv import CACHE_ENV
 from ..models.registry import variant_source
 from .executors import LocalExecutor, RayExecutor
-from .store import HEARTBEAT_EVERY_S, STALE_AFTER_S, ResultStore, sqlite_error_line, this_owner
+from .store import ResultStore
+from .store_read import HEARTBEAT_EVERY_S, STALE_AFTER_S
+from .store_schema import sqlite_error_line
+from .store_write import this_owner
 from .suite import Cell, Suite, _with_defaults, load_suite
 
 

@@ -1,4 +1,5 @@
-"""The results store's schema, and what a file must be before the store opens it for writing.
+"""The results store's schema and its migrations: opening (or creating) the SQLite file, version checks, and what
+a file must be before the store opens it for writing (a link is followed to an empty file or a store of ours).
 
 Checks never open the database file by any handle but SQLite's: closing another descriptor of it would drop
 this process's POSIX locks while a connection is open, and another process could then delete a live WAL.
@@ -152,3 +153,84 @@ def check_store_path(path: Path, readonly: bool) -> None:
     if not os.access(folder, os.W_OK | os.X_OK):  # SQLite writes its -wal and -shm files beside the store
         raise UserError(f"cannot write the results store {path}: its folder {folder} is not writable "
                         f"(SQLite keeps its -wal and -shm files beside the store)")
+
+
+def open_store(path: Path, readonly: bool) -> tuple[sqlite3.Connection, list[str], int]:
+    """(connection, the results table's columns, schema version) of the store at `path`; for writing, created or
+    migrated to this schema first. A UserError names the reason a path cannot be the store."""
+    check_store_path(path, readonly)  # no os.open of the file: closing any fd of it drops this process's locks
+    if not readonly:
+        check_foreign_file(path)  # read-only, before WAL mode: that alone rewrites the file's header
+    conn = None
+    try:
+        if readonly:  # no -wal: no writer is open, and a snapshot read must not create -wal/-shm files
+            immutable = not Path(f"{path}-wal").exists()
+            conn = sqlite3.connect(read_only_uri(path, immutable), uri=True, timeout=30.0, isolation_level=None)
+        else:
+            conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            migrate(conn, path)
+        conn.execute("SELECT count(*) FROM results").fetchone()
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(results)")]
+    except sqlite3.Error as exc:
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        raise UserError(sqlite_error_line(exc, path)) from None
+    missing = [c for c in (READ_COLUMNS if readonly else COLUMNS) if c not in columns]
+    if missing:
+        conn.close()
+        raise UserError(f"{path} is a damaged dynconv-bench results store: no column(s) {', '.join(missing)}")
+    return conn, columns, read_schema_version(conn, path) if readonly else SCHEMA_VERSION
+
+
+def migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Create the schema, or bring a store of an older schema up to this one in one transaction."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    version = SCHEMA_VERSION
+    if "meta" in tables:
+        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        version = parse_schema_version(row[0], path) if row else 1
+    elif "results" in tables:
+        version = 1
+    if version > SCHEMA_VERSION:
+        raise UserError(newer_schema_line(path, version))
+    if "results" in tables and "meta" in tables and version == SCHEMA_VERSION:
+        return  # nothing to write: opening a store must work on a full disk too
+    with Transaction(conn):
+        if "results" in tables and version < SCHEMA_VERSION:  # v1: one row per cell, no claims
+            conn.execute("ALTER TABLE results RENAME TO results_v1")
+            conn.execute("DROP INDEX IF EXISTS results_suite")
+        for statement in SCHEMA_SQL.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        if "results" in tables and version < SCHEMA_VERSION:
+            old = [r[1] for r in conn.execute("PRAGMA table_info(results_v1)")]
+            cols = ", ".join(quoted(c) for c in COLUMNS if c in old)
+            conn.execute(f"INSERT INTO results ({cols}) SELECT {cols} FROM results_v1 ORDER BY id")
+            conn.execute("DROP TABLE results_v1")
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+
+class Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if not exc_type:
+            self.conn.execute("COMMIT")
+        elif self.conn.in_transaction:  # SQLite ends it itself on some errors (a full disk): keep the first error
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
+
+
+def quoted(col: str) -> str:
+    """A column name as SQL (`values` is a keyword)."""
+    return f'"{col}"'
