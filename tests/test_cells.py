@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 import dynconv_bench
+from dynconv_bench.execution.cell import Cell
 from dynconv_bench.execution.cells import run_cell
-from dynconv_bench.execution.suite import Cell
 
 
 def _cell(kind: str, variant: str = "static", **options: object) -> Cell:

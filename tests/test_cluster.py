@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 import tomllib
 
+from dynconv_bench.execution.cell import Cell
 from dynconv_bench.execution.placement import Demand, Ledger, cell_demand
-from dynconv_bench.execution.suite import Cell, parse_suite
+from dynconv_bench.execution.suite import parse_suite
 from dynconv_bench.metrics.env import environment_key
 
 

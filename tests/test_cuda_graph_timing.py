@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from dynconv_bench.errors import UserError
+from dynconv_bench.execution.cell import Cell
 from dynconv_bench.execution.cells import run_cell
-from dynconv_bench.execution.suite import Cell
 from dynconv_bench.measures import records_of
 from dynconv_bench.measures.speed import speed_setting
 from dynconv_bench.metrics import speed

@@ -19,10 +19,11 @@ import torch
 from torch import nn
 
 import dynconv_bench
+from dynconv_bench.execution.cell import Cell
 from dynconv_bench.execution.cells import run_cell
 from dynconv_bench.execution.runner import run_suite
 from dynconv_bench.execution.store import ResultStore
-from dynconv_bench.execution.suite import Cell, parse_suite
+from dynconv_bench.execution.suite import parse_suite
 from dynconv_bench.metrics.export import calibrate_batchnorm
 from dynconv_bench.metrics.memory import measure_model, peak_memory
 from dynconv_bench.metrics.speed import capture_cuda_graph, measure_inference

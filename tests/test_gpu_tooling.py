@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 import dynconv_bench
+from dynconv_bench.execution.cell import Cell
 from dynconv_bench.execution.store import ResultStore
-from dynconv_bench.execution.suite import Cell, load_suite
+from dynconv_bench.execution.suite import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 

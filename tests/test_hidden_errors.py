@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from dynconv_bench.errors import ConfigError, UserError
-from dynconv_bench.execution import suite as suite_mod
-from dynconv_bench.execution.suite import Cell, _with_defaults, parse_suite
+from dynconv_bench.execution import cell, suite, suite_cells, suite_checks, suite_measure, suite_variants
+from dynconv_bench.execution.cell import Cell, with_defaults
+from dynconv_bench.execution.suite import parse_suite
 from dynconv_bench.models import backbones
 
 
@@ -20,10 +21,10 @@ def test_a_bad_config_of_a_registered_variant_is_its_one_line_error_not_another_
         _cell("condconv", {"num_kernel": 4}).config_hash  # noqa: B018
     assert "num_kernel" in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(ConfigError, match="num_kernels"):
-        _with_defaults("condconv", {"num_kernels": "many"})
+        with_defaults("condconv", {"num_kernels": "many"})
     # a default written out changes nothing; only an unregistered variant hashes what was written
     assert _cell("condconv", {}).config_hash == _cell("condconv", {"routing": "layer"}).config_hash
-    assert _with_defaults("not-registered-here", {"k": 1}) == {"k": 1}
+    assert with_defaults("not-registered-here", {"k": 1}) == {"k": 1}
     assert _cell("not-registered-here", {"k": 1}).config_hash != _cell("not-registered-here", {}).config_hash
 
 
@@ -56,7 +57,8 @@ def test_backbone_defaults_of_known_names() -> None:
 
 
 def test_default_num_classes_has_one_home_the_suite_uses() -> None:
-    assert not hasattr(suite_mod, "default_num_classes")
+    for module in (cell, suite, suite_cells, suite_checks, suite_measure, suite_variants):
+        assert not hasattr(module, "default_num_classes"), module.__name__
     s = parse_suite({"name": "n", "backbones": ["cifar_resnet8", "resnet18"], "variants": ["static"],
                      "measure": {"params": {}}})
     assert {c.backbone: c.options["num_classes"] for c in s.cells()} == {"cifar_resnet8": 10, "resnet18": 1000}

@@ -384,10 +384,10 @@ def test_duplicate_checks_are_linear(tmp_path: Path, capsys) -> None:  # noqa: A
     suite.write_text(f'backbones = [{entries}]\nvariants = ["static"]\n[measure.params]\n')
     t0 = time.perf_counter()
     one_line_exit_2(["run", str(suite), "--dry-run"], capsys, "backbones: duplicate value(s) cifar_resnet8")
-    from dynconv_bench.execution.suite import _check_unique
+    from dynconv_bench.execution.suite_checks import check_unique
 
     with pytest.raises(UserError, match=r"duplicate value\(s\) 0, 1, 10, 100, .*\(99990 more\)"):
-        _check_unique(list(range(100_000)) * 2, "s", "seeds")
+        check_unique(list(range(100_000)) * 2, "s", "seeds")
     assert time.perf_counter() - t0 < 60
 
     class Counted(str):
@@ -399,7 +399,7 @@ def test_duplicate_checks_are_linear(tmp_path: Path, capsys) -> None:  # noqa: A
 
         __hash__ = str.__hash__
 
-    _check_unique([Counted(f"b{i}") for i in range(2000)], "s", "backbones")  # distinct: no error
+    check_unique([Counted(f"b{i}") for i in range(2000)], "s", "backbones")  # distinct: no error
     assert Counted.calls < 10 * 2000  # list.count per value: 4,000,000 comparisons
 
 

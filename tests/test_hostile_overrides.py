@@ -46,7 +46,7 @@ def test_good_overrides_still_load(line: str, tmp_path, capsys) -> None:  # noqa
 def test_every_recipe_field_has_a_rule_that_its_defaults_pass() -> None:
     import dataclasses
 
-    from dynconv_bench.execution.suite import RECIPE_OVERRIDES
+    from dynconv_bench.execution.suite_measure import RECIPE_OVERRIDES
     from dynconv_bench.training.recipes import RECIPES
 
     fields = {f.name for f in dataclasses.fields(get_recipe("digits-quick"))} - {"name"}

@@ -60,7 +60,7 @@ def test_the_parser_sees_relative_top_level_and_lazy_imports() -> None:
     found = dict(imports_of(PACKAGE / "metrics" / "memory.py"))
     assert found["dynconv_bench.metrics.isolate"] is True
     assert found["dynconv_bench.errors"] is True
-    lazy = dict(imports_of(PACKAGE / "execution" / "suite.py"))
+    lazy = dict(imports_of(PACKAGE / "execution" / "suite_variants.py"))
     assert lazy["dynconv_bench.models.sites"] is False  # inside a function
 
 

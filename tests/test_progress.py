@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 
+from dynconv_bench.execution.cell import Cell
 from dynconv_bench.execution.runner import Progress
-from dynconv_bench.execution.suite import Cell
 
 
 class FakeClock:

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from dynconv_bench.errors import UserError
+from dynconv_bench.execution.cell import Cell
 from dynconv_bench.execution.cells import run_cell
 from dynconv_bench.execution.executors import LocalExecutor, RayExecutor, make_executor, run_in_subprocess
 from dynconv_bench.execution.runner import pending_cells, run_suite
 from dynconv_bench.execution.store import ResultStore
-from dynconv_bench.execution.suite import Cell, parse_suite
+from dynconv_bench.execution.suite import parse_suite
 
 SUITE = {"name": "t", "backbones": ["cifar_resnet8"], "variants": ["static", "static-se"],
          "measure": {"params": {}, "speed": {"batch_sizes": [1, 2]}}}

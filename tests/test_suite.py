@@ -6,14 +6,8 @@ import pytest
 
 import dynconv_bench
 from dynconv_bench.errors import ConfigError, UserError
-from dynconv_bench.execution.suite import (
-    Cell,
-    list_suites,
-    load_suite,
-    parse_suite,
-    resolve_suite_path,
-    stable_hash,
-)
+from dynconv_bench.execution.cell import Cell, stable_hash
+from dynconv_bench.execution.suite import list_suites, load_suite, parse_suite, resolve_suite_path
 
 BASE = {"backbones": ["cifar_resnet8"], "variants": ["static"], "measure": {"params": {}}}
 
@@ -64,6 +58,17 @@ def test_named_configs_and_hashes() -> None:
     assert written_default.config_hash == a.config_hash  # writing a default names the same cell
     assert stable_hash({"x": 1, "y": [1, 2]}) == stable_hash({"y": [1, 2], "x": 1})
     assert Cell.from_dict(a.to_dict()) == a and Cell.from_dict(a.to_dict()).key == a.key
+
+
+def test_smoke_cells_keep_their_store_keys() -> None:
+    """Hashes of suites/smoke.toml cells as computed before suite.py was split (issue 38): a change is a new cell
+    in every store, so rows already measured would be measured again."""
+    cells = {(c.backbone, c.variant, c.kind, c.options.get("batch_size")): c for c in load_suite("smoke").cells()}
+    pinned = {("cifar_resnet20", "static", "params", None): ("26257b6f6b2be1fc", "e5465340e59999ba"),
+              ("resnet18", "condconv", "params", None): ("b28c97ab4e407831", "5ac6d9a24e3f013a"),
+              ("cifar_resnet20", "static", "speed", 1): ("26257b6f6b2be1fc", "7d14400333904185"),
+              ("cifar_resnet20", "condconv", "speed", 16): ("b28c97ab4e407831", "f7dab48ebbee1608")}
+    assert {k: (cells[k].config_hash, cells[k].options_hash) for k in pinned} == pinned
 
 
 @pytest.mark.parametrize("data, message", [

@@ -1,4 +1,4 @@
-"""Measure one cell with its kind (see dynconv_bench.measures); never raises (failures become results)."""
+"""Measure one cell (execution/cell.py says what a cell is) with its kind; never raises (failures become results)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 import torch
 
 from ..measures import get_kind
+from .cell import Cell
 from .store_write import utcnow
-from .suite import Cell
 
 
 @functools.lru_cache(maxsize=1)

@@ -26,8 +26,8 @@ from ..discovery import EXECUTOR_GROUP, entry_point_names, load_group
 from ..errors import UserError, unknown_choice
 from ..metrics.isolate import run_isolated
 from ..metrics.limits import MemoryCap, MemoryCapExceeded, MemoryGuard
+from .cell import Cell
 from .store_write import utcnow
-from .suite import Cell
 
 CellFn = Callable[[dict[str, Any], Sequence[str]], dict[str, Any]]
 OnStart = Callable[[Cell], "bool | None"]  # called before a cell runs; False skips it (claimed elsewhere)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..measures import get_kind
-from .suite import Cell
+from .cell import Cell
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,14 @@ from ..errors import UserError
 from ..metrics.limits import MemoryCap, default_memory_cap, parse_memory_cap
 from ..models.per_sample_conv import CACHE_ENV
 from ..models.registry import variant_source
+from .cell import Cell, with_defaults
 from .executors import LocalExecutor, RayExecutor
 from .store import ResultStore
 from .store_read import HEARTBEAT_EVERY_S, STALE_AFTER_S
 from .store_schema import sqlite_error_line
 from .store_write import this_owner
-from .suite import Cell, Suite, _with_defaults, load_suite
+from .suite import load_suite
+from .suite_cells import Suite
 
 
 @dataclass
@@ -176,7 +178,7 @@ def run_suite(suite: Suite | str | Path, store: ResultStore | str | Path, force:
             if others:  # say so: this cell was measured while another run was measuring too
                 env["concurrent_runs"] = sorted(others)
             env["variant_source"] = cell.source or variant_source(cell.variant_name)
-            env["variant_config"] = _with_defaults(cell.variant_name, cell.config)  # reports name what changed
+            env["variant_config"] = with_defaults(cell.variant_name, cell.config)  # reports name what changed
             kept = db.finish(claims[cell.key], cell, result.get("values"), result["status"], result.get("error"), env,
                              result.get("started"), result.get("finished"), run_id=summary.run_id, owner=owner)
             claims.pop(cell.key)  # only once its result is stored: a failed write leaves the claim to release

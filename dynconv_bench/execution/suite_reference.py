@@ -78,7 +78,7 @@ def render() -> str:
                       r.source or "-"] for r in sorted(RECIPES.values(), key=lambda r: r.name)])
     lines += ["", "## Recipe overrides", "",
               "`[measure.accuracy] overrides = {key = value}` replaces recipe fields; each is checked at load:", ""]
-    from .suite import RECIPE_OVERRIDES
+    from .suite_measure import RECIPE_OVERRIDES
 
     lines += _table(["key", "type", "default", "valid"],
                     [[f"`{f.name}`", str(f.type).replace(" | ", " or "), _value(None if f.default is dataclasses.MISSING else list(f.default) if isinstance(f.default, tuple) else f.default),

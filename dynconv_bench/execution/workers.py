@@ -15,7 +15,7 @@ from typing import Any
 
 from ..measures import Result, get_kind
 from ..metrics.isolate import run_isolated
-from .suite import Cell
+from .cell import Cell
 
 
 def measure_in_workers(cell: Cell, plugins: Sequence[str] = (), processes: int = 3) -> Result:

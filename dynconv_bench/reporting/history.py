@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import UserError, unknown_choice
-from ..execution.suite import Cell
+from ..execution.cell import Cell
 from ..measures import get_kind, list_kinds
 
 

@@ -150,10 +150,9 @@ def current_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 def _options_text(options: dict[str, Any]) -> str:
     """The options a cell's label shows (Cell.label: mode, batch size, dataset, and device etc. where not default)."""
-    from ..execution.suite import _LABEL_OPTIONS, _LABEL_UNLESS
+    from ..execution.cell import label_options
 
-    return ",".join(f"{k}={v}" for k, v in options.items()
-                    if k in _LABEL_OPTIONS or (k in _LABEL_UNLESS and v != _LABEL_UNLESS[k]))
+    return label_options(options)
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
