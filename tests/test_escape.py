@@ -18,7 +18,8 @@ from dynconv_bench.execution.executors import LocalExecutor
 from dynconv_bench.execution.runner import run_suite
 from dynconv_bench.execution.suite import parse_suite
 from dynconv_bench.reporting.escape import csv_field, md_cell, md_text, visible
-from dynconv_bench.reporting.report import load_results, render
+from dynconv_bench.reporting.report import render
+from dynconv_bench.reporting.rows import load_results
 
 # invisible format characters (Unicode Cf) and the line/paragraph separators: each one reorders or hides text
 HIDDEN = ["\u202e", "\u202d", "\u2066", "\u2067", "\u2068", "\u2069", "\u200e", "\u200f", "\u061c", "\u200b",

@@ -125,7 +125,7 @@ def test_a_plots_folder_that_is_a_link_is_refused(db: str, suite_file: str, tmp_
     assert sorted(p.name for p in elsewhere.iterdir()) == ["config"] and (elsewhere / "config").read_bytes() == FOREIGN
     assert not (tmp_path / "new.sqlite").exists()
     from dynconv_bench.reporting.plots import make_plots
-    from dynconv_bench.reporting.report import load_results
+    from dynconv_bench.reporting.rows import load_results
 
     with pytest.raises(UserError, match="symbolic link"):
         make_plots(load_results(db, "ln"), plots, "ln")

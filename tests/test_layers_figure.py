@@ -12,8 +12,10 @@ from dynconv_bench.execution.runner import run_suite
 from dynconv_bench.execution.suite import parse_suite
 from dynconv_bench.measures import get_kind, records_of
 from dynconv_bench.models.modelspec import ModelSpec
-from dynconv_bench.reporting.plots import _slug, make_plots, plot_layer_breakdown
-from dynconv_bench.reporting.report import load_results
+from dynconv_bench.reporting.figure_files import slug
+from dynconv_bench.reporting.layers_figure import plot_layer_breakdown
+from dynconv_bench.reporting.plots import make_plots
+from dynconv_bench.reporting.rows import load_results
 
 
 def _drawn(svg: str) -> str:
@@ -63,7 +65,7 @@ def test_a_real_layers_cell_records_the_whole_forward_and_the_figure_shows_it(tm
                                                 "batch_size": 2, "threads": 1}}})
     run_suite(suite, tmp_path / "p.sqlite", executor=LocalExecutor(), progress=False)
     paths = make_plots(load_results(tmp_path / "p.sqlite", "p"), tmp_path / "plots", "p")
-    svg = next(p for p in paths if p.name == f"{_slug('p')}_layers_{_slug('cifar_resnet8')}_{_slug('static')}.svg")
+    svg = next(p for p in paths if p.name == f"{slug('p')}_layers_{slug('cifar_resnet8')}_{slug('static')}.svg")
     drawn = _drawn(svg.read_text())
     assert "batch 2, 1 torch thread, CPU" in drawn
     assert re.search(r"sum of the \d+ layers [\d.]+ ms per forward; whole forward [\d.]+ ms \([\d.]+ ms with the "

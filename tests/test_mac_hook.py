@@ -13,7 +13,8 @@ from dynconv_bench.execution.runner import run_suite
 from dynconv_bench.execution.suite import parse_suite
 from dynconv_bench.metrics.flop_handles import default_handles
 from dynconv_bench.models.convert import create_model
-from dynconv_bench.reporting.report import leaderboards, load_results
+from dynconv_bench.reporting.leaderboard import leaderboards
+from dynconv_bench.reporting.rows import load_results
 
 
 class Select(nn.Module):

@@ -8,7 +8,7 @@ import pytest
 
 import dynconv_bench
 from dynconv_bench.measures import Record, list_kinds, metric_spec, records_of
-from dynconv_bench.reporting.report import threads_of
+from dynconv_bench.reporting.environments import threads_of
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "cpu.sqlite"
 
@@ -160,7 +160,8 @@ def test_a_kind_installed_by_entry_point_runs_through_suite_store_and_leaderboar
     from dynconv_bench.execution.runner import run_suite
     from dynconv_bench.execution.store import ResultStore
     from dynconv_bench.execution.suite import parse_suite
-    from dynconv_bench.reporting.report import leaderboards, load_results
+    from dynconv_bench.reporting.leaderboard import leaderboards
+    from dynconv_bench.reporting.rows import load_results
 
     assert "param_bytes" in list_kinds()
     suite = parse_suite({"name": "pb", "backbones": ["cifar_resnet8"], "variants": ["static", "condconv"],
@@ -190,7 +191,8 @@ def test_speed_records_carry_the_in_cell_ratio_and_the_load_flag() -> None:
 def test_leaderboard_uses_in_cell_ratios_and_marks_loaded_rows() -> None:
     import pandas as pd
 
-    from dynconv_bench.reporting.report import format_table, leaderboards
+    from dynconv_bench.reporting.leaderboard import leaderboards
+    from dynconv_bench.reporting.table_text import format_table
 
     env = {"host": "h"}
     rows = [{"id": i, "suite": "s", "backbone": "b", "variant": v, "kind": "speed", "status": "ok", "run_id": "r",

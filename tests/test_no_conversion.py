@@ -62,7 +62,8 @@ def test_the_leaderboard_says_which_rows_converted_nothing_and_why(tmp_path) -> 
     from dynconv_bench.execution.runner import run_suite
     from dynconv_bench.execution.store import ResultStore
     from dynconv_bench.execution.suite import parse_suite
-    from dynconv_bench.reporting.report import load_results, render
+    from dynconv_bench.reporting.report import render
+    from dynconv_bench.reporting.rows import load_results
 
     suite = parse_suite({"name": "nc", "backbones": ["densenet121"], "variants": ["static", "kerneldna"],
                          "measure": {"params": {"num_classes": 10}}})

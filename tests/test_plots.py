@@ -13,18 +13,19 @@ from dynconv_bench.execution.executors import LocalExecutor
 from dynconv_bench.execution.runner import run_suite
 from dynconv_bench.execution.suite import parse_suite
 from dynconv_bench.measures.layers import layer_latency
-from dynconv_bench.reporting.plots import (
-    _slug,
+from dynconv_bench.reporting.environments import environment_sections
+from dynconv_bench.reporting.figure_files import slug
+from dynconv_bench.reporting.layers_figure import plot_layer_breakdown
+from dynconv_bench.reporting.plots import make_plots
+from dynconv_bench.reporting.rows import load_results, metric_rows
+from dynconv_bench.reporting.tradeoff_figure import (
     interval_halfwidths,
     keep_labels_inside,
     label_collisions,
-    make_plots,
     pareto_front,
-    plot_layer_breakdown,
     tradeoff_caption,
     tradeoff_figure,
 )
-from dynconv_bench.reporting.report import environment_sections, load_results
 
 
 def test_pareto_front_lower_cost_higher_accuracy() -> None:
@@ -55,11 +56,11 @@ def test_make_plots_writes_png_and_svg(tmp_path) -> None:  # noqa: ANN001
     run_suite(suite, tmp_path / "p.sqlite", executor=LocalExecutor(fn=_fake), progress=False)
     paths = make_plots(load_results(tmp_path / "p.sqlite", "p"), tmp_path / "plots", "p")
     names = sorted(p.name for p in paths)
-    p, r8, digits = _slug("p"), _slug("cifar_resnet8"), _slug("digits")
+    p, r8, digits = slug("p"), slug("cifar_resnet8"), slug("digits")
     stems = {"params": f"{p}_acc-vs-params_{r8}_{digits}", "throughput": f"{p}_acc-vs-throughput_{r8}_{digits}"}
     assert names == sorted(f"{stem}.{ext}" for ext in ("png", "svg", "pdf") for stem in [
-        *stems.values(), f"{p}_acc-vs-macs_{r8}_{digits}", f"{p}_throughput-vs-batch_{r8}_{_slug('cpu')}_inference",
-        f"{p}_layers_{r8}_{_slug('static-se')}"])
+        *stems.values(), f"{p}_acc-vs-macs_{r8}_{digits}", f"{p}_throughput-vs-batch_{r8}_{slug('cpu')}_inference",
+        f"{p}_layers_{r8}_{slug('static-se')}"])
     for path in paths:
         data = path.read_bytes()
         assert data.startswith({".png": b"\x89PNG", ".pdf": b"%PDF", ".svg": b"<?xml"}[path.suffix])
@@ -164,8 +165,8 @@ def test_each_environment_gets_its_own_figures(tmp_path) -> None:  # noqa: ANN00
     df = load_results(tmp_path / "p.sqlite", "p")
     other = environment_sections(df)[1].environment_id
     names = sorted(p.name for p in make_plots(df, tmp_path / "plots", "p") if p.suffix == ".svg")
-    stem = f"acc-vs-params_{_slug('cifar_resnet8')}_{_slug('digits')}.svg"
-    assert names == sorted([f"{_slug('p')}_{stem}", f"{_slug('p')}_env-{other}_{stem}"])
+    stem = f"acc-vs-params_{slug('cifar_resnet8')}_{slug('digits')}.svg"
+    assert names == sorted([f"{slug('p')}_{stem}", f"{slug('p')}_env-{other}_{stem}"])
 
 
 def test_no_plottable_rows_gives_no_files(tmp_path) -> None:  # noqa: ANN001
@@ -193,8 +194,8 @@ def test_layer_latency_covers_every_leaf_once() -> None:
 def test_file_names_keep_labels_apart() -> None:
     # labels that slug alike still get different names (issue 29.9), and every name stays short
     for a, b in (("k!", "k?"), ("变体", "вариант"), ("a_b", "a-b"), ("K", "k")):
-        assert _slug(a) != _slug(b)
-    assert _slug("static") .startswith("static-") and len(_slug("x" * 5000)) <= 47
+        assert slug(a) != slug(b)
+    assert slug("static") .startswith("static-") and len(slug("x" * 5000)) <= 47
 
 
 def test_figures_with_colliding_labels_are_all_written(tmp_path) -> None:  # noqa: ANN001
@@ -222,19 +223,19 @@ def test_a_label_pushed_past_the_frame_is_brought_back_inside() -> None:
 def test_throughput_has_a_marker_of_its_own_shape_at_every_measured_batch(tmp_path) -> None:  # noqa: ANN001
     import matplotlib.pyplot as plt
 
-    from dynconv_bench.reporting import plots
+    from dynconv_bench.reporting import speed_figure
 
     suite = parse_suite({"name": "p", "backbones": ["cifar_resnet8"], "variants": ["static", "static-se"],
                          "measure": {"speed": {"batch_sizes": [1, 4, 16]}}})
     run_suite(suite, tmp_path / "p.sqlite", executor=LocalExecutor(fn=_fake), progress=False)
-    long = plots.metric_rows(load_results(tmp_path / "p.sqlite", "p"))
+    long = metric_rows(load_results(tmp_path / "p.sqlite", "p"))
     saved = []
-    real = plots._save
-    plots._save = lambda fig, *a, **k: saved.append(fig) or []
+    real = speed_figure.save_figure
+    speed_figure.save_figure = lambda fig, *a, **k: saved.append(fig) or []
     try:
-        plots.plot_throughput_vs_batch(long, "cifar_resnet8", tmp_path, "env")
+        speed_figure.plot_throughput_vs_batch(long, "cifar_resnet8", tmp_path, "env")
     finally:
-        plots._save = real
+        speed_figure.save_figure = real
     lines = [ln for ln in saved[0].axes[0].get_lines() if ln.get_label() in ("static", "static-se")]
     assert [list(ln.get_xdata()) for ln in lines] == [[1, 4, 16], [1, 4, 16]]
     assert len({ln.get_marker() for ln in lines}) == 2 and all(ln.get_marker() not in ("", "None") for ln in lines)
@@ -242,7 +243,7 @@ def test_throughput_has_a_marker_of_its_own_shape_at_every_measured_batch(tmp_pa
 
 
 def test_accuracy_bars_show_two_seeds_by_their_range_and_never_run_past_100() -> None:
-    from dynconv_bench.reporting.plots import accuracy_bars
+    from dynconv_bench.reporting.tradeoff_figure import accuracy_bars
 
     points = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [96.0, 99.0, 50.0], "std": [2.0, 1.5, float("nan")],
                            "n": [2, 3, 1], "min": [94.0, 97.5, 50.0], "max": [98.0, 100.0, 50.0]},

@@ -14,14 +14,10 @@ from dynconv_bench.execution.executors import LocalExecutor
 from dynconv_bench.execution.runner import run_suite
 from dynconv_bench.execution.store import ResultStore
 from dynconv_bench.execution.suite import parse_suite
-from dynconv_bench.reporting.report import (
-    environment_sections,
-    environment_summary,
-    leaderboards,
-    load_results,
-    render,
-    write_report,
-)
+from dynconv_bench.reporting.environments import environment_sections, environment_summary
+from dynconv_bench.reporting.leaderboard import leaderboards
+from dynconv_bench.reporting.report import render, write_report
+from dynconv_bench.reporting.rows import load_results
 
 SUITE = {"name": "r", "backbones": ["cifar_resnet8", "resnet18"], "variants": ["static", "static-se"],
          "measure": {"params": {}, "macs": {}, "speed": {"backbones": ["cifar_resnet8"], "batch_sizes": [1, 8]},

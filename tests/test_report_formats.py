@@ -16,8 +16,10 @@ from dynconv_bench.execution.runner import run_suite
 from dynconv_bench.execution.suite import parse_suite
 from dynconv_bench.reporting.escape import csv_field, md_cell, visible
 from dynconv_bench.reporting.formats import get_format, list_formats
+from dynconv_bench.reporting.leaderboard import leaderboards, near_chance
 from dynconv_bench.reporting.marks import MARKS
-from dynconv_bench.reporting.report import leaderboards, load_results, near_chance, render
+from dynconv_bench.reporting.report import render
+from dynconv_bench.reporting.rows import load_results
 
 SUITE = {"name": "f", "backbones": ["cifar_resnet8", "resnet18"], "variants": ["static", "static-se", "dyconv"],
          "measure": {"params": {}, "macs": {}, "speed": {"backbones": ["cifar_resnet8"], "batch_sizes": [1, 8]},

@@ -16,7 +16,8 @@ from dynconv_bench.execution.executors import LocalExecutor
 from dynconv_bench.execution.runner import run_suite
 from dynconv_bench.execution.suite import parse_suite
 from dynconv_bench.reporting.plots import make_plots
-from dynconv_bench.reporting.report import load_results, render
+from dynconv_bench.reporting.report import render
+from dynconv_bench.reporting.rows import load_results
 
 html5lib = pytest.importorskip("html5lib")
 

@@ -18,9 +18,10 @@ from dynconv_bench.execution.executors import LocalExecutor
 from dynconv_bench.execution.runner import run_suite
 from dynconv_bench.execution.suite import load_suite
 from dynconv_bench.reporting.escape import latex_text
-from dynconv_bench.reporting.formats import latex
+from dynconv_bench.reporting.formats import latex, latex_cells
 from dynconv_bench.reporting.marks import MARKS
-from dynconv_bench.reporting.report import load_results, render
+from dynconv_bench.reporting.report import render
+from dynconv_bench.reporting.rows import load_results
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU_DB = ROOT / "results" / "cpu.sqlite"
@@ -163,10 +164,10 @@ def test_every_table_fits_the_width_by_estimate(store: str, request: pytest.Fixt
             rows = p.section.rows[p.section.rows["backbone"] == b]
             for tex in latex.backbone_tables(b, t, rows, p, ""):
                 assert "\\begin{tabular}" in tex
-    wide = [latex.Column(f"column {i}", ["1.00 [0.99, 1.01]"]) for i in range(12)]
-    parts = latex.split(wide, latex.Column("Variant", ["kernelwarehouse"]))
+    wide = [latex_cells.Column(f"column {i}", ["1.00 [0.99, 1.01]"]) for i in range(12)]
+    parts = latex.split(wide, latex_cells.Column("Variant", ["kernelwarehouse"]))
     assert len(parts) > 1 and sum(map(len, parts)) == 12
-    assert all(latex.Column("Variant", ["kernelwarehouse"]).width + sum(c.width for c in p) <= TEXT_WIDTH_PT
+    assert all(latex_cells.Column("Variant", ["kernelwarehouse"]).width + sum(c.width for c in p) <= TEXT_WIDTH_PT
                for p in parts)
 
 
@@ -226,13 +227,13 @@ def test_a_figure_path_that_would_break_out_of_detokenize_is_refused(smoke: pd.D
 
 
 def test_every_leaderboard_mark_has_a_latex_form_and_leaves_the_value_text() -> None:
-    assert set(MARKS) <= set(latex._MARK_TEX)
+    assert set(MARKS) <= set(latex_cells._MARK_TEX)
     for mark in MARKS:
-        out = latex.cell(f"2.41 (0.66x, 0.60-0.67){mark}")
-        assert out.endswith(rf"\textsuperscript{{{latex._MARK_TEX[mark]}}}")
+        out = latex_cells.cell(f"2.41 (0.66x, 0.60-0.67){mark}")
+        assert out.endswith(rf"\textsuperscript{{{latex_cells._MARK_TEX[mark]}}}")
         assert mark not in out.split("textsuperscript")[0]
-    assert latex.cell("-1.94 [-3.1, +0.2] *") == "-1.94 [-3.1, +0.2]\\textsuperscript{*}"
-    assert latex.cell("2.20 (1.02x)!~") == "2.20 (1.02x)\\textsuperscript{!\\textasciitilde{}}"
+    assert latex_cells.cell("-1.94 [-3.1, +0.2] *") == "-1.94 [-3.1, +0.2]\\textsuperscript{*}"
+    assert latex_cells.cell("2.20 (1.02x)!~") == "2.20 (1.02x)\\textsuperscript{!\\textasciitilde{}}"
 
 
 # -- pdflatex (slow) --------------------------------------------------------------------------------------------

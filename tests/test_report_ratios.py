@@ -13,7 +13,10 @@ from dynconv_bench.execution.runner import run_suite
 from dynconv_bench.execution.store import ResultStore
 from dynconv_bench.execution.suite import parse_suite
 from dynconv_bench.reporting.history import compare_runs, render_comparison
-from dynconv_bench.reporting.report import format_table, leaderboards, load_results, render
+from dynconv_bench.reporting.leaderboard import leaderboards
+from dynconv_bench.reporting.report import render
+from dynconv_bench.reporting.rows import load_results
+from dynconv_bench.reporting.table_text import format_table
 
 SUITE = {"name": "x", "backbones": ["cifar_resnet8"], "variants": ["static", "static-se"],
          "measure": {"params": {}, "macs": {}, "speed": {"batch_sizes": [1, 8]}, "accuracy": {"seeds": [0]}}}

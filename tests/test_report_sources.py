@@ -17,7 +17,9 @@ from dynconv_bench.execution.runner import run_suite
 from dynconv_bench.execution.store import ResultStore
 from dynconv_bench.execution.suite import parse_suite
 from dynconv_bench.reporting.history import compare_runs, render_comparison, sources_note
-from dynconv_bench.reporting.report import leaderboards, load_results, render
+from dynconv_bench.reporting.leaderboard import leaderboards
+from dynconv_bench.reporting.report import render
+from dynconv_bench.reporting.rows import load_results
 from dynconv_bench.reporting.sources import current_rows, superseded_note
 
 PLUGIN = '''

@@ -26,8 +26,11 @@ from dynconv_bench.metrics.speed_result import (
     pooled_median,
     ratio_bootstrap,
 )
+from dynconv_bench.reporting.leaderboard import BASELINE, leaderboards
 from dynconv_bench.reporting.marks import LEGACY_SPEED_NOTE, MARKS, SEEDS_NOTE, mark_notes
-from dynconv_bench.reporting.report import BASELINE, format_table, leaderboards, load_results, render
+from dynconv_bench.reporting.report import render
+from dynconv_bench.reporting.rows import load_results
+from dynconv_bench.reporting.table_text import format_table
 
 
 # -- the bootstrap against a hand computation and a plain re-implementation -------------------------------------
@@ -319,12 +322,12 @@ def test_the_speed_figure_draws_the_tables_interval_as_error_bars(smoke: pd.Data
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from matplotlib.container import ErrorbarContainer
 
-    from dynconv_bench.reporting import plots
-    from dynconv_bench.reporting.report import metric_rows
+    from dynconv_bench.reporting import speed_figure
+    from dynconv_bench.reporting.rows import metric_rows
 
     figures = []
-    monkeypatch.setattr(plots, "_save", lambda fig, *a, **k: figures.append((fig, a[3])) or [])
-    plots.plot_throughput_vs_batch(metric_rows(smoke), "resnet18", tmp_path, "env")
+    monkeypatch.setattr(speed_figure, "save_figure", lambda fig, *a, **k: figures.append((fig, a[3])) or [])
+    speed_figure.plot_throughput_vs_batch(metric_rows(smoke), "resnet18", tmp_path, "env")
     ((fig, caption),) = figures
     board = leaderboards(smoke)["resnet18"]
     bars = [c for c in fig.axes[0].containers if isinstance(c, ErrorbarContainer)]

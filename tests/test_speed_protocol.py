@@ -22,7 +22,9 @@ from dynconv_bench.measures import records_of
 from dynconv_bench.metrics.isolate import death_text
 from dynconv_bench.metrics.speed import SPREAD_WARNING, SpeedResult, combine_processes
 from dynconv_bench.reporting import plots
-from dynconv_bench.reporting.report import format_table, leaderboards, load_results
+from dynconv_bench.reporting.leaderboard import leaderboards
+from dynconv_bench.reporting.rows import load_results
+from dynconv_bench.reporting.table_text import format_table
 
 
 def _process(median_s: float, ratio: float, cpu_s: float = 0.01, load: float = 0.5, runs: int = 10) -> SpeedResult:
@@ -175,7 +177,8 @@ def test_worker_timeout_counts_the_call_not_the_start_up_and_a_segfault_says_so(
 def test_reporting_imports_and_renders_a_store_without_torch() -> None:
     store = Path(__file__).resolve().parents[1] / "results" / "cpu.sqlite"
     code = ("import sys, dynconv_bench.reporting, dynconv_bench.reporting.plots\n"
-            "from dynconv_bench.reporting.report import load_results, render\n"
+            "from dynconv_bench.reporting.report import render\n"
+            "from dynconv_bench.reporting.rows import load_results\n"
             "assert 'torch' not in sys.modules, 'import'\n"
             f"text = render(load_results({str(store)!r}, 'cpu'), 'md', 'cpu')\n"
             "assert 'condconv' in text and 'torch' not in sys.modules, 'render'\n")

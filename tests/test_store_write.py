@@ -74,7 +74,7 @@ def test_a_stalled_claim_is_named_by_the_report_and_by_the_run_that_left_it(tmp_
     from dynconv_bench.execution.runner import run_suite
     from dynconv_bench.execution.suite import parse_suite
     from dynconv_bench.reporting.history import claims_note
-    from dynconv_bench.reporting.report import load_results
+    from dynconv_bench.reporting.rows import load_results
 
     db = tmp_path / "c.sqlite"
     suite = parse_suite({"name": "s", "backbones": ["cifar_resnet8"], "variants": ["static", "static-se"],

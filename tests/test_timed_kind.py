@@ -13,7 +13,9 @@ from dynconv_bench.execution.suite import parse_suite
 from dynconv_bench.measures import base
 from dynconv_bench.measures.base import Kind, Metric, Result, record, register_kind
 from dynconv_bench.measures.options import SELECT, MeasureOptions
-from dynconv_bench.reporting.report import format_table, leaderboards, load_results
+from dynconv_bench.reporting.leaderboard import leaderboards
+from dynconv_bench.reporting.rows import load_results
+from dynconv_bench.reporting.table_text import format_table
 
 
 class ColdOptions(MeasureOptions):

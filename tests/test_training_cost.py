@@ -13,7 +13,8 @@ from dynconv_bench.execution.executors import LocalExecutor
 from dynconv_bench.execution.runner import run_suite
 from dynconv_bench.execution.suite import parse_suite
 from dynconv_bench.measures import records_of
-from dynconv_bench.reporting.report import leaderboards, load_results
+from dynconv_bench.reporting.leaderboard import leaderboards
+from dynconv_bench.reporting.rows import load_results
 from dynconv_bench.training.loop import EpochCost
 
 ACCURACY = {"datasets": ["digits"], "seeds": [0], "train_samples": 64, "epochs": 2,

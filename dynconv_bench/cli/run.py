@@ -85,7 +85,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _suite_rows(args: argparse.Namespace, suite: str | None):  # noqa: ANN202
-    from ..reporting.report import default_suite, load_results
+    from ..reporting.rows import default_suite, load_results
 
     df = load_results(db_path(args), suite)
     _warn_malformed(df.attrs.get("malformed"))

@@ -73,7 +73,7 @@ def _compare_key(row: dict) -> tuple:
 def render_comparison(df: pd.DataFrame, run_a: str, run_b: str) -> str:
     """A markdown table of `compare_runs`: values rounded, with their units; then a line per change of code."""
     from .escape import md_text
-    from .report import format_number
+    from .table_text import format_number
 
     lines = [f"# runs {run_a} (A) vs {run_b} (B)", "", "| cell | metric | A | B | B / A | better |",
              "|---|---|---:|---:|---:|---|"]

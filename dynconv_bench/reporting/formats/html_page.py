@@ -1,10 +1,10 @@
 """HTML: a self-contained page: contents, then per backbone its table, the notes that explain it and its figures.
 
-Styles inline, figures as data URIs. Figures find their section through the text chunks that `plots._save` writes
-into each PNG (backbone and environment id); a PNG without them goes under "Other figures". The figures carry no
-caption of their own: the page shows the caption stored in the PNG under each one. Every text is escaped
-(`escape.html_text`: markup, and control and format characters such as bidi overrides shown as escapes); notes
-show `name` as <code>name</code>.
+Styles inline, figures as data URIs. Figures find their section through the text chunks that
+`figure_files.save_figure` writes into each PNG (backbone and environment id); a PNG without them goes under "Other
+figures". The figures carry no caption of their own: the page shows the caption stored in the PNG under each one.
+Every text is escaped (`escape.html_text`: markup, and control and format characters such as bidi overrides shown
+as escapes); notes show `name` as <code>name</code>.
 """
 
 from __future__ import annotations
@@ -154,8 +154,11 @@ def render(report: Any) -> str:
 
     Figures tagged with a suite not among the report's suites are left out (a plots folder holds every suite's).
     """
+    from ..environments import describe_environment
+    from ..leaderboard import BASELINE
     from ..marks import NOTE, mark_notes
-    from ..report import BASELINE, describe_environment, format_table, kind_notes
+    from ..report import kind_notes
+    from ..table_text import format_table
 
     suites, parts = report.suites, report.parts
     figures = [f for f in read_figures(report.images) if not f.suite or not suites or f.suite in suites]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..report import BASELINE, Part, Report
+from ..leaderboard import BASELINE
+from ..report import Part, Report
 
 SUFFIX = "json"
 HELP = "the numeric tables, notes and failures as JSON"

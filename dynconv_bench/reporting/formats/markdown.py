@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..environments import describe_environment
 from ..escape import md_frame, md_label, md_text
+from ..leaderboard import BASELINE
 from ..marks import NOTE, mark_notes
-from ..report import BASELINE, Report, describe_environment, format_table, kind_notes
+from ..report import Report, kind_notes
+from ..table_text import format_table
 
 SUFFIX = "md"
 HELP = "Markdown tables, one per backbone, with notes"
