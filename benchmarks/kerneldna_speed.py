@@ -4,7 +4,7 @@ Two comparisons, each at every batch size (default 1 and 16, 224x224, fp32, CPU)
 - `plugin`: the deployed `kerneldna` plug-in on ResNet-18 vs `static` and `static-se`;
 - `arch`: each paper architecture (deployed) vs its static timm backbone.
 The models of one comparison are timed round-robin by the library's timer
-(dynconv_bench.metrics.speed: A, B, C, then C, B, A, ...), so that drift in a shared machine's
+(dynconv_bench.metrics.paired_timing: A, B, C, then C, B, A, ...), so that drift in a shared machine's
 load hits them alike; a ratio is reported both as the ratio of median
 throughputs and as the median of the per-round ratios.
 
@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 import dynconv_bench
-from dynconv_bench.metrics.speed import round_ratios, time_interleaved
+from dynconv_bench.metrics.paired_timing import round_ratios, time_interleaved
 
 PLUGIN = {"resnet18 static": ("resnet18", "static"), "resnet18 static-se": ("resnet18", "static-se"),
           "resnet18 kerneldna": ("resnet18", "kerneldna")}

@@ -1,7 +1,7 @@
 """CPU inference throughput of our CondConv / DyConv / ODConv against the official implementations.
 
 ResNet18 at 224x224, batch 1 and 16, eval mode, fp32. Each pair is timed round-robin in one process with
-the library's timer (dynconv_bench.metrics.speed: order reversed every other round) and compared by
+the library's timer (dynconv_bench.metrics.paired_timing: order reversed every other round) and compared by
 the median over rounds of the per-round time ratio; before timing, the official
 model's weights are loaded into ours and the outputs compared, so both compute the same function.
 
@@ -29,7 +29,7 @@ from timm.layers import CondConv2d as TimmCondConv2d
 from torch import nn
 
 import dynconv_bench
-from dynconv_bench.metrics.speed import round_ratios, time_interleaved
+from dynconv_bench.metrics.paired_timing import round_ratios, time_interleaved
 from dynconv_bench.models.sites import find_conv_sites, select_sites
 
 

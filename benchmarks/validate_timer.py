@@ -19,7 +19,7 @@ from torch.utils.benchmark import Timer
 
 import dynconv_bench
 from dynconv_bench.metrics.env import collect_environment
-from dynconv_bench.metrics.speed import measure_inference
+from dynconv_bench.metrics.timing import measure_inference
 
 
 def timer_throughput(model: torch.nn.Module, x: torch.Tensor, threads: int, min_time: float) -> float:

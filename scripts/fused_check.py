@@ -72,7 +72,7 @@ def measure(label: str | None, setting: str, forced: str | None, min_time: float
     """Measured images/s of static (label None) or a variant, with a strategy forced or the tuner's ('auto')."""
     import contextlib
 
-    from dynconv_bench.metrics.speed import measure_inference
+    from dynconv_bench.metrics.timing import measure_inference
     from dynconv_bench.models.convert import create_model, deploy
     from dynconv_bench.models.per_sample_conv import use_strategy
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from dynconv_bench.execution.store import ResultStore
-from dynconv_bench.metrics.speed_result import SpeedResult
+from dynconv_bench.metrics.timing_result import SpeedResult
 from dynconv_bench.reporting.marks import flag_marks
 
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -1,4 +1,4 @@
-"""Functions tests run in a fresh interpreter (metrics.isolate.run_isolated), in a module that imports nothing
+"""Functions tests run in a fresh interpreter (execution.processes.isolate.run_isolated), in a module that imports nothing
 heavy, so the child starts in a fraction of a second."""
 
 from __future__ import annotations

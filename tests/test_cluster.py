@@ -157,7 +157,7 @@ def overlap_table(rows: list[dict]) -> list[tuple[str, str, str, str, str]]:
 
 @pytest.mark.slow
 def test_cluster_timed_cells_never_share_a_node(cluster, tmp_path: Path) -> None:  # noqa: ANN001
-    from dynconv_bench.execution.executors import RayExecutor
+    from dynconv_bench.execution.executors_ray import RayExecutor
     from dynconv_bench.execution.runner import run_suite
     from dynconv_bench.execution.store import ResultStore
 
@@ -225,7 +225,7 @@ processes = 1
 
 @pytest.mark.slow
 def test_node_killed_mid_cell_rerun_completes_each_cell_once(cluster, tmp_path: Path) -> None:  # noqa: ANN001
-    from dynconv_bench.execution.executors import RayExecutor
+    from dynconv_bench.execution.executors_ray import RayExecutor
     from dynconv_bench.execution.runner import run_suite
     from dynconv_bench.execution.store import ResultStore
     from dynconv_bench.execution.store_read import STALE_AFTER_S

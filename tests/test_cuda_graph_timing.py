@@ -1,4 +1,4 @@
-"""CUDA-graph timing (speed.py `cuda_graph=True`): what runs without a GPU; the replay itself is in test_gpu.py."""
+"""CUDA-graph timing (metrics/timing.py `cuda_graph=True`): what runs without a GPU; the replay itself is in test_gpu.py."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from dynconv_bench.execution.cell import Cell
 from dynconv_bench.execution.cells import run_cell
 from dynconv_bench.measures import records_of
 from dynconv_bench.measures.speed import speed_setting
-from dynconv_bench.metrics import speed
-from dynconv_bench.metrics.speed import capture_cuda_graph, measure_inference
+from dynconv_bench.metrics import timing
+from dynconv_bench.metrics.timing import capture_cuda_graph, measure_inference
 
 
 def _tiny() -> nn.Module:
@@ -31,7 +31,7 @@ def test_cuda_graph_on_cpu_is_a_clear_error() -> None:
     ("train", False, "cuda_graph times inference only"), ("inference", True, "cuda_graph and compile")])
 def test_cuda_graph_rejects_train_and_compile(mode: str, compile: bool, message: str) -> None:
     with pytest.raises(UserError, match=message):
-        speed.check_cuda_graph(mode, torch.device("cuda"), compile)
+        timing.check_cuda_graph(mode, torch.device("cuda"), compile)
 
 
 def test_result_says_whether_a_graph_was_timed() -> None:

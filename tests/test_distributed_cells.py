@@ -67,7 +67,8 @@ def test_two_workers_train_the_global_batch_of_one() -> None:
 def test_ddp_accuracy_cell_through_torchrun_and_ray_train(tmp_path) -> None:  # noqa: ANN001
     ray = pytest.importorskip("ray")
     pytest.importorskip("ray.train")
-    from dynconv_bench.execution.executors import LocalExecutor, RayExecutor
+    from dynconv_bench.execution.executors import LocalExecutor
+    from dynconv_bench.execution.executors_ray import RayExecutor
     from dynconv_bench.execution.runner import run_suite
     from dynconv_bench.execution.store import ResultStore
 
@@ -100,7 +101,7 @@ def test_ddp_cell_spans_two_nodes_of_a_cluster(tmp_path, monkeypatch: pytest.Mon
     pytest.importorskip("ray.train")
     from ray.cluster_utils import Cluster
 
-    from dynconv_bench.execution.executors import RayExecutor
+    from dynconv_bench.execution.executors_ray import RayExecutor
     from dynconv_bench.execution.runner import run_suite
     from dynconv_bench.execution.store import ResultStore
 

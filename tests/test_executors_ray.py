@@ -19,7 +19,7 @@ import pytest
 
 from dynconv_bench.cli.main import main
 from dynconv_bench.errors import UserError
-from dynconv_bench.execution import executors
+from dynconv_bench.execution import executors_ray
 
 SUITE = """
 name = "tiny"
@@ -76,13 +76,13 @@ def test_a_malformed_address_is_refused_at_once(suite_file: Path, tmp_path: Path
     assert code == 2 and len(err) == 1 and elapsed < 5, (code, err, elapsed)
     assert "Ray address '127.0.0.1:99999' is not HOST:PORT with a port in 1..65535" in err[0]
     assert not (tmp_path / "r.sqlite").exists()  # refused before the store is opened
-    assert executors.parse_ray_address("10.0.0.5:6379") == ("10.0.0.5", 6379)
-    assert executors.parse_ray_address("ray://head.lan:10001") == ("head.lan", 10001)
-    assert executors.parse_ray_address("[::1]:6379") == ("::1", 6379)
-    assert executors.parse_ray_address("auto") is None
+    assert executors_ray.parse_ray_address("10.0.0.5:6379") == ("10.0.0.5", 6379)
+    assert executors_ray.parse_ray_address("ray://head.lan:10001") == ("head.lan", 10001)
+    assert executors_ray.parse_ray_address("[::1]:6379") == ("::1", 6379)
+    assert executors_ray.parse_ray_address("auto") is None
     for bad in ("127.0.0.1:0", "127.0.0.1", "127.0.0.1:", ":6379", "host:63 79", "http://h:1"):
         with pytest.raises(UserError, match="is not HOST:PORT"):
-            executors.parse_ray_address(bad)
+            executors_ray.parse_ray_address(bad)
 
 
 def test_a_closed_port_is_refused_at_once(suite_file: Path, tmp_path: Path,
@@ -117,10 +117,10 @@ def test_the_cli_exits_2_with_one_line_on_a_silent_head(suite_file: Path, tmp_pa
     with pytest.raises(UserError, match="DYNCONV_RAY_TIMEOUT='soon' is not a number"):
         os.environ["DYNCONV_RAY_TIMEOUT"] = "soon"
         try:
-            executors.ray_timeout()
+            executors_ray.ray_timeout()
         finally:
             del os.environ["DYNCONV_RAY_TIMEOUT"]
-    assert executors.ray_timeout() == 30.0 and executors.ray_timeout(2) == 2.0
+    assert executors_ray.ray_timeout() == 30.0 and executors_ray.ray_timeout(2) == 2.0
 
 
 def test_a_head_that_greets_but_never_serves_ends_the_cli_within_the_timeout(suite_file: Path, tmp_path: Path) -> None:
@@ -170,9 +170,9 @@ def local_lock(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     if ray.is_initialized():
         pytest.skip("a Ray is already connected in this process")
     path = tmp_path / "local-ray.lock"
-    monkeypatch.setattr(executors, "local_ray_lock_path", lambda: str(path))
-    monkeypatch.setattr(executors, "_LOCAL_LOCK", [])
-    monkeypatch.setattr(executors, "_recorded_ray_address", lambda: None)
+    monkeypatch.setattr(executors_ray, "local_ray_lock_path", lambda: str(path))
+    monkeypatch.setattr(executors_ray, "_LOCAL_LOCK", [])
+    monkeypatch.setattr(executors_ray, "_recorded_ray_address", lambda: None)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     return path
 
@@ -187,26 +187,26 @@ def test_a_second_run_does_not_start_a_second_local_ray(local_lock: Path) -> Non
         fcntl.flock(other, fcntl.LOCK_EX)
         os.write(other, b"4242")
         with pytest.raises(UserError) as refused:
-            executors.RayExecutor().connect()
+            executors_ray.RayExecutor().connect()
         assert str(refused.value).startswith("another run (pid 4242) has started a local Ray on this machine, and "
                                              "the timed cells of two Ray clusters are not kept apart")
         assert "`ray start --head`" in str(refused.value) and not ray.is_initialized()  # no Ray was started
     finally:
         os.close(other)
-    executors.hold_local_ray_lock()  # free now: this process takes it, and names itself for the next run
+    executors_ray.hold_local_ray_lock()  # free now: this process takes it, and names itself for the next run
     try:
         assert local_lock.read_text() == str(os.getpid())
     finally:
-        os.close(executors._LOCAL_LOCK.pop())
+        os.close(executors_ray._LOCAL_LOCK.pop())
 
 
 def test_a_recorded_ray_that_is_gone_does_not_hang(local_lock: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A `ray start` head recorded in Ray's temp folder but since killed: ray.init() would wait on it; we say so."""
     port = _closed_port()
-    monkeypatch.setattr(executors, "_recorded_ray_address", lambda: f"127.0.0.1:{port}")
+    monkeypatch.setattr(executors_ray, "_recorded_ray_address", lambda: f"127.0.0.1:{port}")
     start = time.monotonic()
     with pytest.raises(UserError, match=f"no Ray head at 127.0.0.1:{port}: connection refused"):
-        executors.RayExecutor(timeout=2).connect()
+        executors_ray.RayExecutor(timeout=2).connect()
     assert time.monotonic() - start < 5 and not local_lock.exists()  # joining a head takes no local lock
 
 
@@ -247,7 +247,7 @@ def test_cells_no_node_can_hold_fail_at_once_and_the_run_goes_on(tmp_path: Path)
             for i, (accuracy, why) in enumerate(cases):
                 start = time.monotonic()
                 summary = run_suite(parse_suite(suite(f"s{i}", accuracy)), store,
-                                    executor=executors.RayExecutor(fn=fake_measure, poll_s=0.5), progress=False)
+                                    executor=executors_ray.RayExecutor(fn=fake_measure, poll_s=0.5), progress=False)
                 assert time.monotonic() - start < 90  # Ray workers start on a busy machine; not a hang
                 assert summary.ran == 2 and len(summary.failed) == 1, summary.describe()
                 ((label, error),) = summary.failed
@@ -255,7 +255,7 @@ def test_cells_no_node_can_hold_fail_at_once_and_the_run_goes_on(tmp_path: Path)
                 assert error == f"no live node of the Ray cluster can hold this cell: {why}"
                 assert [r["kind"] for r in store.rows(suite=f"s{i}", status="ok")] == ["params"]  # the run went on
             fits = run_suite(parse_suite(suite("fits", _ddp(2))), store,  # 2 workers of 1 CPU on 2 CPUs: submitted
-                             executor=executors.RayExecutor(fn=fake_measure, poll_s=0.5), progress=False)
+                             executor=executors_ray.RayExecutor(fn=fake_measure, poll_s=0.5), progress=False)
             assert fits.ok and fits.ran == 2
         # a head that answers: the probe lets the CLI through, and what ray.init said is written out after it
         head = ray.get_runtime_context().gcs_address

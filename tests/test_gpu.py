@@ -25,8 +25,8 @@ from dynconv_bench.execution.runner import run_suite
 from dynconv_bench.execution.store import ResultStore
 from dynconv_bench.execution.suite import parse_suite
 from dynconv_bench.metrics.export import calibrate_batchnorm
-from dynconv_bench.metrics.memory import measure_model, peak_memory
-from dynconv_bench.metrics.speed import capture_cuda_graph, measure_inference
+from dynconv_bench.metrics.step_memory import measure_model, peak_memory
+from dynconv_bench.metrics.timing import capture_cuda_graph, measure_inference
 from dynconv_bench.models.per_sample_conv import STRATEGIES, clear_strategy_cache, use_strategy
 from dynconv_bench.models.tf32 import tf32_switches
 

@@ -53,7 +53,7 @@ def test_bad_memory_caps_are_one_line(cap: str, tmp_path, capsys) -> None:  # no
 
 
 def test_memory_cap_units() -> None:
-    from dynconv_bench.metrics.limits import parse_memory_cap
+    from dynconv_bench.execution.processes.limits import parse_memory_cap
 
     assert parse_memory_cap("4GiB") == 4 * 2**30 and parse_memory_cap("512 MB") == 512 * 10**6
     assert parse_memory_cap("1") == 1.0 and parse_memory_cap("50%") == 0.5 and parse_memory_cap(2**30) == 2**30
@@ -294,7 +294,7 @@ def _peak() -> int:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_DATA and /proc are Linux's")
 def test_one_huge_op_in_process_stays_under_the_cap() -> None:
-    from dynconv_bench.metrics.limits import rss_bytes
+    from dynconv_bench.execution.processes.limits import rss_bytes
 
     cap = rss_bytes() + 256 * 2**20
     assert _peak_reset()
@@ -308,7 +308,7 @@ def test_one_huge_op_in_process_stays_under_the_cap() -> None:
 
 
 def test_the_default_cap_leaves_the_machine_usable(monkeypatch) -> None:
-    from dynconv_bench.metrics import limits
+    from dynconv_bench.execution.processes import limits
 
     gib = 2**30
     monkeypatch.setattr(limits, "machine_memory", lambda: 16 * gib)
@@ -332,7 +332,7 @@ time.sleep(60)
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_a_worker_dies_within_2_s_of_its_killed_parent(tmp_path) -> None:  # noqa: ANN001
-    from dynconv_bench.metrics.isolate import worker_command
+    from dynconv_bench.execution.processes.isolate import worker_command
 
     cmd = json.dumps(worker_command("PARENT_PID", tmp_path / "result.pkl"))  # type: ignore[arg-type]
     parent = subprocess.Popen([sys.executable, "-c", PARENT, cmd])

@@ -10,8 +10,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from dynconv_bench.metrics import speed
-from dynconv_bench.metrics.speed import machine_load, round_ratios, time_interleaved
+from dynconv_bench.metrics import timing
+from dynconv_bench.metrics.paired_timing import round_ratios, time_interleaved
+from dynconv_bench.metrics.timing import machine_load
 
 CPU = torch.device("cpu")
 
@@ -56,7 +57,7 @@ class FakeClock:
 def test_ratios_of_known_sleeps_under_drifting_load(monkeypatch: pytest.MonkeyPatch) -> None:
     loads = [1.0, 4.0, 0.5]
     clock = FakeClock(loads, runs_per_round=2 * 3, warmup_calls=2)  # 2 steps x 3 runs; 1 discarded run each
-    monkeypatch.setattr(speed, "time", SimpleNamespace(perf_counter=clock.perf_counter, process_time=time.process_time))
+    monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter=clock.perf_counter, process_time=time.process_time))
     steps = {"slow": lambda: clock.sleep(0.02), "fast": lambda: clock.sleep(0.01)}
     out = time_interleaved(steps, CPU, rounds=3, warmup=0, min_time=0.0, min_runs=3)
     assert [r[0] for r in out["fast"]] == pytest.approx([0.01 * f for f in loads])
@@ -98,7 +99,7 @@ def test_machine_load_keys_and_values(monkeypatch: pytest.MonkeyPatch) -> None:
         def read_text(self) -> str:
             return "processor\t: 0\ncpu MHz\t\t: 1000.0\nprocessor\t: 1\ncpu MHz\t\t: 2001.0\n"
 
-    monkeypatch.setattr(speed, "Path", FakePath)
+    monkeypatch.setattr(timing, "Path", FakePath)
     monkeypatch.setattr(os, "getloadavg", lambda: (3.5, 2.0, 1.0))
     assert machine_load() == {"load_avg": 3.5, "cores": os.cpu_count(), "cpu_mhz": 1500.5}
 
@@ -114,6 +115,6 @@ def test_machine_load_unreadable(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_load() -> tuple[float, float, float]:
         raise OSError("no load average")
 
-    monkeypatch.setattr(speed, "Path", NoFile)
+    monkeypatch.setattr(timing, "Path", NoFile)
     monkeypatch.setattr(os, "getloadavg", no_load)
     assert machine_load() == {"load_avg": None, "cores": os.cpu_count(), "cpu_mhz": None}

@@ -150,7 +150,7 @@ def test_sharing_is_real() -> None:
     # counted once by parameters() and by the metrics counter
     unique = {id(p): p.numel() for p in model.parameters()}
     assert n_params(model) == sum(unique.values())
-    from dynconv_bench.metrics.params import count_params
+    from dynconv_bench.metrics.param_count import count_params
     counts = count_params(model)
     assert counts["total"] == n_params(model)
     assert counts["modulation"] == 9 + 16

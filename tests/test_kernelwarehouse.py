@@ -9,7 +9,7 @@ from dynconv_bench_variants.kernelwarehouse import KernelWarehouse, KWConv2d, as
 from torch import nn
 
 from dynconv_bench import ConfigError, StageContext, create_model, set_progress
-from dynconv_bench.metrics.params import count_params
+from dynconv_bench.metrics.param_count import count_params
 from dynconv_bench.models.sites import ConvSite
 
 from .conftest import DYNAMIC_CONV_CASES, make_case_conv

@@ -7,7 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from dynconv_bench.metrics.speed import SpeedResult, measure_inference, measure_paired
+from dynconv_bench.metrics.paired_timing import measure_paired
+from dynconv_bench.metrics.timing import measure_inference
+from dynconv_bench.metrics.timing_result import SpeedResult
 from dynconv_bench.models import per_sample_conv as psc
 
 TIMING = {"threads": 1, "warmup": 1, "min_time": 0.0}

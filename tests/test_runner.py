@@ -16,7 +16,8 @@ import pytest
 from dynconv_bench.errors import UserError
 from dynconv_bench.execution.cell import Cell
 from dynconv_bench.execution.cells import run_cell
-from dynconv_bench.execution.executors import LocalExecutor, RayExecutor, make_executor, run_in_subprocess
+from dynconv_bench.execution.executors import LocalExecutor, make_executor, run_in_subprocess
+from dynconv_bench.execution.executors_ray import RayExecutor
 from dynconv_bench.execution.runner import pending_cells, run_suite
 from dynconv_bench.execution.store import ResultStore
 from dynconv_bench.execution.suite import parse_suite
@@ -190,7 +191,7 @@ def allocate(cell: dict, plugins: tuple = ()) -> dict:
 
 
 def test_memory_cap_fails_the_cell_and_the_run_goes_on(tmp_path) -> None:  # noqa: ANN001
-    from dynconv_bench.metrics.limits import rss_bytes
+    from dynconv_bench.execution.processes.limits import rss_bytes
 
     suite = parse_suite({**SUITE, "variants": ["static"], "measure": {"speed": {"batch_sizes": [3000, 16]}}})
     cap = rss_bytes() + 400 * 2**20
@@ -298,11 +299,12 @@ def test_concurrent_runs_split_the_cells(tmp_path) -> None:  # noqa: ANN001
 
 @pytest.mark.slow  # a fresh interpreter: ~10 s
 def test_a_cells_own_subprocess_gets_what_is_left_of_its_cap() -> None:
-    from dynconv_bench.metrics.limits import MemoryGuard, rss_bytes
-    from dynconv_bench.metrics.memory import peak_memory
+    from dynconv_bench.execution.processes.isolate import run_isolated
+    from dynconv_bench.execution.processes.limits import MemoryGuard, rss_bytes
+    from dynconv_bench.metrics.step_memory import peak_memory
 
     with MemoryGuard(rss_bytes() + 64 * 2**20) as guard:  # a fresh interpreter alone needs more than 64 MiB
-        out = peak_memory("cifar_resnet8", batch_size=1, input_size=(3, 32, 32), num_classes=10)
+        out = run_isolated(peak_memory, "cifar_resnet8", batch_size=1, input_size=(3, 32, 32), num_classes=10)
     assert guard.error is None  # this process stayed under the cap; its child did not
     assert out["status"] == "failed" and out["error"].startswith("memory cap exceeded: resident memory ")
 

@@ -16,8 +16,8 @@ from dynconv_bench.execution.executors import LocalExecutor
 from dynconv_bench.execution.runner import run_suite
 from dynconv_bench.execution.suite import parse_suite
 from dynconv_bench.measures import records_of
-from dynconv_bench.metrics import speed_result
-from dynconv_bench.metrics.speed_result import (
+from dynconv_bench.metrics import timing_result
+from dynconv_bench.metrics.timing_result import (
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
     WIDTH_WARNING,
@@ -114,7 +114,7 @@ def test_a_combined_ratio_is_the_median_of_every_round_with_its_bootstrap_interv
 
 def test_the_printed_interval_always_holds_the_point(monkeypatch: pytest.MonkeyPatch) -> None:
     out = combine_processes([_process([1.0, 1.0, 1.0]), _process([1.0, 1.2, 1.2])])
-    monkeypatch.setattr(speed_result, "ratio_bootstrap", lambda groups: (1.1, 1.2))  # an interval past the point
+    monkeypatch.setattr(timing_result, "ratio_bootstrap", lambda groups: (1.1, 1.2))  # an interval past the point
     assert out.baseline_ratio == 1.0 and out.ratio_interval == (1.0, 1.2)
 
 
@@ -275,7 +275,7 @@ def test_the_first_workers_strategy_plan_is_run_by_the_second(monkeypatch: pytes
     strategy cache emptied before each, as a fresh interpreter starts): the first tunes every per-sample conv
     layer (the fake tuner picks 'loop'), the second receives that plan in its calibration and runs it without
     tuning (its tuner would pick 'bmm')."""
-    from dynconv_bench.execution import workers
+    from dynconv_bench.execution.processes import workers
     from dynconv_bench.execution.suite import parse_suite as parse
     from dynconv_bench.models import per_sample_conv as psc
 

@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from dynconv_bench.execution.executors import LocalExecutor
+from dynconv_bench.execution.processes.isolate import death_text
 from dynconv_bench.execution.runner import run_suite
 from dynconv_bench.execution.suite import parse_suite
 from dynconv_bench.measures import records_of
-from dynconv_bench.metrics.isolate import death_text
-from dynconv_bench.metrics.speed import SPREAD_WARNING, SpeedResult, combine_processes
+from dynconv_bench.metrics.timing_result import SPREAD_WARNING, SpeedResult, combine_processes
 from dynconv_bench.reporting import plots
 from dynconv_bench.reporting.leaderboard import leaderboards
 from dynconv_bench.reporting.rows import load_results
@@ -134,14 +134,14 @@ def test_plots_order_points_as_the_table_does_with_a_loaded_static(tmp_path, mon
     (3, True, "exited 3"),
 ])
 def test_a_dead_worker_is_named_by_its_signal(code: int, capped: bool, expected: str, monkeypatch) -> None:  # noqa: ANN001
-    from dynconv_bench.metrics import isolate
+    from dynconv_bench.execution.processes import isolate
 
     monkeypatch.setattr(isolate, "_memory_low", lambda: False)
     assert death_text(code, capped) == expected
 
 
 def test_sigkill_without_a_cap_suggests_memory_only_when_memory_is_low(monkeypatch) -> None:  # noqa: ANN001
-    from dynconv_bench.metrics import isolate
+    from dynconv_bench.execution.processes import isolate
 
     monkeypatch.setattr(isolate, "available_memory", lambda: 10 * 2**30)
     monkeypatch.setattr(isolate, "machine_memory", lambda: 16 * 2**30)
@@ -166,7 +166,7 @@ def nap(seconds: float) -> dict:
 
 @pytest.mark.slow  # two fresh interpreters (each imports torch, timm and the variants first)
 def test_worker_timeout_counts_the_call_not_the_start_up_and_a_segfault_says_so() -> None:
-    from dynconv_bench.metrics.isolate import run_isolated
+    from dynconv_bench.execution.processes.isolate import run_isolated
 
     assert run_isolated(nap, 0.5, timeout=2.0) == {"status": "ok", "slept": 0.5}  # start-up takes longer than 2 s
     out = run_isolated(segfault, memory_cap=None)
@@ -252,7 +252,8 @@ def test_a_forward_that_faults_in_fresh_pages_shows_them_per_run_and_in_the_kern
     """The allocator-state fingerprint tells the two states apart: a forward that maps fresh pages each run
     (the swing's faulting state) shows about one minor fault per page per run and mostly system CPU time; the
     same writes into resident pages show almost none. Per run: not the total over the runs, not zero."""
-    from dynconv_bench.metrics.speed import measure_inference, measure_paired
+    from dynconv_bench.metrics.paired_timing import measure_paired
+    from dynconv_bench.metrics.timing import measure_inference
 
     _without_malloc_tunables(monkeypatch)
     monkeypatch.setenv("MALLOC_TOP_PAD_", "131072")  # read from the environment, as a worker started with it
@@ -302,8 +303,8 @@ def test_malloc_tunables_make_their_own_environment_only_when_set(monkeypatch) -
 
 def test_timed_workers_start_with_steady_malloc_thresholds_unless_told_to_inherit(monkeypatch) -> None:  # noqa: ANN001
     from dynconv_bench.errors import UserError
+    from dynconv_bench.execution.processes.isolate import run_isolated
     from dynconv_bench.measures.speed import Speed, SpeedOptions
-    from dynconv_bench.metrics.isolate import run_isolated
 
     from .child_calls import malloc_of_child
 
@@ -319,7 +320,7 @@ def test_timed_workers_start_with_steady_malloc_thresholds_unless_told_to_inheri
 
 
 def test_a_worker_killed_from_outside_is_not_called_out_of_memory(monkeypatch) -> None:  # noqa: ANN001
-    from dynconv_bench.metrics import isolate
+    from dynconv_bench.execution.processes import isolate
     from tests.child_calls import killed_by_sigkill
 
     monkeypatch.setattr(isolate, "_memory_low", lambda: False)

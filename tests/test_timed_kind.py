@@ -54,9 +54,9 @@ def kind():  # noqa: ANN201
 @pytest.mark.parametrize("load, marked", [(9.0, True), (0.5, False)])
 def test_a_timed_plugin_kind_is_marked_when_the_machine_was_loaded(kind, load, marked, tmp_path,  # noqa: ANN001
                                                                     monkeypatch) -> None:
-    from dynconv_bench.metrics import speed
+    from dynconv_bench.metrics import timing
 
-    monkeypatch.setattr(speed, "machine_load", lambda: {"load_avg": load, "cores": 2, "cpu_mhz": None})
+    monkeypatch.setattr(timing, "machine_load", lambda: {"load_avg": load, "cores": 2, "cpu_mhz": None})
     suite = parse_suite({"name": "c", "backbones": ["cifar_resnet8"], "variants": ["static", "static-se"],
                          "measure": {"cold_start_test": {}}})
     run_suite(suite, tmp_path / "c.sqlite", executor=LocalExecutor(), progress=False)

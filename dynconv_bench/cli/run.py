@@ -284,7 +284,7 @@ def _plugin_variants(suite: object) -> str:
 
 
 def _cap_text(cap: object) -> str:
-    from ..metrics.limits import cap_bytes
+    from ..execution.processes.limits import cap_bytes
 
     if cap is None:
         return "none"

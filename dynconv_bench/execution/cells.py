@@ -43,8 +43,8 @@ def run_cell(cell: Cell | dict[str, Any], plugins: Sequence[str] = ()) -> dict[s
             kind = get_kind(cell.kind)
             before = _load() if kind.timed else None
             processes = kind.processes(o)
-            if processes:  # timed cells: in fresh worker processes (see execution/workers.py)
-                from .workers import measure_in_workers
+            if processes:  # in fresh worker processes (see execution/processes/workers.py)
+                from .processes.workers import measure_in_workers
 
                 result = measure_in_workers(cell, plugins, processes)
             else:
@@ -68,7 +68,7 @@ def run_cell(cell: Cell | dict[str, Any], plugins: Sequence[str] = ()) -> dict[s
 
 
 def _load() -> dict[str, Any]:
-    from ..metrics.speed import machine_load
+    from ..metrics.timing import machine_load
 
     return machine_load()
 

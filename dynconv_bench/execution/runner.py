@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..metrics.limits import MemoryCap, default_memory_cap, parse_memory_cap
 from ..models.per_sample_conv import CACHE_ENV
 from ..models.registry import variant_source
 from .cell import Cell, with_defaults
-from .executors import LocalExecutor, RayExecutor
+from .executors import LocalExecutor
+from .executors_ray import RayExecutor
+from .processes.limits import MemoryCap, default_memory_cap, parse_memory_cap
 from .store import ResultStore
 from .store_read import HEARTBEAT_EVERY_S, STALE_AFTER_S
 from .store_schema import sqlite_error_line

@@ -90,7 +90,7 @@ def parse_suite(data: dict[str, Any], source: str = "<suite>", default_name: str
     presets = {label: preset for label, preset in presets_of(data.get("variants"), source)}
     memory_cap = data.get("memory_cap")
     if memory_cap is not None:
-        from ..metrics.limits import parse_memory_cap
+        from .processes.limits import parse_memory_cap
 
         try:
             parse_memory_cap(memory_cap)

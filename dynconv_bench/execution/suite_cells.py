@@ -23,7 +23,7 @@ class Suite:
     variants: list[tuple[str, str, dict[str, Any]]]  # (label, registered name, config as written)
     measure: dict[str, list[dict[str, Any]]]  # kind -> option tables ([[measure.KIND]] gives several)
     presets: dict[str, str] = field(default_factory=dict)  # variant label -> preset name
-    memory_cap: str | int | float | None = None  # per-cell memory cap (see dynconv_bench.metrics.limits)
+    memory_cap: str | int | float | None = None  # per-cell memory cap (see dynconv_bench.execution.processes.limits)
 
     def cells(self) -> list[Cell]:
         """Expand into cells: cheap kinds first so that a partial run already gives a leaderboard."""

@@ -224,7 +224,7 @@ def records_of(kind: str, options: Mapping[str, Any] | None, values: Mapping[str
 
 def _under_load(values: Mapping[str, Any]) -> bool:
     """The cell ran while the 1-minute load average exceeded the core count by more than LOAD_SLACK."""
-    from ..metrics.speed_result import LOAD_SLACK
+    from ..metrics.timing_result import LOAD_SLACK
 
     load, cores = values.get("load_avg"), values.get("cores")
     return isinstance(load, (int, float)) and isinstance(cores, int) and load > cores + LOAD_SLACK

@@ -49,8 +49,15 @@ class Memory(Kind):
     metrics = {"peak_memory": Metric(_memory_label, 3000, higher_is_better=False, timed=True)}
 
     @classmethod
+    def processes(cls, opts: MeasureOptions) -> int:
+        """A fresh process per CPU cell: only there is the resident-set peak the step's own (a long-lived process
+        reuses memory freed earlier). CUDA's allocator counts exactly, so CUDA cells run in the runner's process
+        (a process per cell would cost seconds of CUDA start-up)."""
+        return 0 if str(opts.device).startswith("cuda") else 1
+
+    @classmethod
     def measure(cls, spec: ModelSpec, opts: MeasureOptions) -> MemoryValues:
-        from ..metrics.memory import peak_memory
+        from ..metrics.step_memory import peak_memory
 
         return MemoryValues.from_values(peak_memory(spec, batch_size=opts.batch_size, input_size=tuple(opts.input_size),
                                                     mode=opts.mode, device=opts.device, num_classes=opts.num_classes))

@@ -47,7 +47,7 @@ class Params(Kind):
 
     @classmethod
     def measure(cls, spec: ModelSpec, opts: MeasureOptions) -> ParamsResult:
-        from ..metrics.params import count_params
+        from ..metrics.param_count import count_params
         from ..models.convert import deploy
 
         model = spec.build(opts.num_classes)

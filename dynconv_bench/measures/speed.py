@@ -6,9 +6,8 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import UserError
 from ..metrics.env import MALLOC_SETTINGS, malloc_environment
-from ..metrics.speed_result import SpeedResult
+from ..metrics.timing_result import SpeedResult
 from ..models.config_param import Param
 from ..models.modelspec import ModelSpec
 from .base import Kind, Metric, Record, record, register_kind
@@ -108,19 +107,19 @@ class Speed(Kind):
 
     @classmethod
     def combine(cls, results: Sequence[SpeedResult]) -> SpeedResult:
-        from ..metrics.speed_result import combine_processes
+        from ..metrics.timing_result import combine_processes
 
         return combine_processes(list(results))
 
     @classmethod
     def measure(cls, spec: ModelSpec, opts: MeasureOptions) -> SpeedResult:
         """One process's measurement (the runner combines those of several fresh processes)."""
-        from ..metrics.speed import machine_load
+        from ..metrics.timing import check_cuda_graph, machine_load
         from ..models.triton_conv import dot_precisions
 
         before = machine_load()
-        if opts.interleave and opts.cuda_graph:
-            raise UserError("speed: interleave and cuda_graph cannot be combined yet; time graphs alone")
+        if opts.cuda_graph:
+            check_cuda_graph(opts.mode, opts.device, opts.compile, opts.interleave)
         from ..models.per_sample_conv import follow_plan
 
         calibration = getattr(opts, "calibration", None) or {}
@@ -135,7 +134,7 @@ class Speed(Kind):
 
     @classmethod
     def _alone(cls, spec: ModelSpec, opts: MeasureOptions, calibration: Mapping[str, Any]) -> SpeedResult:
-        from ..metrics import speed
+        from ..metrics import timing
         from ..models.convert import deploy
 
         model = spec.build(opts.num_classes)
@@ -147,17 +146,15 @@ class Speed(Kind):
         if calibration.get("runs"):  # the first process's run count, exactly
             kw.update(min_time=0.0, min_runs=int(calibration["runs"]), max_runs=int(calibration["runs"]))
         size = tuple(opts.input_size)
-        if opts.cuda_graph:
-            speed.check_cuda_graph(opts.mode, speed.resolve_device(opts.device), opts.compile)
         if opts.mode == "train":
-            return speed.measure_train_step(model, opts.batch_size, size, opts.num_classes, **kw)
-        return speed.measure_inference(deploy(model) if opts.deploy else model, opts.batch_size, size,
-                                       cuda_graph=opts.cuda_graph, **kw)
+            return timing.measure_train_step(model, opts.batch_size, size, opts.num_classes, **kw)
+        return timing.measure_inference(deploy(model) if opts.deploy else model, opts.batch_size, size,
+                                        cuda_graph=opts.cuda_graph, **kw)
 
     @classmethod
     def _interleaved(cls, spec: ModelSpec, opts: MeasureOptions, calibration: Mapping[str, Any]) -> SpeedResult:
         """Time this model and the baseline round-robin; own times pooled, ratio per round (median, min, max)."""
-        from ..metrics.speed import measure_paired
+        from ..metrics.paired_timing import measure_paired
         from ..models.convert import deploy
 
         models = [spec.build(opts.num_classes),

@@ -12,16 +12,20 @@ from ..lazy import lazy_names
 if TYPE_CHECKING:
     from .env import collect_environment
     from .flops import Profile, profile
-    from .memory import peak_memory
-    from .params import count_deployed_params, count_params
-    from .speed import SpeedResult, measure_inference, measure_paired, measure_train_step
+    from .paired_timing import measure_paired
+    from .param_count import count_deployed_params, count_params
+    from .step_memory import peak_memory
+    from .timing import measure_inference, measure_train_step
+    from .timing_result import SpeedResult
 
 _LAZY = {
     "env": ("collect_environment",),
     "flops": ("Profile", "profile"),
-    "memory": ("peak_memory",),
-    "params": ("count_deployed_params", "count_params"),
-    "speed": ("SpeedResult", "measure_inference", "measure_paired", "measure_train_step"),
+    "paired_timing": ("measure_paired",),
+    "param_count": ("count_deployed_params", "count_params"),
+    "step_memory": ("peak_memory",),
+    "timing": ("measure_inference", "measure_train_step"),
+    "timing_result": ("SpeedResult",),
 }
 __all__ = [
     "Profile", "SpeedResult", "collect_environment", "count_deployed_params", "count_params",

@@ -21,7 +21,7 @@ from torch import nn
 from ..errors import UserError
 from ..files import replacing
 from ..models.layers import recomputing_batchnorm
-from .speed import fixed_threads, time_runs
+from .timing import fixed_threads, time_runs
 
 TARGETS = ("torch_export", "onnx", "compile", "torchscript")
 BATCH_SIZES = (1, 4)

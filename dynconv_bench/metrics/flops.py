@@ -32,7 +32,7 @@ with warnings.catch_warnings():  # fvcore.nn scripts a loss at import; torch dep
 from ..models.per_sample_conv import STRATEGIES, eager_paths, use_strategy
 from ..models.variant import DynamicLayer
 from .flop_handles import default_handles
-from .params import _outermost_dynamic, count_params
+from .param_count import _outermost_dynamic, count_params
 
 CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from ..measures import metric_spec
-from ..metrics.speed_result import WIDTH_WARNING
+from ..metrics.timing_result import WIDTH_WARNING
 
 NEAR_CHANCE_POINTS = 5.0  # a top-1 this close to guessing says nothing about the variant
 MIN_SEEDS = 3  # seeds a side for a t interval of an accuracy difference (over 2 it spans about +-8 points)

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from ..errors import UserError
 from ..files import make_folder, replacing, show_path
-from ..metrics.memory import reset_peak_rss, status_kib
+from ..metrics.step_memory import reset_peak_rss, status_kib
 from ..models.convert import set_progress
 from ..models.layers import recomputing_batchnorm
 from ..models.per_sample_conv import forced_strategy, use_strategy

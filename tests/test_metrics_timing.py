@@ -1,4 +1,4 @@
-"""Speed harness (dynconv_bench/metrics/speed.py): statistics, threads, failures as results.
+"""Timing harness (dynconv_bench/metrics/timing.py): statistics, threads, failures as results.
 
 Only behaviour is tested here (tiny min_time); timings are compared in benchmarks/validate_timer.py.
 The CUDA path needs a GPU: here only its failure without one is tested.
@@ -15,8 +15,8 @@ from torch import nn
 
 import dynconv_bench
 from dynconv_bench.errors import UserError
-from dynconv_bench.metrics import speed
-from dynconv_bench.metrics.speed import measure_inference, measure_train_step
+from dynconv_bench.metrics import timing
+from dynconv_bench.metrics.timing import measure_inference, measure_train_step
 
 
 @pytest.fixture(scope="module")
@@ -125,10 +125,10 @@ def test_bf16_autocast_and_channels_last_reach_the_timed_forward():
 
 def test_time_runs_stops_at_min_runs_and_max_runs():
     calls = []
-    times = speed.time_runs(lambda: calls.append(1), torch.device("cpu"), warmup=3, min_time=10.0, max_runs=4)
+    times = timing.time_runs(lambda: calls.append(1), torch.device("cpu"), warmup=3, min_time=10.0, max_runs=4)
     assert len(times) == 4 and len(calls) == 7  # min_time not reached: max_runs stops it
     calls.clear()
-    times = speed.time_runs(lambda: calls.append(1), torch.device("cpu"), warmup=2, min_time=0.0, min_runs=6)
+    times = timing.time_runs(lambda: calls.append(1), torch.device("cpu"), warmup=2, min_time=0.0, min_runs=6)
     assert len(times) == 6 and len(calls) == 8  # min_time reached at once: min_runs keeps it going
     assert all(t >= 0 for t in times)
 
@@ -148,10 +148,10 @@ def test_the_strategy_of_each_per_sample_conv_layer_is_recorded():
     model = dynconv_bench.create_model("cifar_resnet8", "dyconv", num_classes=10)
     n_layers = len(model.dynconv_report.converted)
     with use_strategy("bmm"):
-        forced = speed.measure_inference(model, 2, (3, 32, 32), threads=1, warmup=2, min_time=0.0, min_runs=3)
+        forced = timing.measure_inference(model, 2, (3, 32, 32), threads=1, warmup=2, min_time=0.0, min_runs=3)
     assert forced.strategies == {"bmm": n_layers} and forced.to_values()["strategies"] == {"bmm": n_layers}
-    one = speed.measure_inference(model, 1, (3, 32, 32), threads=1, warmup=1, min_time=0.0, min_runs=2)
+    one = timing.measure_inference(model, 1, (3, 32, 32), threads=1, warmup=1, min_time=0.0, min_runs=2)
     assert one.strategies == {"loop": n_layers}
     static = dynconv_bench.create_model("cifar_resnet8", num_classes=10)
-    assert speed.measure_inference(static, 2, (3, 32, 32), threads=1, warmup=1, min_time=0.0,
+    assert timing.measure_inference(static, 2, (3, 32, 32), threads=1, warmup=1, min_time=0.0,
                                    min_runs=2).strategies == {}

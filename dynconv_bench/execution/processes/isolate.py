@@ -2,7 +2,7 @@
 
 The child is a new interpreter (`python -c _BOOT`), not a fork: it imports
 only what the measurement needs and does not depend on how the parent's `__main__` was started.
-It dies with its parent, and it runs under the memory cap of the cell in flight (see dynconv_bench.metrics.limits).
+It dies with its parent, and it runs under the memory cap of the cell in flight (see dynconv_bench.execution.processes.limits).
 Its start-up (importing torch, timm and the variants: seconds) is not counted in a call's `timeout`: the child
 says when it is ready, and the timeout runs from then.
 """
@@ -42,7 +42,7 @@ _BOOT = ("import sys\n"
          "        pass\n"
          "    if os.getppid() != int(sys.argv[1]):\n"
          "        os._exit(1)\n"
-         "from dynconv_bench.metrics.isolate import _child\n"
+         "from dynconv_bench.execution.processes.isolate import _child\n"
          "_child(sys.argv[2])\n")
 
 
@@ -181,7 +181,7 @@ def _child(result_path: str) -> None:
 def _warm_imports() -> None:
     """Import what every measurement needs (torch, timm, the registered variants) before saying ready."""
     try:
-        from ..models.registry import list_variants
+        from ...models.registry import list_variants
 
         list_variants()
     except Exception:  # noqa: BLE001 - the call itself will report what is broken

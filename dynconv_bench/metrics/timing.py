@@ -1,10 +1,10 @@
-"""The one timing module: wall and process CPU time of inference and training steps on CPU and CUDA, alone or
-round-robin with a baseline, and the summary of several fresh processes; failures become results.
+"""Timing one model: wall and process CPU time of inference forwards and training steps on CPU and CUDA, in
+this process; failures become results. Round-robin timing with a baseline is `paired_timing`, the result type
+and the summary of several processes `timing_result`.
 
-Public surface: `SpeedResult` (the one result type of a timed cell, stored as is by the speed kind),
-`build_step`, `time_runs`, `time_interleaved`, `round_ratios`, `summarise`, `measure_inference`,
-`measure_train_step`, `measure_paired`, `combine_processes`, `machine_load`, `process_usage`, `record_usage`,
-`fixed_threads`, `capture_cuda_graph`.
+Public surface: `build_step`, `time_runs`, `summarise`, `measure_inference`, `measure_train_step`,
+`check_cuda_graph`, `capture_cuda_graph`, `machine_load`, `process_usage`, `record_usage`, `fixed_threads`,
+`cudnn_benchmark`, `resolve_device`, `amp_dtype`.
 
 CPU: the thread count is fixed with `torch.set_num_threads` (and restored afterwards), warm-up runs,
 then `time.perf_counter` and `time.process_time` around each run until both `min_time` seconds and `min_runs`
@@ -26,7 +26,7 @@ import copy
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,18 +38,14 @@ from torch import nn
 from ..errors import UserError
 from ..models.per_sample_conv import record_strategies
 from .env import allocator_settings
-from .speed_result import (  # noqa: F401 (the result type and its summary are part of this module's surface)
-    LOAD_SLACK,
-    SPREAD_WARNING,
-    WAIT_MARGIN,
-    SpeedResult,
-    combine_processes,
-)
+from .timing_result import SpeedResult
 
 AMP_DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 DEFAULT_WARMUP = {"cpu": 3, "cuda": 20}
 DEFAULT_MIN_TIME = {"cpu": 1.0, "cuda": 1.0}
 GRAPH_WARMUP_REPLAYS = 3
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     """A torch.device from 'cpu', 'cuda' or 'cuda:N' (UserError for anything else)."""
     try:
@@ -85,7 +81,8 @@ def fixed_threads(threads: int | None) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def _cudnn_benchmark(enabled: bool) -> Iterator[None]:
+def cudnn_benchmark(enabled: bool) -> Iterator[None]:
+    """Set `torch.backends.cudnn.benchmark` for the block and restore it afterwards."""
     before = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = enabled
     try:
@@ -166,13 +163,18 @@ def summarise(result: SpeedResult, times: list[float], cpu_times: list[float] | 
     return result
 
 
-def _error_text(exc: BaseException) -> str:
+def error_text(exc: BaseException) -> str:
+    """The text of a failed result: the exception's type and message, at most about 2000 characters."""
     text = f"{type(exc).__name__}: {exc}".strip()
     return text if len(text) <= 2000 else text[:2000] + " ..."
 
 
-def check_cuda_graph(mode: str, dev: torch.device, compile: bool) -> None:
-    """UserError unless a CUDA graph can time this: inference on a CUDA device, without torch.compile."""
+def check_cuda_graph(mode: str, device: str | torch.device, compile: bool, interleave: int = 0) -> None:
+    """UserError unless a CUDA graph can time this: inference alone (not `interleave`d with a baseline) on a CUDA
+    device, without torch.compile. The one rule for `cuda_graph`, of the speed kind and of this harness alike."""
+    if interleave:
+        raise UserError("speed: interleave and cuda_graph cannot be combined yet; time graphs alone")
+    dev = resolve_device(device)
     if dev.type != "cuda":
         raise UserError(f"cuda_graph needs device 'cuda' (CUDA graphs replay GPU work only), got {str(dev)!r}")
     if mode != "inference":
@@ -198,7 +200,7 @@ def _measure(mode: str, model: nn.Module, batch_size: int, input_size: tuple[int
         result.error = "CUDA requested but torch.cuda.is_available() is False (no GPU or no CUDA driver)"
         return result
     was_training = model.training
-    with fixed_threads(threads) as n_threads, _cudnn_benchmark(dev.type == "cuda"):
+    with fixed_threads(threads) as n_threads, cudnn_benchmark(dev.type == "cuda"):
         result.threads = n_threads
         try:
             if dev.type == "cuda":
@@ -224,7 +226,7 @@ def _measure(mode: str, model: nn.Module, batch_size: int, input_size: tuple[int
             if dev.type == "cuda":
                 result.peak_memory_bytes = int(torch.cuda.max_memory_allocated(dev))
         except Exception as exc:  # OOM, compile failure, unsupported op: a failed result, the caller goes on
-            result.status, result.error = "failed", _error_text(exc)
+            result.status, result.error = "failed", error_text(exc)
         finally:
             step = None  # noqa: F841 - drop the model copy before emptying the cache
             model.train(was_training)
@@ -322,100 +324,6 @@ def measure_train_step(model: nn.Module, batch_size: int, input_size: tuple[int,
     """Time training steps (forward, cross-entropy, backward, SGD with momentum) on random labels."""
     return _measure("train", model, batch_size, input_size, device, threads, warmup, min_time, min_runs,
                     max_runs, channels_last, amp, compile, num_classes, lr)
-
-
-
-
-# -- round-robin timing with a baseline in one process: drift (load, clocks, heat) hits each alike --------------
-def time_interleaved(steps: dict[str, Callable[[], Any]], device: torch.device, rounds: int, warmup: int,
-                     min_time: float, min_runs: int, cpu_times: dict[str, list[float]] | None = None,
-                     runs: Mapping[str, int] | None = None) -> dict[str, list[list[float]]]:
-    """Per-run seconds of each step per round: every step is warmed up, then each round times every step
-    for `min_time / rounds` seconds (at least `min_runs` runs), in reversed order every other round.
-
-    `runs` (a calibration): exactly that many runs per round for a step instead. `cpu_times`, when given,
-    receives each step's process CPU seconds per run, one mean per round.
-    """
-    names = list(steps)
-    for name in names:
-        time_runs(steps[name], device, warmup, 0.0, 1)
-    out: dict[str, list[list[float]]] = {n: [] for n in names}
-    for r in range(rounds):
-        for name in (names if r % 2 == 0 else names[::-1]):
-            cpu: list[float] = []
-            fixed = (runs or {}).get(name)
-            timed = (time_runs(steps[name], device, 0, 0.0, fixed, fixed, cpu) if fixed
-                     else time_runs(steps[name], device, 0, min_time / rounds, min_runs, cpu_times=cpu))
-            out[name].append(timed)
-            if cpu_times is not None:
-                cpu_times.setdefault(name, []).append(statistics.fmean(cpu))
-    return out
-
-
-def round_ratios(own: list[list[float]], baseline: list[list[float]]) -> list[float]:
-    """Per round: baseline's median time over this model's (above 1: faster than the baseline)."""
-    return [statistics.median(b) / statistics.median(o) for o, b in zip(own, baseline)]
-
-
-def measure_paired(model: nn.Module, baseline: nn.Module, mode: str, batch_size: int,
-                   input_size: tuple[int, ...], rounds: int, device: str = "cpu", threads: int | None = None,
-                   warmup: int | None = None, min_time: float | None = None, min_runs: int = 1,
-                   channels_last: bool = False, amp: str | None = None, compile: bool = False,
-                   num_classes: int | None = None, runs_per_round: Mapping[str, int] | None = None) -> SpeedResult:
-    """Time `model` round-robin with `baseline` in this process: its SpeedResult (runs of every round pooled)
-    with the median, min and max of the per-round ratios of baseline time to its time (above 1: faster), the
-    ratios themselves (`round_ratios`, one list: this process) and the tuned strategies (`strategy_plan`).
-
-    `runs_per_round` ({"own": n, "baseline": m}, e.g. another process's `runs_per_round`) fixes the run counts.
-    As in `measure_inference`: cudnn.benchmark on CUDA, and a failure (OOM, compile error, a layer none of whose
-    strategies runs) becomes a failed result with the error; both models' train/eval modes are restored.
-    """
-    dev = resolve_device(device)
-    dtype = amp_dtype(amp)
-    warmup = DEFAULT_WARMUP[dev.type] if warmup is None else warmup
-    min_time = DEFAULT_MIN_TIME[dev.type] if min_time is None else min_time
-    result = SpeedResult("failed", None, mode, batch_size, list(input_size), str(dev), None, warmup=warmup,
-                         min_time=min_time, channels_last=channels_last, amp=amp if dtype else None, compile=compile)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        result.error = "CUDA requested but torch.cuda.is_available() is False (no GPU or no CUDA driver)"
-        return result
-    modes = [(m, m.training) for m in (model, baseline)]
-    cpu: dict[str, list[float]] = {}
-    with fixed_threads(threads) as n_threads, _cudnn_benchmark(dev.type == "cuda"):
-        result.threads = n_threads
-        steps: dict[str, Callable[[], Any]] = {}
-        try:
-            if dev.type == "cuda":
-                torch.cuda.empty_cache()
-            steps = {name: build_step(mode, m, batch_size, input_size, dev, channels_last, dtype, compile,
-                                      num_classes, 0.01) for name, m in (("own", model), ("baseline", baseline))}
-            usage = process_usage()
-            with record_strategies() as used:
-                times = time_interleaved(steps, dev, rounds, warmup, min_time, min_runs, cpu, runs_per_round)
-            own = [t for r in times["own"] for t in r]
-            summarise(result, own)
-            record_usage(result, usage, sum(len(r) for t in times.values() for r in t) + 2 * (warmup + 1))
-            result.cpu_s, result.baseline_cpu_s = statistics.median(cpu["own"]), statistics.median(cpu["baseline"])
-            result.baseline_median_s = statistics.median([t for r in times["baseline"] for t in r])
-            calls = warmup + 1 + len(own)  # forwards of `model` (the baseline's add no per-sample layer calls)
-            result.strategies = {k: n // calls for k, n in sorted(used.items())}
-            result.strategy_plan = dict(sorted(used.plan.items()))
-            result.strategy_failures = list(used.failures)
-            ratios = round_ratios(times["own"], times["baseline"])
-            result.rounds, result.runs_per_round = rounds, {n: len(times[n][0]) for n in times}
-            result.round_ratios = [ratios]  # this process's; combine_processes pools every process's rounds
-            result.baseline_ratio = statistics.median(ratios)
-            result.baseline_ratio_min, result.baseline_ratio_max = min(ratios), max(ratios)
-            result.status = "ok"
-        except Exception as exc:  # OOM, compile failure, unsupported op: a failed result, the caller goes on
-            result.status, result.error = "failed", _error_text(exc)
-        finally:
-            steps = {}  # noqa: F841 - drop the model copies before emptying the cache
-            for m, training in modes:
-                m.train(training)
-            if dev.type == "cuda":
-                torch.cuda.empty_cache()
-    return result
 
 
 def machine_load() -> dict[str, float | int | None]:

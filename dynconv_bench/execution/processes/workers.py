@@ -1,7 +1,8 @@
-"""Timed cells in fresh worker processes, the way pyperf runs a benchmark: several processes one after another,
-each importing once and building its models once, the first one's run counts and tuned per-sample conv strategies
-reused by the others (calibration: `Kind.calibration`), one value from every process's values with its interval
-beside it, and a warning when that interval is wide.
+"""Cells in fresh worker processes, as many as their kind asks (`Kind.processes`: a speed cell several, a CPU
+memory cell one), the way pyperf runs a benchmark: one process after another, each importing once and building
+its models once, the first one's run counts and tuned per-sample conv strategies reused by the others
+(calibration: `Kind.calibration`), one value from every process's values with its interval beside it, and a
+warning when that interval is wide.
 
 A process carries state from whatever ran in it before (thread pools, allocator arenas, caches); a value
 measured in fresh processes does not depend on the cells that came before it in the run.
@@ -13,15 +14,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ..measures import Result, get_kind
-from ..metrics.isolate import run_isolated
-from .cell import Cell
+from ...measures import Result, get_kind
+from ..cell import Cell
+from .isolate import run_isolated
 
 
 def measure_in_workers(cell: Cell, plugins: Sequence[str] = (), processes: int = 3) -> Result:
     """Measure `cell` in `processes` fresh interpreters, one after another; its kind combines their results.
 
-    A failed process fails the cell (its error names the process)."""
+    A failed process fails the cell (its error names the process, when there are several)."""
     kind = get_kind(cell.kind)
     results: list[Result] = []
     calibration: dict[str, Any] | None = None
@@ -31,7 +32,8 @@ def measure_in_workers(cell: Cell, plugins: Sequence[str] = (), processes: int =
         out = run_isolated(_worker, cell.to_dict(), list(plugins), calibration, cuda=cuda, extra_env=extra_env)
         result = kind.result.from_values(out)
         if result.status != "ok":
-            result.error = f"worker process {i + 1} of {processes}: {result.error}"
+            if processes > 1:
+                result.error = f"worker process {i + 1} of {processes}: {result.error}"
             return result
         results.append(result)
         if i == 0:

@@ -1,4 +1,4 @@
-"""Parameter counts (dynconv_bench/metrics/params.py): exact totals and categories."""
+"""Parameter counts (dynconv_bench/metrics/param_count.py): exact totals and categories."""
 
 from __future__ import annotations
 
@@ -6,7 +6,12 @@ import torch
 from torch import nn
 
 import dynconv_bench
-from dynconv_bench.metrics.params import CATEGORIES, count_deployed_params, count_params, param_categories
+from dynconv_bench.metrics.param_count import (
+    CATEGORIES,
+    count_deployed_params,
+    count_params,
+    param_categories,
+)
 
 
 def _sum(modules) -> int:  # noqa: ANN001

@@ -1,16 +1,18 @@
-"""Peak memory of one forward (or one training step): on CPU in a fresh subprocess, on CUDA in this process.
+"""Peak memory of one forward (or one training step), measured in the calling process; failures are results.
 
-CPU method: in a spawned process, build the model, the input and (for training) the optimizer, run
-the garbage collector, reset the kernel's peak-RSS mark (`/proc/self/clear_refs` <- "5", Linux) and
-read the resident size; then run one forward (inference mode) or one training step (forward,
-cross-entropy, backward, SGD with momentum) and read the peak RSS (`VmHWM`). peak_bytes = peak - before:
-the activations, gradients, optimizer state and workspaces the step needs on top of the built model.
-Where the mark cannot be reset, the `ru_maxrss` delta is used (then the model build's own peak may
-hide a smaller step peak; `method` says which was used).
-CUDA method: in this process (a subprocess per cell cost ~10 s of CUDA start-up), one unmeasured step,
-then `torch.cuda.max_memory_allocated` after emptying the cache and resetting the allocator's peak: bytes
-the step allocates on top of the model and input. The allocator counts exactly what is allocated, whatever
-ran before, so no fresh process is needed; the model, input and cache are freed afterwards.
+CPU method: build the model, the input and (for training) the optimizer, run the garbage collector, reset the
+kernel's peak-RSS mark (`/proc/self/clear_refs` <- "5", Linux) and read the resident size; then run one forward
+(inference mode) or one training step (forward, cross-entropy, backward, SGD with momentum) and read the peak
+RSS (`VmHWM`). peak_bytes = peak - before: the activations, gradients, optimizer state and workspaces the step
+needs on top of the built model. Where the mark cannot be reset, the `ru_maxrss` delta is used (then the model
+build's own peak may hide a smaller step peak; `method` says which was used). Only a fresh process gives a
+reliable CPU figure (a long-lived one's allocator reuses memory freed by earlier work, so its peak need not
+move): the `memory` kind asks the runner for one per CPU cell (`Memory.processes`, run by
+dynconv_bench.execution.processes); a caller of its own runs `peak_memory` through `run_isolated`.
+CUDA method: one unmeasured step, then `torch.cuda.max_memory_allocated` after emptying the cache and resetting
+the allocator's peak: bytes the step allocates on top of the model and input. The allocator counts exactly what
+is allocated, whatever ran before, so no fresh process is needed (a subprocess per cell cost ~10 s of CUDA
+start-up); the model, input and cache are freed afterwards.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from torch import nn
 
 from ..errors import UserError
 from ..models.modelspec import ModelSpec
-from .isolate import run_isolated
 
 
 def status_kib(key: str) -> int | None:
@@ -53,8 +54,8 @@ def _maxrss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
-def _worker(spec: ModelSpec, batch_size: int, input_size: tuple[int, ...], mode: str, device: str,
-            num_classes: int, threads: int | None) -> dict[str, Any]:
+def _measure(spec: ModelSpec, batch_size: int, input_size: tuple[int, ...], mode: str, device: str,
+             num_classes: int, threads: int | None) -> dict[str, Any]:
     dev = torch.device(device)
     out: dict[str, Any] = {"status": "failed", "error": None, "peak_bytes": None, "mode": mode,
                            "device": str(dev), "batch_size": batch_size, "input_size": list(input_size),
@@ -63,7 +64,7 @@ def _worker(spec: ModelSpec, batch_size: int, input_size: tuple[int, ...], mode:
         out["error"] = "CUDA requested but torch.cuda.is_available() is False (no GPU or no CUDA driver)"
         return out
     before = torch.get_num_threads()
-    try:  # restored: on CUDA this runs in the caller's process
+    try:  # restored: this runs in the caller's process
         if threads is not None:
             torch.set_num_threads(threads)
         out["threads"] = torch.get_num_threads()
@@ -137,44 +138,27 @@ def _unmeasured_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mode: s
             model.eval()(x)
 
 
-def _in_process(spec: ModelSpec, batch_size: int, input_size: tuple[int, ...], mode: str, device: str,
-                num_classes: int, threads: int | None) -> dict[str, Any]:
-    try:
-        return _worker(spec, batch_size, input_size, mode, device, num_classes, threads)
-    except Exception as exc:  # e.g. an unknown variant: a failed result, as from the subprocess
-        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000]}
-    finally:
-        gc.collect()  # the model, its input and any out-of-memory traceback are gone: hand their memory back
-        if device.startswith("cuda") and torch.cuda.is_available():
-            torch.cuda.empty_cache()
-
-
-def in_subprocess(device: str, isolate: bool | None = None) -> bool:
-    """Whether a measurement runs in a fresh subprocess: `isolate`, or by default on CPU only."""
-    return not str(device).startswith("cuda") if isolate is None else isolate
-
-
 def peak_memory(model: ModelSpec | str, variant: str = "static", cfg: dict[str, Any] | None = None,
                 batch_size: int = 1, input_size: tuple[int, ...] = (3, 224, 224), mode: str = "inference",
                 device: str = "cpu", num_classes: int = 1000, threads: int | None = None,
-                plugins: tuple[str, ...] = (), timeout: float | None = None,
-                isolate: bool | None = None) -> dict[str, Any]:
-    """Peak extra memory of one forward / training step (see module doc).
+                plugins: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Peak extra memory of one forward / training step, in this process (see the module doc for CPU figures).
 
     `model` is a ModelSpec, or a backbone name converted by `variant` with `cfg` (`plugins` register it).
-    `isolate`: measure in a fresh subprocess (default on CPU; `timeout` applies there) or in this process
-    (default on CUDA).
     """
     spec = model if isinstance(model, ModelSpec) else ModelSpec(model, variant, cfg or {}, tuple(plugins))
     if mode not in ("inference", "train"):
         raise UserError(f"unknown mode {mode!r}; valid: inference, train")
     if batch_size < 1:
         raise UserError(f"batch_size must be >= 1, got {batch_size}")
-    args = (spec, batch_size, tuple(input_size), mode, device, num_classes, threads)
-    if in_subprocess(device, isolate):
-        out = run_isolated(_worker, *args, timeout=timeout, cuda=device.startswith("cuda"))
-    else:
-        out = _in_process(*args)
+    try:
+        out = _measure(spec, batch_size, tuple(input_size), mode, device, num_classes, threads)
+    except Exception as exc:  # e.g. an unknown variant: a failed result
+        out = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000]}
+    finally:
+        gc.collect()  # the model, its input and any out-of-memory traceback are gone: hand their memory back
+        if device.startswith("cuda") and torch.cuda.is_available():
+            torch.cuda.empty_cache()
     out.setdefault("peak_bytes", None)
     out.setdefault("mode", mode)
     out.setdefault("batch_size", batch_size)
