@@ -13,8 +13,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from .store_schema import COLUMNS, JSON_COLUMNS, quoted
 from .cell import KEY_FIELDS
+from .store_schema import COLUMNS, JSON_COLUMNS, quoted
 
 
 def _env_seconds(name: str, default: float) -> float:
@@ -113,7 +113,7 @@ class StoreReads:
         where = "" if history else f" WHERE {_LATEST}"
         return self.conn.execute(f"SELECT count(*) FROM results{where}").fetchone()[0]
 
-
+    # -- claims: who measures which cell now, alive or not -----------------------------------------------
     def holder(self, cell: Any) -> dict[str, Any] | None:
         """The open claim on `cell` (owner, heartbeat age in s, alive), or None."""
         row = self.conn.execute(f"SELECT owner, heartbeat FROM results WHERE {KEY_SQL} AND status='running' "
@@ -132,6 +132,32 @@ class StoreReads:
         return [{"suite": s, "backbone": b, "variant": v, "kind": k, "owner": who, "age_s": _age_s(beat),
                  "alive": owner_alive(who, beat)} for s, b, v, k, who, beat in rows]
 
+
+def owner_alive(owner: str | None, heartbeat: str | None, stale_after: float = STALE_AFTER_S) -> bool:
+    """Whether the run that wrote a claim still runs: its process exists (same host) and its heartbeat is fresh."""
+    try:
+        age = datetime.now(timezone.utc) - datetime.fromisoformat(heartbeat if isinstance(heartbeat, str) else "")
+    except (ValueError, TypeError):  # a heartbeat edited into no time, or a naive one
+        return False
+    if age > timedelta(seconds=stale_after):
+        return False
+    host, _, pid = (owner if isinstance(owner, str) else "").rpartition(":")
+    if host == platform.node() and pid.isascii() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except (ProcessLookupError, OverflowError):  # OverflowError: no pid of this machine is that large
+            return False
+        except PermissionError:  # exists, another user's
+            return True
+    return True
+
+
+def _age_s(stamp: str | None) -> float:
+    try:
+        return (datetime.now(timezone.utc) - datetime.fromisoformat(stamp if isinstance(stamp, str) else "")
+                ).total_seconds()
+    except (ValueError, TypeError):
+        return float("inf")
 
 
 # -- reading rows edited outside dynconv-bench ---------------------------------------------------------
@@ -281,31 +307,3 @@ def _json_kind(value: Any) -> str:
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def owner_alive(owner: str | None, heartbeat: str | None, stale_after: float = STALE_AFTER_S) -> bool:
-    """Whether the run that wrote a claim still runs: its process exists (same host) and its heartbeat is fresh."""
-    try:
-        age = datetime.now(timezone.utc) - datetime.fromisoformat(heartbeat if isinstance(heartbeat, str) else "")
-    except (ValueError, TypeError):  # a heartbeat edited into no time, or a naive one
-        return False
-    if age > timedelta(seconds=stale_after):
-        return False
-    host, _, pid = (owner if isinstance(owner, str) else "").rpartition(":")
-    if host == platform.node() and pid.isascii() and pid.isdigit():
-        try:
-            os.kill(int(pid), 0)
-        except (ProcessLookupError, OverflowError):  # OverflowError: no pid of this machine is that large
-            return False
-        except PermissionError:  # exists, another user's
-            return True
-    return True
-
-
-def _age_s(stamp: str | None) -> float:
-    try:
-        return (datetime.now(timezone.utc) - datetime.fromisoformat(stamp if isinstance(stamp, str) else "")
-                ).total_seconds()
-    except (ValueError, TypeError):
-        return float("inf")
-
