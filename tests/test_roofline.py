@@ -8,6 +8,7 @@ from torch import nn
 
 from dynconv_bench.metrics.gpu_cost import Op, conv_op, record_ops, trace_forward
 from dynconv_bench.metrics.roofline import FITTED, GPUS, Constants, forward_time, op_time
+from dynconv_bench.models.triton_tiles import ConvProblem
 
 H200 = GPUS["h200"]
 
@@ -83,3 +84,64 @@ def test_each_per_sample_conv_takes_its_cheapest_strategy_and_eager_is_bounded_b
     slow_host = Constants(*FITTED.as_tuple()[:4], host_us=1000.0)
     assert forward_time(trace, H200, slow_host)[0] >= kernels * 1e-3 * 0.99  # eager: at least the host's time
     assert forward_time(trace, H200, slow_host, mode="graph")[0] < kernels * 1e-3  # a graph replay: no host
+
+
+# -- fused designs (metrics/fused_designs.py), each against a hand count ----------------------------------------
+def _problem(**kw) -> ConvProblem:
+    base = dict(batch=4, cin=16, cout=16, groups=1, kernel=(3, 3), out_size=(16, 16), num_k=4, dtype="bf16",
+                in_size=(16, 16))
+    return ConvProblem(**{**base, **kw})
+
+
+def test_todays_fused_kernel_mixes_per_row_tile_on_cuda_cores_and_splits_k_when_the_grid_is_small() -> None:
+    from dynconv_bench.metrics.fused_designs import today
+
+    # 256 rows of a sample in BM 64 tiles (4 row tiles), BN 16, BK 16; 16 CTAs on 132 SMs: split-K into 2
+    (op,) = today(_problem(), H200)
+    w = 16 * 16 * 9
+    assert op.cuda_flops == 2 * 4 * 4 * 4 * w  # 2 x samples x row tiles x K x weights
+    assert op.flops == 2 * 4 * 256 * 16 * 16 * 9 and op.compute == "half"  # no padding here
+    assert op.bytes == 2 * (4 * 16 * 256 + 4 * 16 * 256 + 4 * w) + 2 * 4 * (4 * 16 * 256) * 2  # x, y, bank; slices
+    assert op.occupancy == pytest.approx(32 / 132)  # 16 tiles x 2 splits
+
+
+def test_tall_tiles_mix_once_per_256_rows() -> None:
+    from dynconv_bench.metrics.fused_designs import tall, tall_tiles, today
+
+    t = tall_tiles(_problem(), H200.sms)
+    assert (t.bm, t.bn, t.splits) == (256, 16, 2)  # 256 x (1 + 16 x 4 / 256) beats 64 x 4 x (1 + 16 x 4 / 64)
+    (op,), (old,) = tall(_problem(), H200), today(_problem(), H200)
+    assert op.cuda_flops == old.cuda_flops / 4 == 2 * 4 * 1 * 4 * 16 * 16 * 9
+    assert op.flops == old.flops and op.occupancy == pytest.approx(8 / 132)
+
+
+def test_several_samples_per_program_mix_with_a_padded_tensor_core_dot_inside_the_register_budget() -> None:
+    from dynconv_bench.metrics.fused_designs import ACC, MIXED, samples_dot, samples_tiles, today
+
+    s, bm, bn, bk = samples_tiles(_problem())
+    assert (s, bm, bn, bk) == (4, 128, 16, 16) and s * bm * bn <= ACC and s * bk * bn <= MIXED
+    (op,) = samples_dot(_problem(), H200)
+    w = 16 * 16 * 9
+    mixing = 2 * 1 * 2 * 16 * 16 * w  # 2 x sample groups x row tiles x 16 padded rows x K padded to 16 x weights
+    assert (op.flops, op.cuda_flops) == (2 * 4 * 256 * 16 * 16 * 9 + mixing, 0.0)
+    assert op.occupancy == pytest.approx(2 / 132)
+    assert samples_dot(_problem(dtype="fp32", precision="ieee"), H200) == today(
+        _problem(dtype="fp32", precision="ieee"), H200)  # no tensor cores to mix on: today's kernel
+
+
+def test_stream_k_spreads_tiles_times_steps_over_every_sm_and_pays_a_partial_tile_per_cta() -> None:
+    from dynconv_bench.metrics.fused_designs import stream_k
+
+    (op,) = stream_k(_problem(), H200)
+    work = 16 * 9  # 16 tiles (4 samples x 4 row tiles) x 9 reduction steps on 132 CTAs: 2 steps for the busiest
+    assert op.occupancy == pytest.approx(work / (132 * 2))
+    assert op.bytes == 2 * (4 * 16 * 256 * 2 + 4 * 16 * 16 * 9) + 2 * 4 * 64 * 16 * 132
+
+
+def test_the_prediction_prices_every_design_and_keeps_todays_as_fused() -> None:
+    from dynconv_bench.metrics.fused_designs import DESIGNS
+    from dynconv_bench.metrics.roofline import predict_model
+
+    p = predict_model("cifar_resnet8", "condconv", {"num_kernels": 3}, "h200", 8, "fp32", 32)
+    assert set(p.designs) == {*DESIGNS, "best_new"} and p.times["fused"] == p.designs["today"]
+    assert p.designs["best_new"] <= min(p.designs[d] for d in DESIGNS if d != "today") + 1e-15

@@ -19,8 +19,9 @@ casts), softmax and the other fp32-list ops cast bf16 operands up.
 Per-sample convs: while tracing, `per_sample_conv`'s strategy runner is wrapped so every call records the ops of
 each strategy the tuner would weigh (`Choice`): `loop` only at batch 1, as `_choose` does; else grouped, loop,
 bmm, and output_space only where `_output_space_fits` (a mixture without spatial attention, as `per_sample_conv`
-requires). The cost model picks the cheapest per call, as the tuner picks the fastest. `fused=True` traces
-today's fused path instead: every Triton launch becomes one `Op` of kind 'fused' from its `ConvProblem`.
+requires). The cost model picks the cheapest per call, as the tuner picks the fastest. `fused` (a dict of fused
+designs, metrics/fused_designs.py) traces the fused path instead: every Triton launch becomes a Choice between the
+designs' `Op`s for its `ConvProblem`.
 """
 
 from __future__ import annotations
@@ -29,16 +30,16 @@ import contextlib
 import dataclasses
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ..models.triton_tiles import ConvProblem, choose_tiles
+from ..models.triton_tiles import ConvProblem
 
-__all__ = ["GPU", "GPUS", "Choice", "Op", "Trace", "batch_norm_op", "conv_op", "fused_op", "matmul_op", "memory_op",
+__all__ = ["GPU", "GPUS", "Choice", "Op", "Trace", "batch_norm_op", "conv_op", "matmul_op", "memory_op",
            "op_of", "record_ops", "trace_forward"]
 
 
@@ -175,28 +176,6 @@ def memory_op(name: str, read: float, written: float, out_numel: int) -> Op:
     return Op(name, "memory", float(out_numel), float(read + written))
 
 
-def fused_op(p: ConvProblem, sms: int) -> Op:
-    """Today's fused Triton conv (triton_conv._launch) for one problem: padded tiles on tensor cores, the weight
-    tiles mixed on CUDA cores once per row tile, x, y and the bank read once, split-K slices, wave quantisation."""
-    t = choose_tiles(p, sms)
-    e = 4 if p.dtype == "fp32" else 2
-    (ho, wo), (hi, wi) = p.out_size, p.in_size
-    w = p.cout * (p.cin // p.groups) * p.kernel[0] * p.kernel[1]
-    x, y = p.batch * p.cin * hi * wi, p.batch * p.cout * ho * wo
-    m_tiles, n_tiles = -(-ho * wo // t.bm), -(-(p.cout // p.groups) // t.bn)
-    reduction = -(-(p.cin // p.groups) // t.bk) * t.bk * p.kernel[0] * p.kernel[1]
-    tensor = 2.0 * p.batch * p.groups * m_tiles * t.bm * n_tiles * t.bn * reduction
-    if p.rank:
-        tensor += 2.0 * p.batch * m_tiles * t.bm * p.rank * (p.cin + p.cout)
-    n = p.num_cells if p.mode == 1 else p.num_k
-    mixing = 2.0 * p.batch * m_tiles * n * w
-    ctas = p.batch * m_tiles * n_tiles * p.groups * t.splits
-    waves = -(-ctas // sms)
-    compute = "half" if p.dtype != "fp32" else "tf32" if p.precision == "tf32" else "fp32"
-    split = 2 * 4 * y * t.splits if t.splits > 1 else 0
-    return Op("fused", "fused", tensor, e * (x + y + n * w) + split, compute, mixing, occupancy=ctas / (waves * sms))
-
-
 def op_of(name: str, args: tuple, out: object, compute: str) -> Op:
     """The Op of one recorded aten op (`name` without namespace and overload), from its operands and outputs."""
     if name in FREE:
@@ -331,11 +310,14 @@ def record_ops(fn, *inputs: torch.Tensor, dtype: str = "fp32") -> list[Op]:  # n
 
 
 def trace_forward(backbone: str, variant: str, cfg: dict | None = None, batch: int = 128, dtype: str = "fp32",
-                  channels_last: bool = False, input_size: int = 224, fused: bool = False, sms: int = 132) -> Trace:
+                  channels_last: bool = False, input_size: int = 224,
+                  fused: dict[str, Callable[[ConvProblem, GPU], list[Op]]] | None = None,
+                  gpu: GPU = GPUS["h200"]) -> Trace:
     """The ops of one inference forward of the deployed model, as the speed measurement runs it on CUDA.
 
-    `fused`: with today's fused strategy forced (each Triton launch one 'fused' Op, from `fused_op(problem, sms)`);
-    else the eager path of the 2026-11-26 measurements (no lazy kernels handed to the tuner) with every per-sample
+    `fused`: with the fused strategy forced, each Triton launch a Choice between these designs' ops
+    (`design(problem, gpu)`, e.g. fused_designs.DESIGNS); else the eager path of the 2026-11-26 measurements (no
+    lazy kernels handed to the tuner) with every per-sample
     conv a Choice of the strategies the tuner weighs there.
     """
     from torch._subclasses.fake_tensor import FakeTensorMode
@@ -376,7 +358,7 @@ def trace_forward(backbone: str, variant: str, cfg: dict | None = None, batch: i
             if not (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)):  # NCHW -> NHWC copy
                 e = x.element_size()
                 rec.stack[-1].append(memory_op("_to_nhwc", e * x.numel(), e * x.numel(), x.numel()))
-            rec.stack[-1].append(fused_op(p, sms))
+            rec.stack[-1].append(Choice({name: design(p, gpu) for name, design in fused.items()}))
         return out
 
     def prepared(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202

@@ -13,8 +13,8 @@ over the variant's, in the same precision, batch and memory format.
 
 The five constants (`FITTED`) are fitted by `scripts/cost_model_fit.py` (least squares on the ratio to static)
 to the ResNet-18 rows of the 2026-11-26 H200 measurements; no constant is per variant. The fused path (today's
-Triton kernel) uses the same constants: no fused kernel was ever measured, so its predictions are the least
-certain (see docs/fused-kernels.md).
+Triton kernel, and the candidate designs of metrics/fused_designs.py) uses the same constants: no fused kernel was
+ever measured, so its predictions are the least certain (see docs/fused-kernels.md).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .fused_designs import DESIGNS, NEW_DESIGNS
 from .gpu_cost import GPU, GPUS, Op, Trace, trace_forward
 
 __all__ = ["FITTED", "FITTED_ON", "GPUS", "GPU", "STRATEGIES", "Constants", "Prediction", "forward_time", "op_time",
@@ -98,14 +99,15 @@ def _compile(trace: Trace) -> _Compiled:
 
 
 def forward_time(trace: Trace | _Compiled, gpu: GPU, c: Constants = FITTED, mode: str = "eager",
-                 force: str | None = None) -> tuple[float, Counter]:
-    """Predicted seconds of one forward and the strategy each per-sample conv takes: the cheapest (or `force`
-    where it applies there). `mode`: 'eager' (max of the GPU and host sums) or 'graph' (the GPU sum)."""
+                 force: str | None = None, among: tuple[str, ...] | None = None) -> tuple[float, Counter]:
+    """Predicted seconds of one forward and the strategy (or fused design) each per-sample conv takes: the
+    cheapest (of `among`, if given), or `force` where it applies there. `mode`: 'eager' (max of the GPU and host
+    sums) or 'graph' (the GPU sum)."""
     comp = trace if isinstance(trace, _Compiled) else _compile(trace)
     gpu_s, host_s = comp.fixed.times(gpu, c, mode)
     picks: Counter = Counter()
     for options in comp.choices:
-        times = {s: a.times(gpu, c, mode) for s, a in options.items()}
+        times = {s: a.times(gpu, c, mode) for s, a in options.items() if among is None or s in among or s == force}
         best = force if force in times else min(times, key=lambda s: max(times[s]))
         picks[best] += 1
         gpu_s, host_s = gpu_s + times[best][0], host_s + times[best][1]
@@ -124,6 +126,7 @@ class Prediction:
     static_s: float
     times: dict[str, float]  # 'unfused' (cheapest per call), each strategy forced where it applies, 'fused'
     picks: dict[str, int]  # the strategy each per-sample conv takes in 'unfused'
+    designs: dict[str, float] = field(default_factory=dict)  # fused designs forced (fused_designs.DESIGNS)
 
     def total_s(self, strategy: str) -> float:
         return self.times[strategy]
@@ -136,13 +139,14 @@ _TRACES: dict[tuple, _Compiled] = {}
 
 
 def compiled_trace(backbone: str, variant: str, cfg: dict | None, batch: int, dtype: str, channels_last: bool,
-                   input_size: int, fused: bool = False, sms: int = 132) -> _Compiled:
-    """The traced forward (kept in memory: a trace takes seconds, a prediction from it microseconds)."""
+                   input_size: int, fused: bool = False, gpu: GPU = GPUS["h200"]) -> _Compiled:
+    """The traced forward (kept in memory: a trace takes seconds, a prediction from it microseconds). `fused`:
+    the fused path forced, each call a choice between the designs of fused_designs.DESIGNS for `gpu`."""
     key = (backbone, variant, tuple(sorted((cfg or {}).items())), batch, dtype, channels_last, input_size, fused,
-           sms if fused else 0)
+           gpu if fused else None)
     if key not in _TRACES:
         _TRACES[key] = _compile(trace_forward(backbone, variant, cfg, batch, dtype, channels_last, input_size,
-                                              fused, sms))
+                                              DESIGNS if fused else None, gpu))
     return _TRACES[key]
 
 
@@ -152,7 +156,8 @@ def predict_model(backbone: str, variant: str, cfg: dict | None = None, gpu: str
     """The prediction for a backbone converted with a variant (its deployed form, as the speed kind times it).
 
     `channels_last` defaults to the measurements' setting: on for bf16/fp16, off for fp32. `fused`: also predict
-    today's fused Triton path (every fusable per-sample conv forced to it).
+    today's fused Triton path (every fusable per-sample conv forced to it) as 'fused', and in `designs` each
+    design of fused_designs.DESIGNS forced, and 'best_new' (the cheapest new design per call).
     """
     if gpu not in GPUS:
         raise ValueError(f"unknown GPU {gpu!r}; valid: {', '.join(GPUS)}")
@@ -168,7 +173,10 @@ def predict_model(backbone: str, variant: str, cfg: dict | None = None, gpu: str
     for s in STRATEGIES[:-1]:
         if any(s in options for options in trace.choices):
             times[s] = forward_time(trace, g, constants, mode, force=s)[0]
+    designs = {}
     if fused:
-        times["fused"] = forward_time(compiled_trace(backbone, variant, cfg, *args, fused=True, sms=g.sms), g,
-                                      constants, mode)[0]
-    return Prediction(g, batch, dtype, cl, mode, static, times, dict(picks))
+        ft = compiled_trace(backbone, variant, cfg, *args, fused=True, gpu=g)
+        designs = {d: forward_time(ft, g, constants, mode, force=d)[0] for d in DESIGNS}
+        designs["best_new"] = forward_time(ft, g, constants, mode, among=NEW_DESIGNS)[0]
+        times["fused"] = designs["today"]
+    return Prediction(g, batch, dtype, cl, mode, static, times, dict(picks), designs)
