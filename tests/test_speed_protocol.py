@@ -21,7 +21,7 @@ from dynconv_bench.execution.runner import run_suite
 from dynconv_bench.execution.suite import parse_suite
 from dynconv_bench.measures import records_of
 from dynconv_bench.metrics.timing_result import SPREAD_WARNING, SpeedResult, combine_processes
-from dynconv_bench.reporting import plots
+from dynconv_bench.reporting import plots, speed_figure
 from dynconv_bench.reporting.leaderboard import leaderboards
 from dynconv_bench.reporting.rows import load_results
 from dynconv_bench.reporting.table_text import format_table
@@ -110,7 +110,7 @@ def test_plots_order_points_as_the_table_does_with_a_loaded_static(tmp_path, mon
     monkeypatch.setattr(plots, "plot_tradeoff", lambda points, x_label, *a, **k: drawn.update(
         {x_label: points}) or [])
     figures = []
-    monkeypatch.setattr(plots, "_save", lambda fig, *a, **k: figures.append(fig) or [])
+    monkeypatch.setattr(speed_figure, "save_figure", lambda fig, *a, **k: figures.append(fig) or [])
     plots.make_plots(df, tmp_path / "plots", "p")
     (label,) = [x for x in drawn if "speed vs static" in x]
     assert "measured in the same cell" in label
