@@ -6,7 +6,8 @@ The entry point's name is the format's name (`report --format NAME`) and it name
 `HELP` (a line for `--help`), `FIGURES = True` (the `report` command passes it the PNG figures, as
 `report.images`), `NOTES = True` (the command appends the store's notes as text lines) and
 `render_comparison(df, run_a, run_b) -> str` (`report --compare`; default the Markdown table). The command line
-lists the names from the entry points without importing a module, so `--help` loads no pandas.
+lists the names from the entry points without importing a module, so `--help` loads no pandas. A format's helper
+modules sit beside it, named by no entry point (latex.py's: latex_cells.py, latex_columns.py).
 """
 
 from __future__ import annotations
