@@ -1,4 +1,5 @@
-"""CUDA-graph timing (metrics/timing.py `cuda_graph=True`): what runs without a GPU; the replay itself is in test_gpu.py."""
+"""CUDA-graph timing (metrics/timing.py `cuda_graph=True`): what runs without a GPU; the replay itself is in
+test_gpu.py."""
 
 from __future__ import annotations
 
@@ -32,6 +33,16 @@ def test_cuda_graph_on_cpu_is_a_clear_error() -> None:
 def test_cuda_graph_rejects_train_and_compile(mode: str, compile: bool, message: str) -> None:
     with pytest.raises(UserError, match=message):
         timing.check_cuda_graph(mode, torch.device("cuda"), compile)
+
+
+def test_the_kind_and_the_harness_share_one_rule() -> None:
+    """The speed kind checks a cell with `timing.check_cuda_graph`, the harness's own rule: interleaving too."""
+    with pytest.raises(UserError, match="interleave and cuda_graph cannot be combined"):
+        timing.check_cuda_graph("inference", "cuda", False, interleave=2)
+    cell = Cell("t", "cifar_resnet8", "static", "static", {}, "speed", {
+        "device": "cuda", "cuda_graph": True, "interleave": 2, "processes": 0, "batch_size": 1, "input_size": [3, 32, 32]})
+    out = run_cell(cell)
+    assert out["status"] == "failed" and "interleave and cuda_graph cannot be combined" in out["error"]
 
 
 def test_result_says_whether_a_graph_was_timed() -> None:

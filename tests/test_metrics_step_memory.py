@@ -31,7 +31,7 @@ def test_fresh_subprocess_bigger_batch_reports_more(mode):
     # reuses memory freed by earlier work and the resident-set peak need not move.
     kw = {"input_size": (3, 32, 32), "num_classes": 10, "threads": 1, "mode": mode}
     small = run_isolated(peak_memory, "cifar_resnet8", "static", {}, batch_size=1, **kw)
-    big = run_isolated(peak_memory, ModelSpec("cifar_resnet8", "static"), batch_size=128, **kw)  # a spec, as cells pass it
+    big = run_isolated(peak_memory, ModelSpec("cifar_resnet8", "static"), batch_size=128, **kw)  # a spec, as cells
     assert small["status"] == big["status"] == "ok"
     assert big["peak_bytes"] > small["peak_bytes"] + ONE_ACTIVATION_B128
     assert big["method"] in ("VmHWM after clear_refs", "ru_maxrss delta")

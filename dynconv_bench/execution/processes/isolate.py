@@ -2,7 +2,7 @@
 
 The child is a new interpreter (`python -c _BOOT`), not a fork: it imports
 only what the measurement needs and does not depend on how the parent's `__main__` was started.
-It dies with its parent, and it runs under the memory cap of the cell in flight (see dynconv_bench.execution.processes.limits).
+It dies with its parent, and it runs under the memory cap of the cell in flight (see `limits`).
 Its start-up (importing torch, timm and the variants: seconds) is not counted in a call's `timeout`: the child
 says when it is ready, and the timeout runs from then.
 """
