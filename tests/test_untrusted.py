@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import random
 import re
 import stat
 import subprocess
@@ -144,7 +145,8 @@ def test_import_refuses_a_planted_release_file_in_one_line(tmp_path: Path, capsy
     assert "release.pth" in line and "Unsupported global" in line
 
 
-@pytest.mark.parametrize("content", [b"", b"garbage" * 100, os.urandom(4096), b"PK\x03\x04broken zip"])
+@pytest.mark.parametrize("content", [b"", b"garbage" * 100, random.Random(0).randbytes(4096), b"PK\x03\x04broken zip"],
+                         ids=["empty", "text", "random-bytes", "broken-zip"])  # ids the same in every xdist worker
 def test_garbage_as_a_checkpoint_is_one_line_without_torchs_advice(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "bad.pt"
     path.write_bytes(content)
