@@ -193,7 +193,7 @@ def marking_run_cell(cell: dict, plugins: tuple = ()) -> dict:
     """run_cell, leaving a file named after the node and cell first (module level: Ray imports it)."""
     import ray
 
-    from dynconv_bench.execution.cells import run_cell
+    from dynconv_bench.execution.measure_cell import run_cell
 
     marks = Path(os.environ["DYNCONV_TEST_MARKS"])
     c = Cell.from_dict(cell)

@@ -12,7 +12,7 @@ from torch import nn
 
 from dynconv_bench.errors import UserError
 from dynconv_bench.execution.cell import Cell
-from dynconv_bench.execution.cells import run_cell
+from dynconv_bench.execution.measure_cell import run_cell
 from dynconv_bench.measures import records_of
 from dynconv_bench.measures.speed import speed_setting
 from dynconv_bench.metrics import timing

@@ -15,7 +15,7 @@ from torch import nn
 from dynconv_bench.cli.main import main
 from dynconv_bench.errors import UserError
 from dynconv_bench.execution.cell import Cell
-from dynconv_bench.execution.cells import run_cell
+from dynconv_bench.execution.measure_cell import run_cell
 from dynconv_bench.execution.suite import parse_suite
 from dynconv_bench.measures.deploy import deploy_table
 from dynconv_bench.metrics.export import (

@@ -20,7 +20,7 @@ from torch import nn
 
 import dynconv_bench
 from dynconv_bench.execution.cell import Cell
-from dynconv_bench.execution.cells import run_cell
+from dynconv_bench.execution.measure_cell import run_cell
 from dynconv_bench.execution.runner import run_suite
 from dynconv_bench.execution.store import ResultStore
 from dynconv_bench.execution.suite import parse_suite

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from dynconv_bench.execution.cell import Cell
-from dynconv_bench.execution.cells import run_cell
+from dynconv_bench.execution.measure_cell import run_cell
 from dynconv_bench.execution.processes import workers
 from dynconv_bench.measures import options_of
 from dynconv_bench.measures.memory import Memory

@@ -89,7 +89,7 @@ def test_train_cli_refuses_a_planted_cifar_batch(tmp_path: Path, capsys) -> None
 def test_a_suite_accuracy_cell_on_a_planted_cifar_batch_fails_without_running_it(tmp_path: Path) -> None:
     import dynconv_bench
     from dynconv_bench.execution.cell import Cell
-    from dynconv_bench.execution.cells import run_cell
+    from dynconv_bench.execution.measure_cell import run_cell
 
     marker = tmp_path / "ran"
     _cifar10_dir(tmp_path / "data", {b"data": Payload(marker)})

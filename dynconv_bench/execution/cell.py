@@ -1,5 +1,5 @@
 """What one cell is: a backbone, a configured variant, a metric kind and its options, and the hashes that key it
-in the store. Running a cell is execution/cells.py; making cells from a suite is execution/suite_cells.py."""
+in the store. Measuring a cell is execution/measure_cell.py; making cells from a suite is execution/suite_cells.py."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ OnStart = Callable[[Cell], "bool | None"]  # called before a cell runs; False sk
 def default_fn(cell: dict[str, Any], plugins: Sequence[str] = ()) -> dict[str, Any]:
     """What an executor runs for a cell unless given `fn`: `run_cell` (a module-level function, so a fresh
     process or a Ray task can import it by name)."""
-    from .cells import run_cell
+    from .measure_cell import run_cell
 
     return run_cell(cell, plugins)
 

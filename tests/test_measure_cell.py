@@ -6,7 +6,7 @@ import torch
 
 import dynconv_bench
 from dynconv_bench.execution.cell import Cell
-from dynconv_bench.execution.cells import run_cell
+from dynconv_bench.execution.measure_cell import run_cell
 
 
 def _cell(kind: str, variant: str = "static", **options: object) -> Cell:
