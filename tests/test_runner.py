@@ -15,9 +15,9 @@ import pytest
 
 from dynconv_bench.errors import UserError
 from dynconv_bench.execution.cell import Cell
-from dynconv_bench.execution.measure_cell import run_cell
 from dynconv_bench.execution.executors import LocalExecutor, make_executor, run_in_subprocess
 from dynconv_bench.execution.executors_ray import RayExecutor
+from dynconv_bench.execution.measure_cell import run_cell
 from dynconv_bench.execution.runner import pending_cells, run_suite
 from dynconv_bench.execution.store import ResultStore
 from dynconv_bench.execution.suite import parse_suite

@@ -148,7 +148,7 @@ def run_placed(fn: CellFn, cell: dict[str, Any], plugins: Sequence[str] = (), me
                cuda: bool = False, threads: int | None = None, node_cpus: float = 0.0) -> dict[str, Any]:
     """A Ray task: `run_guarded` with `threads` torch threads; the row names its node, its span to the ms."""
     from ..metrics.env import ray_placement
-    from ..training.distributed import EXECUTOR_ENV
+    from .processes.ddp_launch import EXECUTOR_ENV
 
     started = utcnow_ms()
     os.environ[EXECUTOR_ENV] = "ray"  # a DDP cell here launches its workers through Ray Train

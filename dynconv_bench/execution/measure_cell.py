@@ -43,7 +43,12 @@ def run_cell(cell: Cell | dict[str, Any], plugins: Sequence[str] = ()) -> dict[s
             kind = get_kind(cell.kind)
             before = _load() if kind.timed else None
             processes = kind.processes(o)
-            if processes:  # in fresh worker processes (see execution/processes/workers.py)
+            workers, nodes = kind.ddp_workers(o)
+            if workers > 1:  # DDP worker processes, torchrun or Ray Train (see execution/processes/ddp_launch.py)
+                from .processes.ddp_launch import measure_ddp
+
+                result = measure_ddp(cell, spec, workers, nodes)
+            elif processes:  # in fresh worker processes (see execution/processes/workers.py)
                 from .processes.workers import measure_in_workers
 
                 result = measure_in_workers(cell, plugins, processes)

@@ -38,7 +38,7 @@ class Demand:
 
     @property
     def strategy(self) -> str:
-        """The placement strategy of the DDP workers' placement group (training.distributed does the same)."""
+        """The placement strategy of the DDP workers' placement group (processes/ddp_launch.py does the same)."""
         return "STRICT_PACK" if self.nodes == 1 else "STRICT_SPREAD" if self.nodes == self.workers else "PACK"
 
 

@@ -108,10 +108,9 @@ class Accuracy(Kind):
 
         if getattr(opts, "checkpoint", None):
             return AccuracyValues.from_values(finite_evaluation(evaluate_checkpoint(spec, opts), "the checkpoint"))
-        if int(opts.gpus or 1) > 1:
-            from .accuracy_ddp import measure_distributed
-
-            return AccuracyValues.from_values(finite_evaluation(measure_distributed(spec, opts), "the trained model"))
+        if int(opts.gpus or 1) > 1:  # the runner trains such a cell in DDP workers, each measuring rank_options
+            raise UserError(f"accuracy: gpus = {opts.gpus} is trained by DDP workers the runner starts (run_cell); "
+                            "measure() trains in this one process")
         info = dataset_info(opts.dataset, root=opts.data_root)
         torch.manual_seed(opts.seed)  # the same initial weights for the same seed
         model = spec.build(info["num_classes"], info.get("channels", 3))
@@ -127,6 +126,34 @@ class Accuracy(Kind):
         gpus = out.get("world_size", 1) if str(opts.device).startswith("cuda") else 0
         out = finite_evaluation(out, "the trained model")
         return AccuracyValues.from_values({**out, "threads": torch.get_num_threads(), "gpus": gpus})
+
+    # `gpus = N` (`nodes = M`): N DDP workers over M nodes train the cell, with a single process's semantics: the
+    # recipe's batch_size is the global batch (each worker takes batch_size / N per step) and its lr belongs to
+    # that global batch, so neither changes with N.
+    @classmethod
+    def ddp_workers(cls, opts: MeasureOptions) -> tuple[int, int]:
+        if getattr(opts, "checkpoint", None) or int(opts.gpus or 1) <= 1:
+            return 1, 1
+        return int(opts.gpus), int(opts.nodes or 1)
+
+    @classmethod
+    def rank_options(cls, opts: MeasureOptions) -> MeasureOptions:
+        """One process's options, once the recipe's global batch splits evenly over the workers."""
+        from ..training.recipes import default_recipe, get_recipe
+
+        workers = int(opts.gpus)
+        recipe = get_recipe(opts.recipe or default_recipe(opts.dataset), **dict(opts.overrides or {}))
+        if recipe.batch_size % workers:
+            raise UserError(f"accuracy: batch_size {recipe.batch_size} of recipe {recipe.name} does not split over "
+                            f"gpus = {workers} workers; the global batch must be a multiple of gpus")
+        return cls.options({**opts.as_dict(), "gpus": 1, "nodes": 1})
+
+    @classmethod
+    def ddp_result(cls, opts: MeasureOptions, rank0: dict[str, Any]) -> AccuracyValues:
+        """Rank 0's values, with `gpus` the GPUs that trained the cell (its world size on cuda, 0 on cpu)."""
+        cuda = str(opts.device).startswith("cuda")
+        out = {**rank0, "gpus": int(rank0.get("world_size") or int(opts.gpus)) if cuda else 0}
+        return AccuracyValues.from_values(finite_evaluation(out, "the trained model"))
 
     @classmethod
     def note(cls, df: Any) -> str:

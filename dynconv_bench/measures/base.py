@@ -145,6 +145,23 @@ class Kind:
         return results[0]
 
     @classmethod
+    def ddp_workers(cls, opts: MeasureOptions) -> tuple[int, int]:
+        """(DDP worker processes, nodes they span) that measure a cell together; more than one worker: the runner
+        starts them (torchrun, or Ray Train on the ray executor). Default (1, 1): the cell is measured as usual."""
+        return 1, 1
+
+    @classmethod
+    def rank_options(cls, opts: MeasureOptions) -> MeasureOptions:
+        """The options each DDP worker's `measure()` gets, its process group joined (default: the cell's own);
+        a check that refuses the cell before any worker starts raises here."""
+        return opts
+
+    @classmethod
+    def ddp_result(cls, opts: MeasureOptions, rank0: dict[str, Any]) -> Result:
+        """The cell's result from rank 0's values (which gain `launcher` and `nodes`, or are a failed status)."""
+        return cls.result.from_values(rank0)
+
+    @classmethod
     def check(cls, table: dict[str, Any], where: str) -> None:
         """Kind-specific checks of a validated option table at suite load (UserError naming `where`)."""
 

@@ -1,6 +1,7 @@
-"""Running a call in a fresh process under a memory cap: the cap itself (`limits`), one call in a fresh
-interpreter (`isolate`), and a cell measured in fresh worker processes (`workers`).
+"""Starting processes for a cell: the memory cap (`limits`), one call in a fresh interpreter under it (`isolate`),
+a cell measured in fresh worker processes (`workers`) and a cell trained by N DDP workers through torchrun or
+Ray Train (`ddp_launch`).
 
-The child of `isolate` imports the function it runs by module and qualname; that function is always one at or
-below the floor of the module that hands it over (tests/test_import_layers.py checks this).
+A child imports the function it runs by module and qualname; that function sits at or below the floor of the
+module that names it and of the launcher that imports it (tests/test_import_layers.py checks this).
 """

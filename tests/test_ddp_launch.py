@@ -1,6 +1,6 @@
 """Accuracy cells trained by several DDP workers (`gpus = N`): torchrun locally, Ray Train under the ray executor.
 
-The slow tests train with gloo on 2 CPU worker processes: `-m slow tests/test_distributed_cells.py`.
+The slow tests train with gloo on 2 CPU worker processes: `-m slow tests/test_ddp_launch.py`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from dynconv_bench.errors import UserError
+from dynconv_bench.execution.processes.ddp_launch import launch
 from dynconv_bench.execution.suite import parse_suite
-from dynconv_bench.training.distributed import launch
 
 
 def _suite(gpus: int, seeds: list[int], name: str = "ddp") -> dict:
@@ -33,7 +33,26 @@ def test_one_worker_cells_keep_their_identity_and_bad_layouts_are_refused() -> N
     with pytest.raises(UserError, match=r"nodes = 3 must divide gpus = 4"):
         parse_suite(bad)
     with pytest.raises(UserError, match=r"nodes = 2: torchrun from one process reaches this machine only"):
-        launch("dynconv_bench.measures.accuracy_ddp:train_rank", {}, workers=2, nodes=2, launcher="torchrun")
+        launch("dynconv_bench.execution.processes.ddp_launch:_rank", {}, workers=2, nodes=2, launcher="torchrun")
+
+
+def test_the_runner_checks_the_split_before_starting_workers() -> None:
+    """The kind decides the workers; run_cell starts them after `rank_options` accepted the global batch."""
+    import dynconv_bench
+    from dynconv_bench.execution.cell import Cell
+    from dynconv_bench.execution.measure_cell import run_cell
+    from dynconv_bench.measures import get_kind
+
+    cfg = dynconv_bench.get_variant("static").validate({})
+    opts = {"num_classes": 10, "dataset": "digits", "recipe": "digits-quick", "seed": 0, "gpus": 3}
+    accuracy = get_kind("accuracy")
+    assert accuracy.ddp_workers(accuracy.options(opts)) == (3, 1)
+    assert accuracy.ddp_workers(accuracy.options({**opts, "gpus": 1})) == (1, 1)
+    assert get_kind("speed").ddp_workers(get_kind("speed").options({})) == (1, 1)
+    out = run_cell(Cell("t", "cifar_resnet8", "static", "static", cfg, "accuracy", opts))
+    assert out["status"] == "failed"
+    assert out["error"].startswith("UserError: accuracy: batch_size 64 of recipe digits-quick does not split over "
+                                   "gpus = 3 workers; the global batch must be a multiple of gpus")
 
 
 def train_without_batchnorm(payload: dict) -> dict:
