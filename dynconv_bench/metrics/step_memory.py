@@ -41,6 +41,21 @@ def status_kib(key: str) -> int | None:
     return None
 
 
+def release_free_memory() -> bool:
+    """Hand the C allocator's free pages back to the OS (glibc `malloc_trim(0)`), so that RSS counts live memory and
+    not what earlier work in this process freed but kept; False where it is not glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim(0)
+    return True
+
+
 def reset_peak_rss() -> bool:
     """Reset the kernel's peak RSS (VmHWM) of this process; False where Linux's clear_refs is unavailable."""
     try:

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from ..errors import UserError
 from ..files import make_folder, replacing, show_path
-from ..metrics.step_memory import reset_peak_rss, status_kib
+from ..metrics.step_memory import release_free_memory, reset_peak_rss, status_kib
 from ..models.convert import set_progress
 from ..models.layers import recomputing_batchnorm
 from ..models.per_sample_conv import forced_strategy, use_strategy
@@ -207,9 +207,10 @@ class EpochCost:
 
     Peak RSS: the process's resident peak (`VmHWM`, absolute: model, data and libraries included; DataLoader worker
     processes not), its mark reset at the epoch's start (`/proc/self/clear_refs` <- "5", Linux), so each epoch has
-    its own. Where the mark cannot be reset, `ru_maxrss` (the process's peak so far: an earlier higher peak hides a
-    lower one; `memory_method` says which). On CUDA also `torch.cuda.max_memory_allocated` with the allocator's
-    peak reset at the epoch's start (tensors this process allocated on the device)."""
+    its own, after the allocator's free pages are handed back (else the pages cells trained earlier in the same
+    process freed stay resident, and every later cell shows their peak). Where the mark cannot be reset,
+    `ru_maxrss` (the process's peak so far: an earlier higher peak hides a lower one; `memory_method` says which).
+    On CUDA also `torch.cuda.max_memory_allocated` with the allocator's peak reset at the epoch's start (tensors this process allocated on the device)."""
 
     def __init__(self, device: str) -> None:
         self.cuda = str(device).startswith("cuda") and torch.cuda.is_available()
@@ -219,6 +220,7 @@ class EpochCost:
 
     def start(self) -> None:
         if self.method == "VmHWM":
+            release_free_memory()  # else the pages earlier cells freed stay resident and every cell's peak is theirs
             reset_peak_rss()
         if self.cuda:
             torch.cuda.reset_peak_memory_stats(self.device)
