@@ -210,7 +210,8 @@ class EpochCost:
     its own, after the allocator's free pages are handed back (else the pages cells trained earlier in the same
     process freed stay resident, and every later cell shows their peak). Where the mark cannot be reset,
     `ru_maxrss` (the process's peak so far: an earlier higher peak hides a lower one; `memory_method` says which).
-    On CUDA also `torch.cuda.max_memory_allocated` with the allocator's peak reset at the epoch's start (tensors this process allocated on the device)."""
+    On CUDA also `torch.cuda.max_memory_allocated` with the allocator's peak reset at the epoch's start (tensors
+    this process allocated on the device)."""
 
     def __init__(self, device: str) -> None:
         self.cuda = str(device).startswith("cuda") and torch.cuda.is_available()
