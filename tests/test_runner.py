@@ -22,6 +22,8 @@ from dynconv_bench.execution.runner import pending_cells, run_suite
 from dynconv_bench.execution.store import ResultStore
 from dynconv_bench.execution.suite import parse_suite
 
+from .child_calls import sleeps_past_any_timeout
+
 SUITE = {"name": "t", "backbones": ["cifar_resnet8"], "variants": ["static", "static-se"],
          "measure": {"params": {}, "speed": {"batch_sizes": [1, 2]}}}
 
@@ -86,7 +88,8 @@ def test_failing_cells_become_results() -> None:
     out = run_cell(bad)
     assert out["status"] == "failed" and "unknown backbone 'not_a_model'" in out["error"]
     assert out["values"] is None and out["finished"] >= out["started"]
-    out = run_in_subprocess(bad, timeout=0.2)  # too short even to import torch
+    # the timeout counts from the child's imports; a cell that fails fast could beat it, so this one sleeps
+    out = run_in_subprocess(bad, timeout=0.2, fn=sleeps_past_any_timeout)
     assert out["status"] == "failed" and out["error"].startswith("timed out after 0.2 s (the measurement alone")
 
 
