@@ -98,6 +98,9 @@ def test_formats(results: pd.DataFrame, tmp_path) -> None:  # noqa: ANN001
     data = json.loads(render(results, "json", "r"))
     assert data["leaderboards"]["resnet18"][1]["variant"] == "static-se"
     assert data["failed"][0]["error"] == "out of memory"
+    # the failed cell is named as the runner names it: which batch and mode (for accuracy: which dataset and seed)
+    assert data["failed"][0]["cell"] == "cifar_resnet8/static-se/memory[batch_size=1,mode=inference]"
+    assert "cifar_resnet8/static-se/memory[batch_size=1,mode=inference" in md
     page = render(results, "html", "r")
     assert page.startswith("<!DOCTYPE html>") and "<table" in page
     assert "http://" not in page and "https://" not in page and "<link" not in page  # self-contained

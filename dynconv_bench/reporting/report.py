@@ -29,8 +29,17 @@ def kind_sections(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame, str]]:
 
 
 def failures(df: pd.DataFrame) -> pd.DataFrame:
-    """The rows that failed: their cell and error."""
-    return df[df["status"] != "ok"][["backbone", "variant", "kind", "options", "error"]]
+    """The rows that failed: their cell (labelled as the runner names it, e.g. `b/v/accuracy[dataset=x,seed=2]`),
+    its parts and the error."""
+    from ..execution.cell import label_options
+
+    out = df[df["status"] != "ok"][["backbone", "variant", "kind", "options", "error"]].copy()
+    labels = []
+    for r in out.itertuples():
+        shown = label_options(r.options) if isinstance(r.options, dict) else ""
+        labels.append(f"{r.backbone}/{r.variant}/{r.kind}" + (f"[{shown}]" if shown else ""))
+    out.insert(0, "cell", labels)
+    return out
 
 
 @dataclass(frozen=True)

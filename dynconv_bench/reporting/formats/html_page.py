@@ -191,7 +191,7 @@ def render(report: Any) -> str:
         sections.append(Section("other-figures", 2, "Other figures", [figures_html(rest)]))
     fails = report.fails
     if not fails.empty:
-        items = "".join(f"<li>{html_text(f'{r.backbone}/{r.variant}/{r.kind}: {r.error}')}</li>"
+        items = "".join(f"<li>{html_text(f'{r.cell}: {r.error}')}</li>"
                         for r in fails.itertuples())
         sections.append(Section("failed", 2, f"Failed cells ({len(fails)})", [f"<ul>{items}</ul>"]))
     return page(report.title, intro, sections)

@@ -196,5 +196,5 @@ def render(report: Report) -> str:
     for title, frame, note in report.sections:
         lines += [section_table(title, frame, note), ""]
     for r in report.fails.itertuples():
-        lines.append(comment(f"failed cell {r.backbone}/{r.variant}/{r.kind}: {r.error}"))
+        lines.append(comment(f"failed cell {r.cell}: {r.error}"))
     return "\n".join(lines).rstrip() + "\n"

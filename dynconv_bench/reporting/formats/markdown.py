@@ -46,6 +46,6 @@ def render(report: Report) -> str:
         lines.append(NOTE.format(b=BASELINE))
     if not report.fails.empty:
         lines += ["", f"{len(report.fails)} failed cell(s):"]
-        lines += [f"- {md_label(f'{r.backbone}/{r.variant}/{r.kind}')}: {md_text(r.error)}"
+        lines += [f"- {md_label(r.cell)}: {md_text(r.error)}"
                   for r in report.fails.itertuples()]
     return "\n".join(lines) + "\n"
