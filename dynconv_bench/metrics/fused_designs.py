@@ -72,7 +72,12 @@ def _occupancy(ctas: int, sms: int) -> float:
 def today(p: ConvProblem, gpu: GPU) -> list[Op]:
     """Today's fused Triton conv (triton_conv._launch): padded tiles on tensor cores, the weight tiles mixed on
     CUDA cores once per row tile, x, y and the bank read once, split-K slices, wave quantisation."""
-    t = choose_tiles(p, gpu.sms)
+    return _mixed_per_row_tile(p, gpu, choose_tiles(p, gpu.sms))
+
+
+def _mixed_per_row_tile(p: ConvProblem, gpu: GPU, t: Tiles) -> list[Op]:
+    """One launch of tiles `t` that mixes each weight tile on CUDA cores once per row tile (today's and `tall`'s
+    formula; only their tiles differ)."""
     e, w, x, y, n = _sizes(p)
     m_tiles, n_tiles = _cdiv(p.positions, t.bm), _cdiv(p.cout // p.groups, t.bn)
     mixing = 2.0 * p.batch * m_tiles * n * w
@@ -110,14 +115,7 @@ def tall_tiles(p: ConvProblem, sms: int | None = None) -> Tiles:
 def tall(p: ConvProblem, gpu: GPU) -> list[Op]:
     """Mix once per (sample, weight tile) for up to 256 rows (`tall_tiles`): mixing 2 x B x ceil(rows / BM) x K x
     weights on CUDA cores; otherwise today's formula with these tiles."""
-    t = tall_tiles(p, gpu.sms)
-    e, w, x, y, n = _sizes(p)
-    m_tiles, n_tiles = _cdiv(p.positions, t.bm), _cdiv(p.cout // p.groups, t.bn)
-    mixing = 2.0 * p.batch * m_tiles * n * w
-    ctas = p.batch * m_tiles * n_tiles * p.groups * t.splits
-    split = 2 * 4 * y * t.splits if t.splits > 1 else 0
-    return [Op("fused", "fused", _tensor(p, t.bm, t.bn, t.bk), e * (x + y + n * w) + split, _compute(p), mixing,
-               occupancy=_occupancy(ctas, gpu.sms))]
+    return _mixed_per_row_tile(p, gpu, tall_tiles(p, gpu.sms))
 
 
 def samples_tiles(p: ConvProblem) -> tuple[int, int, int, int]:
