@@ -52,6 +52,8 @@ def test_missing_values_give_no_records() -> None:
     assert records_of("unknown-kind", {}, {"total": 1}) == []
     assert threads_of({"threads": 2}, {"threads": 1}) == 1 and threads_of({"threads": 2}, {}) == 2
     assert threads_of(None, None) is None
+    # a row edited outside dynconv-bench (the hostile-store property found a dict here): no thread count, no error
+    assert threads_of({"threads": {"\x1b": None}}, {"threads": "2"}) is None and threads_of({}, {"threads": True}) is None
 
 
 def test_column_order_cost_speed_memory_accuracy() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -297,7 +298,18 @@ def test_concurrent_runs_split_the_cells(tmp_path) -> None:  # noqa: ANN001
         by_run = {r["run_id"] for r in rows}
         assert len(by_run) == 2, "both runs must have measured cells"
         assert all(r["environment"].get("concurrent_runs") for r in rows[:2])  # both were running then
-    assert any("measured by another run" in out for out, _ in outs)
+    # each run's summary says which cells it left to the other run and that the other run finished them
+    counts = [re.search(r"6 cells, (\d+) run, 0 already done, 0 failed, (\d+) left to another run", out)
+              for out, _ in outs]
+    assert all(counts), outs
+    ran, left = [int(c[1]) for c in counts], [int(c[2]) for c in counts]
+    assert sum(ran) == 6 and [r + n for r, n in zip(ran, left)] == [6, 6]
+    for (out, _), n in zip(outs, left):
+        lines = [ln for ln in out.splitlines() if ln.startswith("  left ")]
+        # the run that ends first may see the other still at work on its last cell
+        assert len(lines) == n and all(re.fullmatch(r"  left cifar_resnet8/slow\d/params to (?:run \S+|another run): "
+                                                    r"(?:finished|still measuring it \(last heartbeat \d+ s ago\))", ln)
+                                       for ln in lines), lines
 
 
 @pytest.mark.slow  # a fresh interpreter: ~10 s

@@ -78,10 +78,10 @@ class Handoff:
 
     label: str
     owner: str | None = None  # None: another run had finished it when this one reached it
-    state: str = "finished by another run"
+    state: str = "finished"
 
     def describe(self) -> str:
-        return self.state if self.owner is None else f"run {self.owner}: {self.state}"
+        return f"{'another run' if self.owner is None else f'run {self.owner}'}: {self.state}"
 
 
 def select_cells(cells: list[Cell], only: Sequence[str] = ()) -> list[Cell]:
@@ -213,7 +213,7 @@ def run_suite(suite: Suite | str | Path, store: ResultStore | str | Path, force:
 def _handoff_state(db: ResultStore, cell: Cell, owner: str | None) -> str:
     """What became of a cell left to another run, read at the end of this one."""
     if owner is None:
-        return "finished by another run"
+        return "finished"
     holder = db.holder(cell)
     if holder is None:
         return "finished" if db.newer_result(cell, 0) else "released without a result (rerun to measure it)"

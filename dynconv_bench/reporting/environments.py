@@ -83,6 +83,7 @@ def environment_summary(df: pd.DataFrame) -> str:
 def threads_of(options: dict[str, Any] | None, values: dict[str, Any] | None) -> int | None:
     """The torch thread count a cell ran with: measured (values) or requested (options)."""
     for source in (values or {}, options or {}):
-        if isinstance(source, dict) and source.get("threads"):
-            return int(source["threads"])
+        threads = source.get("threads") if isinstance(source, dict) else None
+        if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0:
+            return threads  # anything else (a row edited outside dynconv-bench) says nothing about threads
     return None
