@@ -155,6 +155,7 @@ def overlap_table(rows: list[dict]) -> list[tuple[str, str, str, str, str]]:
     return sorted(out)
 
 
+@pytest.mark.xdist_group("ray")  # one Ray at a time: a second ray.init finds the first one's cluster
 @pytest.mark.slow
 def test_cluster_timed_cells_never_share_a_node(cluster, tmp_path: Path) -> None:  # noqa: ANN001
     from dynconv_bench.execution.executors_ray import RayExecutor
@@ -223,6 +224,7 @@ processes = 1
 """
 
 
+@pytest.mark.xdist_group("ray")  # one Ray at a time: a second ray.init finds the first one's cluster
 @pytest.mark.slow
 def test_node_killed_mid_cell_rerun_completes_each_cell_once(cluster, tmp_path: Path) -> None:  # noqa: ANN001
     from dynconv_bench.execution.executors_ray import RayExecutor

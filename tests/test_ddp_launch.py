@@ -82,6 +82,7 @@ def test_two_workers_train_the_global_batch_of_one() -> None:
     assert two["weights"] == pytest.approx(one["weights"], rel=1e-4, abs=1e-5)
 
 
+@pytest.mark.xdist_group("ray")  # one Ray at a time: a second ray.init finds the first one's cluster
 @pytest.mark.slow
 def test_ddp_accuracy_cell_through_torchrun_and_ray_train(tmp_path) -> None:  # noqa: ANN001
     ray = pytest.importorskip("ray")
@@ -113,6 +114,7 @@ def test_ddp_accuracy_cell_through_torchrun_and_ray_train(tmp_path) -> None:  # 
     assert ddp["ray"]["environment"]["executor"] == "ray"
 
 
+@pytest.mark.xdist_group("ray")  # one Ray at a time: a second ray.init finds the first one's cluster
 @pytest.mark.slow
 def test_ddp_cell_spans_two_nodes_of_a_cluster(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     """`nodes = 2`: Ray Train puts one worker on each of two simulated nodes; the record says so."""

@@ -221,6 +221,7 @@ def _ddp(gpus: int, nodes: int = 1, device: str = "cpu") -> dict:
             "nodes": nodes, "device": device, "overrides": {"batch_size": 60}}
 
 
+@pytest.mark.xdist_group("ray")  # one Ray at a time: a second ray.init finds the first one's cluster
 @pytest.mark.slow
 def test_cells_no_node_can_hold_fail_at_once_and_the_run_goes_on(tmp_path: Path) -> None:
     """`gpus = 4` on 2 CPUs and `gpus = 3, nodes = 3` on one node hung (Ray Train waited for its workers forever)."""

@@ -156,6 +156,7 @@ def test_kill_mid_run_keeps_finished_rows_and_rerun_completes(tmp_path) -> None:
         assert not store.rows(status="running", history=True)  # the killed run's claim was taken over
 
 
+@pytest.mark.xdist_group("ray")  # one Ray at a time: a second ray.init finds the first one's cluster
 @pytest.mark.slow
 def test_ray_executor_runs_cells_as_tasks(tmp_path) -> None:  # noqa: ANN001
     ray = pytest.importorskip("ray")
