@@ -17,6 +17,7 @@ start-up); the model, input and cache are freed afterwards.
 
 from __future__ import annotations
 
+import functools
 import gc
 import resource
 from pathlib import Path
@@ -41,16 +42,23 @@ def status_kib(key: str) -> int | None:
     return None
 
 
-def release_free_memory() -> bool:
-    """Hand the C allocator's free pages back to the OS (glibc `malloc_trim(0)`), so that RSS counts live memory and
-    not what earlier work in this process freed but kept; False where it is not glibc."""
+@functools.lru_cache(maxsize=1)
+def _malloc_trim() -> Any:
+    """glibc's `malloc_trim`, looked up once (find_library runs ldconfig); None where the C library has none."""
     import ctypes
     import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
     except (OSError, AttributeError):
+        return None
+
+
+def release_free_memory() -> bool:
+    """Hand the C allocator's free pages back to the OS (glibc `malloc_trim(0)`), so that RSS counts live memory and
+    not what earlier work in this process freed but kept; False where it is not glibc."""
+    trim = _malloc_trim()
+    if trim is None:
         return False
     trim(0)
     return True
