@@ -62,8 +62,7 @@ class Cell:
         return ModelSpec(self.backbone, self.variant_name, self.config, tuple(plugins), self.preset)
 
     def label(self) -> str:
-        opts = label_options(self.options)
-        return f"{self.backbone}/{self.variant}/{self.kind}" + (f"[{opts}]" if opts else "")
+        return cell_label(self.backbone, self.variant, self.kind, self.options)
 
     @property
     def stored_config(self) -> dict[str, Any]:
@@ -82,6 +81,12 @@ class Cell:
         source = d.get("source") or config.pop("source", None)
         return cls(**{k: d[k] for k in ("suite", "backbone", "variant", "variant_name", "kind", "options")},
                    config=config, preset=preset, source=source)
+
+
+def cell_label(backbone: str, variant: str, kind: str, options: dict[str, Any]) -> str:
+    """How runs and reports name a cell: `backbone/variant/kind[options it shows]`."""
+    opts = label_options(options)
+    return f"{backbone}/{variant}/{kind}" + (f"[{opts}]" if opts else "")
 
 
 def label_options(options: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..execution.cell import cell_label
 from ..measures import get_kind, list_kinds
 from .environments import Section, environment_sections, environment_summary
 from .leaderboard import leaderboards
@@ -31,14 +32,9 @@ def kind_sections(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame, str]]:
 def failures(df: pd.DataFrame) -> pd.DataFrame:
     """The rows that failed: their cell (labelled as the runner names it, e.g. `b/v/accuracy[dataset=x,seed=2]`),
     its parts and the error."""
-    from ..execution.cell import label_options
-
     out = df[df["status"] != "ok"][["backbone", "variant", "kind", "options", "error"]].copy()
-    labels = []
-    for r in out.itertuples():
-        shown = label_options(r.options) if isinstance(r.options, dict) else ""
-        labels.append(f"{r.backbone}/{r.variant}/{r.kind}" + (f"[{shown}]" if shown else ""))
-    out.insert(0, "cell", labels)
+    out.insert(0, "cell", [cell_label(r.backbone, r.variant, r.kind, r.options if isinstance(r.options, dict) else {})
+                           for r in out.itertuples()])
     return out
 
 

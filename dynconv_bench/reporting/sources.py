@@ -18,6 +18,8 @@ from typing import Any
 
 import pandas as pd
 
+from ..execution.cell import label_options
+
 SEED_OPTIONS = ("seed",)  # options that are repetitions of one cell, pooled into one mean
 _NEEDED = ("suite", "backbone", "variant", "kind", "options", "config_hash", "environment")
 
@@ -137,7 +139,7 @@ def current_rows(df: pd.DataFrame) -> pd.DataFrame:
             finished = [f for r in old if isinstance(f := getattr(r, "finished", None), str)]
             superseded.append({
                 "suite": cell[0], "backbone": cell[1], "variant": cell[2], "kind": cell[3],
-                "options": _options_text(json.loads(cell[4])), "rows": len(old),
+                "options": label_options(json.loads(cell[4])), "rows": len(old),
                 "failed": sum(getattr(r, "status", "ok") != "ok" for r in old), "source": describe_source(old_src),
                 "measured": max(finished) if finished else None, "shown source": describe_source(new_src),
                 "same source": ident[0] == shown_ident[0],
@@ -146,13 +148,6 @@ def current_rows(df: pd.DataFrame) -> pd.DataFrame:
     out = df[keep].copy()
     out.attrs = {**df.attrs, "superseded": superseded}
     return out
-
-
-def _options_text(options: dict[str, Any]) -> str:
-    """The options a cell's label shows (Cell.label: mode, batch size, dataset, and device etc. where not default)."""
-    from ..execution.cell import label_options
-
-    return label_options(options)
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
