@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -531,12 +532,37 @@ def hostile_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return db
 
 
+def _store_copy(pristine: Path) -> tuple[Path, Path]:
+    """A private folder holding a copy of the pristine store: (folder, store)."""
+    work = Path(tempfile.mkdtemp(dir=pristine.parent))
+    shutil.copy(pristine, work / "r.sqlite")
+    return work, work / "r.sqlite"
+
+
+def _report_every_format(db: Path, work: Path, with_plot: bool, tally: Tally) -> Iterator[tuple[list, int, str, str]]:
+    """Each report format on `db` (and `plot` when asked): (argv, exit code, stdout, stderr); a traceback is
+    counted in `tally` and raised."""
+    commands = [["report", "--format", fmt, "--no-plots"] for fmt in ("md", "csv", "json", "html", "latex")]
+    if with_plot:
+        commands.append(["plot", "--out-dir", str(work / "figs")])
+    for argv in commands:
+        tally["inputs"] += 1
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(["--db", str(db), *argv])
+            except SystemExit as exc:
+                code = exc.code
+            except BaseException:
+                tally["tracebacks"] += 1
+                raise
+        yield argv, code, out.getvalue(), err.getvalue()
+
+
 def check_store(pristine: Path, edits: list, row_ids: list[int], with_plot: bool) -> None:
     import sqlite3
 
-    work = Path(tempfile.mkdtemp(dir=pristine.parent))
-    db = work / "r.sqlite"
-    shutil.copy(pristine, db)
+    work, db = _store_copy(pristine)
     with sqlite3.connect(db) as conn:
         for (column, how, what), rid in zip(edits, row_ids):
             if how == "field":
@@ -556,22 +582,8 @@ def check_store(pristine: Path, edits: list, row_ids: list[int], with_plot: bool
                 except sqlite3.IntegrityError:  # NOT NULL columns
                     conn.execute(f'UPDATE results SET "{column}"=? WHERE id=?', ("", rid))
     conn.close()
-    commands = [["report", "--format", fmt, "--no-plots"] for fmt in ("md", "csv", "json", "html", "latex")]
-    if with_plot:
-        commands.append(["plot", "--out-dir", str(work / "figs")])
-    for argv in commands:
-        STORE_TALLY["inputs"] += 1
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = main(["--db", str(db), *argv])
-            except SystemExit as exc:
-                code = exc.code
-            except BaseException:
-                STORE_TALLY["tracebacks"] += 1
-                raise
-        text = err.getvalue()
-        assert "Traceback" not in text + out.getvalue(), (edits, argv, text)
+    for argv, code, out, text in _report_every_format(db, work, with_plot, STORE_TALLY):
+        assert "Traceback" not in text + out, (edits, argv, text)
         if code == 0:
             STORE_TALLY["valid"] += 1
             assert text == "" or (text.count("\n") == 1 and text.startswith("dynconv-bench: warning: left out ")), \
@@ -614,26 +626,12 @@ def check_label(pristine: Path, label: str, with_plot: bool) -> None:
     import re
     import sqlite3
 
-    work = Path(tempfile.mkdtemp(dir=pristine.parent))
-    db = work / "r.sqlite"
-    shutil.copy(pristine, db)
+    work, db = _store_copy(pristine)
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE results SET variant=? WHERE variant='static-se'", (label,))
     conn.close()
-    commands = [["report", "--format", fmt, "--no-plots"] for fmt in ("md", "csv", "json", "html", "latex")]
-    if with_plot:
-        commands.append(["plot", "--out-dir", str(work / "figs")])
-    for argv in commands:
-        LABEL_TALLY["inputs"] += 1
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = main(["--db", str(db), *argv])
-            except BaseException:
-                LABEL_TALLY["tracebacks"] += 1
-                raise
-        text = out.getvalue()
-        assert code == 0 and "Traceback" not in err.getvalue(), (label, argv, err.getvalue())
+    for argv, code, text, err in _report_every_format(db, work, with_plot, LABEL_TALLY):
+        assert code == 0 and "Traceback" not in err, (label, argv, err)
         LABEL_TALLY["valid"] += 1
         if "latex" in argv:
             body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("%"))
